@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "podnet",
+      "sources": ["native/addon.cc", "native/netns.cc", "native/netlink.cc", "native/errors.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-fno-exceptions", "-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}

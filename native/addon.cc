@@ -1,0 +1,9 @@
+#include "common.h"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  podnet::InitNetns(env, exports);
+  podnet::InitNetlink(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(podnet, Init)

@@ -1,0 +1,54 @@
+// Shared helpers for the podnet addon. The addon is deliberately thin: it
+// makes the namespace and netlink system calls and nothing else; every
+// decision (names, defaults, validation, decoding) lives in TypeScript.
+#pragma once
+
+#include <napi.h>
+
+#include <cerrno>
+#include <functional>
+#include <string>
+
+namespace podnet {
+
+// What a system call sequence produced: an fd (or other integer) on success,
+// or errno plus the failing call and the path it concerned.
+struct Outcome {
+  int err = 0;
+  const char* syscall = nullptr;
+  std::string path;
+  int64_t value = -1;
+
+  static Outcome Fail(int e, const char* call, std::string p = std::string()) {
+    Outcome o;
+    o.err = e;
+    o.syscall = call;
+    o.path = std::move(p);
+    return o;
+  }
+  static Outcome Ok(int64_t v = 0) {
+    Outcome o;
+    o.value = v;
+    return o;
+  }
+};
+
+// A JS Error carrying errno (positive), syscall and path; the TypeScript
+// layer turns it into a PodnetSystemError with Node's field conventions.
+Napi::Error SysError(Napi::Env env, int err, const char* syscall, const std::string& path);
+
+// Resolves to Outcome.value, or rejects with SysError.
+Napi::Value OutcomeToPromise(Napi::Env env, std::function<Outcome()> fn);
+
+// Returns Outcome.value or throws SysError (undefined is returned after a throw).
+Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o);
+
+// Runs fn on a brand-new native thread and waits for it. Used for every call
+// that switches namespace (unshare, setns): the thread is discarded afterwards,
+// so neither the JS thread nor a libuv pool thread ever changes namespace.
+Outcome RunOnFreshThread(std::function<Outcome()> fn);
+
+void InitNetns(Napi::Env env, Napi::Object exports);
+void InitNetlink(Napi::Env env, Napi::Object exports);
+
+}  // namespace podnet

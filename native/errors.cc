@@ -1,0 +1,82 @@
+#include <pthread.h>
+
+#include "common.h"
+
+namespace podnet {
+
+Napi::Error SysError(Napi::Env env, int err, const char* syscall, const std::string& path) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall ? syscall : "?") + " failed");
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall ? syscall : "?"));
+  if (!path.empty()) e.Set("path", Napi::String::New(env, path));
+  return e;
+}
+
+Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o) {
+  if (o.err != 0) {
+    SysError(env, o.err, o.syscall, o.path).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(o.value));
+}
+
+namespace {
+
+// Runs one blocking job on the libuv pool. Jobs that must switch namespace
+// do so on a fresh thread inside fn (RunOnFreshThread), never on the pool
+// thread itself.
+class OutcomeWorker : public Napi::AsyncWorker {
+ public:
+  OutcomeWorker(Napi::Env env, std::function<Outcome()> fn)
+      : Napi::AsyncWorker(env, "podnet"), fn_(std::move(fn)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override { out_ = fn_(); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.err != 0) {
+      deferred_.Reject(SysError(env, out_.err, out_.syscall, out_.path).Value());
+    } else {
+      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(out_.value)));
+    }
+  }
+
+ private:
+  std::function<Outcome()> fn_;
+  Outcome out_;
+  Napi::Promise::Deferred deferred_;
+};
+
+struct ThreadJob {
+  std::function<Outcome()> fn;
+  Outcome out;
+};
+
+void* ThreadMain(void* arg) {
+  auto* job = static_cast<ThreadJob*>(arg);
+  job->out = job->fn();
+  return nullptr;
+}
+
+}  // namespace
+
+Napi::Value OutcomeToPromise(Napi::Env env, std::function<Outcome()> fn) {
+  auto* worker = new OutcomeWorker(env, std::move(fn));
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Outcome RunOnFreshThread(std::function<Outcome()> fn) {
+  ThreadJob job{std::move(fn), Outcome()};
+  pthread_t tid;
+  int rc = pthread_create(&tid, nullptr, ThreadMain, &job);
+  if (rc != 0) return Outcome::Fail(rc, "pthread_create");
+  rc = pthread_join(tid, nullptr);
+  if (rc != 0) return Outcome::Fail(rc, "pthread_join");
+  return job.out;
+}
+
+}  // namespace podnet

@@ -1,0 +1,169 @@
+// A NETLINK_ROUTE socket bound to one namespace for its whole life. The fd
+// is opened inside the namespace once (socketIn) and then used from any
+// thread: a request is sendto + recv, no setns, no thread. Replies are only
+// framed here (message boundaries and sequence numbers); their contents are
+// decoded, with bounds checks, in TypeScript.
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "common.h"
+
+namespace podnet {
+namespace {
+
+constexpr size_t kRecvBuf = 64 * 1024;  // the kernel sends at most 32 KiB a datagram
+
+class RtnlSocket : public Napi::ObjectWrap<RtnlSocket> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "RtnlSocket",
+                       {InstanceMethod("request", &RtnlSocket::Request),
+                        InstanceMethod("requestAsync", &RtnlSocket::RequestAsync),
+                        InstanceMethod("close", &RtnlSocket::Close)});
+  }
+
+  explicit RtnlSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RtnlSocket>(info) {
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    // A kernel that never answers must not hang a caller forever.
+    struct timeval tv = {5, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    buf_.resize(kRecvBuf);
+  }
+
+  ~RtnlSocket() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Sends REQ and collects every reply message with its sequence number
+  // into out. Caller holds mu_.
+  Outcome Transact(std::vector<char>& req, std::vector<char>& out) {
+    if (fd_ < 0) return Outcome::Fail(EBADF, "sendto");
+    if (req.size() < sizeof(nlmsghdr)) return Outcome::Fail(EINVAL, "sendto");
+    uint32_t seq = ++seq_;
+    auto* hdr = reinterpret_cast<nlmsghdr*>(req.data());
+    hdr->nlmsg_seq = seq;
+    hdr->nlmsg_pid = 0;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    ssize_t n = sendto(fd_, req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    if (n < 0) return Outcome::Fail(errno, "sendto");
+    out.clear();
+    for (;;) {
+      n = recv(fd_, buf_.data(), buf_.size(), MSG_TRUNC);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Outcome::Fail(errno, "recv");
+      }
+      if (static_cast<size_t>(n) > buf_.size()) return Outcome::Fail(EMSGSIZE, "recv");
+      size_t off = 0, len = static_cast<size_t>(n);
+      bool done = false;
+      while (off + sizeof(nlmsghdr) <= len) {
+        auto* m = reinterpret_cast<nlmsghdr*>(buf_.data() + off);
+        if (m->nlmsg_len < sizeof(nlmsghdr) || m->nlmsg_len > len - off) return Outcome::Fail(EBADMSG, "recv");
+        size_t step = NLMSG_ALIGN(m->nlmsg_len);
+        // Replies to an earlier request (one that timed out) are dropped.
+        if (m->nlmsg_seq == seq) {
+          out.insert(out.end(), buf_.data() + off, buf_.data() + off + m->nlmsg_len);
+          // Keep 4-byte alignment of the next message in out.
+          out.resize(out.size() + (NLMSG_ALIGN(m->nlmsg_len) - m->nlmsg_len), 0);
+          if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR || !(m->nlmsg_flags & NLM_F_MULTI)) done = true;
+        }
+        off += step;
+      }
+      if (done) return Outcome::Ok(static_cast<int64_t>(out.size()));
+    }
+  }
+
+  // request(req: Buffer, resp: Buffer): number | Buffer. Copies the reply
+  // into RESP and returns its length when it fits (the hot path for stats:
+  // no allocation), else returns a new Buffer.
+  Napi::Value Request(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto reqBuf = info[0].As<Napi::Buffer<char>>();
+    std::lock_guard<std::mutex> lock(mu_);
+    req_.assign(reqBuf.Data(), reqBuf.Data() + reqBuf.Length());
+    Outcome o = Transact(req_, out_);
+    if (o.err) return OutcomeToValue(env, o);
+    if (info.Length() > 1 && info[1].IsBuffer()) {
+      auto resp = info[1].As<Napi::Buffer<char>>();
+      if (out_.size() <= resp.Length()) {
+        memcpy(resp.Data(), out_.data(), out_.size());
+        return Napi::Number::New(env, static_cast<double>(out_.size()));
+      }
+    }
+    return Napi::Buffer<char>::Copy(env, out_.data(), out_.size());
+  }
+
+  // requestAsync(req: Buffer): Promise<Buffer>, on the libuv pool (no
+  // namespace switch is involved: the socket already lives in its namespace).
+  Napi::Value RequestAsync(const Napi::CallbackInfo& info);
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+
+  std::mutex mu_;
+
+ private:
+  int fd_ = -1;
+  uint32_t seq_ = 0;
+  std::vector<char> buf_, req_, out_;
+};
+
+class RequestWorker : public Napi::AsyncWorker {
+ public:
+  RequestWorker(Napi::Env env, RtnlSocket* sock, Napi::Object self, std::vector<char> req)
+      : Napi::AsyncWorker(env, "podnet:netlink"),
+        sock_(sock),
+        req_(std::move(req)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    self_ = Napi::Persistent(self);  // keeps the socket alive while queued
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::lock_guard<std::mutex> lock(sock_->mu_);
+    out_ = sock_->Transact(req_, reply_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.err) {
+      deferred_.Reject(SysError(env, out_.err, out_.syscall, out_.path).Value());
+    } else {
+      deferred_.Resolve(Napi::Buffer<char>::Copy(env, reply_.data(), reply_.size()));
+    }
+  }
+
+ private:
+  RtnlSocket* sock_;
+  Napi::ObjectReference self_;
+  std::vector<char> req_, reply_;
+  Outcome out_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value RtnlSocket::RequestAsync(const Napi::CallbackInfo& info) {
+  auto reqBuf = info[0].As<Napi::Buffer<char>>();
+  std::vector<char> req(reqBuf.Data(), reqBuf.Data() + reqBuf.Length());
+  auto* w = new RequestWorker(info.Env(), this, info.This().As<Napi::Object>(), std::move(req));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+
+void InitNetlink(Napi::Env env, Napi::Object exports) { exports.Set("RtnlSocket", RtnlSocket::Define(env)); }
+
+}  // namespace podnet

@@ -1,0 +1,19 @@
+/**
+ * podnet: container networking for Node.js on Linux.
+ * @packageDocumentation
+ */
+export { type ChannelName, channelNames } from './diagnostics.js';
+export {
+  AbortError,
+  ClosedError,
+  InvalidArgumentError,
+  isPodnetError,
+  LinkNotFoundError,
+  NetlinkDecodeError,
+  NotANamespaceError,
+  PodnetError,
+  type PodnetErrorOptions,
+  PodnetSystemError,
+  type SystemErrorInfo,
+} from './errors.js';
+export * from './netns/index.js';

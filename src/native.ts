@@ -1,0 +1,70 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { PodnetSystemError } from './errors.js';
+
+/** The NETLINK_ROUTE socket type the addon exports. */
+export interface NativeRtnlSocket {
+  /** Sends `req`; copies the reply into `resp` and returns its length, or returns a new Buffer if it does not fit. */
+  request(req: Buffer, resp?: Buffer): number | Buffer;
+  /** Same as request, on the libuv pool (the socket already lives in its namespace: no setns). */
+  requestAsync(req: Buffer): Promise<Buffer>;
+  close(): void;
+}
+
+/** The addon's functions (native/*.cc). Arguments are validated in TypeScript before these are called. */
+export interface NativeBinding {
+  createNetns(dir: string, path: string): Promise<number>;
+  bindNetns(dir: string, src: string, path: string): Promise<number>;
+  /** Resolves to the fd, or -1 (not nsfs) or -2 (another namespace type). */
+  openNetns(path: string): Promise<number>;
+  removeNetns(path: string): Promise<number>;
+  socketIn(
+    nsfd: number,
+    domain: number,
+    type: number,
+    protocol: number,
+    addr?: Buffer,
+  ): Promise<number>;
+  socketInSync(nsfd: number, domain: number, type: number, protocol: number, addr?: Buffer): number;
+  closeFd(fd: number): void;
+  RtnlSocket: new (fd: number) => NativeRtnlSocket;
+}
+
+const require = createRequire(import.meta.url);
+const loadBinding = require('node-gyp-build') as (dir: string) => NativeBinding;
+
+/** The loaded addon: build/Release when built locally, else the prebuild shipped in prebuilds/. */
+export const native: NativeBinding = loadBinding(fileURLToPath(new URL('..', import.meta.url)));
+
+interface RawNativeError {
+  errno?: unknown;
+  syscall?: unknown;
+  path?: unknown;
+}
+
+/**
+ * Turns an error thrown by the addon (errno, syscall, path) into a
+ * PodnetSystemError whose message says what was being done.
+ */
+export function systemError(what: string, err: unknown): unknown {
+  const raw = err as RawNativeError;
+  if (typeof raw?.errno !== 'number' || typeof raw.syscall !== 'string') return err;
+  return new PodnetSystemError(
+    what,
+    {
+      errno: raw.errno,
+      syscall: raw.syscall,
+      ...(typeof raw.path === 'string' ? { path: raw.path } : {}),
+    },
+    { cause: err },
+  );
+}
+
+/** Awaits a native call, rewriting its error with `what` as context. */
+export async function call<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw systemError(what, err);
+  }
+}

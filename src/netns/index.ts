@@ -1,0 +1,20 @@
+export {
+  type ConnectOptions,
+  defaultNetnsDir,
+  type LinkStatsOptions,
+  type ListenOptions,
+  type NamespaceEntry,
+  type NamespaceLocation,
+  NetworkNamespace,
+} from './namespace.js';
+export {
+  decodeLinkStats,
+  decodeLinks,
+  encodeGetLink,
+  type Link,
+  type LinkStats,
+  type LinkStatsField,
+  linkStatsFields,
+  type OperState,
+} from './rtnl.js';
+export type { SocketType } from './sockaddr.js';

@@ -1,0 +1,416 @@
+import { randomUUID } from 'node:crypto';
+import { fstatSync } from 'node:fs';
+import { readdir, statfs } from 'node:fs/promises';
+import net from 'node:net';
+import { basename, dirname, join, resolve } from 'node:path';
+import { publish } from '../diagnostics.js';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  isPodnetError,
+  LinkNotFoundError,
+  NotANamespaceError,
+} from '../errors.js';
+import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
+import { decodeLinkStats, decodeLinks, encodeGetLink, type Link, type LinkStats } from './rtnl.js';
+import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
+
+const NSFS_MAGIC = 0x6e736673;
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const NETLINK_ROUTE = 0;
+const IFNAMSIZ = 16;
+
+/** Where namespaces are mounted unless told otherwise. */
+export interface NamespaceLocation {
+  /** Name of the mount point file (default `cni-<random uuid>`). */
+  name?: string;
+  /** Directory of the mount point (default {@link defaultNetnsDir}). */
+  dir?: string;
+}
+
+/** Options of `linkStats` and `linkStatsSync`. */
+export interface LinkStatsOptions {
+  /** Return every counter as a bigint (exact above 2^53), as fs.stat does. */
+  bigint?: boolean;
+}
+
+/** Options of `ns.listen`. */
+export interface ListenOptions {
+  /** Port to bind inside the namespace (0: any free port). */
+  port?: number;
+  /** IP address to bind inside the namespace (default 0.0.0.0). */
+  host?: string;
+  /** listen(2) backlog. */
+  backlog?: number;
+}
+
+/** Options of `ns.connect`. */
+export interface ConnectOptions {
+  /** Port to connect to. */
+  port: number;
+  /** IP address to connect to, as seen from inside the namespace. */
+  host: string;
+}
+
+/** One entry of {@link NetworkNamespace.list}. */
+export interface NamespaceEntry {
+  /** File name in the directory. */
+  name: string;
+  /** Full path of the mount point. */
+  path: string;
+}
+
+/**
+ * Default namespace directory: /run/netns for root (where `ip netns` looks),
+ * $XDG_RUNTIME_DIR/netns for other users (as rootless podman does).
+ */
+export function defaultNetnsDir(): string {
+  const xdg = process.env['XDG_RUNTIME_DIR'];
+  if (process.getuid?.() !== 0 && xdg) return join(xdg, 'netns');
+  return '/run/netns';
+}
+
+function checkName(name: unknown): string {
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..') {
+    throw new InvalidArgumentError(
+      `namespace name must be a non-empty file name, not ${JSON.stringify(name)}`,
+    );
+  }
+  if (name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > 255) {
+    throw new InvalidArgumentError(
+      `namespace name '${name}' must not contain '/' or NUL, or exceed 255 bytes`,
+    );
+  }
+  return name;
+}
+
+function locate(opts: NamespaceLocation): { dir: string; name: string; path: string } {
+  const dir = resolve(opts.dir ?? defaultNetnsDir());
+  const name = checkName(opts.name ?? `cni-${randomUUID()}`);
+  return { dir, name, path: join(dir, name) };
+}
+
+function checkIfname(ifname: unknown): string {
+  if (
+    typeof ifname !== 'string' ||
+    ifname === '' ||
+    Buffer.byteLength(ifname) >= IFNAMSIZ ||
+    ifname.includes('\0')
+  ) {
+    throw new InvalidArgumentError(
+      `interface name must be 1 to 15 bytes, not ${JSON.stringify(ifname)}`,
+    );
+  }
+  return ifname;
+}
+
+/**
+ * A network namespace, held open by an fd and usually mounted at `path`.
+ *
+ * Threads: no JavaScript thread and no libuv pool thread ever enters the
+ * namespace. Creating it (unshare) and opening sockets inside it (setns +
+ * socket) run on a native thread made for that one job and then discarded.
+ * A socket keeps the namespace it was opened in, so everything after that
+ * (netlink requests, TCP I/O) runs from the event loop as usual.
+ *
+ * One NETLINK_ROUTE socket is opened inside the namespace on first use and
+ * kept until `close()`, so a statistics read is one netlink round trip.
+ */
+export class NetworkNamespace implements AsyncDisposable {
+  /** Mount point (or the path it was opened from). */
+  readonly path: string;
+  /** File name of the mount point. */
+  readonly name: string;
+  /** Whether podnet mounted it (create/fromPid): `Symbol.asyncDispose` then removes it. */
+  readonly owned: boolean;
+  #fd: number | undefined;
+  #rtnl: NativeRtnlSocket | undefined;
+  #removed = false;
+  readonly #resp = Buffer.allocUnsafe(16 * 1024);
+  readonly #requests = new Map<string, Buffer>();
+
+  private constructor(path: string, fd: number, owned: boolean) {
+    this.path = path;
+    this.name = basename(path);
+    this.#fd = fd;
+    this.owned = owned;
+  }
+
+  /**
+   * Creates a new network namespace and bind-mounts it at DIR/NAME. The
+   * directory is created (0711) if missing and made a shared mount; an
+   * existing NAME is an error (EEXIST) that leaves it untouched. A failure
+   * leaves no file and no mount behind.
+   */
+  static async create(opts: NamespaceLocation = {}): Promise<NetworkNamespace> {
+    const { dir, path } = locate(opts);
+    const fd = await call(`creating network namespace '${path}'`, native.createNetns(dir, path));
+    publish('podnet:netns:create', { path });
+    return new NetworkNamespace(path, fd, true);
+  }
+
+  /**
+   * Bind-mounts the network namespace of process PID at DIR/NAME, so it
+   * outlives the process (podman's setupNetNS).
+   */
+  static async fromPid(pid: number, opts: NamespaceLocation = {}): Promise<NetworkNamespace> {
+    if (!Number.isInteger(pid) || pid <= 0)
+      throw new InvalidArgumentError(`pid must be a positive integer, not ${pid}`);
+    const { dir, path } = locate(opts);
+    const fd = await call(
+      `mounting the network namespace of pid ${pid} at '${path}'`,
+      native.bindNetns(dir, `/proc/${pid}/ns/net`, path),
+    );
+    publish('podnet:netns:create', { path, pid });
+    return new NetworkNamespace(path, fd, true);
+  }
+
+  /**
+   * Opens an existing namespace file (a mount point, or /proc/PID/ns/net).
+   * It must be a network namespace: anything else is a NotANamespaceError.
+   * `close()` releases it; it is never unmounted unless `remove()` is called.
+   */
+  static async open(path: string): Promise<NetworkNamespace> {
+    if (typeof path !== 'string' || path === '')
+      throw new InvalidArgumentError('namespace path must be a non-empty string');
+    const abs = resolve(path);
+    const fd = await call(`opening network namespace '${abs}'`, native.openNetns(abs));
+    if (fd === -1) throw new NotANamespaceError(abs, 'not an nsfs file');
+    if (fd === -2) throw new NotANamespaceError(abs, 'a namespace of another type');
+    publish('podnet:netns:open', { path: abs });
+    return new NetworkNamespace(abs, fd, false);
+  }
+
+  /** The network namespaces mounted in DIR (default {@link defaultNetnsDir}), sorted by name. */
+  static async list(dir: string = defaultNetnsDir()): Promise<NamespaceEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: NamespaceEntry[] = [];
+    for (const name of names.sort()) {
+      const path = join(dir, name);
+      // A plain file here is an unfinished or unmounted entry, not a namespace.
+      const st = await statfs(path).catch(() => undefined);
+      if (st?.type === NSFS_MAGIC) out.push({ name, path });
+    }
+    return out;
+  }
+
+  /** Directory holding the mount point. */
+  get dir(): string {
+    return dirname(this.path);
+  }
+
+  /** Inode number of the namespace (what `ls -iL /proc/PID/ns/net` shows). */
+  get inode(): number {
+    return fstatSync(this.#nsfd()).ino;
+  }
+
+  /** Whether `close()` or `remove()` was called. */
+  get closed(): boolean {
+    return this.#fd === undefined;
+  }
+
+  #nsfd(): number {
+    if (this.#fd === undefined) throw new ClosedError(`network namespace '${this.path}'`);
+    return this.#fd;
+  }
+
+  #rtnlSync(): NativeRtnlSocket {
+    if (this.#rtnl) return this.#rtnl;
+    const nsfd = this.#nsfd();
+    let fd: number;
+    try {
+      fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+    } catch (err) {
+      throw systemError(`opening a netlink socket in '${this.path}'`, err);
+    }
+    this.#rtnl = new native.RtnlSocket(fd);
+    return this.#rtnl;
+  }
+
+  async #rtnlAsync(): Promise<NativeRtnlSocket> {
+    if (this.#rtnl) return this.#rtnl;
+    const fd = await call(
+      `opening a netlink socket in '${this.path}'`,
+      native.socketIn(this.#nsfd(), AF_NETLINK, SOCK_RAW, NETLINK_ROUTE),
+    );
+    if (this.#rtnl || this.#fd === undefined) {
+      native.closeFd(fd); // lost a race with another caller, or closed meanwhile
+      return this.#rtnlSync();
+    }
+    this.#rtnl = new native.RtnlSocket(fd);
+    return this.#rtnl;
+  }
+
+  /** Every link in the namespace, with its counters. */
+  async links(): Promise<Link[]> {
+    const what = `listing links in '${this.path}'`;
+    const rtnl = await this.#rtnlAsync();
+    const reply = await call(what, rtnl.requestAsync(encodeGetLink()));
+    return decodeLinks(reply, reply.length, what);
+  }
+
+  #request(ifname: string): Buffer {
+    let req = this.#requests.get(ifname);
+    if (!req) {
+      req = encodeGetLink(checkIfname(ifname));
+      if (this.#requests.size >= 64) this.#requests.clear();
+      this.#requests.set(ifname, req);
+    }
+    return req;
+  }
+
+  #notFound(ifname: string, err: unknown): unknown {
+    if (isPodnetError(err) && err.code === 'ENODEV')
+      return new LinkNotFoundError(ifname, this.path, { cause: err });
+    return err;
+  }
+
+  /**
+   * All rtnl_link_stats64 counters of one interface, read synchronously:
+   * one netlink round trip on the namespace's kept socket (a few
+   * microseconds), no thread and no setns.
+   */
+  linkStatsSync(ifname?: string, opts?: { bigint?: false }): LinkStats;
+  linkStatsSync(ifname: string, opts: { bigint: true }): LinkStats<bigint>;
+  linkStatsSync(ifname = 'eth0', opts: LinkStatsOptions = {}): LinkStats<number | bigint> {
+    const what = `reading statistics of '${ifname}' in '${this.path}'`;
+    const req = this.#request(ifname);
+    let reply: number | Buffer;
+    try {
+      reply = this.#rtnlSync().request(req, this.#resp);
+    } catch (err) {
+      throw systemError(what, err);
+    }
+    const buf = typeof reply === 'number' ? this.#resp : reply;
+    const len = typeof reply === 'number' ? reply : reply.length;
+    try {
+      return decodeLinkStats(buf, len, what, opts.bigint === true);
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
+  }
+
+  /** Like {@link linkStatsSync}, with the netlink round trip on the libuv pool. */
+  async linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
+  async linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
+  async linkStats(
+    ifname = 'eth0',
+    opts: LinkStatsOptions = {},
+  ): Promise<LinkStats<number | bigint>> {
+    const what = `reading statistics of '${ifname}' in '${this.path}'`;
+    const req = this.#request(ifname);
+    const rtnl = await this.#rtnlAsync();
+    const reply = await call(what, rtnl.requestAsync(req));
+    try {
+      return decodeLinkStats(reply, reply.length, what, opts.bigint === true);
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
+  }
+
+  /**
+   * Opens a socket inside the namespace and returns its fd (O_CLOEXEC). The
+   * caller owns it: hand it to `net.Server.listen({ fd })`, `new
+   * net.Socket({ fd })`, or close it.
+   */
+  async socket(opts: { type: SocketType }): Promise<number> {
+    const p = socketParams(opts?.type);
+    return call(
+      `opening a ${opts.type} socket in '${this.path}'`,
+      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
+    );
+  }
+
+  /**
+   * Makes `server` (a net.Server or http.Server) listen on HOST:PORT inside
+   * the namespace. Resolves to the bound address once it is listening.
+   */
+  async listen(server: net.Server, opts: ListenOptions = {}): Promise<net.AddressInfo> {
+    const host = opts.host ?? '0.0.0.0';
+    const port = checkPort(opts.port ?? 0);
+    const { family, addr } = encodeSockaddr(host, port);
+    const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
+    const fd = await call(
+      `binding ${host}:${port} in '${this.path}'`,
+      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol, addr),
+    );
+    await new Promise<void>((resolvePromise, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      try {
+        server.listen(
+          { fd, ...(opts.backlog === undefined ? {} : { backlog: opts.backlog }) },
+          () => {
+            server.off('error', onError);
+            resolvePromise();
+          },
+        );
+      } catch (err) {
+        server.off('error', onError);
+        native.closeFd(fd);
+        reject(err);
+      }
+    });
+    return server.address() as net.AddressInfo;
+  }
+
+  /**
+   * Connects to HOST:PORT from inside the namespace. Resolves to the
+   * connected net.Socket; the connect itself runs on the event loop.
+   */
+  async connect(opts: ConnectOptions): Promise<net.Socket> {
+    const port = checkPort(opts?.port);
+    if (port === 0) throw new InvalidArgumentError('cannot connect to port 0');
+    const { family } = encodeSockaddr(opts.host, port);
+    const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
+    const fd = await call(
+      `opening a socket in '${this.path}'`,
+      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
+    );
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    return new Promise((resolvePromise, reject) => {
+      const onError = (err: Error): void => {
+        socket.destroy();
+        reject(err);
+      };
+      socket.once('error', onError);
+      socket.connect({ port, host: opts.host }, () => {
+        socket.off('error', onError);
+        resolvePromise(socket);
+      });
+    });
+  }
+
+  /** Closes podnet's fds for the namespace; the mount stays (podman's closeNetNS). Idempotent. */
+  close(): void {
+    this.#rtnl?.close();
+    this.#rtnl = undefined;
+    if (this.#fd !== undefined) native.closeFd(this.#fd);
+    this.#fd = undefined;
+  }
+
+  /**
+   * Unmounts and unlinks the mount point and closes the fds. Removing twice
+   * is a no-op. The kernel frees the namespace once nothing else holds it.
+   */
+  async remove(): Promise<void> {
+    this.close();
+    if (this.#removed) return;
+    await call(`removing network namespace '${this.path}'`, native.removeNetns(this.path));
+    this.#removed = true;
+    publish('podnet:netns:remove', { path: this.path });
+  }
+
+  /** Removes the namespace if podnet mounted it, else only closes it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.owned) await this.remove();
+    else this.close();
+  }
+}

@@ -1,0 +1,332 @@
+// rtnetlink codec: builds RTM_GETLINK requests and decodes RTM_NEWLINK
+// replies. Pure functions over bytes, so they are tested from captured
+// replies without root. Every length is checked against the bytes that are
+// really there; a malformed reply throws NetlinkDecodeError, never reads out
+// of bounds.
+import { NetlinkDecodeError, PodnetSystemError } from '../errors.js';
+
+const NLMSG_HDRLEN = 16;
+const IFINFOMSG_LEN = 16;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const RTM_NEWLINK = 16;
+const RTM_GETLINK = 18;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP = 0x300;
+
+const IFLA_ADDRESS = 1;
+const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_MASTER = 10;
+const IFLA_OPERSTATE = 16;
+const IFLA_LINKINFO = 18;
+const IFLA_STATS64 = 23;
+const IFLA_INFO_KIND = 1;
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Field names of struct rtnl_link_stats64, in kernel order. */
+export const linkStatsFields = [
+  'rxPackets',
+  'txPackets',
+  'rxBytes',
+  'txBytes',
+  'rxErrors',
+  'txErrors',
+  'rxDropped',
+  'txDropped',
+  'multicast',
+  'collisions',
+  'rxLengthErrors',
+  'rxOverErrors',
+  'rxCrcErrors',
+  'rxFrameErrors',
+  'rxFifoErrors',
+  'rxMissedErrors',
+  'txAbortedErrors',
+  'txCarrierErrors',
+  'txFifoErrors',
+  'txHeartbeatErrors',
+  'txWindowErrors',
+  'rxCompressed',
+  'txCompressed',
+  'rxNohandler',
+  'rxOtherhostDropped',
+] as const;
+
+/** One counter name of {@link LinkStats}. */
+export type LinkStatsField = (typeof linkStatsFields)[number];
+
+/**
+ * Every counter of the kernel's struct rtnl_link_stats64. Numbers lose
+ * precision above 2^53 bytes; ask for `bigint` where that matters. Counters a
+ * kernel does not report (older kernels lack the last ones) are 0.
+ */
+export type LinkStats<T extends number | bigint = number> = Record<LinkStatsField, T>;
+
+/** Operational state of a link (RFC 2863, IFLA_OPERSTATE). */
+export type OperState =
+  | 'unknown'
+  | 'notpresent'
+  | 'down'
+  | 'lowerlayerdown'
+  | 'testing'
+  | 'dormant'
+  | 'up';
+
+const operStates: readonly OperState[] = [
+  'unknown',
+  'notpresent',
+  'down',
+  'lowerlayerdown',
+  'testing',
+  'dormant',
+  'up',
+];
+
+/** A network interface as the kernel describes it. */
+export interface Link {
+  /** Interface index, unique within its namespace. */
+  index: number;
+  /** Interface name. */
+  name: string;
+  /** MTU in bytes. */
+  mtu: number;
+  /** Hardware address as aa:bb:cc:dd:ee:ff ('' when the link has none). */
+  mac: string;
+  /** IFF_* flags (IFF_UP is 1, IFF_LOOPBACK is 8, ...). */
+  flags: number;
+  /** Whether IFF_UP is set. */
+  up: boolean;
+  /** Operational state. */
+  operstate: OperState;
+  /** Link kind (veth, bridge, dummy, ...), when it has one. */
+  kind?: string;
+  /** Index of the master (bridge) this link is enslaved to. */
+  master?: number;
+  /** Counters. */
+  statistics: LinkStats;
+}
+
+/** Builds an RTM_GETLINK request: one link by name, or a dump of all. */
+export function encodeGetLink(ifname?: string): Buffer {
+  const nameBytes = ifname === undefined ? undefined : Buffer.from(`${ifname}\0`, 'utf8');
+  const attrLen = nameBytes ? align4(4 + nameBytes.length) : 0;
+  const total = NLMSG_HDRLEN + IFINFOMSG_LEN + attrLen;
+  const b = Buffer.alloc(total);
+  b.writeUInt32LE(total, 0);
+  b.writeUInt16LE(RTM_GETLINK, 4);
+  b.writeUInt16LE(nameBytes ? NLM_F_REQUEST : NLM_F_REQUEST | NLM_F_DUMP, 6);
+  // seq and pid are filled in by the native layer; ifinfomsg stays zero
+  // (family AF_UNSPEC, index 0: look up by name).
+  if (nameBytes) {
+    const at = NLMSG_HDRLEN + IFINFOMSG_LEN;
+    b.writeUInt16LE(4 + nameBytes.length, at);
+    b.writeUInt16LE(IFLA_IFNAME, at + 2);
+    nameBytes.copy(b, at + 4);
+  }
+  return b;
+}
+
+/** A reply message: its type and where its payload lies in the buffer. */
+interface Message {
+  type: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * Splits a reply into messages, throwing the kernel's error (NLMSG_ERROR
+ * with a non-zero code) as a PodnetSystemError.
+ */
+function* messages(buf: Buffer, len: number, what: string): Generator<Message> {
+  if (len > buf.length) throw new NetlinkDecodeError(`length ${len} exceeds buffer ${buf.length}`);
+  let off = 0;
+  while (off < len) {
+    if (len - off < NLMSG_HDRLEN) throw new NetlinkDecodeError(`truncated header at ${off}`);
+    const mlen = buf.readUInt32LE(off);
+    const type = buf.readUInt16LE(off + 4);
+    if (mlen < NLMSG_HDRLEN || mlen > len - off) {
+      throw new NetlinkDecodeError(`message length ${mlen} at ${off} out of bounds`);
+    }
+    if (type === NLMSG_DONE) return;
+    if (type === NLMSG_ERROR) {
+      if (mlen < NLMSG_HDRLEN + 4) throw new NetlinkDecodeError('truncated NLMSG_ERROR');
+      const code = buf.readInt32LE(off + NLMSG_HDRLEN);
+      if (code !== 0) throw new PodnetSystemError(what, { errno: code, syscall: 'netlink' });
+      return;
+    }
+    yield { type, start: off + NLMSG_HDRLEN, end: off + mlen };
+    off += align4(mlen);
+  }
+}
+
+function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
+}
+
+/** Decodes a struct rtnl_link_stats64 payload of `len` bytes at `at`. */
+export function decodeStats64(
+  buf: Buffer,
+  at: number,
+  len: number,
+  bigint: true,
+): LinkStats<bigint>;
+export function decodeStats64(
+  buf: Buffer,
+  at: number,
+  len: number,
+  bigint?: false,
+): LinkStats<number>;
+export function decodeStats64(
+  buf: Buffer,
+  at: number,
+  len: number,
+  bigint?: boolean,
+): LinkStats<number | bigint>;
+export function decodeStats64(
+  buf: Buffer,
+  at: number,
+  len: number,
+  bigint = false,
+): LinkStats<number | bigint> {
+  // The struct has only grown at its end; 23 counters have been there since
+  // Linux 4.x, so anything shorter is not a stats64 payload.
+  if (len < 23 * 8 || at + len > buf.length)
+    throw new NetlinkDecodeError(`IFLA_STATS64 of ${len} bytes`);
+  const n = Math.min(linkStatsFields.length, Math.floor(len / 8));
+  const out = {} as Record<LinkStatsField, number | bigint>;
+  for (let i = 0; i < linkStatsFields.length; i++) {
+    const field = linkStatsFields[i]!;
+    if (i >= n) out[field] = bigint ? 0n : 0;
+    else out[field] = bigint ? buf.readBigUInt64LE(at + i * 8) : readU64(buf, at + i * 8);
+  }
+  return out;
+}
+
+function ifinfoStart(m: Message): number {
+  if (m.type !== RTM_NEWLINK) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
+  if (m.end - m.start < IFINFOMSG_LEN) throw new NetlinkDecodeError('truncated ifinfomsg');
+  return m.start;
+}
+
+/** Calls `fn(type, at, len)` for each attribute in [start, end), bounds-checked. */
+function eachAttr(
+  buf: Buffer,
+  start: number,
+  end: number,
+  fn: (type: number, at: number, len: number) => void,
+): void {
+  let off = start;
+  while (end - off >= 4) {
+    const alen = buf.readUInt16LE(off);
+    const type = buf.readUInt16LE(off + 2) & 0x3fff; // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    if (alen < 4 || alen > end - off)
+      throw new NetlinkDecodeError(`attribute ${type} length ${alen} out of bounds`);
+    fn(type, off + 4, alen - 4);
+    off += align4(alen);
+  }
+}
+
+function cString(buf: Buffer, at: number, len: number): string {
+  const nul = buf.indexOf(0, at);
+  return buf.toString('utf8', at, nul >= 0 && nul < at + len ? nul : at + len);
+}
+
+function u32(buf: Buffer, at: number, len: number, name: string): number {
+  if (len < 4) throw new NetlinkDecodeError(`${name} of ${len} bytes`);
+  return buf.readUInt32LE(at);
+}
+
+function decodeLink(buf: Buffer, m: Message): Link {
+  const s = ifinfoStart(m);
+  const index = buf.readInt32LE(s + 4);
+  const flags = buf.readUInt32LE(s + 8);
+  const link: Link = {
+    index,
+    name: '',
+    mtu: 0,
+    mac: '',
+    flags,
+    up: (flags & 1) !== 0,
+    operstate: 'unknown',
+    statistics: decodeStats64(
+      Buffer.alloc(linkStatsFields.length * 8),
+      0,
+      linkStatsFields.length * 8,
+    ),
+  };
+  eachAttr(buf, s + IFINFOMSG_LEN, m.end, (type, at, len) => {
+    switch (type) {
+      case IFLA_IFNAME:
+        link.name = cString(buf, at, len);
+        break;
+      case IFLA_MTU:
+        link.mtu = u32(buf, at, len, 'IFLA_MTU');
+        break;
+      case IFLA_ADDRESS:
+        link.mac = Array.from(buf.subarray(at, at + len), (x) =>
+          x.toString(16).padStart(2, '0'),
+        ).join(':');
+        break;
+      case IFLA_OPERSTATE:
+        if (len < 1) throw new NetlinkDecodeError('empty IFLA_OPERSTATE');
+        link.operstate = operStates[buf[at]!] ?? 'unknown';
+        break;
+      case IFLA_MASTER:
+        link.master = u32(buf, at, len, 'IFLA_MASTER');
+        break;
+      case IFLA_STATS64:
+        link.statistics = decodeStats64(buf, at, len);
+        break;
+      case IFLA_LINKINFO:
+        eachAttr(buf, at, at + len, (t, a, l) => {
+          if (t === IFLA_INFO_KIND) link.kind = cString(buf, a, l);
+        });
+        break;
+    }
+  });
+  if (link.name === '') throw new NetlinkDecodeError(`link ${index} has no IFLA_IFNAME`);
+  return link;
+}
+
+/** Decodes an RTM_GETLINK dump reply into links, in kernel order. */
+export function decodeLinks(buf: Buffer, len = buf.length, what = 'listing links'): Link[] {
+  const out: Link[] = [];
+  for (const m of messages(buf, len, what)) out.push(decodeLink(buf, m));
+  return out;
+}
+
+/**
+ * Decodes only the statistics of a single-link RTM_GETLINK reply (the hot
+ * path: no other attribute is turned into JS values).
+ */
+export function decodeLinkStats(
+  buf: Buffer,
+  len: number,
+  what: string,
+  bigint: true,
+): LinkStats<bigint>;
+export function decodeLinkStats(
+  buf: Buffer,
+  len: number,
+  what: string,
+  bigint?: boolean,
+): LinkStats;
+export function decodeLinkStats(
+  buf: Buffer,
+  len: number,
+  what: string,
+  bigint = false,
+): LinkStats<number | bigint> {
+  for (const m of messages(buf, len, what)) {
+    const s = ifinfoStart(m);
+    let stats: LinkStats<number | bigint> | undefined;
+    eachAttr(buf, s + IFINFOMSG_LEN, m.end, (type, at, alen) => {
+      if (type === IFLA_STATS64) stats = decodeStats64(buf, at, alen, bigint);
+    });
+    if (!stats) throw new NetlinkDecodeError('RTM_NEWLINK without IFLA_STATS64');
+    return stats;
+  }
+  throw new NetlinkDecodeError('no RTM_NEWLINK in reply');
+}
