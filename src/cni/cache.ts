@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as v from 'valibot';
+import { CniCacheError } from './errors.js';
+
+/** The `kind` libcni writes into its result cache files. */
+export const CACHE_KIND = 'cniCacheV1';
+
+/** An attachment recorded in the cache: what GC and crash recovery need. */
+export interface CachedAttachment {
+  /** The network list's name. */
+  network: string;
+  /** The container ID it was added with. */
+  containerId: string;
+  /** The interface name inside the namespace. */
+  ifName: string;
+  /** The namespace path it was added with ('' when unknown). */
+  netns: string;
+  /** CNI_ARGS pairs it was added with. */
+  args: [string, string][];
+  /** Capability arguments it was added with. */
+  capabilityArgs: Record<string, unknown>;
+  /** The cache file. */
+  path: string;
+}
+
+/** A cache file's whole content. */
+export interface CacheEntry extends CachedAttachment {
+  /** The network list's JSON as it was at ADD time. */
+  config: string;
+  /** The raw result JSON object (parse it with parseResult). */
+  result: unknown;
+}
+
+const CacheFile = v.object({
+  kind: v.literal(CACHE_KIND),
+  containerId: v.string(),
+  config: v.optional(v.string(), ''),
+  ifName: v.pipe(v.string(), v.minLength(1)),
+  networkName: v.pipe(v.string(), v.minLength(1)),
+  netns: v.optional(v.string(), ''),
+  cniArgs: v.optional(v.nullable(v.array(v.tuple([v.string(), v.string()]))), null),
+  capabilityArgs: v.optional(v.nullable(v.record(v.string(), v.unknown())), null),
+  result: v.optional(v.unknown()),
+});
+
+/**
+ * libcni's on-disk result cache: one JSON file per attachment at
+ * `<dir>/results/<network>-<containerId>-<ifName>`, so podnet and any
+ * libcni-based tool (podman, cnitool, containerd) read each other's entries.
+ */
+export class ResultCache {
+  /** The cache root (libcni's cacheDir, default /var/lib/cni). */
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** The results directory. */
+  get resultsDir(): string {
+    return join(this.dir, 'results');
+  }
+
+  /** The file for one attachment. */
+  pathFor(network: string, containerId: string, ifName: string): string {
+    return join(this.resultsDir, `${network}-${containerId}-${ifName}`);
+  }
+
+  /**
+   * Writes an entry atomically (temp file then rename, mode 0600 in a 0700
+   * directory): a reader sees the old file or the new one, never half of
+   * one. No fsync, as libcni: the cache is advisory and DEL copes without it.
+   */
+  async write(entry: Omit<CacheEntry, 'path'>): Promise<string> {
+    await mkdir(this.resultsDir, { recursive: true, mode: 0o700 });
+    const file = this.pathFor(entry.network, entry.containerId, entry.ifName);
+    const data: Record<string, unknown> = {
+      kind: CACHE_KIND,
+      containerId: entry.containerId,
+      config: Buffer.from(entry.config).toString('base64'),
+      ifName: entry.ifName,
+      networkName: entry.network,
+    };
+    // libcni's fields are `omitempty`.
+    if (entry.netns !== '') data['netns'] = entry.netns;
+    if (entry.args.length > 0) data['cniArgs'] = entry.args;
+    if (Object.keys(entry.capabilityArgs).length > 0) data['capabilityArgs'] = entry.capabilityArgs;
+    if (entry.result !== undefined) data['result'] = entry.result;
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+    const handle = await open(tmp, 'wx', 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(data));
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(tmp, file);
+    } catch (error) {
+      await unlink(tmp).catch(() => {});
+      throw error;
+    }
+    return file;
+  }
+
+  /** Parses one cache file's text; throws CniCacheError when unusable. */
+  parse(path: string, text: string): CacheEntry {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (cause) {
+      throw new CniCacheError(path, 'not valid JSON', { cause });
+    }
+    const parsed = v.safeParse(CacheFile, raw);
+    if (!parsed.success) throw new CniCacheError(path, v.summarize(parsed.issues));
+    const c = parsed.output;
+    return {
+      network: c.networkName,
+      containerId: c.containerId,
+      ifName: c.ifName,
+      netns: c.netns,
+      args: (c.cniArgs ?? []).map(([k, x]) => [k, x]),
+      capabilityArgs: c.capabilityArgs ?? {},
+      config: Buffer.from(c.config, 'base64').toString('utf8'),
+      result: c.result,
+      path,
+    };
+  }
+
+  /** Reads one attachment's entry; undefined when there is none. Throws CniCacheError when corrupt. */
+  async read(
+    network: string,
+    containerId: string,
+    ifName: string,
+  ): Promise<CacheEntry | undefined> {
+    const path = this.pathFor(network, containerId, ifName);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    return this.parse(path, text);
+  }
+
+  /** Removes one attachment's entry (no error when there is none). */
+  async remove(network: string, containerId: string, ifName: string): Promise<void> {
+    try {
+      await unlink(this.pathFor(network, containerId, ifName));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+
+  /**
+   * Every readable entry, optionally only one network's or one container's.
+   * Files that are not cache entries (or are corrupt) are skipped, as libcni's
+   * GetCachedAttachments skips them.
+   */
+  async list(filter: { network?: string; containerId?: string } = {}): Promise<CachedAttachment[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.resultsDir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const out: CachedAttachment[] = [];
+    for (const name of names.sort()) {
+      if (name.endsWith('.tmp')) continue;
+      if (filter.network !== undefined && !name.startsWith(`${filter.network}-`)) continue;
+      if (filter.containerId !== undefined && !name.includes(`-${filter.containerId}-`)) continue;
+      const path = join(this.resultsDir, name);
+      let entry: CacheEntry;
+      try {
+        entry = this.parse(path, await readFile(path, 'utf8'));
+      } catch {
+        continue;
+      }
+      if (filter.network !== undefined && entry.network !== filter.network) continue;
+      if (filter.containerId !== undefined && entry.containerId !== filter.containerId) continue;
+      const { config: _config, result: _result, ...attachment } = entry;
+      out.push(attachment);
+    }
+    return out;
+  }
+}

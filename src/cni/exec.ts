@@ -1,0 +1,187 @@
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** What a finished plugin process left behind. */
+export interface PluginOutput {
+  /** Everything it wrote to stdout (at most the cap). */
+  stdout: Buffer;
+  /** The start of what it wrote to stderr (informational only). */
+  stderr: Buffer;
+  /** Its exit code, or null when a signal ended it. */
+  exitCode: number | null;
+  /** The signal that ended it, if any. */
+  signal: NodeJS.Signals | null;
+}
+
+/** Why a plugin process did not finish on its own. */
+export type PluginExecFailure =
+  | { kind: 'timeout' }
+  | { kind: 'aborted'; reason: unknown }
+  | { kind: 'too-large'; limit: number }
+  | { kind: 'spawn'; error: NodeJS.ErrnoException };
+
+/** Thrown by {@link execPlugin} when the process did not run to its end. */
+export class PluginExecError extends Error {
+  override readonly name = 'PluginExecError';
+  /** What happened. */
+  readonly failure: PluginExecFailure;
+
+  constructor(failure: PluginExecFailure) {
+    super(
+      `plugin execution failed: ${failure.kind}`,
+      failure.kind === 'spawn' ? { cause: failure.error } : {},
+    );
+    this.failure = failure;
+  }
+}
+
+/** Options of one plugin execution. */
+export interface ExecPluginOptions {
+  /** Kill the plugin (and its process group) after this many milliseconds. */
+  timeoutMs: number;
+  /** Kill the plugin when its stdout grows past this many bytes. */
+  maxOutputBytes: number;
+  /** Kill the plugin when this aborts. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Runs a plugin binary: how the runtime executes one plugin call. Replaceable
+ * (like libcni's Exec interface) so the protocol can be tested without root.
+ */
+export type PluginExecutor = (
+  path: string,
+  stdin: string,
+  env: Readonly<Record<string, string>>,
+  options: ExecPluginOptions,
+) => Promise<PluginOutput>;
+
+const STDERR_CAP = 64 * 1024;
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    // The plugin leads its own process group (detached), so this reaches
+    // whatever it started too (iptables, ...), not just the plugin.
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Executes `path` once with an argv of just the path (no shell), `stdin`
+ * written to it, and exactly `env` as its environment. The plugin runs in its
+ * own process group so a deadline, an abort or an oversized stdout can kill it
+ * together with its children. Rejects with PluginExecError in those cases and
+ * when it cannot be started; a plugin that exits non-zero resolves (the
+ * caller interprets its output).
+ */
+export function spawnPlugin(
+  path: string,
+  stdin: string,
+  env: Readonly<Record<string, string>>,
+  options: ExecPluginOptions,
+): Promise<PluginOutput> {
+  return new Promise((resolve, reject) => {
+    const signal = options.signal;
+    if (signal?.aborted) {
+      reject(new PluginExecError({ kind: 'aborted', reason: signal.reason }));
+      return;
+    }
+    const child = spawn(path, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const out: Buffer[] = [];
+    let outLength = 0;
+    const err: Buffer[] = [];
+    let errLength = 0;
+    let failure: PluginExecFailure | undefined;
+    let settled = false;
+
+    const stop = (why: PluginExecFailure) => {
+      if (failure !== undefined) return;
+      failure = why;
+      killGroup(child.pid);
+      // A grandchild that left the group could keep our pipes open: once the
+      // plugin itself has exited we stop waiting for them.
+      child.stdout.destroy();
+      child.stderr.destroy();
+    };
+    const timer = setTimeout(() => stop({ kind: 'timeout' }), options.timeoutMs);
+    const onAbort = () => stop({ kind: 'aborted', reason: signal?.reason });
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    const finish = (result: PluginOutput | PluginExecError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (result instanceof PluginExecError) reject(result);
+      else resolve(result);
+    };
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      outLength += chunk.length;
+      if (outLength > options.maxOutputBytes) {
+        stop({ kind: 'too-large', limit: options.maxOutputBytes });
+        return;
+      }
+      out.push(chunk);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (errLength >= STDERR_CAP) return;
+      err.push(chunk.subarray(0, STDERR_CAP - errLength));
+      errLength += chunk.length;
+    });
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      finish(new PluginExecError({ kind: 'spawn', error }));
+    });
+    child.on('close', (exitCode, exitSignal) => {
+      if (failure !== undefined) {
+        finish(new PluginExecError(failure));
+        return;
+      }
+      finish({
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err),
+        exitCode,
+        signal: exitSignal,
+      });
+    });
+    // A plugin may exit without reading its config (EPIPE): its exit status
+    // and output say what happened, so write errors are not failures.
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin);
+  });
+}
+
+/**
+ * Runs `attempt`, and again up to `retries` times (after `delayMs`) while it
+ * fails with ETXTBSY: the binary is still open for writing, typically by an
+ * installer copying it in. libcni retries the same way (5 times, 1 s apart).
+ */
+export async function retryTextBusy<T>(
+  attempt: () => Promise<T>,
+  {
+    retries = 5,
+    delayMs = 1000,
+    signal,
+  }: { retries?: number; delayMs?: number; signal?: AbortSignal | undefined } = {},
+): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const busy =
+        error instanceof PluginExecError &&
+        error.failure.kind === 'spawn' &&
+        error.failure.error.code === 'ETXTBSY';
+      if (!busy || i >= retries) throw error;
+      await sleep(delayMs, undefined, signal === undefined ? {} : { signal });
+    }
+  }
+}
+
+/** The default executor: {@link spawnPlugin} with libcni's ETXTBSY retry. */
+export const defaultExecutor: PluginExecutor = (path, stdin, env, options) =>
+  retryTextBusy(() => spawnPlugin(path, stdin, env, options), { signal: options.signal });

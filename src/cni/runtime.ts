@@ -1,0 +1,730 @@
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { publish } from '../diagnostics.js';
+import { AbortError, PodnetSystemError } from '../errors.js';
+import { type CachedAttachment, ResultCache } from './cache.js';
+import { type CniNetworkList, loadNetworkFrom, scanNetworks } from './config.js';
+import { DEFAULT_NETWORK } from './default-network.js';
+import {
+  CniAttachmentError,
+  CniCacheError,
+  CniCacheMissError,
+  type CniCommand,
+  CniConfigError,
+  CniError,
+  CniGcError,
+  CniNetworkNotFoundError,
+  CniOutputError,
+  type CniPluginCall,
+  CniTimeoutError,
+  CniUnsupportedError,
+} from './errors.js';
+import {
+  defaultExecutor,
+  PluginExecError,
+  type PluginExecutor,
+  type PluginOutput,
+} from './exec.js';
+import { KeyedLocks } from './lock.js';
+import { type CniResult, convertResult, parseResult, ResultFormatError } from './result.js';
+import { cniArgProblem, ifNameProblem, nameProblem, pluginTypeProblem } from './validate.js';
+import { type CniVersion, CURRENT_CNI_VERSION, isCniVersion, versionAtLeast } from './version.js';
+
+/** Options of a {@link CniRuntime}; every path has libcni's default. */
+export interface CniRuntimeOptions {
+  /** Where plugin binaries are looked up, in order. Default `['/usr/lib/cni', '/opt/cni/bin']`. */
+  pluginDirs?: readonly string[];
+  /** Where network configuration files live. Default `/etc/cni/net.d`. */
+  confDir?: string;
+  /** The result cache root (`results/` is under it). Default `/var/lib/cni`. */
+  cacheDir?: string;
+  /** Deadline of each plugin call, in milliseconds. Default 60 000. */
+  timeoutMs?: number;
+  /** Largest stdout accepted from a plugin, in bytes. Default 4 MiB. */
+  maxOutputBytes?: number;
+  /**
+   * The network returned when confDir holds none (and found by its name by
+   * loadNetwork). Default: the embedded {@link DEFAULT_NETWORK}; `null` for none.
+   */
+  defaultNetwork?: CniNetworkList | null;
+  /**
+   * Extra environment for plugins. Plugins otherwise get only `PATH` (they run
+   * iptables and friends) and the CNI_* variables.
+   */
+  env?: Readonly<Record<string, string>>;
+  /** Replaces process execution (tests, or running plugins elsewhere). */
+  executor?: PluginExecutor;
+}
+
+/** One container interface on one network: libcni's RuntimeConf. */
+export interface CniAttachment {
+  /** The container's ID (the spec's name pattern). */
+  containerId: string;
+  /** Path of the container's network namespace (may be stale or '' for DEL). */
+  netns: string;
+  /** The interface name inside the namespace, e.g. `eth0`. */
+  ifName: string;
+  /** CNI_ARGS, as an object or as ordered pairs. */
+  args?: Readonly<Record<string, string>> | readonly (readonly [string, string])[];
+  /** Capability arguments; each plugin gets the ones it declares (portMappings, ips, mac, ...). */
+  capabilityArgs?: Readonly<Record<string, unknown>>;
+}
+
+/** Per-call options. */
+export interface CniCallOptions {
+  /** Aborting kills the running plugin; an aborted ADD is still rolled back. */
+  signal?: AbortSignal;
+  /** Overrides the runtime's per-plugin deadline for this call. */
+  timeoutMs?: number;
+}
+
+/** An attachment GC must keep (the spec's `cni.dev/valid-attachments` entries). */
+export interface CniGcAttachment {
+  containerId: string;
+  ifName: string;
+}
+
+/** Options of {@link CniRuntime.gc}. */
+export interface CniGcOptions extends CniCallOptions {
+  /** Attachments still in use; every other cached attachment on the network is DELeted. */
+  validAttachments?: readonly CniGcAttachment[];
+}
+
+/** A plugin's answer to VERSION. */
+export interface CniPluginVersionInfo {
+  /** The version the plugin answered in. */
+  cniVersion: string;
+  /** Every spec version the plugin accepts. */
+  supportedVersions: string[];
+}
+
+interface Prepared {
+  containerId: string;
+  netns: string;
+  ifName: string;
+  args: [string, string][];
+  capabilityArgs: Record<string, unknown>;
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * A CNI runtime, the TypeScript equivalent of libcni: network configuration
+ * lists in, plugin processes run by the spec's exec protocol, results out,
+ * with libcni's on-disk result cache. It holds no global state: everything is
+ * in its options. Operations on one (network, container, interface) run one
+ * at a time; different containers run in parallel; GC runs alone on its network.
+ */
+export class CniRuntime {
+  /** Plugin lookup path. */
+  readonly pluginDirs: readonly string[];
+  /** Configuration directory. */
+  readonly confDir: string;
+  /** The result cache. */
+  readonly cache: ResultCache;
+  /** Default deadline of each plugin call. */
+  readonly timeoutMs: number;
+  /** Stdout cap per plugin call. */
+  readonly maxOutputBytes: number;
+  readonly #defaultNetwork: CniNetworkList | null;
+  readonly #env: Readonly<Record<string, string>>;
+  readonly #exec: PluginExecutor;
+  readonly #networkLocks = new KeyedLocks();
+  readonly #attachmentLocks = new KeyedLocks();
+
+  constructor(options: CniRuntimeOptions = {}) {
+    this.pluginDirs = [...(options.pluginDirs ?? ['/usr/lib/cni', '/opt/cni/bin'])];
+    this.confDir = options.confDir ?? '/etc/cni/net.d';
+    this.cache = new ResultCache(options.cacheDir ?? '/var/lib/cni');
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
+    this.#defaultNetwork =
+      options.defaultNetwork === undefined ? DEFAULT_NETWORK : options.defaultNetwork;
+    this.#env = { PATH: process.env['PATH'] || DEFAULT_PATH, ...options.env };
+    this.#exec = options.executor ?? defaultExecutor;
+  }
+
+  /**
+   * Every network in confDir (libcni's order; the first file naming a network
+   * wins), or the default network when there is none. Files that fail to load
+   * are skipped, unless `strict`, which throws the first such error.
+   */
+  async listNetworks(options: { strict?: boolean } = {}): Promise<CniNetworkList[]> {
+    const { networks, invalid } = await scanNetworks(this.confDir);
+    if (options.strict && invalid.length > 0) throw invalid[0]!.error;
+    if (networks.length === 0 && this.#defaultNetwork !== null) return [this.#defaultNetwork];
+    return networks;
+  }
+
+  /**
+   * Loads a network by name from confDir, or by path (anything with a `/`).
+   * The default network is found by its name when confDir has no such file.
+   */
+  async loadNetwork(nameOrPath: string): Promise<CniNetworkList> {
+    try {
+      return await loadNetworkFrom(this.confDir, nameOrPath);
+    } catch (error) {
+      if (error instanceof CniNetworkNotFoundError && this.#defaultNetwork?.name === nameOrPath) {
+        return this.#defaultNetwork;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * ADD: runs the list's plugins in order, each getting the previous one's
+   * result, and caches the final result. If any plugin fails, DEL is run for
+   * the whole list before the error is thrown, so a failed ADD leaves nothing
+   * behind (should that DEL fail too, the cache entry is kept so DEL or GC can
+   * finish later). Returns the result in the list's cniVersion.
+   */
+  async add(
+    list: CniNetworkList,
+    attachment: CniAttachment,
+    options: CniCallOptions = {},
+  ): Promise<CniResult> {
+    const a = this.#prepare(list, attachment, 'ADD');
+    const paths = await this.#resolvePlugins(list);
+    return this.#locked(list.name, a, async () => {
+      let prev: CniResult | undefined;
+      try {
+        for (const [i, plugin] of list.plugins.entries()) {
+          const call = { plugin: plugin.type, command: 'ADD' as const, network: list.name };
+          const stdin = this.#pluginConfig(list, i, a, prev);
+          const out = await this.#invoke(
+            call,
+            paths[i]!,
+            stdin,
+            this.#attachmentEnv('ADD', a),
+            a,
+            options,
+          );
+          prev = this.#parsePluginResult(call, out.stdout, list.cniVersion);
+        }
+        if (prev === undefined)
+          throw new CniConfigError(list.source, 'plugins', 'must hold at least one plugin');
+        await this.cache.write({
+          network: list.name,
+          containerId: a.containerId,
+          ifName: a.ifName,
+          netns: a.netns,
+          args: a.args,
+          capabilityArgs: a.capabilityArgs,
+          config: list.bytes,
+          result: prev,
+        });
+      } catch (error) {
+        await this.#rollback(list, a, paths, prev, options.timeoutMs);
+        throw error;
+      }
+      publish('podnet:cni:result', {
+        network: list.name,
+        containerId: a.containerId,
+        ifName: a.ifName,
+        result: prev,
+      });
+      return prev;
+    });
+  }
+
+  /**
+   * DEL: runs the list's plugins in reverse order with the cached result as
+   * prevResult (from 0.4.0), then removes the cache entry. A missing netns
+   * and a missing or corrupt cache entry are tolerated; DEL may be repeated.
+   * Stops at the first plugin error and keeps the cache entry for a retry.
+   */
+  async del(
+    list: CniNetworkList,
+    attachment: CniAttachment,
+    options: CniCallOptions = {},
+  ): Promise<void> {
+    const a = this.#prepare(list, attachment, 'DEL');
+    const paths = await this.#resolvePlugins(list);
+    await this.#locked(list.name, a, () => this.#del(list, a, paths, options));
+  }
+
+  /**
+   * CHECK (0.4.0 and later): asks every plugin, in order, whether the
+   * attachment is still as the cached result says. Does nothing when the
+   * list sets disableCheck. Throws CniCacheMissError without a cached result.
+   */
+  async check(
+    list: CniNetworkList,
+    attachment: CniAttachment,
+    options: CniCallOptions = {},
+  ): Promise<void> {
+    if (!versionAtLeast(list.cniVersion, '0.4.0'))
+      throw new CniUnsupportedError('CHECK', list.name, list.cniVersion);
+    if (list.disableCheck) return;
+    const a = this.#prepare(list, attachment, 'CHECK');
+    const paths = await this.#resolvePlugins(list);
+    await this.#locked(list.name, a, async () => {
+      const cached = await this.#cachedResult(list, a, false);
+      if (cached === undefined) throw new CniCacheMissError(list.name, a.containerId, a.ifName);
+      for (const [i, plugin] of list.plugins.entries()) {
+        const call = { plugin: plugin.type, command: 'CHECK' as const, network: list.name };
+        const stdin = this.#pluginConfig(list, i, a, cached);
+        await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('CHECK', a), a, options);
+      }
+    });
+  }
+
+  /**
+   * GC, as libcni does it: first DEL every cached attachment of this network
+   * that is not in `validAttachments`, then (1.1.0 lists) send GC to every
+   * plugin with `cni.dev/valid-attachments`. Nothing at all when the list
+   * sets disableGC. Excludes ADD and DEL on the network while it runs. Every
+   * step is tried; failures are thrown together as a CniGcError.
+   */
+  async gc(list: CniNetworkList, options: CniGcOptions = {}): Promise<void> {
+    if (list.disableGC) return;
+    this.#checkList(list);
+    const paths = await this.#resolvePlugins(list);
+    const valid = (options.validAttachments ?? []).map((x) => ({
+      containerID: x.containerId,
+      ifname: x.ifName,
+    }));
+    const keep = new Set(valid.map((x) => `${x.containerID}\0${x.ifname}`));
+    const release = await this.#networkLocks.acquire(list.name, true);
+    const errors: unknown[] = [];
+    try {
+      for (const stale of await this.cache.list({ network: list.name })) {
+        if (keep.has(`${stale.containerId}\0${stale.ifName}`)) continue;
+        const a: Prepared = {
+          containerId: stale.containerId,
+          netns: stale.netns,
+          ifName: stale.ifName,
+          args: stale.args,
+          capabilityArgs: stale.capabilityArgs,
+        };
+        await this.#del(list, a, paths, options).catch((error: unknown) => errors.push(error));
+      }
+      if (versionAtLeast(list.cniVersion, '1.1.0')) {
+        for (const [i, plugin] of list.plugins.entries()) {
+          const call = { plugin: plugin.type, command: 'GC' as const, network: list.name };
+          // libcni also sends the misspelt key the spec first used (cni#1101).
+          const stdin = {
+            ...this.#pluginConfig(list, i, undefined, undefined),
+            'cni.dev/valid-attachments': valid,
+            'cni.dev/attachments': valid,
+          };
+          const env = { ...this.#env, CNI_COMMAND: 'GC', CNI_PATH: this.pluginDirs.join(':') };
+          await this.#invoke(call, paths[i]!, stdin, env, undefined, options).catch(
+            (error: unknown) => errors.push(error),
+          );
+        }
+      }
+    } finally {
+      release();
+    }
+    if (errors.length > 0) throw new CniGcError(list.name, errors);
+  }
+
+  /**
+   * STATUS (1.1.0 lists): asks every plugin whether it can take ADDs. A
+   * plugin's "not available" answer is thrown as its CniError (codes 50/51).
+   * Lists before 1.1.0 have no STATUS and are reported ready, as libcni does.
+   */
+  async status(list: CniNetworkList, options: CniCallOptions = {}): Promise<void> {
+    this.#checkList(list);
+    if (!versionAtLeast(list.cniVersion, '1.1.0')) return;
+    const paths = await this.#resolvePlugins(list);
+    for (const [i, plugin] of list.plugins.entries()) {
+      const call = { plugin: plugin.type, command: 'STATUS' as const, network: list.name };
+      const env = { ...this.#env, CNI_COMMAND: 'STATUS', CNI_PATH: this.pluginDirs.join(':') };
+      await this.#invoke(
+        call,
+        paths[i]!,
+        this.#pluginConfig(list, i, undefined, undefined),
+        env,
+        undefined,
+        options,
+      );
+    }
+  }
+
+  /**
+   * The cached ADD result of an attachment in the list's cniVersion, or
+   * undefined when there is none. Throws CniCacheError for a corrupt entry.
+   */
+  async cachedResult(
+    list: CniNetworkList,
+    attachment: Pick<CniAttachment, 'containerId' | 'ifName'>,
+  ): Promise<CniResult | undefined> {
+    const a = this.#prepare(list, { ...attachment, netns: '' }, 'DEL');
+    return this.#cachedResult(list, a, false);
+  }
+
+  /**
+   * Every attachment in the cache, optionally only one network's or one
+   * container's (what GC and crash recovery work from).
+   */
+  cachedAttachments(
+    filter: { network?: string; containerId?: string } = {},
+  ): Promise<CachedAttachment[]> {
+    return this.cache.list(filter);
+  }
+
+  /** Asks a plugin binary which spec versions it supports (VERSION). */
+  async version(
+    pluginType: string,
+    options: CniCallOptions & { cniVersion?: CniVersion } = {},
+  ): Promise<CniPluginVersionInfo> {
+    const problem = pluginTypeProblem(pluginType);
+    if (problem !== undefined) throw new CniAttachmentError('plugin', problem);
+    const path = await this.#findPlugin(pluginType);
+    if (path === undefined) {
+      throw new CniConfigError(
+        '<version query>',
+        'type',
+        `plugin binary '${pluginType}' not found in ${this.pluginDirs.join(', ')}`,
+      );
+    }
+    const call: CniPluginCall = { plugin: pluginType, command: 'VERSION' };
+    const env = { ...this.#env, CNI_COMMAND: 'VERSION', CNI_PATH: this.pluginDirs.join(':') };
+    const out = await this.#invoke(
+      call,
+      path,
+      { cniVersion: options.cniVersion ?? CURRENT_CNI_VERSION },
+      env,
+      undefined,
+      options,
+    );
+    const raw = this.#parseJson(call, out.stdout) as Partial<CniPluginVersionInfo> | null;
+    const versions = raw?.supportedVersions;
+    if (
+      typeof raw?.cniVersion !== 'string' ||
+      !Array.isArray(versions) ||
+      !versions.every((x): x is string => typeof x === 'string')
+    ) {
+      throw new CniOutputError(call, 'not a VERSION answer ({cniVersion, supportedVersions})');
+    }
+    return { cniVersion: raw.cniVersion, supportedVersions: [...versions] };
+  }
+
+  async #del(
+    list: CniNetworkList,
+    a: Prepared,
+    paths: readonly string[],
+    options: CniCallOptions,
+  ): Promise<void> {
+    let cached: CniResult | undefined;
+    if (versionAtLeast(list.cniVersion, '0.4.0')) cached = await this.#cachedResult(list, a, true);
+    for (let i = list.plugins.length - 1; i >= 0; i--) {
+      const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
+      const stdin = this.#pluginConfig(list, i, a, cached);
+      await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('DEL', a), a, options);
+    }
+    await this.cache.remove(list.name, a.containerId, a.ifName);
+  }
+
+  // DEL after a failed ADD: every plugin is asked, even after one fails, and
+  // without the caller's signal (an aborted ADD must still be undone).
+  async #rollback(
+    list: CniNetworkList,
+    a: Prepared,
+    paths: readonly string[],
+    prev: CniResult | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<void> {
+    const cached = versionAtLeast(list.cniVersion, '0.4.0') ? prev : undefined;
+    let failed = false;
+    for (let i = list.plugins.length - 1; i >= 0; i--) {
+      const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
+      const stdin = this.#pluginConfig(list, i, a, cached);
+      const options = timeoutMs === undefined ? {} : { timeoutMs };
+      await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('DEL', a), a, options).catch(
+        () => {
+          failed = true;
+        },
+      );
+    }
+    const entry = {
+      network: list.name,
+      containerId: a.containerId,
+      ifName: a.ifName,
+      netns: a.netns,
+      args: a.args,
+      capabilityArgs: a.capabilityArgs,
+      config: list.bytes,
+      result: prev,
+    };
+    await (failed
+      ? this.cache.write(entry)
+      : this.cache.remove(list.name, a.containerId, a.ifName)
+    ).catch(() => {});
+  }
+
+  async #cachedResult(
+    list: CniNetworkList,
+    a: Prepared,
+    tolerant: boolean,
+  ): Promise<CniResult | undefined> {
+    try {
+      const entry = await this.cache.read(list.name, a.containerId, a.ifName);
+      if (entry?.result === undefined) return undefined;
+      return convertResult(parseResult(entry.result, list.cniVersion), list.cniVersion);
+    } catch (error) {
+      if (tolerant) return undefined;
+      if (error instanceof ResultFormatError) {
+        throw new CniCacheError(
+          this.cache.pathFor(list.name, a.containerId, a.ifName),
+          error.message,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #locked<T>(network: string, a: Prepared, fn: () => Promise<T>): Promise<T> {
+    const releaseNetwork = await this.#networkLocks.acquire(network, false);
+    try {
+      const releaseAttachment = await this.#attachmentLocks.acquire(
+        `${network}\0${a.containerId}\0${a.ifName}`,
+        true,
+      );
+      try {
+        return await fn();
+      } finally {
+        releaseAttachment();
+      }
+    } finally {
+      releaseNetwork();
+    }
+  }
+
+  // Re-checks what parseNetworkList checked: a list may also be built by hand.
+  #checkList(list: CniNetworkList): void {
+    const nameIssue = nameProblem(list.name);
+    if (nameIssue !== undefined) throw new CniConfigError(list.source, 'name', nameIssue);
+    if (!isCniVersion(list.cniVersion))
+      throw new CniConfigError(
+        list.source,
+        'cniVersion',
+        `unsupported version '${list.cniVersion}'`,
+      );
+    if (list.plugins.length === 0)
+      throw new CniConfigError(list.source, 'plugins', 'must hold at least one plugin');
+    list.plugins.forEach((p, i) => {
+      const problem = pluginTypeProblem(p.type);
+      if (problem !== undefined)
+        throw new CniConfigError(list.source, `plugins[${i}].type`, problem);
+    });
+  }
+
+  #prepare(list: CniNetworkList, attachment: CniAttachment, command: CniCommand): Prepared {
+    this.#checkList(list);
+    const idIssue = nameProblem(attachment.containerId);
+    if (idIssue !== undefined) throw new CniAttachmentError('containerId', idIssue);
+    const ifIssue = ifNameProblem(attachment.ifName);
+    if (ifIssue !== undefined) throw new CniAttachmentError('ifName', ifIssue);
+    if (typeof attachment.netns !== 'string')
+      throw new CniAttachmentError('netns', 'must be a string');
+    if (command !== 'DEL' && attachment.netns === '')
+      throw new CniAttachmentError('netns', `required for ${command}`);
+    const pairs: readonly (readonly [string, string])[] = Array.isArray(attachment.args)
+      ? (attachment.args as readonly (readonly [string, string])[])
+      : Object.entries(attachment.args ?? {});
+    const args = pairs.map(([k, x]): [string, string] => {
+      const problem = cniArgProblem(k, x);
+      if (problem !== undefined) throw new CniAttachmentError('args', problem);
+      return [k, x];
+    });
+    const caps = attachment.capabilityArgs ?? {};
+    if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) {
+      throw new CniAttachmentError('capabilityArgs', 'must be an object');
+    }
+    return {
+      containerId: attachment.containerId,
+      netns: attachment.netns,
+      ifName: attachment.ifName,
+      args,
+      capabilityArgs: { ...caps },
+    };
+  }
+
+  async #findPlugin(type: string): Promise<string | undefined> {
+    for (const dir of this.pluginDirs) {
+      const path = join(dir, type);
+      try {
+        await access(path, constants.X_OK);
+        return path;
+      } catch {
+        // Not in this dir; try the next.
+      }
+    }
+    return undefined;
+  }
+
+  // Every binary is found before the first one runs, so a typo in the last
+  // plugin cannot leave the first ones' work behind.
+  async #resolvePlugins(list: CniNetworkList): Promise<string[]> {
+    return Promise.all(
+      list.plugins.map(async (p, i) => {
+        const path = await this.#findPlugin(p.type);
+        if (path === undefined) {
+          throw new CniConfigError(
+            list.source,
+            `plugins[${i}].type`,
+            `plugin binary '${p.type}' not found in ${this.pluginDirs.join(', ')}`,
+          );
+        }
+        return path;
+      }),
+    );
+  }
+
+  // The spec's injection: name and cniVersion always, prevResult when there
+  // is one, and runtimeConfig with exactly the capabilities the plugin
+  // declares true and the caller supplied. Everything else passes through.
+  #pluginConfig(
+    list: CniNetworkList,
+    index: number,
+    a: Prepared | undefined,
+    prevResult: CniResult | undefined,
+  ): Record<string, unknown> {
+    const plugin = list.plugins[index]!;
+    const config: Record<string, unknown> = {
+      ...plugin.config,
+      name: list.name,
+      cniVersion: list.cniVersion,
+    };
+    if (prevResult !== undefined) config['prevResult'] = prevResult;
+    if (a !== undefined) {
+      const runtimeConfig: Record<string, unknown> = {};
+      for (const cap of plugin.capabilities) {
+        if (Object.hasOwn(a.capabilityArgs, cap)) runtimeConfig[cap] = a.capabilityArgs[cap];
+      }
+      if (Object.keys(runtimeConfig).length > 0) config['runtimeConfig'] = runtimeConfig;
+    }
+    return config;
+  }
+
+  #attachmentEnv(command: 'ADD' | 'DEL' | 'CHECK', a: Prepared): Record<string, string> {
+    return {
+      ...this.#env,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: a.containerId,
+      CNI_NETNS: a.netns,
+      CNI_IFNAME: a.ifName,
+      CNI_ARGS: a.args.map(([k, x]) => `${k}=${x}`).join(';'),
+      CNI_PATH: this.pluginDirs.join(':'),
+    };
+  }
+
+  async #invoke(
+    call: CniPluginCall,
+    path: string,
+    config: Record<string, unknown>,
+    env: Record<string, string>,
+    a: Prepared | undefined,
+    options: CniCallOptions,
+  ): Promise<PluginOutput> {
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const started = performance.now();
+    let out: PluginOutput | undefined;
+    let failure: unknown;
+    try {
+      out = await this.#exec(path, JSON.stringify(config), env, {
+        timeoutMs,
+        maxOutputBytes: this.maxOutputBytes,
+        signal: options.signal,
+      });
+      if (out.exitCode !== 0) throw this.#pluginError(call, out);
+      return out;
+    } catch (error) {
+      failure =
+        error instanceof PluginExecError ? this.#execError(call, path, error, timeoutMs) : error;
+      throw failure;
+    } finally {
+      publish('podnet:cni:exec', {
+        ...call,
+        path,
+        containerId: a?.containerId,
+        ifName: a?.ifName,
+        durationMs: performance.now() - started,
+        exitCode: out?.exitCode,
+        error: failure,
+      });
+    }
+  }
+
+  #execError(call: CniPluginCall, path: string, error: PluginExecError, timeoutMs: number): Error {
+    const f = error.failure;
+    switch (f.kind) {
+      case 'timeout':
+        return new CniTimeoutError(call, timeoutMs);
+      case 'aborted':
+        return new AbortError(`CNI plugin '${call.plugin}' ${call.command}`, { cause: f.reason });
+      case 'too-large':
+        return new CniOutputError(call, `more than ${f.limit} bytes on stdout; killed`);
+      case 'spawn':
+        return new PodnetSystemError(
+          `executing CNI plugin '${call.plugin}'`,
+          { errno: f.error.errno ?? 0, syscall: 'spawn', path },
+          { cause: f.error },
+        );
+    }
+  }
+
+  // libcni's pluginErr: the error JSON on stdout; with no stdout, stderr is
+  // the message; stdout that is not error JSON is a separate error.
+  #pluginError(call: CniPluginCall, out: PluginOutput): Error {
+    const how = out.signal === null ? `exit status ${out.exitCode}` : `signal ${out.signal}`;
+    const stdout = out.stdout.toString('utf8').trim();
+    if (stdout === '') {
+      const stderr = out.stderr.toString('utf8').trim();
+      return new CniError(call, {
+        code: 0,
+        msg: stderr === '' ? `failed with no error message (${how})` : `failed (${how}): ${stderr}`,
+      });
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(stdout);
+    } catch (cause) {
+      return new CniOutputError(call, `${how}, and stdout is not error JSON: ${preview(stdout)}`, {
+        cause,
+      });
+    }
+    const e = raw as { code?: unknown; msg?: unknown; details?: unknown } | null;
+    if (
+      typeof e !== 'object' ||
+      e === null ||
+      (typeof e.code !== 'number' && typeof e.msg !== 'string')
+    ) {
+      return new CniOutputError(call, `${how}, and stdout is not error JSON: ${preview(stdout)}`);
+    }
+    return new CniError(call, {
+      code: typeof e.code === 'number' ? e.code : 0,
+      msg: typeof e.msg === 'string' ? e.msg : '',
+      ...(typeof e.details === 'string' ? { details: e.details } : {}),
+    });
+  }
+
+  #parseJson(call: CniPluginCall, stdout: Buffer): unknown {
+    const text = stdout.toString('utf8');
+    try {
+      return JSON.parse(text);
+    } catch (cause) {
+      throw new CniOutputError(call, `stdout is not JSON: ${preview(text)}`, { cause });
+    }
+  }
+
+  #parsePluginResult(call: CniPluginCall, stdout: Buffer, version: CniVersion): CniResult {
+    const raw = this.#parseJson(call, stdout);
+    try {
+      return convertResult(parseResult(raw, version), version);
+    } catch (error) {
+      if (error instanceof ResultFormatError)
+        throw new CniOutputError(call, error.message, { cause: error });
+      throw error;
+    }
+  }
+}
+
+function preview(text: string): string {
+  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+}
