@@ -1,0 +1,102 @@
+// Test helpers for privileged tests: run commands, make throwaway namespace
+// directories, and skip (with the reason printed) where root is missing.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** Whether this process is root (integration tests need it). */
+export const isRoot = process.getuid?.() === 0;
+
+if (!isRoot && process.env['CI']) {
+  // In CI a skipped integration test would hide a failure.
+  throw new Error('integration tests must run as root in CI');
+}
+if (!isRoot)
+  console.warn('skipping integration tests: they need root (real namespaces, mounts and links)');
+
+/** Prefix of every temp dir the tests make; the leak check looks for it. */
+export const TEST_PREFIX = 'podnet-test-';
+
+/** A short random suffix for unique names (links are limited to 15 bytes). */
+export function uniq(n = 4): string {
+  return randomBytes(n).toString('hex');
+}
+
+/** Runs argv (no shell) and returns stdout; rejects with stderr in the message. */
+export async function run(argv: string[], opts: { input?: string } = {}): Promise<string> {
+  const [cmd, ...args] = argv;
+  try {
+    const child = execFileP(cmd!, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    if (opts.input !== undefined) child.child.stdin?.end(opts.input);
+    const { stdout } = await child;
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${argv.join(' ')}: ${e.stderr?.trim() || e.message}`);
+  }
+}
+
+/** Runs argv inside the network namespace mounted at `path`. */
+export function inNetns(path: string, argv: string[]): Promise<string> {
+  return run(['nsenter', `--net=${path}`, ...argv]);
+}
+
+/** A fresh directory for namespace mounts, and its full cleanup. */
+export interface NetnsDir {
+  dir: string;
+  /** Unmounts every namespace left in it, the directory's own bind mount, and removes it. */
+  cleanup(): Promise<void>;
+}
+
+/** Makes a temp directory to mount test namespaces in. */
+export function tempNetnsDir(): NetnsDir {
+  const dir = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+  return {
+    dir,
+    async cleanup() {
+      for (const name of readdirSync(dir)) {
+        await run(['umount', '-l', join(dir, name)]).catch(() => undefined);
+      }
+      // podnet makes the directory a (shared) bind mount of itself.
+      while (
+        await run(['umount', dir]).then(
+          () => true,
+          () => false,
+        )
+      ) {}
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Creates a veth pair between two namespaces, with addresses, up, and IPv6 off (no stray packets). */
+export async function vethBetween(
+  a: { path: string; ifname: string; cidr: string },
+  b: { path: string; ifname: string; cidr: string },
+): Promise<void> {
+  await run([
+    'ip',
+    'link',
+    'add',
+    a.ifname,
+    'netns',
+    a.path,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    b.ifname,
+    'netns',
+    b.path,
+  ]);
+  for (const end of [a, b]) {
+    await inNetns(end.path, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']);
+    await inNetns(end.path, ['ip', 'addr', 'add', end.cidr, 'dev', end.ifname]);
+    await inNetns(end.path, ['ip', 'link', 'set', end.ifname, 'up']);
+  }
+}
