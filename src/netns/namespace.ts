@@ -12,7 +12,15 @@ import {
   NotANamespaceError,
 } from '../errors.js';
 import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
-import { decodeLinkStats, decodeLinks, encodeGetLink, type Link, type LinkStats } from './rtnl.js';
+import {
+  checkAck,
+  decodeLinkStats,
+  decodeLinks,
+  encodeGetLink,
+  type Link,
+  type LinkStats,
+} from './rtnl.js';
+import { encodeDelLink, encodeNewAddr, encodeNewVeth, encodeSetLinkUp } from './rtnl-write.js';
 import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
 
 const NSFS_MAGIC = 0x6e736673;
@@ -254,6 +262,71 @@ export class NetworkNamespace implements AsyncDisposable {
     const rtnl = await this.#rtnlAsync();
     const reply = await call(what, rtnl.requestAsync(encodeGetLink()));
     return decodeLinks(reply, reply.length, what);
+  }
+
+  async #ack(what: string, req: Buffer): Promise<void> {
+    const rtnl = await this.#rtnlAsync();
+    const reply = await call(what, rtnl.requestAsync(req));
+    checkAck(reply, reply.length, what);
+  }
+
+  /** One link by name, or a LinkNotFoundError. */
+  async link(ifname: string): Promise<Link> {
+    const what = `looking up '${ifname}' in '${this.path}'`;
+    const rtnl = await this.#rtnlAsync();
+    try {
+      const reply = await call(what, rtnl.requestAsync(encodeGetLink(checkIfname(ifname))));
+      const [link] = decodeLinks(reply, reply.length, what);
+      if (!link) throw new LinkNotFoundError(ifname, this.path);
+      return link;
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
+  }
+
+  /** Sets a link up (IFF_UP), e.g. `lo`, which a new namespace has down. */
+  async setLinkUp(ifname: string): Promise<void> {
+    try {
+      await this.#ack(
+        `setting '${ifname}' up in '${this.path}'`,
+        encodeSetLinkUp(checkIfname(ifname)),
+      );
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
+  }
+
+  /** Adds an address ("10.0.0.1/24", "fd00::1/64") to a link. */
+  async addAddress(ifname: string, cidr: string): Promise<void> {
+    const { index } = await this.link(ifname);
+    await this.#ack(`adding ${cidr} to '${ifname}' in '${this.path}'`, encodeNewAddr(index, cidr));
+  }
+
+  /**
+   * Creates a veth pair: `name` in this namespace, `peer.name` in
+   * `peer.netns` (default: this namespace). Both ends start down.
+   */
+  async addVeth(
+    name: string,
+    peer: { name: string; netns?: NetworkNamespace },
+    opts: { mtu?: number } = {},
+  ): Promise<void> {
+    const req = encodeNewVeth({
+      name: checkIfname(name),
+      peerName: checkIfname(peer.name),
+      ...(peer.netns ? { peerNetnsFd: peer.netns.#nsfd() } : {}),
+      ...(opts.mtu === undefined ? {} : { mtu: opts.mtu }),
+    });
+    await this.#ack(`creating veth '${name}' in '${this.path}'`, req);
+  }
+
+  /** Deletes a link (a veth's peer goes with it). */
+  async deleteLink(ifname: string): Promise<void> {
+    try {
+      await this.#ack(`deleting '${ifname}' in '${this.path}'`, encodeDelLink(checkIfname(ifname)));
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
   }
 
   #request(ifname: string): Buffer {

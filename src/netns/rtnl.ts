@@ -161,6 +161,16 @@ function* messages(buf: Buffer, len: number, what: string): Generator<Message> {
   }
 }
 
+/**
+ * Checks the reply to a request sent with NLM_F_ACK: resolves on the ack,
+ * throws the kernel's error as a PodnetSystemError.
+ */
+export function checkAck(buf: Buffer, len: number, what: string): void {
+  for (const m of messages(buf, len, what)) {
+    throw new NetlinkDecodeError(`unexpected message type ${m.type} where an ack was due`);
+  }
+}
+
 function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
 }

@@ -65,13 +65,14 @@ export function encodeSockaddr(host: string, port: number): { family: 4 | 6; add
     const b = Buffer.alloc(28);
     b.writeUInt16LE(AF_INET6, 0);
     b.writeUInt16BE(port, 2);
-    expandIPv6(host).copy(b, 8);
+    ipv6Bytes(host).copy(b, 8);
     return { family: 6, addr: b };
   }
   throw new InvalidArgumentError(`host must be an IPv4 or IPv6 address (no zone), not '${host}'`);
 }
 
-function expandIPv6(host: string): Buffer {
+/** The 16 bytes of an IPv6 literal (the caller has checked it with isIP). */
+export function ipv6Bytes(host: string): Buffer {
   // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
   let text = host;
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);

@@ -370,6 +370,44 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
     expect(existsSync(a.path)).toBe(false);
   });
 
+  it('creates veths, sets links up and adds addresses through netlink, as ip sees them', async () => {
+    const a = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'a' }));
+    const b = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'b' }));
+    await a.setLinkUp('lo');
+    await a.addVeth('va', { name: 'vb', netns: b }, { mtu: 9000 });
+    await a.setLinkUp('va');
+    await b.setLinkUp('vb');
+    await a.addAddress('va', '10.231.9.1/24');
+    await a.addAddress('va', 'fd00:231:9::1/64');
+    await b.addAddress('vb', '10.231.9.2/24');
+    const ipA = JSON.parse(await inNetns(a.path, ['ip', '-j', 'addr', 'show', 'dev', 'va']))[0];
+    expect(ipA.mtu).toBe(9000);
+    expect(ipA.flags).toContain('UP');
+    expect(
+      ipA.addr_info.map((x: { local: string; prefixlen: number }) => `${x.local}/${x.prefixlen}`),
+    ).toEqual(expect.arrayContaining(['10.231.9.1/24', 'fd00:231:9::1/64']));
+    expect((await a.link('lo')).up).toBe(true);
+    expect((await b.link('vb')).kind).toBe('veth');
+
+    const server = net.createServer((s) => s.end('over netlink'));
+    const { port } = await a.listen(server, { host: '10.231.9.1' });
+    const c = await b.connect({ host: '10.231.9.1', port });
+    const chunks: Buffer[] = [];
+    for await (const x of c) chunks.push(x as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('over netlink');
+    await new Promise((r) => server.close(r));
+
+    await expect(a.addVeth('va', { name: 'vc' })).rejects.toMatchObject({
+      code: 'EEXIST',
+      syscall: 'netlink',
+    });
+    await expect(a.setLinkUp('nope')).rejects.toBeInstanceOf(LinkNotFoundError);
+    await expect(a.addAddress('va', '10.0.0.1')).rejects.toBeInstanceOf(InvalidArgumentError);
+    await a.deleteLink('va');
+    expect((await b.links()).map((l) => l.name)).toEqual(['lo']);
+    await expect(a.deleteLink('va')).rejects.toBeInstanceOf(LinkNotFoundError);
+  });
+
   it('await using removes an owned namespace', async () => {
     let path = '';
     {
