@@ -20,6 +20,9 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           pool: 'forks',
           globalSetup: ['test/integration/global-leak-check.ts'],
+          // One file at a time: the files share the host's links, iptables
+          // and CPU (2 cores), and the pack test rebuilds the addon.
+          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

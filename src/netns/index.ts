@@ -6,6 +6,7 @@ export {
   type NamespaceEntry,
   type NamespaceLocation,
   NetworkNamespace,
+  namespacePath,
 } from './namespace.js';
 export {
   decodeLinkStats,

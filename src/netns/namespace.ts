@@ -93,6 +93,11 @@ function checkName(name: unknown): string {
   return name;
 }
 
+/** The mount point path of NAME in DIR (default dir as create uses), with NAME checked. */
+export function namespacePath(name: string, dir: string = defaultNetnsDir()): string {
+  return locate({ name, dir }).path;
+}
+
 function locate(opts: NamespaceLocation): { dir: string; name: string; path: string } {
   const dir = resolve(opts.dir ?? defaultNetnsDir());
   const name = checkName(opts.name ?? `cni-${randomUUID()}`);

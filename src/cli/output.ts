@@ -1,0 +1,28 @@
+import { styleText } from 'node:util';
+
+/** Formats rows as an aligned text table with a header line. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const head = line(header);
+  return [process.stdout.isTTY ? styleText('bold', head) : head, ...cells.slice(1).map(line)].join(
+    '\n',
+  );
+}
+
+/** Human-readable byte count (KiB, MiB, ...). */
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
