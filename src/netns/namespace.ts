@@ -20,7 +20,14 @@ import {
   type Link,
   type LinkStats,
 } from './rtnl.js';
-import { encodeDelLink, encodeNewAddr, encodeNewVeth, encodeSetLinkUp } from './rtnl-write.js';
+import {
+  encodeDelLink,
+  encodeNewAddr,
+  encodeNewLink,
+  encodeNewVeth,
+  encodeSetLinkUp,
+  encodeSetMaster,
+} from './rtnl-write.js';
 import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
 
 const NSFS_MAGIC = 0x6e736673;
@@ -323,6 +330,27 @@ export class NetworkNamespace implements AsyncDisposable {
       ...(opts.mtu === undefined ? {} : { mtu: opts.mtu }),
     });
     await this.#ack(`creating veth '${name}' in '${this.path}'`, req);
+  }
+
+  /** Creates a bridge or dummy link (down, no addresses). */
+  async addLink(ifname: string, kind: 'bridge' | 'dummy'): Promise<void> {
+    await this.#ack(
+      `creating ${kind} '${ifname}' in '${this.path}'`,
+      encodeNewLink(checkIfname(ifname), kind),
+    );
+  }
+
+  /** Enslaves `ifname` to the bridge `master`. */
+  async setMaster(ifname: string, master: string): Promise<void> {
+    const { index } = await this.link(master);
+    try {
+      await this.#ack(
+        `attaching '${ifname}' to '${master}' in '${this.path}'`,
+        encodeSetMaster(checkIfname(ifname), index),
+      );
+    } catch (err) {
+      throw this.#notFound(ifname, err);
+    }
   }
 
   /** Deletes a link (a veth's peer goes with it). */

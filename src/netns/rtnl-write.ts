@@ -15,6 +15,7 @@ const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
+const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_NET_NS_FD = 28;
 const IFLA_INFO_KIND = 1;
@@ -104,6 +105,26 @@ export function encodeDelLink(ifname: string): Buffer {
     .raw(ifinfomsg())
     .str(IFLA_IFNAME, ifname)
     .finish(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK);
+}
+
+/** Requests a new link of a kind that needs no options (bridge, dummy). */
+export function encodeNewLink(ifname: string, kind: 'bridge' | 'dummy'): Buffer {
+  return new MessageWriter()
+    .raw(ifinfomsg())
+    .str(IFLA_IFNAME, ifname)
+    .begin(IFLA_LINKINFO)
+    .str(IFLA_INFO_KIND, kind)
+    .end()
+    .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+}
+
+/** Requests `ifname` be enslaved to the link with index `master` (0: released). */
+export function encodeSetMaster(ifname: string, master: number): Buffer {
+  return new MessageWriter()
+    .raw(ifinfomsg())
+    .str(IFLA_IFNAME, ifname)
+    .u32(IFLA_MASTER, master)
+    .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
 }
 
 /** Options of a veth pair: this end's name, the peer's name and the namespace (fd) it goes to. */
