@@ -70,8 +70,9 @@ function killGroup(pid: number | undefined): void {
 }
 
 /**
- * Executes `path` once with an argv of just the path (no shell), `stdin`
- * written to it, and exactly `env` as its environment. The plugin runs in its
+ * Executes `path` once with `args` (none for a plugin; a wrapper such as
+ * nsenter gets the plugin path here), never through a shell, with `stdin`
+ * written to it and exactly `env` as its environment. The plugin runs in its
  * own process group so a deadline, an abort or an oversized stdout can kill it
  * together with its children. Rejects with PluginExecError in those cases and
  * when it cannot be started; a plugin that exits non-zero resolves (the
@@ -82,6 +83,7 @@ export function spawnPlugin(
   stdin: string,
   env: Readonly<Record<string, string>>,
   options: ExecPluginOptions,
+  args: readonly string[] = [],
 ): Promise<PluginOutput> {
   return new Promise((resolve, reject) => {
     const signal = options.signal;
@@ -89,7 +91,7 @@ export function spawnPlugin(
       reject(new PluginExecError({ kind: 'aborted', reason: signal.reason }));
       return;
     }
-    const child = spawn(path, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn(path, args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     let outLength = 0;
     const err: Buffer[] = [];
