@@ -1,0 +1,493 @@
+// Benchmark of issue 2: link statistics inside a namespace, and namespace
+// create + remove, each compared in the same run with a C floor and with
+// iproute2 (see bench/README.md). Run as root after `npm run build`.
+//
+// Environment: BENCH_ROUNDS (default 3) interleaved rounds of every approach;
+// the figure reported is the median over rounds of each round's median.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NetworkNamespace } from '../dist/index.js';
+import { compileC, fmtUs, median, printTable, runJson, usSince } from './lib/util.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const IFNAME = 'lo';
+const STATS_BATCHES = 20;
+const STATS_PER_BATCH = 2000;
+const SWEEP_NAMESPACES = 100;
+const SWEEPS = 50;
+const IP_SPAWNS_PER_ROUND = 15;
+const CREATE_BLOCK = 5; // create + remove operations per block
+const CREATE_CYCLES = 8; // blocks of each approach per round
+const IP_NETNS_BLOCK = 2;
+const SETTLE_MS = 25; // pause before each block: lets namespace teardown finish
+
+if (process.getuid?.() !== 0) {
+  console.error('bench/netns.js: needs root (namespaces and mounts); skipped');
+  process.exit(0);
+}
+
+// Internals, only for the breakdown rows: the benchmark still runs when
+// they move or change shape.
+let internals;
+try {
+  const { native } = await import('../dist/native.js');
+  const rtnl = await import('../dist/netns/rtnl.js');
+  if (native?.RtnlSocket && rtnl.encodeGetLink && rtnl.decodeLinkStats) {
+    internals = { native, ...rtnl };
+  }
+} catch {}
+
+const hex = randomBytes(4).toString('hex');
+const dir = mkdtempSync(join(tmpdir(), 'podnet-bench-'));
+const runNetnsPrefix = `podnet-bench-${hex}`;
+const ipStatsName = `${runNetnsPrefix}-stats`;
+const live = new Set(); // NetworkNamespace objects not yet removed
+const runNames = new Set(); // names we put in /run/netns
+
+function sh(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r.stdout;
+}
+
+/** Removes everything this run made, synchronously (also used on signals). */
+function cleanupSync() {
+  for (const ns of live) ns.close();
+  for (const name of runNames) {
+    if (existsSync(join('/run/netns', name))) spawnSync('ip', ['netns', 'del', name]);
+  }
+  if (!existsSync(dir)) return;
+  for (const entry of readdirSync(dir)) {
+    const p = join(dir, entry);
+    spawnSync('umount', ['-l', p]);
+    rmSync(p, { force: true });
+  }
+  // podnet made DIR a shared bind mount of itself: unmount it before rmdir.
+  for (let i = 0; i < 8 && spawnSync('mountpoint', ['-q', dir]).status === 0; i++) {
+    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir]);
+  }
+  rmdirSync(dir);
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+async function create(name) {
+  const ns = await NetworkNamespace.create({ dir, name });
+  live.add(ns);
+  return ns;
+}
+
+async function remove(ns) {
+  await ns.remove();
+  live.delete(ns);
+}
+
+/** Median per-call microseconds of fn over BATCHES batches of N calls. */
+function timeSync(fn, batches = STATS_BATCHES, n = STATS_PER_BATCH) {
+  for (let i = 0; i < n; i++) fn(); // warm-up (JIT, socket)
+  const per = [];
+  for (let b = 0; b < batches; b++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) fn();
+    per.push(usSince(t0) / n);
+  }
+  return median(per);
+}
+
+async function timeAsync(fn, batches, n) {
+  for (let i = 0; i < n; i++) await fn();
+  const per = [];
+  for (let b = 0; b < batches; b++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) await fn();
+    per.push(usSince(t0) / n);
+  }
+  return median(per);
+}
+
+/** Collects per-approach round medians: results.add(key, value). */
+class Rounds {
+  #m = new Map();
+  add(key, us) {
+    if (!this.#m.has(key)) this.#m.set(key, []);
+    this.#m.get(key).push(us);
+  }
+  get(key) {
+    return median(this.#m.get(key) ?? []);
+  }
+  all(key) {
+    return this.#m.get(key) ?? [];
+  }
+}
+
+const ratio = (x, floor) => (Number.isFinite(x) ? `${(x / floor).toFixed(2)}x` : '-');
+const goal = (ok) => (ok ? 'yes' : 'NO');
+
+async function statsBench(statsBin) {
+  const r = new Rounds();
+  const ns = await create('stats');
+  sh('ip', ['netns', 'add', ipStatsName]);
+  runNames.add(ipStatsName);
+
+  let raw;
+  if (internals) {
+    // A second kept socket in the same namespace, driven without the
+    // NetworkNamespace wrapper, to split the cost into N-API round trip
+    // and JS decode.
+    const nsfd = openSync(ns.path, 'r');
+    const fd = internals.native.socketInSync(nsfd, 16, 3, 0);
+    closeSync(nsfd);
+    const sock = new internals.native.RtnlSocket(fd);
+    const req = internals.encodeGetLink(IFNAME);
+    const resp = Buffer.allocUnsafe(16 * 1024);
+    const len = sock.request(req, resp);
+    raw = { sock, req, resp, len };
+  }
+
+  for (let round = 0; round < ROUNDS; round++) {
+    const args = [ns.path, IFNAME, String(STATS_BATCHES), String(STATS_PER_BATCH)];
+    const kept = runJson(statsBin, ['kept', ...args]);
+    r.add('cKept', kept.median_us);
+    r.replyBytes = kept.reply_bytes;
+    r.add(
+      'jsSync',
+      timeSync(() => ns.linkStatsSync(IFNAME)),
+    );
+    r.add('cGetstats', runJson(statsBin, ['getstats', ...args]).median_us);
+    r.add('cFresh', runJson(statsBin, ['fresh', ns.path, IFNAME, '10', '500']).median_us);
+    r.add('jsAsync', await timeAsync(() => ns.linkStats(IFNAME), 10, 200));
+    if (raw) {
+      r.add(
+        'rawRequest',
+        timeSync(() => raw.sock.request(raw.req, raw.resp)),
+      );
+      r.add(
+        'decodeOnly',
+        timeSync(() => internals.decodeLinkStats(raw.resp, raw.len, 'bench')),
+      );
+    }
+    const spawns = [];
+    for (let i = 0; i < IP_SPAWNS_PER_ROUND; i++) {
+      const t0 = process.hrtime.bigint();
+      sh('ip', ['-n', ipStatsName, '-s', '-j', 'link', 'show', 'dev', IFNAME]);
+      spawns.push(usSince(t0));
+    }
+    r.add('ip', median(spawns));
+  }
+  raw?.sock.close();
+  // Sanity: podnet and ip see the same kind of counters.
+  const sample = ns.linkStatsSync(IFNAME);
+  if (typeof sample.rxBytes !== 'number') throw new Error('linkStatsSync returned no rxBytes');
+  await remove(ns);
+  sh('ip', ['netns', 'del', ipStatsName]);
+  runNames.delete(ipStatsName);
+  return r;
+}
+
+async function sweepBench(statsBin) {
+  const r = new Rounds();
+  const nss = [];
+  for (let i = 0; i < SWEEP_NAMESPACES; i++) {
+    nss.push(await create(`sweep-${String(i).padStart(3, '0')}`));
+  }
+  for (const ns of nss) ns.linkStatsSync(IFNAME); // open every kept socket (warm)
+  for (let round = 0; round < ROUNDS; round++) {
+    r.add(
+      'jsSweep',
+      timeSync(
+        () => {
+          for (const ns of nss) ns.linkStatsSync(IFNAME);
+        },
+        SWEEPS,
+        1,
+      ),
+    );
+    r.add(
+      'cSweep',
+      runJson(statsBin, ['sweep', IFNAME, String(SWEEPS), ...nss.map((ns) => ns.path)]).median_us,
+    );
+  }
+  for (const ns of nss) await remove(ns);
+  return r;
+}
+
+/**
+ * Namespace create + remove. A namespace's teardown finishes in a kernel
+ * worker after umount, and eats CPU for a while: whatever runs next pays for
+ * it. So approaches run in small blocks, interleaved in a rotating order,
+ * each block after a short pause, and per-operation samples are pooled.
+ */
+async function createBench(floorBin) {
+  const r = new Rounds();
+  // Make DIR podnet's shared mount point first (what every later create
+  // finds), so the C programs see the same directory state.
+  await remove(await create('prepare'));
+  let seq = 0;
+  const cBlock = (mode, out) => {
+    const j = runJson(floorBin, [mode, dir, `${mode}-${seq++}`, String(CREATE_BLOCK)]);
+    out.create.push(...j.create);
+    out.remove.push(...j.remove);
+    out.total.push(...j.total);
+  };
+  const jsBlock = async (out) => {
+    for (let i = 0; i < CREATE_BLOCK; i++) {
+      const t0 = process.hrtime.bigint();
+      const ns = await create(`js-${seq++}`);
+      const createUs = usSince(t0);
+      const t1 = process.hrtime.bigint();
+      await remove(ns);
+      const removeUs = usSince(t1);
+      out.create.push(createUs);
+      out.remove.push(removeUs);
+      out.total.push(createUs + removeUs);
+    }
+  };
+  // The addon's calls without the TypeScript wrapper.
+  const nativeBlock = async (out) => {
+    const { native } = internals;
+    for (let i = 0; i < CREATE_BLOCK; i++) {
+      const p = join(dir, `raw-${seq++}`);
+      const t0 = process.hrtime.bigint();
+      const fd = await native.createNetns(dir, p);
+      const createUs = usSince(t0);
+      const t1 = process.hrtime.bigint();
+      native.closeFd(fd);
+      await native.removeNetns(p);
+      const removeUs = usSince(t1);
+      out.create.push(createUs);
+      out.remove.push(removeUs);
+      out.total.push(createUs + removeUs);
+    }
+  };
+  const ipBlock = (out) => {
+    for (let i = 0; i < IP_NETNS_BLOCK; i++) {
+      const name = `${runNetnsPrefix}-${seq++}`;
+      const t0 = process.hrtime.bigint();
+      sh('ip', ['netns', 'add', name]);
+      runNames.add(name);
+      const addUs = usSince(t0);
+      const t1 = process.hrtime.bigint();
+      sh('ip', ['netns', 'del', name]);
+      runNames.delete(name);
+      const delUs = usSince(t1);
+      out.create.push(addUs);
+      out.remove.push(delUs);
+      out.total.push(addUs + delUs);
+    }
+  };
+
+  const approaches = [
+    ['c', (out) => cBlock('floor', out)],
+    ['cp', (out) => cBlock('podnet', out)],
+    ['js', jsBlock],
+    ...(internals ? [['native', nativeBlock]] : []),
+    ['ip', ipBlock],
+  ];
+  for (let round = 0; round < ROUNDS; round++) {
+    const samples = new Map(approaches.map(([k]) => [k, { create: [], remove: [], total: [] }]));
+    for (let cycle = 0; cycle < CREATE_CYCLES; cycle++) {
+      for (let i = 0; i < approaches.length; i++) {
+        const [key, block] = approaches[(i + cycle) % approaches.length];
+        await sleep(SETTLE_MS);
+        await block(samples.get(key));
+      }
+    }
+    for (const [key, out] of samples) {
+      r.add(`${key}Create`, median(out.create));
+      r.add(`${key}Remove`, median(out.remove));
+      r.add(`${key}Total`, median(out.total));
+    }
+    if (internals) {
+      // One libuv pool round trip with trivial work (open + fstatfs + close
+      // of '/', which is not nsfs): the fixed cost of each async native call.
+      r.add('poolHop', await timeAsync(() => internals.native.openNetns('/'), 10, 100));
+    }
+  }
+  return r;
+}
+
+let summary;
+try {
+  const statsBin = compileC('stats-floor');
+  const floorBin = compileC('netns-floor', ['-pthread']);
+  console.log(
+    `netns bench: ${ROUNDS} rounds, node ${process.version}, kernel ${sh('uname', ['-r']).trim()}, ` +
+      `temp dir ${dir}`,
+  );
+
+  const s = await statsBench(statsBin);
+  const floor = s.get('cKept');
+  const js = s.get('jsSync');
+  const statsRows = [
+    ['C, kept NETLINK_ROUTE socket, RTM_GETLINK (floor)', fmtUs(floor), '1.00x', ''],
+    ['podnet ns.linkStatsSync', fmtUs(js), ratio(js, floor), `<= 1.5x: ${goal(js <= 1.5 * floor)}`],
+    [
+      'podnet await ns.linkStats (libuv pool)',
+      fmtUs(s.get('jsAsync')),
+      ratio(s.get('jsAsync'), floor),
+      '',
+    ],
+  ];
+  if (internals) {
+    statsRows.push(
+      [
+        '  of which: native request() alone',
+        fmtUs(s.get('rawRequest')),
+        ratio(s.get('rawRequest'), floor),
+        '',
+      ],
+      [
+        '  of which: decodeLinkStats alone',
+        fmtUs(s.get('decodeOnly')),
+        ratio(s.get('decodeOnly'), floor),
+        '',
+      ],
+    );
+  }
+  statsRows.push(
+    [
+      'C, kept socket, RTM_GETSTATS (smaller reply)',
+      fmtUs(s.get('cGetstats')),
+      ratio(s.get('cGetstats'), floor),
+      '',
+    ],
+    ['C, fresh setns + socket per read', fmtUs(s.get('cFresh')), ratio(s.get('cFresh'), floor), ''],
+    [
+      `spawn ip -n NS -s -j link show dev ${IFNAME}`,
+      fmtUs(s.get('ip')),
+      ratio(s.get('ip'), floor),
+      '',
+    ],
+  );
+  printTable(
+    `Link statistics of ${IFNAME} in one namespace, per read (RTM_GETLINK reply ${s.replyBytes} bytes)`,
+    ['approach', 'median', 'ratio to floor', 'goal met?'],
+    statsRows,
+  );
+
+  const w = await sweepBench(statsBin);
+  const jsSweep = w.get('jsSweep');
+  const cSweep = w.get('cSweep');
+  printTable(
+    `Sweep: one read of ${IFNAME} in each of ${SWEEP_NAMESPACES} namespaces, sockets kept (warm)`,
+    ['approach', 'median per sweep', 'ratio to floor', 'goal met?'],
+    [
+      ['C, one kept socket per namespace (floor)', fmtUs(cSweep), '1.00x', ''],
+      [
+        'podnet linkStatsSync on each',
+        fmtUs(jsSweep),
+        ratio(jsSweep, cSweep),
+        `< 2 ms: ${goal(jsSweep < 2000)}`,
+      ],
+    ],
+  );
+
+  const c = await createBench(floorBin);
+  const cTotal = c.get('cTotal');
+  const jsTotal = c.get('jsTotal');
+  const split = (k) => `${fmtUs(c.get(`${k}Create`))} + ${fmtUs(c.get(`${k}Remove`))}`;
+  const createRows = [
+    [
+      'C: fresh thread unshare + bind mount; umount2 + unlink (floor)',
+      fmtUs(cTotal),
+      split('c'),
+      '1.00x',
+      '',
+    ],
+    [
+      "C: same + podnet's extra syscalls (flock, MS_SHARED, open fd)",
+      fmtUs(c.get('cpTotal')),
+      split('cp'),
+      ratio(c.get('cpTotal'), cTotal),
+      '',
+    ],
+    [
+      'podnet NetworkNamespace.create + ns.remove',
+      fmtUs(jsTotal),
+      split('js'),
+      ratio(jsTotal, cTotal),
+      `<= 1.5x: ${goal(jsTotal <= 1.5 * cTotal)}`,
+    ],
+  ];
+  if (internals) {
+    createRows.push(
+      [
+        '  addon createNetns + removeNetns (no TS wrapper)',
+        fmtUs(c.get('nativeTotal')),
+        split('native'),
+        ratio(c.get('nativeTotal'), cTotal),
+        '',
+      ],
+      ['  one libuv pool round trip (trivial job)', fmtUs(c.get('poolHop')), '', '', ''],
+    );
+  }
+  createRows.push([
+    'spawn ip netns add + ip netns del',
+    fmtUs(c.get('ipTotal')),
+    split('ip'),
+    ratio(c.get('ipTotal'), cTotal),
+    '',
+  ]);
+  printTable(
+    `Namespace create + remove, per operation (${CREATE_BLOCK * CREATE_CYCLES} per approach per round, interleaved)`,
+    ['approach', 'median', 'create + remove', 'ratio to floor', 'goal met?'],
+    createRows,
+  );
+
+  const round1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
+  const round2 = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
+  summary = {
+    bench: 'netns',
+    rounds: ROUNDS,
+    stats_us: {
+      c_kept_floor: round1(floor),
+      podnet_sync: round1(js),
+      podnet_async: round1(s.get('jsAsync')),
+      native_request_only: round1(s.get('rawRequest')),
+      decode_only: round1(s.get('decodeOnly')),
+      c_getstats: round1(s.get('cGetstats')),
+      c_fresh_socket: round1(s.get('cFresh')),
+      ip_spawn: round1(s.get('ip')),
+      ratio: round2(js / floor),
+      goal_met: js <= 1.5 * floor,
+    },
+    sweep100_us: {
+      c_floor: round1(cSweep),
+      podnet: round1(jsSweep),
+      goal_met: jsSweep < 2000,
+    },
+    create_remove_us: {
+      c_floor: round1(cTotal),
+      c_podnet_syscalls: round1(c.get('cpTotal')),
+      podnet: round1(jsTotal),
+      podnet_create: round1(c.get('jsCreate')),
+      podnet_remove: round1(c.get('jsRemove')),
+      native_only: round1(c.get('nativeTotal')),
+      pool_hop: round1(c.get('poolHop')),
+      ip_add_del: round1(c.get('ipTotal')),
+      ratio: round2(jsTotal / cTotal),
+      goal_met: jsTotal <= 1.5 * cTotal,
+    },
+  };
+} finally {
+  for (const ns of [...live]) await remove(ns).catch(() => {});
+  cleanupSync();
+}
+console.log(`\n${JSON.stringify(summary)}`);
