@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { CniCacheError } from './errors.js';
@@ -49,6 +50,11 @@ const CacheFile = v.object({
  * libcni's on-disk result cache: one JSON file per attachment at
  * `<dir>/results/<network>-<containerId>-<ifName>`, so podnet and any
  * libcni-based tool (podman, cnitool, containerd) read each other's entries.
+ *
+ * Reading, writing and removing one entry use synchronous calls on purpose:
+ * they sit on every ADD/DEL's critical path, each is a few microseconds on a
+ * small local file (no fsync), and the thread-pool round trips of the async
+ * calls cost several times more than the system calls themselves.
  */
 export class ResultCache {
   /** The cache root (libcni's cacheDir, default /var/lib/cni). */
@@ -74,7 +80,6 @@ export class ResultCache {
    * one. No fsync, as libcni: the cache is advisory and DEL copes without it.
    */
   async write(entry: Omit<CacheEntry, 'path'>): Promise<string> {
-    await mkdir(this.resultsDir, { recursive: true, mode: 0o700 });
     const file = this.pathFor(entry.network, entry.containerId, entry.ifName);
     const data: Record<string, unknown> = {
       kind: CACHE_KIND,
@@ -89,16 +94,22 @@ export class ResultCache {
     if (Object.keys(entry.capabilityArgs).length > 0) data['capabilityArgs'] = entry.capabilityArgs;
     if (entry.result !== undefined) data['result'] = entry.result;
     const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(tmp, 'wx', 0o600);
+    const text = JSON.stringify(data);
     try {
-      await handle.writeFile(JSON.stringify(data));
-    } finally {
-      await handle.close();
+      writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      mkdirSync(this.resultsDir, { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
     }
     try {
-      await rename(tmp, file);
+      renameSync(tmp, file);
     } catch (error) {
-      await unlink(tmp).catch(() => {});
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Nothing more to undo.
+      }
       throw error;
     }
     return file;
@@ -137,7 +148,7 @@ export class ResultCache {
     const path = this.pathFor(network, containerId, ifName);
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = readFileSync(path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
@@ -148,7 +159,7 @@ export class ResultCache {
   /** Removes one attachment's entry (no error when there is none). */
   async remove(network: string, containerId: string, ifName: string): Promise<void> {
     try {
-      await unlink(this.pathFor(network, containerId, ifName));
+      unlinkSync(this.pathFor(network, containerId, ifName));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }

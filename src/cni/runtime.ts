@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { publish } from '../diagnostics.js';
 import { AbortError, PodnetSystemError } from '../errors.js';
@@ -185,7 +184,7 @@ export class CniRuntime {
     options: CniCallOptions = {},
   ): Promise<CniResult> {
     const a = this.#prepare(list, attachment, 'ADD');
-    const paths = await this.#resolvePlugins(list);
+    const paths = this.#resolvePlugins(list);
     return this.#locked(list.name, a, async () => {
       let prev: CniResult | undefined;
       try {
@@ -240,7 +239,7 @@ export class CniRuntime {
     options: CniCallOptions = {},
   ): Promise<void> {
     const a = this.#prepare(list, attachment, 'DEL');
-    const paths = await this.#resolvePlugins(list);
+    const paths = this.#resolvePlugins(list);
     await this.#locked(list.name, a, () => this.#del(list, a, paths, options));
   }
 
@@ -258,7 +257,7 @@ export class CniRuntime {
       throw new CniUnsupportedError('CHECK', list.name, list.cniVersion);
     if (list.disableCheck) return;
     const a = this.#prepare(list, attachment, 'CHECK');
-    const paths = await this.#resolvePlugins(list);
+    const paths = this.#resolvePlugins(list);
     await this.#locked(list.name, a, async () => {
       const cached = await this.#cachedResult(list, a, false);
       if (cached === undefined) throw new CniCacheMissError(list.name, a.containerId, a.ifName);
@@ -280,7 +279,7 @@ export class CniRuntime {
   async gc(list: CniNetworkList, options: CniGcOptions = {}): Promise<void> {
     if (list.disableGC) return;
     this.#checkList(list);
-    const paths = await this.#resolvePlugins(list);
+    const paths = this.#resolvePlugins(list);
     const valid = (options.validAttachments ?? []).map((x) => ({
       containerID: x.containerId,
       ifname: x.ifName,
@@ -329,7 +328,7 @@ export class CniRuntime {
   async status(list: CniNetworkList, options: CniCallOptions = {}): Promise<void> {
     this.#checkList(list);
     if (!versionAtLeast(list.cniVersion, '1.1.0')) return;
-    const paths = await this.#resolvePlugins(list);
+    const paths = this.#resolvePlugins(list);
     for (const [i, plugin] of list.plugins.entries()) {
       const call = { plugin: plugin.type, command: 'STATUS' as const, network: list.name };
       const env = { ...this.#env, CNI_COMMAND: 'STATUS', CNI_PATH: this.pluginDirs.join(':') };
@@ -373,7 +372,7 @@ export class CniRuntime {
   ): Promise<CniPluginVersionInfo> {
     const problem = pluginTypeProblem(pluginType);
     if (problem !== undefined) throw new CniAttachmentError('plugin', problem);
-    const path = await this.#findPlugin(pluginType);
+    const path = this.#findPlugin(pluginType);
     if (path === undefined) {
       throw new CniConfigError(
         '<version query>',
@@ -545,11 +544,13 @@ export class CniRuntime {
     };
   }
 
-  async #findPlugin(type: string): Promise<string | undefined> {
+  // access(2) on a local path takes microseconds; done synchronously it
+  // spares a thread-pool round trip per plugin on every call.
+  #findPlugin(type: string): string | undefined {
     for (const dir of this.pluginDirs) {
       const path = join(dir, type);
       try {
-        await access(path, constants.X_OK);
+        accessSync(path, constants.X_OK);
         return path;
       } catch {
         // Not in this dir; try the next.
@@ -560,20 +561,18 @@ export class CniRuntime {
 
   // Every binary is found before the first one runs, so a typo in the last
   // plugin cannot leave the first ones' work behind.
-  async #resolvePlugins(list: CniNetworkList): Promise<string[]> {
-    return Promise.all(
-      list.plugins.map(async (p, i) => {
-        const path = await this.#findPlugin(p.type);
-        if (path === undefined) {
-          throw new CniConfigError(
-            list.source,
-            `plugins[${i}].type`,
-            `plugin binary '${p.type}' not found in ${this.pluginDirs.join(', ')}`,
-          );
-        }
-        return path;
-      }),
-    );
+  #resolvePlugins(list: CniNetworkList): string[] {
+    return list.plugins.map((p, i) => {
+      const path = this.#findPlugin(p.type);
+      if (path === undefined) {
+        throw new CniConfigError(
+          list.source,
+          `plugins[${i}].type`,
+          `plugin binary '${p.type}' not found in ${this.pluginDirs.join(', ')}`,
+        );
+      }
+      return path;
+    });
   }
 
   // The spec's injection: name and cniVersion always, prevResult when there
