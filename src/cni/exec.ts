@@ -179,7 +179,11 @@ export async function retryTextBusy<T>(
         error.failure.kind === 'spawn' &&
         error.failure.error.code === 'ETXTBSY';
       if (!busy || i >= retries) throw error;
-      await sleep(delayMs, undefined, signal === undefined ? {} : { signal });
+      try {
+        await sleep(delayMs, undefined, signal === undefined ? {} : { signal });
+      } catch {
+        throw new PluginExecError({ kind: 'aborted', reason: signal?.reason });
+      }
     }
   }
 }

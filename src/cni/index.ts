@@ -25,7 +25,13 @@ export {
   CniTimeoutError,
   CniUnsupportedError,
 } from './errors.js';
-export type { ExecPluginOptions, PluginExecutor, PluginOutput } from './exec.js';
+export {
+  defaultExecutor,
+  type ExecPluginOptions,
+  type PluginExecutor,
+  type PluginOutput,
+  spawnPlugin,
+} from './exec.js';
 export {
   type CniDns,
   type CniInterface,

@@ -181,6 +181,18 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
     expect(await env.cni.cachedAttachments()).toEqual([]);
   });
 
+  it('DEL succeeds after the namespace is gone, and frees the lease and the cache', async () => {
+    const list = parseNetworkList(bridgeList(env, '1.0.0', [{ type: 'tuning' }]));
+    const gone = await makeNetns();
+    const a = { containerId: `ctr-${uniq()}`, netns: gone.path, ifName: 'eth0' };
+    await env.cni.add(list, a);
+    await gone.remove();
+    await env.cni.del(list, a);
+    await env.cni.del(list, { ...a, netns: '' });
+    expect(leftFiles(env.dataDir)).toEqual([]);
+    expect(await env.cni.cachedAttachments()).toEqual([]);
+  });
+
   it('CHECK passes on a live attachment and fails once it is broken', async () => {
     const list = parseNetworkList(bridgeList(env, '1.0.0', [{ type: 'tuning' }]));
     const a = attach();

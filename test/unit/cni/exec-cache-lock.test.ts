@@ -113,6 +113,18 @@ describe('retryTextBusy', () => {
     expect([v, n]).toEqual(['ok', 3]);
   });
 
+  it('stops waiting when aborted', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 10);
+    const err = await retryTextBusy(
+      async () => {
+        throw busy();
+      },
+      { delayMs: 10_000, signal: ac.signal },
+    ).catch((e: unknown) => e);
+    expect((err as PluginExecError).failure.kind).toBe('aborted');
+  });
+
   it('gives up after the retries and does not retry other errors', async () => {
     let n = 0;
     await expect(
