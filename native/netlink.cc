@@ -4,6 +4,7 @@
 // framed here (message boundaries and sequence numbers); their contents are
 // decoded, with bounds checks, in TypeScript.
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -19,12 +20,61 @@ namespace {
 
 constexpr size_t kRecvBuf = 64 * 1024;  // the kernel sends at most 32 KiB a datagram
 
+// DecodeStats results below zero that are not a kernel errno.
+constexpr int kMalformed = -1000000;
+constexpr int kNoStats = -1000001;
+constexpr size_t kStatsFields = 25;  // struct rtnl_link_stats64 as of Linux 6.x
+constexpr size_t kMinStatsFields = 23;
+
+// Reads the counters of the first RTM_NEWLINK message in [p, p+len) into
+// out as doubles (exact below 2^53). Returns the number of counters the
+// kernel sent, -errno for a kernel error, or kMalformed / kNoStats. Every
+// length is checked against the bytes that are there. This is the hot path
+// of a statistics read; src/netns/rtnl.ts holds the same logic for bigint
+// reads and for everything else.
+int DecodeStats(const char* p, size_t len, double* out) {
+  if (len < sizeof(nlmsghdr)) return kMalformed;
+  nlmsghdr h;
+  memcpy(&h, p, sizeof h);
+  if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > len) return kMalformed;
+  if (h.nlmsg_type == NLMSG_ERROR) {
+    if (h.nlmsg_len < sizeof(nlmsghdr) + sizeof(int32_t)) return kMalformed;
+    int32_t code;
+    memcpy(&code, p + sizeof(nlmsghdr), sizeof code);
+    return code < 0 ? code : kNoStats;
+  }
+  if (h.nlmsg_type != RTM_NEWLINK) return kNoStats;
+  size_t off = sizeof(nlmsghdr) + sizeof(ifinfomsg);
+  const size_t end = h.nlmsg_len;
+  if (off > end) return kMalformed;
+  while (end - off >= sizeof(rtattr)) {
+    rtattr a;
+    memcpy(&a, p + off, sizeof a);
+    if (a.rta_len < sizeof(rtattr) || a.rta_len > end - off) return kMalformed;
+    if ((a.rta_type & NLA_TYPE_MASK) == IFLA_STATS64) {
+      size_t n = (a.rta_len - sizeof(rtattr)) / 8;
+      if (n < kMinStatsFields) return kMalformed;
+      if (n > kStatsFields) n = kStatsFields;
+      const char* v = p + off + sizeof(rtattr);
+      for (size_t i = 0; i < kStatsFields; i++) {
+        uint64_t x = 0;
+        if (i < n) memcpy(&x, v + i * 8, 8);
+        out[i] = static_cast<double>(x);
+      }
+      return static_cast<int>(n);
+    }
+    off += RTA_ALIGN(a.rta_len);
+  }
+  return kNoStats;
+}
+
 class RtnlSocket : public Napi::ObjectWrap<RtnlSocket> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "RtnlSocket",
                        {InstanceMethod("request", &RtnlSocket::Request),
                         InstanceMethod("requestAsync", &RtnlSocket::RequestAsync),
+                        InstanceMethod("stats", &RtnlSocket::Stats),
                         InstanceMethod("close", &RtnlSocket::Close)});
   }
 
@@ -100,6 +150,21 @@ class RtnlSocket : public Napi::ObjectWrap<RtnlSocket> {
     return Napi::Buffer<char>::Copy(env, out_.data(), out_.size());
   }
 
+  // stats(req: Buffer, out: Float64Array(25)): number. Sends an RTM_GETLINK
+  // for one link and decodes its counters into out without building any JS
+  // object: the result of DecodeStats.
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto reqBuf = info[0].As<Napi::Buffer<char>>();
+    auto out = info[1].As<Napi::Float64Array>();
+    if (out.ElementLength() < kStatsFields) return OutcomeToValue(env, Outcome::Fail(EINVAL, "stats"));
+    std::lock_guard<std::mutex> lock(mu_);
+    req_.assign(reqBuf.Data(), reqBuf.Data() + reqBuf.Length());
+    Outcome o = Transact(req_, out_);
+    if (o.err) return OutcomeToValue(env, o);
+    return Napi::Number::New(env, DecodeStats(out_.data(), out_.size(), out.Data()));
+  }
+
   // requestAsync(req: Buffer): Promise<Buffer>, on the libuv pool (no
   // namespace switch is involved: the socket already lives in its namespace).
   Napi::Value RequestAsync(const Napi::CallbackInfo& info);
@@ -162,8 +227,25 @@ Napi::Value RtnlSocket::RequestAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// decodeStats(buf, len, out): DecodeStats over captured bytes, so the C++
+// decoder is tested from the same fixtures as the TypeScript one.
+Napi::Value JsDecodeStats(const Napi::CallbackInfo& info) {
+  auto buf = info[0].As<Napi::Buffer<char>>();
+  size_t len = info[1].As<Napi::Number>().Uint32Value();
+  auto out = info[2].As<Napi::Float64Array>();
+  if (len > buf.Length() || out.ElementLength() < kStatsFields) {
+    return OutcomeToValue(info.Env(), Outcome::Fail(EINVAL, "decodeStats"));
+  }
+  return Napi::Number::New(info.Env(), DecodeStats(buf.Data(), len, out.Data()));
+}
+
 }  // namespace
 
-void InitNetlink(Napi::Env env, Napi::Object exports) { exports.Set("RtnlSocket", RtnlSocket::Define(env)); }
+void InitNetlink(Napi::Env env, Napi::Object exports) {
+  exports.Set("RtnlSocket", RtnlSocket::Define(env));
+  exports.Set("decodeStats", Napi::Function::New(env, JsDecodeStats, "decodeStats"));
+  exports.Set("STATS_MALFORMED", Napi::Number::New(env, kMalformed));
+  exports.Set("STATS_MISSING", Napi::Number::New(env, kNoStats));
+}
 
 }  // namespace podnet

@@ -1,11 +1,17 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { PodnetSystemError } from './errors.js';
+import { isPodnetError, PodnetSystemError } from './errors.js';
 
 /** The NETLINK_ROUTE socket type the addon exports. */
 export interface NativeRtnlSocket {
   /** Sends `req`; copies the reply into `resp` and returns its length, or returns a new Buffer if it does not fit. */
   request(req: Buffer, resp?: Buffer): number | Buffer;
+  /**
+   * Sends an RTM_GETLINK for one link and writes its 25 counters into `out`.
+   * Returns how many the kernel sent, a negative errno, or STATS_MALFORMED /
+   * STATS_MISSING.
+   */
+  stats(req: Buffer, out: Float64Array): number;
   /** Same as request, on the libuv pool (the socket already lives in its namespace: no setns). */
   requestAsync(req: Buffer): Promise<Buffer>;
   close(): void;
@@ -28,6 +34,10 @@ export interface NativeBinding {
   socketInSync(nsfd: number, domain: number, type: number, protocol: number, addr?: Buffer): number;
   closeFd(fd: number): void;
   RtnlSocket: new (fd: number) => NativeRtnlSocket;
+  /** The stats fast path's C++ decoder over captured bytes (for tests). */
+  decodeStats(buf: Buffer, len: number, out: Float64Array): number;
+  STATS_MALFORMED: number;
+  STATS_MISSING: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -47,6 +57,7 @@ interface RawNativeError {
  * PodnetSystemError whose message says what was being done.
  */
 export function systemError(what: string, err: unknown): unknown {
+  if (isPodnetError(err)) return err;
   const raw = err as RawNativeError;
   if (typeof raw?.errno !== 'number' || typeof raw.syscall !== 'string') return err;
   return new PodnetSystemError(

@@ -9,7 +9,9 @@ import {
   InvalidArgumentError,
   isPodnetError,
   LinkNotFoundError,
+  NetlinkDecodeError,
   NotANamespaceError,
+  PodnetSystemError,
 } from '../errors.js';
 import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
 import {
@@ -19,6 +21,8 @@ import {
   encodeGetLink,
   type Link,
   type LinkStats,
+  linkStatsFields,
+  statsFromCounters,
 } from './rtnl.js';
 import {
   encodeDelLink,
@@ -148,6 +152,7 @@ export class NetworkNamespace implements AsyncDisposable {
   #rtnl: NativeRtnlSocket | undefined;
   #removed = false;
   readonly #resp = Buffer.allocUnsafe(16 * 1024);
+  readonly #counters = new Float64Array(linkStatsFields.length);
   readonly #requests = new Map<string, Buffer>();
 
   private constructor(path: string, fd: number, owned: boolean) {
@@ -388,18 +393,22 @@ export class NetworkNamespace implements AsyncDisposable {
   linkStatsSync(ifname = 'eth0', opts: LinkStatsOptions = {}): LinkStats<number | bigint> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
     const req = this.#request(ifname);
-    let reply: number | Buffer;
     try {
-      reply = this.#rtnlSync().request(req, this.#resp);
+      const rtnl = this.#rtnlSync();
+      if (opts.bigint !== true) {
+        // Fast path: the addon decodes the counters into a Float64Array.
+        const n = rtnl.stats(req, this.#counters);
+        if (n >= 0) return statsFromCounters(this.#counters);
+        if (n === native.STATS_MALFORMED) throw new NetlinkDecodeError(`reply to ${what}`);
+        if (n === native.STATS_MISSING)
+          throw new NetlinkDecodeError(`no IFLA_STATS64 in reply to ${what}`);
+        throw new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
+      }
+      const reply = rtnl.request(req, this.#resp);
+      const buf = typeof reply === 'number' ? this.#resp : reply;
+      return decodeLinkStats(buf, typeof reply === 'number' ? reply : reply.length, what, true);
     } catch (err) {
-      throw systemError(what, err);
-    }
-    const buf = typeof reply === 'number' ? this.#resp : reply;
-    const len = typeof reply === 'number' ? reply : reply.length;
-    try {
-      return decodeLinkStats(buf, len, what, opts.bigint === true);
-    } catch (err) {
-      throw this.#notFound(ifname, err);
+      throw this.#notFound(ifname, systemError(what, err));
     }
   }
 

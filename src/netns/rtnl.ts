@@ -177,38 +177,46 @@ export function checkAck(buf: Buffer, len: number, what: string): void {
   }
 }
 
-/** Counters of a stats64 payload as numbers, built as one literal (one hidden class, no loop). */
+/**
+ * Builds a LinkStats from the counters in kernel order (what the addon's
+ * stats fast path fills in), as one object literal: one hidden class, no loop.
+ */
+export function statsFromCounters(c: Float64Array): LinkStats {
+  return {
+    rxPackets: c[0]!,
+    txPackets: c[1]!,
+    rxBytes: c[2]!,
+    txBytes: c[3]!,
+    rxErrors: c[4]!,
+    txErrors: c[5]!,
+    rxDropped: c[6]!,
+    txDropped: c[7]!,
+    multicast: c[8]!,
+    collisions: c[9]!,
+    rxLengthErrors: c[10]!,
+    rxOverErrors: c[11]!,
+    rxCrcErrors: c[12]!,
+    rxFrameErrors: c[13]!,
+    rxFifoErrors: c[14]!,
+    rxMissedErrors: c[15]!,
+    txAbortedErrors: c[16]!,
+    txCarrierErrors: c[17]!,
+    txFifoErrors: c[18]!,
+    txHeartbeatErrors: c[19]!,
+    txWindowErrors: c[20]!,
+    rxCompressed: c[21]!,
+    txCompressed: c[22]!,
+    rxNohandler: c[23]!,
+    rxOtherhostDropped: c[24]!,
+  };
+}
+
 function stats64Numbers(buf: Buffer, at: number, n: number): LinkStats {
   // Numbers are exact up to 2^53; past that a bigint read is needed.
-  const r = (i: number): number =>
-    i < n ? buf.readUInt32LE(at + i * 8) + buf.readUInt32LE(at + i * 8 + 4) * 0x1_0000_0000 : 0;
-  return {
-    rxPackets: r(0),
-    txPackets: r(1),
-    rxBytes: r(2),
-    txBytes: r(3),
-    rxErrors: r(4),
-    txErrors: r(5),
-    rxDropped: r(6),
-    txDropped: r(7),
-    multicast: r(8),
-    collisions: r(9),
-    rxLengthErrors: r(10),
-    rxOverErrors: r(11),
-    rxCrcErrors: r(12),
-    rxFrameErrors: r(13),
-    rxFifoErrors: r(14),
-    rxMissedErrors: r(15),
-    txAbortedErrors: r(16),
-    txCarrierErrors: r(17),
-    txFifoErrors: r(18),
-    txHeartbeatErrors: r(19),
-    txWindowErrors: r(20),
-    rxCompressed: r(21),
-    txCompressed: r(22),
-    rxNohandler: r(23),
-    rxOtherhostDropped: r(24),
-  };
+  const c = new Float64Array(linkStatsFields.length);
+  for (let i = 0; i < n; i++)
+    c[i] = buf.readUInt32LE(at + i * 8) + buf.readUInt32LE(at + i * 8 + 4) * 0x1_0000_0000;
+  return statsFromCounters(c);
 }
 
 /** Decodes a struct rtnl_link_stats64 payload of `len` bytes at `at`. */
