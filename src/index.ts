@@ -2,6 +2,8 @@
  * podnet: container networking for Node.js on Linux.
  * @packageDocumentation
  */
+
+export * from './cni/index.js';
 export { type ChannelName, channelNames } from './diagnostics.js';
 export {
   AbortError,
