@@ -1,0 +1,178 @@
+// The orchestration layer's data: what a caller asks for (SetupOptions),
+// what is kept on disk per container (ContainerState), and what inspect and
+// stats return. Kept apart from the code so every part shares one contract.
+import type { CniResult } from '../cni/index.js';
+import type { LinkStats } from '../netns/index.js';
+
+/** One published port: host IP:port -> container port, podman's PortMapping. */
+export interface PortMapping {
+  /** Host address to bind ('' or undefined: all addresses). */
+  hostIP?: string;
+  /** Host port (1-65535). */
+  hostPort: number;
+  /** Port inside the container. */
+  containerPort: number;
+  /** 'tcp' (default) or 'udp'. */
+  protocol?: 'tcp' | 'udp';
+  /** Number of consecutive ports from hostPort/containerPort (default 1). */
+  range?: number;
+}
+
+/** A port the container exposes without publishing it (inspect shows it as null). */
+export interface ExposedPort {
+  port: number;
+  protocol?: 'tcp' | 'udp';
+}
+
+/**
+ * How a container gets its network namespace:
+ * - 'bridge': a new namespace attached to CNI networks (the default as root);
+ * - 'none': a new namespace with only `lo` up;
+ * - { pid }: the namespace of a running process, bind-mounted, then CNI;
+ * - { path }: an existing namespace, joined as is (never configured or removed);
+ * - { container }: the namespace of another container (followed to its owner);
+ * - 'slirp4netns' | 'pasta': rootless engines (not yet supported).
+ */
+export type NetworkMode =
+  | 'bridge'
+  | 'none'
+  | 'slirp4netns'
+  | 'pasta'
+  | { pid: number }
+  | { path: string }
+  | { container: string };
+
+/** What `Networking.setup` is asked for. */
+export interface SetupOptions {
+  /** Container ID (the CNI container ID); [A-Za-z0-9][A-Za-z0-9_.-]*. */
+  id: string;
+  /** Container name (the CNI pod name unless in a pod). */
+  name: string;
+  /** Pod name, when the container is in one (then the CNI pod name). */
+  pod?: string;
+  /** CNI networks to attach, in order (eth0, eth1, ...); default the default network. */
+  networks?: string[];
+  /** Published ports (go to the first network's runtime config). */
+  portMappings?: PortMapping[];
+  /** Exposed, unpublished ports (inspect only). */
+  exposedPorts?: ExposedPort[];
+  /** Static IPv4/IPv6 address on the first network. */
+  staticIP?: string;
+  /** Static MAC of the first network's interface. */
+  staticMAC?: string;
+  /** One-shot IP override for this setup only (podman's requestedIP, used on restore). */
+  requestedIP?: string;
+  /** One-shot MAC override for this setup only (podman's requestedMAC). */
+  requestedMAC?: string;
+  /** Namespace mode (default 'bridge'). */
+  mode?: NetworkMode;
+  /** Mode options as podman spells them (allow_host_loopback=true, ...). */
+  modeOptions?: string[];
+  /** Aborts a setup in progress (what was done is rolled back). */
+  signal?: AbortSignal;
+}
+
+/** One CNI network a container is attached to, as kept in its state. */
+export interface AttachedNetwork {
+  /** Network (list) name. */
+  name: string;
+  /** Interface name inside the namespace (eth0, eth1, ...). */
+  ifName: string;
+  /** The network list's JSON as used at ADD time (DEL uses the same). */
+  config: string;
+  /** The ADD result in the list's cniVersion. */
+  result: CniResult;
+}
+
+/** Everything kept on disk about one container (stateDir/ID.json). */
+export interface ContainerState {
+  /** Format version of this file. */
+  version: 1;
+  id: string;
+  name: string;
+  pod?: string;
+  /** The mode as requested (a container mode is stored resolved to its path). */
+  mode: NetworkMode;
+  /** Namespace path ('' while none exists yet). */
+  netnsPath: string;
+  /** Whether podnet created the namespace (and so removes it on teardown). */
+  ownsNetns: boolean;
+  /** Whether networks were requested explicitly (inspect then lists Networks). */
+  networksRequested: boolean;
+  networks: AttachedNetwork[];
+  portMappings: PortMapping[];
+  exposedPorts: ExposedPort[];
+  staticIP?: string;
+  staticMAC?: string;
+  /** Helper processes (slirp4netns, forwarders) to stop on teardown. */
+  pids: number[];
+  /** ISO time of setup. */
+  created: string;
+}
+
+/** One address entry of Docker's inspect output. */
+export interface InspectAddress {
+  Addr: string;
+  PrefixLen: number;
+}
+
+/** Host side of a published port in inspect output. */
+export interface InspectPortBinding {
+  HostIp: string;
+  HostPort: string;
+}
+
+/** Per-network entry of inspect output (Docker's EndpointSettings subset podman emits). */
+export interface InspectNetwork {
+  EndpointID: string;
+  Gateway: string;
+  IPAddress: string;
+  IPPrefixLen: number;
+  IPv6Gateway: string;
+  GlobalIPv6Address: string;
+  GlobalIPv6PrefixLen: number;
+  MacAddress: string;
+  NetworkID: string;
+  DriverOpts: null;
+  IPAMConfig: null;
+  Links: null;
+  Aliases?: string[];
+  SecondaryIPAddresses?: InspectAddress[];
+  SecondaryIPv6Addresses?: InspectAddress[];
+  AdditionalMacAddresses?: string[];
+}
+
+/** Docker-compatible NetworkSettings, field names as podman emits them. */
+export interface NetworkSettings {
+  EndpointID: string;
+  Gateway: string;
+  IPAddress: string;
+  IPPrefixLen: number;
+  IPv6Gateway: string;
+  GlobalIPv6Address: string;
+  GlobalIPv6PrefixLen: number;
+  MacAddress: string;
+  Bridge: string;
+  SandboxID: string;
+  HairpinMode: boolean;
+  LinkLocalIPv6Address: string;
+  LinkLocalIPv6PrefixLen: number;
+  Ports: Record<string, InspectPortBinding[] | null>;
+  SandboxKey: string;
+  SecondaryIPAddresses?: InspectAddress[];
+  SecondaryIPv6Addresses?: InspectAddress[];
+  AdditionalMacAddresses?: string[];
+  Networks?: Record<string, InspectNetwork>;
+}
+
+/** Counters of one interface. */
+export interface InterfaceStats {
+  name: string;
+  stats: LinkStats;
+}
+
+/** Statistics of a container: every non-loopback interface, and their sum. */
+export interface ContainerStats {
+  interfaces: InterfaceStats[];
+  total: LinkStats;
+}
