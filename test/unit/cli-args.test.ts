@@ -1,0 +1,194 @@
+import { describe, expect, it } from 'vitest';
+import { parseMode, parsePortMapping, parseUpArgs } from '../../src/cli/args.js';
+import { InvalidArgumentError } from '../../src/errors.js';
+
+function rejects(fn: () => unknown, naming: string): void {
+  let error: unknown;
+  try {
+    fn();
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(InvalidArgumentError);
+  expect((error as Error).message).toContain(naming);
+}
+
+describe('parsePortMapping', () => {
+  it('reads host port, container port and protocol', () => {
+    expect(parsePortMapping('8080:80')).toEqual({
+      hostPort: 8080,
+      containerPort: 80,
+      protocol: 'tcp',
+    });
+    expect(parsePortMapping('127.0.0.1:5353:53/udp')).toEqual({
+      hostIP: '127.0.0.1',
+      hostPort: 5353,
+      containerPort: 53,
+      protocol: 'udp',
+    });
+    expect(parsePortMapping('1:65535/TCP')).toMatchObject({ hostPort: 1, containerPort: 65535 });
+  });
+
+  it('takes IPv6 host addresses in brackets only', () => {
+    expect(parsePortMapping('[::1]:8080:80')).toMatchObject({ hostIP: '::1', hostPort: 8080 });
+    expect(parsePortMapping('[fd00::1:2]:53:53/udp')).toMatchObject({ hostIP: 'fd00::1:2' });
+    rejects(() => parsePortMapping('::1:8080:80'), 'needs brackets: [::1]');
+    rejects(() => parsePortMapping('[10.0.0.1]:8080:80'), "'10.0.0.1'");
+  });
+
+  it('turns equal-length ranges into one mapping with a range', () => {
+    expect(parsePortMapping('8080-8085:80-85')).toEqual({
+      hostPort: 8080,
+      containerPort: 80,
+      protocol: 'tcp',
+      range: 6,
+    });
+    expect(parsePortMapping('9000-9000:90-90')).not.toHaveProperty('range');
+    rejects(() => parsePortMapping('8080-8085:80-84'), 'host range has 6 ports, container range 5');
+    rejects(() => parsePortMapping('8080-8085:80'), 'host range has 6 ports');
+    rejects(() => parsePortMapping('8085-8080:85-80'), "'8085-8080'");
+  });
+
+  it('names the bad part of a bad mapping', () => {
+    rejects(() => parsePortMapping('80'), "'80': expected [HOSTIP:]HOSTPORT:CTRPORT");
+    rejects(() => parsePortMapping('0:80'), "invalid port '0'");
+    rejects(() => parsePortMapping('65536:80'), "invalid port '65536'");
+    rejects(() => parsePortMapping('8080:80abc'), "invalid port '80abc'");
+    rejects(() => parsePortMapping('0x50:80'), "invalid port '0x50'");
+    rejects(() => parsePortMapping(':80'), "invalid port ''");
+    rejects(() => parsePortMapping(':8080:80'), 'empty host IP');
+    rejects(() => parsePortMapping('8080:80/sctp'), "invalid protocol 'sctp'");
+    rejects(() => parsePortMapping('10.0.0:8080:80'), "invalid host IP '10.0.0'");
+    rejects(() => parsePortMapping('localhost:8080:80'), "invalid host IP 'localhost'");
+  });
+});
+
+describe('parseMode', () => {
+  it('reads the plain modes', () => {
+    expect(parseMode('bridge')).toEqual({ mode: 'bridge', modeOptions: [] });
+    expect(parseMode('none')).toEqual({ mode: 'none', modeOptions: [] });
+    expect(parseMode('slirp4netns')).toEqual({ mode: 'slirp4netns', modeOptions: [] });
+    expect(parseMode('container:web1')).toEqual({ mode: { container: 'web1' }, modeOptions: [] });
+    expect(parseMode('ns:/run/netns/x')).toEqual({
+      mode: { path: '/run/netns/x' },
+      modeOptions: [],
+    });
+  });
+
+  it("splits podman's options after the colon", () => {
+    expect(parseMode('slirp4netns:allow_host_loopback=true,port_handler=slirp4netns')).toEqual({
+      mode: 'slirp4netns',
+      modeOptions: ['allow_host_loopback=true', 'port_handler=slirp4netns'],
+    });
+    expect(parseMode('pasta:-t,8080,--ipv4-only')).toEqual({
+      mode: 'pasta',
+      modeOptions: ['-t', '8080', '--ipv4-only'],
+    });
+  });
+
+  it('rejects unknown modes and malformed options', () => {
+    rejects(() => parseMode('host'), "invalid mode 'host'");
+    rejects(() => parseMode('bridge:x=1'), "'bridge' takes no options");
+    rejects(() => parseMode('container:'), 'expected container:ID');
+    rejects(() => parseMode('container:../x'), "invalid container ID '../x'");
+    rejects(() => parseMode('slirp4netns:allow_host_loopback'), "option 'allow_host_loopback'");
+    rejects(() => parseMode('slirp4netns:mtu=1500,'), 'empty option');
+    rejects(() => parseMode('pasta:'), 'empty option');
+  });
+});
+
+describe('parseUpArgs', () => {
+  it('defaults the name to the ID and the mode to bridge', () => {
+    expect(parseUpArgs('c1', {})).toEqual({ id: 'c1', name: 'c1', mode: 'bridge' });
+  });
+
+  it('collects every flag', () => {
+    expect(
+      parseUpArgs('c1', {
+        name: 'web',
+        pod: 'p1',
+        network: ['a', 'b'],
+        publish: ['8080:80', '[::1]:8443:443/tcp', '5353:53/udp'],
+        ip: '10.88.0.9',
+        mac: '02:42:AC:11:00:02',
+      }),
+    ).toEqual({
+      id: 'c1',
+      name: 'web',
+      pod: 'p1',
+      mode: 'bridge',
+      networks: ['a', 'b'],
+      portMappings: [
+        { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+        { hostIP: '::1', hostPort: 8443, containerPort: 443, protocol: 'tcp' },
+        { hostPort: 5353, containerPort: 53, protocol: 'udp' },
+      ],
+      staticIP: '10.88.0.9',
+      staticMAC: '02:42:ac:11:00:02',
+    });
+    expect(parseUpArgs('c1', { ip: 'fd00::9' }).staticIP).toBe('fd00::9');
+  });
+
+  it('maps --pid, --netns and --mode to modes, one at a time', () => {
+    expect(parseUpArgs('c1', { pid: '1234' }).mode).toEqual({ pid: 1234 });
+    expect(parseUpArgs('c1', { netns: '/run/netns/x' }).mode).toEqual({ path: '/run/netns/x' });
+    expect(parseUpArgs('c1', { netns: 'rel' }).mode).toEqual({ path: `${process.cwd()}/rel` });
+    expect(parseUpArgs('c1', { mode: 'container:c0' }).mode).toEqual({ container: 'c0' });
+    expect(parseUpArgs('c1', { mode: 'slirp4netns:mtu=1500', publish: ['8080:80'] })).toMatchObject(
+      {
+        mode: 'slirp4netns',
+        modeOptions: ['mtu=1500'],
+        portMappings: [{ hostPort: 8080 }],
+      },
+    );
+    rejects(() => parseUpArgs('c1', { pid: '1', netns: '/x' }), '--pid and --netns exclude');
+    rejects(() => parseUpArgs('c1', { mode: 'none', pid: '1' }), '--mode and --pid exclude');
+    rejects(() => parseUpArgs('c1', { pid: '0' }), "invalid --pid '0'");
+    rejects(() => parseUpArgs('c1', { pid: '12x' }), "invalid --pid '12x'");
+    rejects(() => parseUpArgs('c1', { netns: '' }), 'empty path');
+  });
+
+  it('allows networks, IP and MAC only where CNI runs, ports only where podnet wires the namespace', () => {
+    expect(parseUpArgs('c1', { pid: '7', network: ['n'], ip: '10.0.0.2' })).toMatchObject({
+      networks: ['n'],
+      staticIP: '10.0.0.2',
+    });
+    rejects(
+      () => parseUpArgs('c1', { mode: 'none', network: ['n'] }),
+      '--network needs mode bridge',
+    );
+    rejects(() => parseUpArgs('c1', { mode: 'pasta', ip: '10.0.0.2' }), 'not pasta');
+    rejects(() => parseUpArgs('c1', { netns: '/x', mac: '02:00:00:00:00:01' }), 'namespace path');
+    rejects(() => parseUpArgs('c1', { mode: 'none', publish: ['1:1'] }), '-p needs a network');
+    rejects(() => parseUpArgs('c1', { mode: 'container:c0', publish: ['1:1'] }), 'container:ID');
+  });
+
+  it('names the bad value', () => {
+    rejects(() => parseUpArgs('-bad', {}), "invalid container ID '-bad'");
+    rejects(() => parseUpArgs('c1', { name: 'a b' }), "invalid name 'a b'");
+    rejects(() => parseUpArgs('c1', { pod: '' }), 'invalid pod name');
+    rejects(() => parseUpArgs('c1', { network: ['ok', 'x/y'] }), "invalid network name 'x/y'");
+    rejects(() => parseUpArgs('c1', { network: ['a', 'a'] }), "network 'a' given twice");
+    rejects(() => parseUpArgs('c1', { ip: '10.0.0' }), "invalid --ip '10.0.0'");
+    rejects(() => parseUpArgs('c1', { ip: '10.0.0.1/24' }), "invalid --ip '10.0.0.1/24'");
+    rejects(() => parseUpArgs('c1', { mac: '02:42:ac:11:00' }), "invalid --mac '02:42:ac:11:00'");
+    rejects(() => parseUpArgs('c1', { mac: '01:00:5e:00:00:01' }), 'multicast');
+    rejects(() => parseUpArgs('c1', { publish: ['8080:80', 'x'] }), "'x'");
+  });
+
+  it('rejects host ports published twice', () => {
+    rejects(
+      () => parseUpArgs('c1', { publish: ['8080-8085:80-85', '8085:90'] }),
+      "'8085:90' overlaps host port 8080/tcp",
+    );
+    rejects(
+      () => parseUpArgs('c1', { publish: ['127.0.0.1:53:53/udp', '53:54/udp'] }),
+      'overlaps host port 53/udp',
+    );
+    expect(
+      parseUpArgs('c1', {
+        publish: ['53:53/udp', '53:53/tcp', '127.0.0.1:80:80', '127.0.0.2:80:80'],
+      }).portMappings,
+    ).toHaveLength(4);
+  });
+});
