@@ -1,0 +1,71 @@
+// A container's network statistics from the links of its namespace: pure
+// functions over what one netlink dump returned, so they test without root.
+import { type Link, type LinkStats, linkStatsFields } from '../netns/index.js';
+import type { ContainerStats, InterfaceStats } from './types.js';
+
+const IFF_LOOPBACK = 8;
+
+function zeroStats(): LinkStats {
+  return Object.fromEntries(linkStatsFields.map((f) => [f, 0])) as LinkStats;
+}
+
+/**
+ * Statistics of every interface but loopback (traffic a container sends to
+ * itself is not network traffic), sorted by name in code-unit order so the
+ * output does not depend on the locale or on interface indexes, and their
+ * field-by-field sum. Unlike the seed, which read eth0 only, every interface
+ * counts: a container on several networks has eth0, eth1, ... Sums are plain
+ * numbers, exact up to 2^53.
+ */
+export function summarizeStats(links: readonly Link[]): ContainerStats {
+  const interfaces: InterfaceStats[] = links
+    .filter((l) => (l.flags & IFF_LOOPBACK) === 0 && l.name !== 'lo')
+    .map((l) => ({ name: l.name, stats: { ...l.statistics } }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const total = zeroStats();
+  for (const { stats } of interfaces) {
+    for (const f of linkStatsFields) total[f] += stats[f];
+  }
+  return { interfaces, total };
+}
+
+/** Throughput of one interface between two samples (`podnet stats --watch`). */
+export interface InterfaceRates {
+  name: string;
+  rxBytesPerSec: number;
+  txBytesPerSec: number;
+  rxPacketsPerSec: number;
+  txPacketsPerSec: number;
+}
+
+/**
+ * Per-second rates of each interface in `next`, from the counters it had in
+ * `prev` taken `seconds` earlier. A counter that went down means the
+ * interface was recreated under the same name (or the counter was reset), so
+ * there is no meaningful delta: its rate is 0 rather than negative. An
+ * interface absent from `prev` has no baseline and gets 0 too, rather than
+ * its whole lifetime's traffic as one spike. Throws RangeError unless
+ * `seconds` is a positive finite number.
+ */
+export function statsRates(
+  prev: ContainerStats,
+  next: ContainerStats,
+  seconds: number,
+): InterfaceRates[] {
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new RangeError(`seconds must be a positive number, got ${seconds}`);
+  }
+  const before = new Map(prev.interfaces.map((i) => [i.name, i.stats]));
+  return next.interfaces.map(({ name, stats }) => {
+    const old = before.get(name);
+    const rate = (f: 'rxBytes' | 'txBytes' | 'rxPackets' | 'txPackets'): number =>
+      old === undefined || stats[f] < old[f] ? 0 : (stats[f] - old[f]) / seconds;
+    return {
+      name,
+      rxBytesPerSec: rate('rxBytes'),
+      txBytesPerSec: rate('txBytes'),
+      rxPacketsPerSec: rate('rxPackets'),
+      txPacketsPerSec: rate('txPackets'),
+    };
+  });
+}
