@@ -11,6 +11,9 @@ export const channelNames = [
   'podnet:netns:open',
   'podnet:cni:exec',
   'podnet:cni:result',
+  'podnet:network:setup',
+  'podnet:network:teardown',
+  'podnet:network:gc',
 ] as const;
 
 /** Name of one podnet diagnostics channel. */

@@ -84,10 +84,24 @@ export interface AttachedNetwork {
   result: CniResult;
 }
 
+/** The process doing a setup, so gc can tell a live setup from a crashed one. */
+export interface SetupOwner {
+  pid: number;
+  /** The process's start time (/proc/PID/stat field 22), against pid reuse. */
+  startTime: string;
+}
+
 /** Everything kept on disk about one container (stateDir/ID.json). */
 export interface ContainerState {
   /** Format version of this file. */
   version: 1;
+  /**
+   * 'setup' while a setup runs (written before anything is made, so a crash
+   * at any point leaves state gc can finish), 'ready' once it completed.
+   */
+  phase: 'setup' | 'ready';
+  /** Who is running the setup (phase 'setup' only). */
+  owner?: SetupOwner;
   id: string;
   name: string;
   pod?: string;

@@ -1,0 +1,11 @@
+export { buildNetworkSettings } from './inspect.js';
+export {
+  Attachment,
+  type GcReport,
+  Networking,
+  type NetworkingOptions,
+  NoSuchContainerError,
+} from './networking.js';
+export { checkContainerId, defaultStateDir, StateFileError, StateStore } from './state.js';
+export { statsRates, summarizeStats } from './stats.js';
+export type * from './types.js';
