@@ -19,3 +19,4 @@ export {
   type SystemErrorInfo,
 } from './errors.js';
 export * from './netns/index.js';
+export * from './network/index.js';
