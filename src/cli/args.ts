@@ -8,19 +8,22 @@ import { nameProblem } from '../cni/validate.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { NetworkMode, PortMapping, SetupOptions } from '../network/types.js';
 
-/** The `podnet up` flags as typed on the command line, every value a string. */
+/**
+ * The `podnet up` flags as typed on the command line, every value a string
+ * (undefined: not given).
+ */
 export interface UpFlags {
-  name?: string;
-  pod?: string;
+  name?: string | undefined;
+  pod?: string | undefined;
   /** `--network`, repeatable; order is interface order (eth0, eth1, ...). */
-  network?: string[];
+  network?: string[] | undefined;
   /** `-p/--publish`, repeatable. */
-  publish?: string[];
-  ip?: string;
-  mac?: string;
-  pid?: string;
-  netns?: string;
-  mode?: string;
+  publish?: string[] | undefined;
+  ip?: string | undefined;
+  mac?: string | undefined;
+  pid?: string | undefined;
+  netns?: string | undefined;
+  mode?: string | undefined;
 }
 
 /** A `--mode` value split into the mode and podman-style options. */
@@ -244,4 +247,13 @@ export function parseUpArgs(id: string, flags: UpFlags): SetupOptions {
     opts.portMappings = mappings;
   }
   return opts;
+}
+
+/** Parses `--interval MS` of `stats --watch`: whole milliseconds, 10 ms to one hour. */
+export function parseInterval(text: string): number {
+  const ms = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(ms >= 10 && ms <= 3_600_000)) {
+    bad(`invalid --interval '${text}': milliseconds between 10 and 3600000`);
+  }
+  return ms;
 }

@@ -1,17 +1,11 @@
 import { cac } from 'cac';
-import { InvalidArgumentError, isPodnetError } from '../errors.js';
-import { defaultNetnsDir, NetworkNamespace, namespacePath } from '../netns/index.js';
+import { isPodnetError } from '../errors.js';
+import { registerContainerCommands } from './container.js';
 import { formatDemo, runDemo } from './demo.js';
-import { table } from './output.js';
-
-interface GlobalFlags {
-  json?: boolean;
-  dir?: string;
-}
-
-function print(flags: GlobalFlags, json: unknown, text: () => string): void {
-  process.stdout.write(`${flags.json ? JSON.stringify(json, null, 2) : text()}\n`);
-}
+import { registerNetnsCommand } from './netns.js';
+import { registerNetworksCommand } from './networks.js';
+import { print } from './output.js';
+import { registerStatsCommand } from './stats.js';
 
 /**
  * Runs the podnet command line with ARGV (without node and script) and
@@ -22,45 +16,15 @@ export async function main(argv: string[]): Promise<number> {
   const cli = cac('podnet');
   cli.option('--json', 'Print machine-readable JSON');
 
-  cli
-    .command('netns <action> [name]', 'Network namespaces: add [NAME] | ls | rm NAME')
-    .option('--dir <dir>', 'Namespace directory (default /run/netns)')
-    .action(async (action: string, name: string | undefined, flags: GlobalFlags) => {
-      const dir = flags.dir ?? defaultNetnsDir();
-      switch (action) {
-        case 'add': {
-          const ns = await NetworkNamespace.create({
-            dir,
-            ...(name === undefined ? {} : { name }),
-          });
-          ns.close();
-          return print(flags, { name: ns.name, path: ns.path }, () => ns.path);
-        }
-        case 'ls': {
-          const list = await NetworkNamespace.list(dir);
-          return print(flags, list, () =>
-            table(
-              ['NAME', 'PATH'],
-              list.map((e) => [e.name, e.path]),
-            ),
-          );
-        }
-        case 'rm': {
-          if (name === undefined) throw new InvalidArgumentError('netns rm needs a NAME');
-          const ns = await NetworkNamespace.open(namespacePath(name, dir));
-          await ns.remove();
-          return print(flags, { removed: ns.path }, () => `removed ${ns.path}`);
-        }
-        default:
-          throw new InvalidArgumentError(`unknown netns action '${action}': add, ls or rm`);
-      }
-    });
-
+  registerContainerCommands(cli);
+  registerStatsCommand(cli);
+  registerNetworksCommand(cli);
+  registerNetnsCommand(cli);
   cli
     .command('demo', 'Two namespaces, a veth, traffic through them and their link statistics')
-    .action(async (flags: GlobalFlags) => {
+    .action(async (flags: { json?: boolean }) => {
       const report = await runDemo();
-      print(flags, report, () => formatDemo(report));
+      print(flags.json === true, report, () => formatDemo(report));
     });
 
   cli.help();

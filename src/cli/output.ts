@@ -26,3 +26,17 @@ export function bytes(n: number): string {
   }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
+
+/**
+ * Writes one result to stdout: VALUE as indented JSON with `--json`, else
+ * TEXT() (only computed when needed).
+ */
+export function print(json: boolean, value: unknown, text: () => string): void {
+  if (json) printJson(value);
+  else process.stdout.write(`${text()}\n`);
+}
+
+/** Writes VALUE to stdout as indented JSON. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
