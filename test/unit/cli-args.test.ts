@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseMode, parsePortMapping, parseUpArgs } from '../../src/cli/args.js';
+import { parseInterval, parseMode, parsePortMapping, parseUpArgs } from '../../src/cli/args.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 
 function rejects(fn: () => unknown, naming: string): void {
@@ -60,6 +61,34 @@ describe('parsePortMapping', () => {
     rejects(() => parsePortMapping('8080:80/sctp'), "invalid protocol 'sctp'");
     rejects(() => parsePortMapping('10.0.0:8080:80'), "invalid host IP '10.0.0'");
     rejects(() => parsePortMapping('localhost:8080:80'), "invalid host IP 'localhost'");
+  });
+});
+
+describe('parsePortMapping round trip', () => {
+  it('reads back any mapping written in the -p syntax', () => {
+    const mapping = fc
+      .record({
+        hostIP: fc.option(fc.oneof(fc.ipV4(), fc.ipV6()), { nil: undefined }),
+        hostPort: fc.integer({ min: 1, max: 65535 }),
+        containerPort: fc.integer({ min: 1, max: 65535 }),
+        protocol: fc.constantFrom('tcp' as const, 'udp' as const),
+        range: fc.integer({ min: 1, max: 100 }),
+      })
+      .filter((m) => Math.max(m.hostPort, m.containerPort) + m.range - 1 <= 65535);
+    fc.assert(
+      fc.property(mapping, (m) => {
+        const last = (p: number): string => (m.range > 1 ? `${p}-${p + m.range - 1}` : `${p}`);
+        const ip =
+          m.hostIP === undefined ? '' : m.hostIP.includes(':') ? `[${m.hostIP}]:` : `${m.hostIP}:`;
+        const spec = `${ip}${last(m.hostPort)}:${last(m.containerPort)}/${m.protocol}`;
+        const { hostIP, range, ...rest } = m;
+        expect(parsePortMapping(spec)).toEqual({
+          ...rest,
+          ...(hostIP === undefined ? {} : { hostIP }),
+          ...(range > 1 ? { range } : {}),
+        });
+      }),
+    );
   });
 });
 
@@ -190,5 +219,16 @@ describe('parseUpArgs', () => {
         publish: ['53:53/udp', '53:53/tcp', '127.0.0.1:80:80', '127.0.0.2:80:80'],
       }).portMappings,
     ).toHaveLength(4);
+  });
+});
+
+describe('parseInterval', () => {
+  it('takes whole milliseconds between 10 and an hour', () => {
+    expect(parseInterval('1000')).toBe(1000);
+    expect(parseInterval('10')).toBe(10);
+    expect(parseInterval('3600000')).toBe(3_600_000);
+    for (const bad of ['9', '3600001', '1.5', '-5', '1e3', '', 'abc']) {
+      rejects(() => parseInterval(bad), `invalid --interval '${bad}'`);
+    }
   });
 });
