@@ -7,7 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { type CniAttachment, type CniNetworkList, CniRuntime, parseNetworkList } from '../cni/index.js';
+import {
+  type CniAttachment,
+  type CniNetworkList,
+  CniRuntime,
+  parseNetworkList,
+} from '../cni/index.js';
 import { publish } from '../diagnostics.js';
 import { InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
@@ -68,26 +73,36 @@ function checkPortMappings(list: readonly PortMapping[]): PortMapping[] {
       ['containerPort', m.containerPort],
     ] as const) {
       if (!Number.isInteger(val) || val < 1 || val + range - 1 > 65535) {
-        throw new InvalidArgumentError(`${what}.${k} must be a port from 1 to 65535 (with its range), not ${val}`);
+        throw new InvalidArgumentError(
+          `${what}.${k} must be a port from 1 to 65535 (with its range), not ${val}`,
+        );
       }
     }
-    if (!Number.isInteger(range) || range < 1) throw new InvalidArgumentError(`${what}.range must be a positive integer`);
+    if (!Number.isInteger(range) || range < 1)
+      throw new InvalidArgumentError(`${what}.range must be a positive integer`);
     if (m.protocol !== undefined && m.protocol !== 'tcp' && m.protocol !== 'udp') {
-      throw new InvalidArgumentError(`${what}.protocol must be tcp or udp, not ${String(m.protocol)}`);
+      throw new InvalidArgumentError(
+        `${what}.protocol must be tcp or udp, not ${String(m.protocol)}`,
+      );
     }
-    if (m.hostIP && !isIP(m.hostIP)) throw new InvalidArgumentError(`${what}.hostIP '${m.hostIP}' is not an IP address`);
+    if (m.hostIP && !isIP(m.hostIP))
+      throw new InvalidArgumentError(`${what}.hostIP '${m.hostIP}' is not an IP address`);
     return { ...m };
   });
 }
 
 function checkMode(mode: unknown): NetworkMode {
-  if (mode === 'bridge' || mode === 'none' || mode === 'slirp4netns' || mode === 'pasta') return mode;
+  if (mode === 'bridge' || mode === 'none' || mode === 'slirp4netns' || mode === 'pasta')
+    return mode;
   if (typeof mode === 'object' && mode !== null) {
     const keys = Object.keys(mode);
     const m = mode as Record<string, unknown>;
-    if (keys.length === 1 && Number.isInteger(m['pid']) && (m['pid'] as number) > 0) return { pid: m['pid'] as number };
-    if (keys.length === 1 && typeof m['path'] === 'string' && m['path'] !== '') return { path: m['path'] };
-    if (keys.length === 1 && typeof m['container'] === 'string') return { container: checkContainerId(m['container']) };
+    if (keys.length === 1 && Number.isInteger(m['pid']) && (m['pid'] as number) > 0)
+      return { pid: m['pid'] as number };
+    if (keys.length === 1 && typeof m['path'] === 'string' && m['path'] !== '')
+      return { path: m['path'] };
+    if (keys.length === 1 && typeof m['container'] === 'string')
+      return { container: checkContainerId(m['container']) };
   }
   throw new InvalidArgumentError(
     `mode must be 'bridge', 'none', 'slirp4netns', 'pasta', { pid }, { path } or { container }, not ${JSON.stringify(mode)}`,
@@ -109,7 +124,11 @@ function cniPortMappings(list: readonly PortMapping[]): Record<string, unknown>[
 /** Attaches the cleanup errors to the error being thrown, keeping it the original. */
 function withCleanupErrors(err: unknown, cleanup: unknown[]): unknown {
   if (cleanup.length && typeof err === 'object' && err !== null) {
-    Object.defineProperty(err, 'cleanupErrors', { value: cleanup, enumerable: true, configurable: true });
+    Object.defineProperty(err, 'cleanupErrors', {
+      value: cleanup,
+      enumerable: true,
+      configurable: true,
+    });
   }
   return err;
 }
@@ -225,35 +244,51 @@ export class Networking {
    */
   async setup(options: SetupOptions): Promise<Attachment> {
     const id = checkContainerId(options.id);
-    if (typeof options.name !== 'string' || options.name === '') throw new InvalidArgumentError('name must be a non-empty string');
+    if (typeof options.name !== 'string' || options.name === '')
+      throw new InvalidArgumentError('name must be a non-empty string');
     const mode = checkMode(options.mode ?? 'bridge');
     if (mode === 'slirp4netns' || mode === 'pasta') {
-      throw new PodnetError('ERR_PODNET_UNSUPPORTED', `network mode '${mode}' is not supported yet`);
+      throw new PodnetError(
+        'ERR_PODNET_UNSUPPORTED',
+        `network mode '${mode}' is not supported yet`,
+      );
     }
     if (options.modeOptions?.length) {
-      throw new InvalidArgumentError(`mode '${typeof mode === 'string' ? mode : Object.keys(mode)[0]}' takes no options, got ${options.modeOptions.join(',')}`);
+      throw new InvalidArgumentError(
+        `mode '${typeof mode === 'string' ? mode : Object.keys(mode)[0]}' takes no options, got ${options.modeOptions.join(',')}`,
+      );
     }
     const portMappings = checkPortMappings(options.portMappings ?? []);
     const ip = options.requestedIP ?? options.staticIP;
     const mac = options.requestedMAC ?? options.staticMAC;
-    if (ip !== undefined && !isIP(ip)) throw new InvalidArgumentError(`static IP '${ip}' is not an IP address`);
-    if (mac !== undefined && !MAC_PATTERN.test(mac)) throw new InvalidArgumentError(`static MAC '${mac}' is not a MAC address`);
+    if (ip !== undefined && !isIP(ip))
+      throw new InvalidArgumentError(`static IP '${ip}' is not an IP address`);
+    if (mac !== undefined && !MAC_PATTERN.test(mac))
+      throw new InvalidArgumentError(`static MAC '${mac}' is not a MAC address`);
     const joinsCni = mode === 'bridge' || (typeof mode === 'object' && 'pid' in mode);
     const requested = options.networks ?? [];
-    if (requested.some((n) => typeof n !== 'string' || n === '')) throw new InvalidArgumentError('network names must be non-empty strings');
-    if (new Set(requested).size !== requested.length) throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
+    if (requested.some((n) => typeof n !== 'string' || n === ''))
+      throw new InvalidArgumentError('network names must be non-empty strings');
+    if (new Set(requested).size !== requested.length)
+      throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
     if (!joinsCni && (requested.length || portMappings.length || ip || mac)) {
-      throw new InvalidArgumentError(`networks, ports and static addresses need mode 'bridge' or { pid }`);
+      throw new InvalidArgumentError(
+        `networks, ports and static addresses need mode 'bridge' or { pid }`,
+      );
     }
     // Static addresses go to the first network; with none named, that is the default.
     const names = joinsCni ? (requested.length ? requested : [this.defaultNetwork]) : [];
     // Load every config before anything is made: a missing network changes nothing.
     const lists = await Promise.all(names.map((n) => this.cni.loadNetwork(n)));
     if (await this.store.read(id)) {
-      throw new PodnetError('ERR_PODNET_CONTAINER_EXISTS', `container '${id}' already has a network (state in '${this.store.dir}')`);
+      throw new PodnetError(
+        'ERR_PODNET_CONTAINER_EXISTS',
+        `container '${id}' already has a network (state in '${this.store.dir}')`,
+      );
     }
 
-    const ownNamespace = mode === 'bridge' || mode === 'none' || (typeof mode === 'object' && 'pid' in mode);
+    const ownNamespace =
+      mode === 'bridge' || mode === 'none' || (typeof mode === 'object' && 'pid' in mode);
     const state: ContainerState = {
       version: 1,
       phase: 'setup',
@@ -262,7 +297,9 @@ export class Networking {
       name: options.name,
       ...(options.pod === undefined ? {} : { pod: options.pod }),
       mode,
-      netnsPath: ownNamespace ? join(this.netnsDir, `cni-${randomUUID()}`) : await this.#joinedPath(mode),
+      netnsPath: ownNamespace
+        ? join(this.netnsDir, `cni-${randomUUID()}`)
+        : await this.#joinedPath(mode),
       ownsNetns: ownNamespace,
       networksRequested: requested.length > 0,
       networks: [],
@@ -273,7 +310,8 @@ export class Networking {
       pids: [],
       created: new Date().toISOString(),
     };
-    const step = (phase: string): void => publish('podnet:network:setup', { id, phase, netns: state.netnsPath });
+    const step = (phase: string): void =>
+      publish('podnet:network:setup', { id, phase, netns: state.netnsPath });
     await this.store.write(state);
     step('state');
 
@@ -282,7 +320,8 @@ export class Networking {
       options.signal?.throwIfAborted();
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
       if (mode === 'bridge' || mode === 'none') netns = await NetworkNamespace.create(where);
-      else if (typeof mode === 'object' && 'pid' in mode) netns = await NetworkNamespace.fromPid(mode.pid, where);
+      else if (typeof mode === 'object' && 'pid' in mode)
+        netns = await NetworkNamespace.fromPid(mode.pid, where);
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
       if (mode === 'none') await netns.setLinkUp('lo');
@@ -290,8 +329,17 @@ export class Networking {
       for (const [i, list] of lists.entries()) {
         options.signal?.throwIfAborted();
         const attachment = this.#attachment(state, list, i, ip, mac);
-        const result = await this.cni.add(list, attachment, options.signal ? { signal: options.signal } : {});
-        state.networks.push({ name: list.name, ifName: attachment.ifName, config: list.bytes, result });
+        const result = await this.cni.add(
+          list,
+          attachment,
+          options.signal ? { signal: options.signal } : {},
+        );
+        state.networks.push({
+          name: list.name,
+          ifName: attachment.ifName,
+          config: list.bytes,
+          result,
+        });
         step(`network:${list.name}`);
       }
       options.signal?.throwIfAborted();
@@ -338,7 +386,13 @@ export class Networking {
    * containers. A setup still running in another process is left alone.
    */
   async gc(): Promise<GcReport> {
-    const report: GcReport = { removedStates: [], removedMounts: [], releasedAttachments: [], killedPids: [], errors: [] };
+    const report: GcReport = {
+      removedStates: [],
+      removedMounts: [],
+      releasedAttachments: [],
+      killedPids: [],
+      errors: [],
+    };
     const { states, bad } = await this.store.list();
     for (const b of bad) report.errors.push(b.message);
     const kept = new Set<string>();
@@ -380,7 +434,8 @@ export class Networking {
       if (kept.has(cached.containerId) || (await isNamespace(cached.netns))) continue;
       try {
         const entry = await this.cni.cache.read(cached.network, cached.containerId, cached.ifName);
-        if (!entry?.config) throw new PodnetError('ERR_PODNET_GC', `cache entry '${cached.path}' holds no config`);
+        if (!entry?.config)
+          throw new PodnetError('ERR_PODNET_GC', `cache entry '${cached.path}' holds no config`);
         const list = parseNetworkList(entry.config, cached.path);
         await this.cni.del(list, {
           containerId: cached.containerId,
@@ -389,7 +444,11 @@ export class Networking {
           args: cached.args,
           capabilityArgs: cached.capabilityArgs,
         });
-        report.releasedAttachments.push({ network: cached.network, containerId: cached.containerId, ifName: cached.ifName });
+        report.releasedAttachments.push({
+          network: cached.network,
+          containerId: cached.containerId,
+          ifName: cached.ifName,
+        });
       } catch (err) {
         report.errors.push(`cached attachment '${cached.path}': ${(err as Error).message}`);
       }
@@ -419,41 +478,51 @@ export class Networking {
     }
     const targets =
       state.phase === 'ready'
-        ? state.networks.map((n) => ({ list: parseNetworkList(n.config, this.store.pathOf(state.id)), ifName: n.ifName }))
+        ? state.networks.map((n, index) => ({
+            list: parseNetworkList(n.config, this.store.pathOf(state.id)),
+            index,
+          }))
         : await this.#cachedTargets(state.id);
+    // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
+    // for one, finds its rules through the portMappings capability.
     for (const t of targets.reverse()) {
-      const [first] = state.networks;
-      const attachment: CniAttachment = {
-        containerId: state.id,
-        netns: state.netnsPath,
-        ifName: t.ifName,
-        args: this.#args(state, first?.ifName === t.ifName ? state.staticIP : undefined, first?.ifName === t.ifName ? state.staticMAC : undefined),
-      };
+      const attachment = this.#attachment(state, t.list, t.index, state.staticIP, state.staticMAC);
       await this.cni.del(t.list, attachment).catch((e: unknown) => errors.push(e));
     }
     if (state.ownsNetns) {
       const ns = await NetworkNamespace.open(state.netnsPath).catch(() => undefined);
       if (ns) await ns.remove().catch((e: unknown) => errors.push(e));
-      else if (await isNamespace(state.netnsPath)) errors.push(new PodnetError('ERR_PODNET_TEARDOWN', `cannot open '${state.netnsPath}'`));
-      else await import('node:fs/promises').then((fs) => fs.unlink(state.netnsPath)).catch(() => undefined);
+      else if (await isNamespace(state.netnsPath))
+        errors.push(new PodnetError('ERR_PODNET_TEARDOWN', `cannot open '${state.netnsPath}'`));
+      else
+        await import('node:fs/promises')
+          .then((fs) => fs.unlink(state.netnsPath))
+          .catch(() => undefined);
     }
     await this.store.remove(state.id);
     publish('podnet:network:teardown', { id: state.id, errors: errors.length });
     if (errors.length) {
-      throw new PodnetError('ERR_PODNET_TEARDOWN', `tearing down container '${state.id}': ${errors.map((e) => (e as Error).message).join('; ')}`, {
-        cause: errors[0],
-      });
+      throw new PodnetError(
+        'ERR_PODNET_TEARDOWN',
+        `tearing down container '${state.id}': ${errors.map((e) => (e as Error).message).join('; ')}`,
+        {
+          cause: errors[0],
+        },
+      );
     }
     return killed;
   }
 
-  async #cachedTargets(id: string): Promise<{ list: CniNetworkList; ifName: string }[]> {
-    const out: { list: CniNetworkList; ifName: string }[] = [];
+  /** A crashed setup's networks, from the CNI cache (its state never got them). */
+  async #cachedTargets(id: string): Promise<{ list: CniNetworkList; index: number }[]> {
+    const out: { list: CniNetworkList; index: number }[] = [];
     for (const c of await this.cni.cachedAttachments({ containerId: id })) {
       const entry = await this.cni.cache.read(c.network, c.containerId, c.ifName);
-      if (entry?.config) out.push({ list: parseNetworkList(entry.config, c.path), ifName: c.ifName });
+      const index = Number(/^eth(\d+)$/.exec(c.ifName)?.[1]);
+      if (entry?.config && Number.isInteger(index))
+        out.push({ list: parseNetworkList(entry.config, c.path), index });
     }
-    return out.sort((a, b) => a.ifName.localeCompare(b.ifName, 'en', { numeric: true }));
+    return out.sort((a, b) => a.index - b.index);
   }
 
   /** Follows { container } (and { path }) to the namespace path, refusing cycles. */
@@ -462,7 +531,10 @@ export class Networking {
     let m = mode;
     while (typeof m === 'object' && 'container' in m) {
       if (seen.has(m.container)) {
-        throw new PodnetError('ERR_PODNET_NAMESPACE_CYCLE', `containers share namespaces in a cycle: ${[...seen, m.container].join(' -> ')}`);
+        throw new PodnetError(
+          'ERR_PODNET_NAMESPACE_CYCLE',
+          `containers share namespaces in a cycle: ${[...seen, m.container].join(' -> ')}`,
+        );
       }
       seen.add(m.container);
       const owner = await this.store.read(m.container);
@@ -474,7 +546,11 @@ export class Networking {
     throw new InvalidArgumentError(`mode ${JSON.stringify(mode)} does not join a namespace`);
   }
 
-  #args(state: ContainerState, ip: string | undefined, mac: string | undefined): [string, string][] {
+  #args(
+    state: ContainerState,
+    ip: string | undefined,
+    mac: string | undefined,
+  ): [string, string][] {
     const pod = state.pod ?? state.name;
     const args: [string, string][] = [
       ['IgnoreUnknown', '1'],
@@ -487,11 +563,18 @@ export class Networking {
     return args;
   }
 
-  #attachment(state: ContainerState, list: CniNetworkList, index: number, ip?: string, mac?: string): CniAttachment {
+  #attachment(
+    state: ContainerState,
+    list: CniNetworkList,
+    index: number,
+    ip?: string,
+    mac?: string,
+  ): CniAttachment {
     // podman's rules: ports and static addresses go to the first network only.
     const first = index === 0;
     const capabilityArgs: Record<string, unknown> = {};
-    if (first && state.portMappings.length) capabilityArgs['portMappings'] = cniPortMappings(state.portMappings);
+    if (first && state.portMappings.length)
+      capabilityArgs['portMappings'] = cniPortMappings(state.portMappings);
     if (first && ip !== undefined) capabilityArgs['ips'] = [ip];
     if (first && mac !== undefined) capabilityArgs['mac'] = mac;
     return {

@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { CniRuntime } from '../../../src/cni/index.js';
 import { Networking } from '../../../src/network/index.js';
 import { run, TEST_PREFIX, tempNetnsDir, uniq } from '../../helpers/host.js';
-import { deleteLink, hostLinks, leftFiles } from '../cni/cni-helpers.js';
+import {
+  deleteLink,
+  hostLinks,
+  iptablesLines,
+  leftFiles,
+  removeNewChains,
+} from '../cni/cni-helpers.js';
 
 /** Debian's plugin dir. */
 export const PLUGIN_DIR = '/usr/lib/cni';
@@ -47,6 +53,14 @@ export interface NetEnv {
 
 let next = 0;
 
+/** iptables lines portmap makes once and shares between containers. */
+const SHARED_RULES = [
+  / :CNI-HOSTPORT-(DNAT|SNAT|MASQ|SETMARK) /,
+  / -A (PREROUTING|OUTPUT) -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT$/,
+  / -A POSTROUTING .*-j CNI-HOSTPORT-MASQ$/,
+  / -A CNI-HOSTPORT-(MASQ|SETMARK) /,
+];
+
 /**
  * Creates `count` bridge networks. `failAt` = [network index, plugin
  * position] puts the fake failing plugin into that network's list.
@@ -85,6 +99,7 @@ export async function netEnv(
           ranges: [[{ subnet: `${n.prefix}.0/24`, gateway: `${n.prefix}.1` }]],
         },
       },
+      { type: 'portmap', capabilities: { portMappings: true } },
       { type: 'tuning', capabilities: { mac: true } },
     ];
     if (opts.failAt?.[0] === i) list.splice(opts.failAt[1], 0, { type: 'fake-fail-add' });
@@ -94,6 +109,7 @@ export async function netEnv(
     );
   }
   const pluginDirs = [PLUGIN_DIR, FIXTURES];
+  const iptablesBefore = await iptablesLines();
   const defaultNetwork = networks[0]?.name ?? 'podman';
   const options = { confDir, cacheDir, stateDir, netnsDir: ns.dir, pluginDirs, defaultNetwork };
   return {
@@ -119,6 +135,12 @@ export async function netEnv(
         ...leftFiles(stateDir).map((f) => `state ${f}`),
         ...(existsSync(ns.dir) ? readdirSync(ns.dir).map((f) => `netns ${f}`) : []),
       ];
+      // Per-container iptables rules (portmap's DNAT chain and its jump); the
+      // chains portmap shares between containers stay, as with podman.
+      for (const line of await iptablesLines()) {
+        if (!iptablesBefore.includes(line) && !SHARED_RULES.some((re) => re.test(line)))
+          out.push(`iptables ${line}`);
+      }
       // Host-side veths hang off our bridges; the bridges themselves stay (as with podman).
       for (const n of networks) {
         const ports = await run(['ip', '-j', 'link', 'show', 'master', n.bridge]).catch(() => '[]');
@@ -130,6 +152,7 @@ export async function netEnv(
     async cleanup() {
       const links = await hostLinks();
       for (const n of networks) if (links.includes(n.bridge)) await deleteLink(n.bridge);
+      await removeNewChains(iptablesBefore);
       await ns.cleanup();
       rmSync(root, { recursive: true, force: true });
     },
