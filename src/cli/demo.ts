@@ -1,89 +1,231 @@
-import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
-import type { LinkStats } from '../netns/index.js';
+import { CniRuntime, DEFAULT_NETWORK } from '../cni/index.js';
 import { NetworkNamespace } from '../netns/index.js';
+import { Networking, statsRates } from '../network/index.js';
+import type { ContainerStats, NetworkSettings } from '../network/types.js';
 import { bytes, table } from './output.js';
 
-/** What `podnet demo` measured. */
+/** What `podnet demo` did and saw. */
 export interface DemoReport {
-  namespaces: string[];
-  transferred: number;
-  statsReadMicros: number;
-  links: { netns: string; ifname: string; stats: LinkStats }[];
+  id: string;
+  network: string;
+  netns: string;
+  address: string;
+  hostPort: number;
+  requests: number;
+  responseBytes: number;
+  inspect: NetworkSettings;
+  stats: ContainerStats;
+  /** Checks made after teardown, each true when clean. */
+  leftovers: Record<string, boolean>;
 }
 
-/**
- * Two namespaces joined by a veth, 1 MiB echoed across it through sockets
- * opened inside them, then each end's counters read in-process.
- */
-export async function runDemo(): Promise<DemoReport> {
-  const tag = randomBytes(3).toString('hex');
-  const made: NetworkNamespace[] = [];
-  const server = net.createServer((s) => s.pipe(s));
+/** Options of {@link runDemo}. */
+export interface DemoOptions {
+  /** Called with a line for each step (the CLI prints them; --json does not). */
+  say?: (line: string) => void;
+  /** Requests to send through the published port (default 300). */
+  requests?: number;
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  const probe = net.createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
+}
+
+/** The nat table as iptables-save prints it ('' when iptables is missing). */
+function iptablesNat(): Promise<string> {
+  return new Promise((resolve) => {
+    execFile('iptables-save', ['-t', 'nat'], { timeout: 10_000 }, (err, stdout) =>
+      resolve(err ? '' : stdout),
+    );
+  });
+}
+
+async function hostLinkExists(name: string): Promise<boolean> {
+  const host = await NetworkNamespace.open('/proc/self/ns/net');
   try {
-    const a = await NetworkNamespace.create({ name: `podnet-demo-${tag}-a` });
-    made.push(a);
-    const b = await NetworkNamespace.create({ name: `podnet-demo-${tag}-b` });
-    made.push(b);
-    await a.addVeth('demo0', { name: 'demo1', netns: b });
-    await a.addAddress('demo0', '10.231.254.1/30');
-    await b.addAddress('demo1', '10.231.254.2/30');
-    await a.setLinkUp('demo0');
-    await b.setLinkUp('demo1');
-
-    const { port } = await a.listen(server, { host: '10.231.254.1' });
-    const size = 1024 * 1024;
-    const client = await b.connect({ host: '10.231.254.1', port });
-    let echoed = 0;
-    client.on('data', (d: Buffer) => {
-      echoed += d.length;
-      if (echoed >= size) client.end();
-    });
-    client.write(Buffer.alloc(size, 0x5a));
-    await new Promise((r) => client.once('close', r));
-
-    const reads = 2000;
-    a.linkStatsSync('demo0');
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < reads; i++) a.linkStatsSync('demo0');
-    const statsReadMicros = Number(process.hrtime.bigint() - t0) / reads / 1000;
-
-    return {
-      namespaces: made.map((n) => n.path),
-      transferred: echoed,
-      statsReadMicros,
-      links: [
-        { netns: a.path, ifname: 'demo0', stats: a.linkStatsSync('demo0') },
-        { netns: b.path, ifname: 'demo1', stats: await b.linkStats('demo1') },
-      ],
-    };
+    return (await host.links()).some((l) => l.name === name);
   } finally {
-    server.close();
-    for (const ns of made) await ns.remove();
+    host.close();
   }
 }
 
-/** Renders a DemoReport for a terminal. */
+/**
+ * The main job: a container network on the embedded default network with a
+ * published port, HTTP served from inside the namespace by this process,
+ * fetched through the port from the host while the counters are watched,
+ * then torn down and checked.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
+  const say = options.say ?? (() => undefined);
+  const total = options.requests ?? 300;
+  // The embedded network even if /etc/cni/net.d has its own: the demo must
+  // behave the same on every machine.
+  const cni = new CniRuntime({ defaultNetwork: DEFAULT_NETWORK });
+  const nw = new Networking({ cni, defaultNetwork: DEFAULT_NETWORK.name });
+  const bridge = String(DEFAULT_NETWORK.plugins[0]?.config['bridge']);
+  const bridgeExisted = await hostLinkExists(bridge);
+  const id = `podnet-demo-${process.pid}`;
+  const hostPort = await freeLoopbackPort();
+
+  say(
+    `1. setting up container '${id}' on network '${DEFAULT_NETWORK.name}' (bridge ${bridge}, 10.88.0.0/16)`,
+  );
+  say(
+    `   with port 127.0.0.1:${hostPort} -> 80/tcp published (plugins: bridge, host-local, portmap, firewall, tuning)`,
+  );
+  const attached = await nw.setup({
+    id,
+    name: id,
+    portMappings: [{ hostIP: '127.0.0.1', hostPort, containerPort: 80 }],
+  });
+  const server = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/plain');
+    res.end(
+      `hello from ${req.socket.localAddress} inside ${attached.state.netnsPath}\n`.repeat(64),
+    );
+  });
+  let report: Omit<DemoReport, 'leftovers'>;
+  try {
+    const inspect = attached.inspect();
+    say(
+      `   namespace ${attached.state.netnsPath}, eth0 ${inspect.IPAddress}/${inspect.IPPrefixLen}, MAC ${inspect.MacAddress}`,
+    );
+    await attached.netns!.listen(server, { port: 80 });
+    say('2. serving HTTP on port 80 inside the namespace, from this process');
+
+    say(
+      `3. fetching http://127.0.0.1:${hostPort}/ ${total} times through the published port, watching eth0`,
+    );
+    let prev = await attached.stats();
+    let prevAt = Date.now();
+    let done = 0;
+    let responseBytes = 0;
+    let first = '';
+    const watch = setInterval(() => {
+      void attached.stats().then((next) => {
+        const now = Date.now();
+        const [r] = statsRates(prev, next, (now - prevAt) / 1000);
+        prev = next;
+        prevAt = now;
+        if (r)
+          say(
+            `   ${String(done).padStart(4)} requests  rx ${bytes(r.rxBytesPerSec)}/s  tx ${bytes(r.txBytesPerSec)}/s`,
+          );
+      });
+    }, 200);
+    try {
+      const agent = new http.Agent({ keepAlive: false });
+      for (; done < total; done++) {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+          http
+            .get({ host: '127.0.0.1', port: hostPort, path: '/', agent }, resolve)
+            .on('error', reject),
+        );
+        const chunks: Buffer[] = [];
+        for await (const c of res) chunks.push(c as Buffer);
+        const body = Buffer.concat(chunks);
+        responseBytes += body.length;
+        first ||= body.toString().split('\n')[0]!;
+      }
+    } finally {
+      clearInterval(watch);
+    }
+    say(`   every response came from inside: "${first}"`);
+    const stats = await attached.stats();
+    say('');
+    say(
+      table(
+        ['IFACE', 'RX BYTES', 'RX PACKETS', 'TX BYTES', 'TX PACKETS', 'ERRORS', 'DROPPED'],
+        stats.interfaces.map((i) => [
+          i.name,
+          i.stats.rxBytes,
+          i.stats.rxPackets,
+          i.stats.txBytes,
+          i.stats.txPackets,
+          i.stats.rxErrors + i.stats.txErrors,
+          i.stats.rxDropped + i.stats.txDropped,
+        ]),
+      ),
+    );
+    say('');
+    say('4. inspect (Docker-compatible NetworkSettings):');
+    say(
+      JSON.stringify(
+        {
+          SandboxKey: inspect.SandboxKey,
+          IPAddress: inspect.IPAddress,
+          Gateway: inspect.Gateway,
+          MacAddress: inspect.MacAddress,
+          Ports: inspect.Ports,
+        },
+        null,
+        2,
+      ).replace(/^/gm, '   '),
+    );
+    report = {
+      id,
+      network: DEFAULT_NETWORK.name,
+      netns: attached.state.netnsPath,
+      address: inspect.IPAddress,
+      hostPort,
+      requests: done,
+      responseBytes,
+      inspect,
+      stats,
+    };
+  } finally {
+    server.close();
+    say('5. tearing down: CNI DEL of every plugin, namespace unmounted, state removed');
+    await attached.teardown();
+  }
+
+  // The bridge plugin never deletes its bridge; the demo removes it when it made it.
+  if (!bridgeExisted && (await hostLinkExists(bridge))) {
+    const host = await NetworkNamespace.open('/proc/self/ns/net');
+    try {
+      const links = await host.links();
+      const br = links.find((l) => l.name === bridge);
+      if (br && !links.some((l) => l.master === br.index)) await host.deleteLink(bridge);
+    } finally {
+      host.close();
+    }
+  }
+  const cached = await cni
+    .cachedResult(DEFAULT_NETWORK, { containerId: id, ifName: 'eth0' })
+    .catch(() => 'corrupt');
+  const leftovers = {
+    namespaceRemoved: !existsSync(report.netns),
+    stateRemoved: (await nw.store.read(id)) === undefined,
+    cniCacheRemoved: cached === undefined,
+    addressReleased: !existsSync(`/var/lib/cni/networks/${DEFAULT_NETWORK.name}/${report.address}`),
+    portRulesRemoved: !(await iptablesNat()).includes(`id: "${id}"`),
+    bridgeAsFound: (await hostLinkExists(bridge)) === bridgeExisted,
+  };
+  for (const [check, ok] of Object.entries(leftovers)) say(`   ${ok ? 'ok  ' : 'LEFT'} ${check}`);
+  return { ...report, leftovers };
+}
+
+/** The demo's closing summary for a terminal. */
 export function formatDemo(r: DemoReport): string {
+  const clean = Object.values(r.leftovers).every(Boolean);
   return [
-    `namespaces ${r.namespaces.join(', ')} joined by a veth (10.231.254.1 <-> .2)`,
-    `echoed ${bytes(r.transferred)} through sockets opened inside them`,
-    '',
-    table(
-      ['NETNS', 'IFACE', 'RX BYTES', 'RX PACKETS', 'TX BYTES', 'TX PACKETS', 'ERRORS', 'DROPPED'],
-      r.links.map((l) => [
-        l.netns,
-        l.ifname,
-        l.stats.rxBytes,
-        l.stats.rxPackets,
-        l.stats.txBytes,
-        l.stats.txPackets,
-        l.stats.rxErrors + l.stats.txErrors,
-        l.stats.rxDropped + l.stats.txDropped,
-      ]),
-    ),
-    '',
-    `one in-process statistics read: ${r.statsReadMicros.toFixed(1)} us (netlink socket kept in the namespace)`,
-    'both namespaces removed',
+    `${r.requests} requests through 127.0.0.1:${r.hostPort} reached ${r.address} inside ${r.netns}`,
+    `eth0 moved ${bytes(r.stats.total.rxBytes)} in and ${bytes(r.stats.total.txBytes)} out`,
+    clean
+      ? 'torn down: nothing left behind'
+      : `torn down, but left: ${Object.keys(r.leftovers)
+          .filter((k) => !r.leftovers[k])
+          .join(', ')}`,
   ].join('\n');
 }

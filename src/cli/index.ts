@@ -1,5 +1,5 @@
 import { cac } from 'cac';
-import { isPodnetError } from '../errors.js';
+import { isPodnetError, PodnetError } from '../errors.js';
 import { registerContainerCommands } from './container.js';
 import { formatDemo, runDemo } from './demo.js';
 import { registerNetnsCommand } from './netns.js';
@@ -21,10 +21,17 @@ export async function main(argv: string[]): Promise<number> {
   registerNetworksCommand(cli);
   registerNetnsCommand(cli);
   cli
-    .command('demo', 'Two namespaces, a veth, traffic through them and their link statistics')
+    .command(
+      'demo',
+      'A container network on the embedded default network: HTTP through a published port, inspect, live stats, teardown',
+    )
     .action(async (flags: { json?: boolean }) => {
-      const report = await runDemo();
+      const say = flags.json ? undefined : (line: string) => process.stdout.write(`${line}\n`);
+      const report = await runDemo(say ? { say } : {});
       print(flags.json === true, report, () => formatDemo(report));
+      const left = Object.keys(report.leftovers).filter((k) => !report.leftovers[k]);
+      if (left.length)
+        throw new PodnetError('ERR_PODNET_DEMO', `the demo left things behind: ${left.join(', ')}`);
     });
 
   cli.help();

@@ -59,7 +59,9 @@ const Mode = v.union([
 const StateSchema = v.strictObject({
   version: v.literal(1),
   phase: v.picklist(['setup', 'ready']),
-  owner: v.optional(v.strictObject({ pid: v.pipe(v.number(), v.integer()), startTime: v.string() })),
+  owner: v.optional(
+    v.strictObject({ pid: v.pipe(v.number(), v.integer()), startTime: v.string() }),
+  ),
   id: v.pipe(v.string(), v.regex(ID_PATTERN)),
   name: v.string(),
   pod: v.optional(v.string()),
@@ -177,7 +179,9 @@ export class StateStore {
   /** Leftover temp files of writes that crashed before their rename. */
   async tempFiles(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    return names.filter((n) => n.startsWith('.') && n.endsWith('.tmp')).map((n) => join(this.dir, n));
+    return names
+      .filter((n) => n.startsWith('.') && n.endsWith('.tmp'))
+      .map((n) => join(this.dir, n));
   }
 
   async #syncDir(): Promise<void> {
@@ -215,7 +219,9 @@ function parseState(path: string, text: string): ContainerState {
       })),
     } as ContainerState;
   } catch (err) {
-    throw new StateFileError(path, `a network's config or result: ${(err as Error).message}`, { cause: err });
+    throw new StateFileError(path, `a network's config or result: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

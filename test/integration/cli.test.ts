@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isRoot, type NetnsDir, tempNetnsDir } from '../helpers/host.js';
+import { iptablesLines, removeNewChains } from './cni/cni-helpers.js';
 
 const execFileP = promisify(execFile);
 const bin = new URL('../../bin/podnet.js', import.meta.url).pathname;
@@ -26,16 +27,28 @@ describe.skipIf(!isRoot)('podnet command', () => {
   });
   afterEach(() => tmp.cleanup());
 
-  it('demo moves traffic between two namespaces, reports their counters and removes them', async () => {
-    const { code, stdout } = await podnet(['demo', '--json']);
-    expect(code).toBe(0);
-    const report = JSON.parse(stdout);
-    expect(report.transferred).toBe(1024 * 1024);
-    for (const l of report.links) expect(l.stats.rxBytes).toBeGreaterThanOrEqual(1024 * 1024);
-    expect(report.links[0].stats.rxBytes).toBe(report.links[1].stats.txBytes);
-    for (const path of report.namespaces) expect(existsSync(path)).toBe(false);
-    const text = await podnet(['demo']);
-    expect(text.stdout).toMatch(/RX BYTES/);
+  it('demo serves HTTP through a published port on the default network and leaves nothing', async () => {
+    const iptablesBefore = await iptablesLines();
+    try {
+      const { code, stdout } = await podnet(['demo', '--json']);
+      expect(code).toBe(0);
+      const report = JSON.parse(stdout);
+      expect(report.requests).toBe(300);
+      expect(report.network).toBe('podman');
+      expect(report.inspect.Ports['80/tcp']).toEqual([
+        { HostIp: '127.0.0.1', HostPort: String(report.hostPort) },
+      ]);
+      expect(report.stats.total.txBytes).toBeGreaterThan(report.responseBytes);
+      expect(Object.values(report.leftovers).every(Boolean)).toBe(true);
+      expect(existsSync(report.netns)).toBe(false);
+      const text = await podnet(['demo']);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toMatch(/1\. setting up container/);
+      expect(text.stdout).toMatch(/nothing left behind/);
+    } finally {
+      // portmap and firewall keep their shared chains, as with podman.
+      expect(await removeNewChains(iptablesBefore)).toEqual([]);
+    }
   });
 
   it('netns add, ls and rm', async () => {
