@@ -72,8 +72,12 @@ async function loadAll(
   }
 }
 
+/**
+ * The containers in the state dir that are set up. One still being set up by
+ * another process may have no namespace yet, so it is left out until ready.
+ */
 async function listIds(net: Networking): Promise<string[]> {
-  return (await net.list()).map((s) => s.id);
+  return (await net.list()).filter((s) => s.phase === 'ready').map((s) => s.id);
 }
 
 function formatStats(reports: ContainerStatsReport[]): string {
