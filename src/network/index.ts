@@ -7,5 +7,5 @@ export {
   NoSuchContainerError,
 } from './networking.js';
 export { checkContainerId, defaultStateDir, StateFileError, StateStore } from './state.js';
-export { statsRates, summarizeStats } from './stats.js';
+export { type InterfaceRates, statsRates, summarizeStats } from './stats.js';
 export type * from './types.js';
