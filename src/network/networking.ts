@@ -328,7 +328,7 @@ export class Networking {
 
       for (const [i, list] of lists.entries()) {
         options.signal?.throwIfAborted();
-        const attachment = this.#attachment(state, list, i, ip, mac);
+        const attachment = this.#attachment(state, i, ip, mac);
         const result = await this.cni.add(
           list,
           attachment,
@@ -355,7 +355,7 @@ export class Networking {
       // own ADD already rolled back, but a DEL is harmless and cheap.
       const attempted = lists.slice(0, state.networks.length + 1);
       for (let i = attempted.length - 1; i >= 0; i--) {
-        const attachment = this.#attachment(state, attempted[i]!, i, ip, mac);
+        const attachment = this.#attachment(state, i, ip, mac);
         await this.cni.del(attempted[i]!, attachment).catch((e: unknown) => cleanup.push(e));
       }
       if (netns && state.ownsNetns) await netns.remove().catch((e: unknown) => cleanup.push(e));
@@ -486,7 +486,7 @@ export class Networking {
     // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
     // for one, finds its rules through the portMappings capability.
     for (const t of targets.reverse()) {
-      const attachment = this.#attachment(state, t.list, t.index, state.staticIP, state.staticMAC);
+      const attachment = this.#attachment(state, t.index, state.staticIP, state.staticMAC);
       await this.cni.del(t.list, attachment).catch((e: unknown) => errors.push(e));
     }
     if (state.ownsNetns) {
@@ -563,13 +563,7 @@ export class Networking {
     return args;
   }
 
-  #attachment(
-    state: ContainerState,
-    list: CniNetworkList,
-    index: number,
-    ip?: string,
-    mac?: string,
-  ): CniAttachment {
+  #attachment(state: ContainerState, index: number, ip?: string, mac?: string): CniAttachment {
     // podman's rules: ports and static addresses go to the first network only.
     const first = index === 0;
     const capabilityArgs: Record<string, unknown> = {};

@@ -100,3 +100,26 @@ export async function vethBetween(
     await inNetns(end.path, ['ip', 'link', 'set', end.ifname, 'up']);
   }
 }
+
+/** What a podnet command printed and how it exited. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Path of the podnet command (bin/podnet.js). */
+export const podnetBin = new URL('../../bin/podnet.js', import.meta.url).pathname;
+
+/** Runs the built podnet CLI (bin/podnet.js imports dist/: `npm run build:ts` first). */
+export async function podnet(args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await execFileP(process.execPath, [podnetBin, ...args], {
+      encoding: 'utf8',
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}

@@ -2,39 +2,28 @@
 // one, `inspect`/`stats` in others, `down` in a last one, all sharing only
 // the temp state, CNI and namespace dirs given by flags. Runs the built CLI
 // (bin/podnet.js imports dist/): `npm run build:ts` first.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../src/netns/index.js';
-import { isRoot, type NetnsDir, run, TEST_PREFIX, tempNetnsDir, uniq } from '../helpers/host.js';
+import {
+  type CliResult,
+  isRoot,
+  type NetnsDir,
+  podnet,
+  podnetBin,
+  run,
+  TEST_PREFIX,
+  tempNetnsDir,
+  uniq,
+} from '../helpers/host.js';
 import { leftFiles } from './cni/cni-helpers.js';
 
-const execFileP = promisify(execFile);
-const bin = new URL('../../bin/podnet.js', import.meta.url).pathname;
 const PLUGIN_DIR = '/usr/lib/cni';
 const havePlugins = ['bridge', 'host-local'].every((p) => existsSync(join(PLUGIN_DIR, p)));
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function podnet(args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [bin, ...args], {
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** Sends SIZE bytes from the host to a server listening inside the namespace at HOST. */
 async function sendInto(netnsPath: string, host: string, size: number): Promise<void> {
@@ -77,7 +66,7 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
   let cacheDir: string;
   const upped: string[] = [];
 
-  const cli = (...args: string[]): Promise<Result> => podnet([...args, ...dirs]);
+  const cli = (...args: string[]): Promise<CliResult> => podnet([...args, ...dirs]);
 
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), TEST_PREFIX));
@@ -199,7 +188,7 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
 
     const child = spawn(
       process.execPath,
-      [bin, 'stats', '--watch', '--json', '--interval', '100', ...dirs],
+      [podnetBin, 'stats', '--watch', '--json', '--interval', '100', ...dirs],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';

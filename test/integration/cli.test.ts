@@ -1,24 +1,7 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isRoot, type NetnsDir, tempNetnsDir } from '../helpers/host.js';
+import { isRoot, type NetnsDir, podnet, tempNetnsDir } from '../helpers/host.js';
 import { iptablesLines, removeNewChains } from './cni/cni-helpers.js';
-
-const execFileP = promisify(execFile);
-const bin = new URL('../../bin/podnet.js', import.meta.url).pathname;
-
-async function podnet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [bin, ...args], {
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe.skipIf(!isRoot)('podnet command', () => {
   let tmp: NetnsDir;
