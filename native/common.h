@@ -43,6 +43,11 @@ Napi::Value OutcomeToPromise(Napi::Env env, std::function<Outcome()> fn);
 // Returns Outcome.value or throws SysError (undefined is returned after a throw).
 Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o);
 
+// Runs fn on a brand-new detached native thread and resolves to its
+// Outcome.value on the JS thread (no libuv pool hop). fn may switch the
+// thread's namespace: the thread ends with it.
+Napi::Value OnFreshThread(Napi::Env env, std::function<Outcome()> fn);
+
 // Runs fn on a brand-new native thread and waits for it. Used for every call
 // that switches namespace (unshare, setns): the thread is discarded afterwards,
 // so neither the JS thread nor a libuv pool thread ever changes namespace.

@@ -22,9 +22,8 @@ Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o) {
 
 namespace {
 
-// Runs one blocking job on the libuv pool. Jobs that must switch namespace
-// do so on a fresh thread inside fn (RunOnFreshThread), never on the pool
-// thread itself.
+// Runs one blocking job on the libuv pool. Pool jobs never switch namespace
+// (those run on threads of their own: OnFreshThread, RunOnFreshThread).
 class OutcomeWorker : public Napi::AsyncWorker {
  public:
   OutcomeWorker(Napi::Env env, std::function<Outcome()> fn)
@@ -67,6 +66,58 @@ Napi::Value OutcomeToPromise(Napi::Env env, std::function<Outcome()> fn) {
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
+}
+
+namespace {
+
+// A job for OnFreshThread: runs on its own detached thread, then hands the
+// outcome back to the JS thread through a thread-safe function.
+struct DetachedJob {
+  std::function<Outcome()> fn;
+  Outcome out;
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction tsfn;
+};
+
+void SettleOnJsThread(Napi::Env env, Napi::Function, DetachedJob* job) {
+  if (env != nullptr) {
+    if (job->out.err != 0) {
+      job->deferred.Reject(SysError(env, job->out.err, job->out.syscall, job->out.path).Value());
+    } else {
+      job->deferred.Resolve(Napi::Number::New(env, static_cast<double>(job->out.value)));
+    }
+  }
+  delete job;
+}
+
+void* DetachedMain(void* arg) {
+  auto* job = static_cast<DetachedJob*>(arg);
+  job->out = job->fn();
+  Napi::ThreadSafeFunction tsfn = job->tsfn;
+  tsfn.BlockingCall(job, SettleOnJsThread);
+  tsfn.Release();
+  return nullptr;
+}
+
+}  // namespace
+
+Napi::Value OnFreshThread(Napi::Env env, std::function<Outcome()> fn) {
+  auto* job = new DetachedJob{std::move(fn), Outcome(), Napi::Promise::Deferred::New(env), Napi::ThreadSafeFunction()};
+  Napi::Promise promise = job->deferred.Promise();
+  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                            "podnet:thread", 0, 1);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, DetachedMain, job);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    job->tsfn.Release();
+    job->deferred.Reject(SysError(env, rc, "pthread_create", std::string()).Value());
+    delete job;
+  }
+  return promise;
 }
 
 Outcome RunOnFreshThread(std::function<Outcome()> fn) {

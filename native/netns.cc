@@ -77,19 +77,21 @@ Outcome OpenMounted(const std::string& path) {
   return Outcome::Ok(fd);
 }
 
-Outcome CreateNetns(const std::string& dir, const std::string& path) {
+// Must run on a thread made for this job alone (OnFreshThread): it leaves
+// the thread in the new namespace, and the thread then ends.
+Outcome CreateNetnsOnThisThread(const std::string& dir, const std::string& path) {
   Outcome o = PrepareDir(dir);
   if (o.err) return o;
   o = MakeMountPoint(path);
   if (o.err) return o;
-  o = RunOnFreshThread([&path]() -> Outcome {
-    if (unshare(CLONE_NEWNET) != 0) return Outcome::Fail(errno, "unshare");
+  if (unshare(CLONE_NEWNET) != 0) {
+    o = Outcome::Fail(errno, "unshare");
+  } else {
     // /proc/self/ns/net is the main thread's namespace; this thread's own
     // is under its task directory.
     std::string self = "/proc/self/task/" + std::to_string(syscall(SYS_gettid)) + "/ns/net";
-    if (mount(self.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) return Outcome::Fail(errno, "mount", path);
-    return Outcome::Ok();
-  });
+    if (mount(self.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) o = Outcome::Fail(errno, "mount", path);
+  }
   if (o.err) {
     unlink(path.c_str());
     return o;
@@ -158,24 +160,23 @@ struct SocketSpec {
   std::string addr;  // raw sockaddr bytes to bind, empty for none
 };
 
-// Runs on a fresh thread: joins the namespace, opens the socket (and binds
-// it, when asked), and the thread then ends. The socket keeps the namespace.
-Outcome OpenSocketIn(const SocketSpec& s) {
-  return RunOnFreshThread([&s]() -> Outcome {
-    if (setns(s.nsfd, CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
-    int fd = socket(s.domain, s.type | SOCK_CLOEXEC, s.protocol);
-    if (fd < 0) return Outcome::Fail(errno, "socket");
-    if (!s.addr.empty()) {
-      int one = 1;
-      if (s.type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (bind(fd, reinterpret_cast<const sockaddr*>(s.addr.data()), s.addr.size()) != 0) {
-        int e = errno;
-        close(fd);
-        return Outcome::Fail(e, "bind");
-      }
+// Must run on a thread made for this job alone: joins the namespace, opens
+// the socket (and binds it, when asked); the thread then ends. The socket
+// keeps the namespace it was opened in.
+Outcome OpenSocketOnThisThread(const SocketSpec& s) {
+  if (setns(s.nsfd, CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
+  int fd = socket(s.domain, s.type | SOCK_CLOEXEC, s.protocol);
+  if (fd < 0) return Outcome::Fail(errno, "socket");
+  if (!s.addr.empty()) {
+    int one = 1;
+    if (s.type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, reinterpret_cast<const sockaddr*>(s.addr.data()), s.addr.size()) != 0) {
+      int e = errno;
+      close(fd);
+      return Outcome::Fail(e, "bind");
     }
-    return Outcome::Ok(fd);
-  });
+  }
+  return Outcome::Ok(fd);
 }
 
 SocketSpec ReadSocketSpec(const Napi::CallbackInfo& info) {
@@ -190,7 +191,7 @@ SocketSpec ReadSocketSpec(const Napi::CallbackInfo& info) {
 
 Napi::Value JsCreate(const Napi::CallbackInfo& info) {
   std::string dir = ArgString(info, 0), path = ArgString(info, 1);
-  return OutcomeToPromise(info.Env(), [dir, path]() { return CreateNetns(dir, path); });
+  return OnFreshThread(info.Env(), [dir, path]() { return CreateNetnsOnThisThread(dir, path); });
 }
 
 Napi::Value JsBind(const Napi::CallbackInfo& info) {
@@ -210,11 +211,12 @@ Napi::Value JsRemove(const Napi::CallbackInfo& info) {
 
 Napi::Value JsSocket(const Napi::CallbackInfo& info) {
   SocketSpec s = ReadSocketSpec(info);
-  return OutcomeToPromise(info.Env(), [s]() { return OpenSocketIn(s); });
+  return OnFreshThread(info.Env(), [s]() { return OpenSocketOnThisThread(s); });
 }
 
 Napi::Value JsSocketSync(const Napi::CallbackInfo& info) {
-  return OutcomeToValue(info.Env(), OpenSocketIn(ReadSocketSpec(info)));
+  SocketSpec s = ReadSocketSpec(info);
+  return OutcomeToValue(info.Env(), RunOnFreshThread([&s]() { return OpenSocketOnThisThread(s); }));
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {

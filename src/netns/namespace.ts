@@ -151,8 +151,9 @@ export class NetworkNamespace implements AsyncDisposable {
   #fd: number | undefined;
   #rtnl: NativeRtnlSocket | undefined;
   #removed = false;
-  readonly #resp = Buffer.allocUnsafe(16 * 1024);
-  readonly #counters = new Float64Array(linkStatsFields.length);
+  // Reused by every synchronous read; made on the first one.
+  #resp: Buffer | undefined;
+  #counters: Float64Array | undefined;
   readonly #requests = new Map<string, Buffer>();
 
   private constructor(path: string, fd: number, owned: boolean) {
@@ -397,6 +398,7 @@ export class NetworkNamespace implements AsyncDisposable {
       const rtnl = this.#rtnlSync();
       if (opts.bigint !== true) {
         // Fast path: the addon decodes the counters into a Float64Array.
+        this.#counters ??= new Float64Array(linkStatsFields.length);
         const n = rtnl.stats(req, this.#counters);
         if (n >= 0) return statsFromCounters(this.#counters);
         if (n === native.STATS_MALFORMED) throw new NetlinkDecodeError(`reply to ${what}`);
@@ -404,6 +406,7 @@ export class NetworkNamespace implements AsyncDisposable {
           throw new NetlinkDecodeError(`no IFLA_STATS64 in reply to ${what}`);
         throw new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
       }
+      this.#resp ??= Buffer.allocUnsafe(16 * 1024);
       const reply = rtnl.request(req, this.#resp);
       const buf = typeof reply === 'number' ? this.#resp : reply;
       return decodeLinkStats(buf, typeof reply === 'number' ? reply : reply.length, what, true);
