@@ -14,7 +14,7 @@ import {
   parseNetworkList,
 } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
-import { InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
+import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import { buildNetworkSettings } from './inspect.js';
 import { checkContainerId, currentOwner, ownerAlive, StateStore } from './state.js';
@@ -119,6 +119,11 @@ function cniPortMappings(list: readonly PortMapping[]): Record<string, unknown>[
       hostIP: m.hostIP ?? '',
     })),
   );
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, id: string): void {
+  if (signal?.aborted)
+    throw new AbortError(`setting up the network of container '${id}'`, { cause: signal.reason });
 }
 
 /** Attaches the cleanup errors to the error being thrown, keeping it the original. */
@@ -317,7 +322,7 @@ export class Networking {
 
     let netns: NetworkNamespace | undefined;
     try {
-      options.signal?.throwIfAborted();
+      throwIfAborted(options.signal, id);
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
       if (mode === 'bridge' || mode === 'none') netns = await NetworkNamespace.create(where);
       else if (typeof mode === 'object' && 'pid' in mode)
@@ -327,7 +332,7 @@ export class Networking {
       if (mode === 'none') await netns.setLinkUp('lo');
 
       for (const [i, list] of lists.entries()) {
-        options.signal?.throwIfAborted();
+        throwIfAborted(options.signal, id);
         const attachment = this.#attachment(state, i, ip, mac);
         const result = await this.cni.add(
           list,
@@ -342,7 +347,7 @@ export class Networking {
         });
         step(`network:${list.name}`);
       }
-      options.signal?.throwIfAborted();
+      throwIfAborted(options.signal, id);
       const { owner: _owner, ...ready } = state;
       const done: ContainerState = { ...ready, phase: 'ready' };
       await this.store.write(done);

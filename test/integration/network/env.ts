@@ -67,7 +67,7 @@ const SHARED_RULES = [
  */
 export async function netEnv(
   count: number,
-  opts: { failAt?: [number, number] } = {},
+  opts: { failAt?: [number, number]; plugin?: string } = {},
 ): Promise<NetEnv> {
   const root = mkdtempSync(join(tmpdir(), TEST_PREFIX));
   const confDir = join(root, 'net.d');
@@ -102,7 +102,8 @@ export async function netEnv(
       { type: 'portmap', capabilities: { portMappings: true } },
       { type: 'tuning', capabilities: { mac: true } },
     ];
-    if (opts.failAt?.[0] === i) list.splice(opts.failAt[1], 0, { type: 'fake-fail-add' });
+    if (opts.failAt?.[0] === i)
+      list.splice(opts.failAt[1], 0, { type: opts.plugin ?? 'fake-fail-add' });
     writeFileSync(
       join(confDir, `${String(i).padStart(2, '0')}-${n.name}.conflist`),
       JSON.stringify({ cniVersion: '1.0.0', name: n.name, plugins: list }),

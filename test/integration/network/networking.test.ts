@@ -274,6 +274,25 @@ describe.skipIf(!isRoot)('Networking', () => {
     }
   }
 
+  it('an AbortSignal stops a setup while a plugin runs, and everything is undone', async () => {
+    env = await netEnv(2, { failAt: [1, 1], plugin: 'fake-hang-add' });
+    const controller = new AbortController();
+    const t0 = Date.now();
+    setTimeout(() => controller.abort(), 500);
+    const err = await env
+      .net()
+      .setup({
+        id: 'aborted',
+        name: 'a',
+        networks: env.networks.map((n) => n.name),
+        signal: controller.signal,
+      })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_PODNET_ABORTED' });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // afterEach: the first network's ADD was undone too, and no hanging plugin is left.
+  });
+
   for (const dieAt of ['state', 'netns', 'network:1', 'network:2']) {
     it(`gc in a fresh process cleans up after a setup SIGKILLed at '${dieAt}'`, async () => {
       env = await netEnv(2);
