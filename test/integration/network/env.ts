@@ -63,7 +63,8 @@ const SHARED_RULES = [
 
 /**
  * Creates `count` bridge networks. `failAt` = [network index, plugin
- * position] puts the fake failing plugin into that network's list.
+ * position] puts a fake plugin into that network's list: `plugin` names it
+ * (default fake-fail-add).
  */
 export async function netEnv(
   count: number,
