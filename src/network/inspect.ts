@@ -9,29 +9,10 @@ import type {
   InspectAddress,
   InspectNetwork,
   InspectPortBinding,
+  NetworkAddresses,
   NetworkSettings,
   PortMapping,
 } from './types.js';
-
-/**
- * The address fields one CNI result contributes: the same set appears at the
- * top level of NetworkSettings (for the first network) and in each Networks
- * entry. The optional lists are absent, not empty, when there is nothing in
- * them, as podman omits them.
- */
-export type NetworkAddresses = Pick<
-  InspectNetwork,
-  | 'Gateway'
-  | 'IPAddress'
-  | 'IPPrefixLen'
-  | 'SecondaryIPAddresses'
-  | 'IPv6Gateway'
-  | 'GlobalIPv6Address'
-  | 'GlobalIPv6PrefixLen'
-  | 'SecondaryIPv6Addresses'
-  | 'MacAddress'
-  | 'AdditionalMacAddresses'
->;
 
 function splitCidr(cidr: string): InspectAddress {
   const slash = cidr.indexOf('/');

@@ -136,36 +136,38 @@ export interface InspectPortBinding {
   HostPort: string;
 }
 
-/** Per-network entry of inspect output (Docker's EndpointSettings subset podman emits). */
-export interface InspectNetwork {
-  EndpointID: string;
+/**
+ * The address fields one CNI result gives: at the top level of
+ * NetworkSettings (for the first network) and in each Networks entry. The
+ * optional lists are absent, not empty, when there is nothing in them, as
+ * podman omits them.
+ */
+export interface NetworkAddresses {
   Gateway: string;
   IPAddress: string;
   IPPrefixLen: number;
+  SecondaryIPAddresses?: InspectAddress[];
   IPv6Gateway: string;
   GlobalIPv6Address: string;
   GlobalIPv6PrefixLen: number;
+  SecondaryIPv6Addresses?: InspectAddress[];
   MacAddress: string;
+  AdditionalMacAddresses?: string[];
+}
+
+/** Per-network entry of inspect output (Docker's EndpointSettings subset podman emits). */
+export interface InspectNetwork extends NetworkAddresses {
+  EndpointID: string;
   NetworkID: string;
   DriverOpts: null;
   IPAMConfig: null;
   Links: null;
   Aliases?: string[];
-  SecondaryIPAddresses?: InspectAddress[];
-  SecondaryIPv6Addresses?: InspectAddress[];
-  AdditionalMacAddresses?: string[];
 }
 
 /** Docker-compatible NetworkSettings, field names as podman emits them. */
-export interface NetworkSettings {
+export interface NetworkSettings extends NetworkAddresses {
   EndpointID: string;
-  Gateway: string;
-  IPAddress: string;
-  IPPrefixLen: number;
-  IPv6Gateway: string;
-  GlobalIPv6Address: string;
-  GlobalIPv6PrefixLen: number;
-  MacAddress: string;
   Bridge: string;
   SandboxID: string;
   HairpinMode: boolean;
@@ -173,9 +175,6 @@ export interface NetworkSettings {
   LinkLocalIPv6PrefixLen: number;
   Ports: Record<string, InspectPortBinding[] | null>;
   SandboxKey: string;
-  SecondaryIPAddresses?: InspectAddress[];
-  SecondaryIPv6Addresses?: InspectAddress[];
-  AdditionalMacAddresses?: string[];
   Networks?: Record<string, InspectNetwork>;
 }
 
