@@ -80,6 +80,17 @@ export interface NamespaceEntry {
   path: string;
 }
 
+// A handle dropped without close() would hold its namespace fd (and so the
+// namespace itself) until the process exits; closing it at collection, as
+// fs.FileHandle does, bounds that. (The netlink socket closes itself.)
+const forgotten = new FinalizationRegistry<number>((fd) => {
+  try {
+    native.closeFd(fd);
+  } catch {
+    // Nothing to tell anyone at collection time.
+  }
+});
+
 /**
  * Default namespace directory: /run/netns for root (where `ip netns` looks),
  * $XDG_RUNTIME_DIR/netns for other users (as rootless podman does).
@@ -161,6 +172,7 @@ export class NetworkNamespace implements AsyncDisposable {
     this.name = basename(path);
     this.#fd = fd;
     this.owned = owned;
+    forgotten.register(this, fd, this);
   }
 
   /**
@@ -510,7 +522,10 @@ export class NetworkNamespace implements AsyncDisposable {
   close(): void {
     this.#rtnl?.close();
     this.#rtnl = undefined;
-    if (this.#fd !== undefined) native.closeFd(this.#fd);
+    if (this.#fd !== undefined) {
+      forgotten.unregister(this);
+      native.closeFd(this.#fd);
+    }
     this.#fd = undefined;
   }
 

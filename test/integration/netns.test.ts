@@ -433,6 +433,30 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
     expect(readdirSync(tmp.dir)).toEqual([]);
   });
 
+  it('closes the fds of a handle dropped without close() when it is collected', async () => {
+    const ns = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'dropped' }));
+    const script = `
+      import { readdirSync } from 'node:fs';
+      const { NetworkNamespace } = await import(${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)});
+      const fds = () => readdirSync('/proc/self/fd').length;
+      const before = fds();
+      for (let i = 0; i < 200; i++) (await NetworkNamespace.open(process.argv[1])).linkStatsSync('lo');
+      const held = fds() - before;
+      for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); }
+      console.log(JSON.stringify({ held, left: fds() - before }));`;
+    const out = await run([
+      process.execPath,
+      '--expose-gc',
+      '--input-type=module',
+      '-e',
+      script,
+      ns.path,
+    ]);
+    const { held, left } = JSON.parse(out);
+    expect(held).toBeGreaterThanOrEqual(200); // the namespace fds and their netlink sockets
+    expect(left).toBeLessThan(10);
+  });
+
   it('never moves a JS or libuv pool thread out of the host namespace', async () => {
     const a = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'a' }));
     await Promise.all([
