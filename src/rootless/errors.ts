@@ -1,0 +1,155 @@
+import { PodnetError, type PodnetErrorOptions } from '../errors.js';
+
+/** No slirp4netns binary on PATH, or none at the path that was given. */
+export class Slirp4netnsMissingError extends PodnetError {
+  /** The path that was given, or undefined when PATH was searched. */
+  readonly path?: string;
+
+  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
+    super(
+      'ERR_PODNET_SLIRP4NETNS_MISSING',
+      path === undefined
+        ? 'slirp4netns was not found on PATH: install it (Debian: apt-get install slirp4netns) or give its path'
+        : `slirp4netns was not found at '${path}' (or is not executable)`,
+      options,
+    );
+    if (path !== undefined) this.path = path;
+  }
+}
+
+/** The binary did not answer `--version`/`--help` like slirp4netns does. */
+export class Slirp4netnsProbeError extends PodnetError {
+  /** The binary that was probed. */
+  readonly path: string;
+
+  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
+    super('ERR_PODNET_SLIRP4NETNS_PROBE', `probing slirp4netns '${path}': ${detail}`, options);
+    this.path = path;
+  }
+}
+
+/** Why slirp4netns did not become ready. */
+export type Slirp4netnsStartFailure =
+  | 'spawn' // it could not be started at all
+  | 'exited' // it exited before signalling ready
+  | 'killed' // a signal ended it before it signalled ready
+  | 'timeout' // it never signalled ready within the deadline (podnet killed it)
+  | 'aborted'; // the caller's AbortSignal fired (podnet killed it)
+
+/** Facts about a failed start, kept on the error for callers and logs. */
+export interface Slirp4netnsStartInfo {
+  /** What went wrong. */
+  reason: Slirp4netnsStartFailure;
+  /** The binary that was started. */
+  path: string;
+  /** Exit code, when it exited. */
+  exitCode?: number | null;
+  /** The signal that ended it, when one did. */
+  signal?: NodeJS.Signals | null;
+  /** The end of what it wrote to its log. */
+  log?: string;
+}
+
+const TUN_HINT =
+  'slirp4netns cannot open /dev/net/tun (EACCES): unprivileged users need it to be mode 0666, ' +
+  'as distributions ship it; as root run `chmod 0666 /dev/net/tun`';
+
+/**
+ * A hint for a slirp4netns failure whose cause is known from its log, or
+ * undefined. The one known today: /dev/net/tun left at mode 0600 (no udev,
+ * some minimal images), where every unprivileged slirp4netns fails with EACCES.
+ */
+export function slirp4netnsFailureHint(log: string): string | undefined {
+  if (/\/dev\/net\/tun/.test(log) && /EACCES|Permission denied/i.test(log)) return TUN_HINT;
+  return undefined;
+}
+
+/** slirp4netns could not be started or did not become ready. */
+export class Slirp4netnsStartError extends PodnetError {
+  /** What went wrong. */
+  readonly reason: Slirp4netnsStartFailure;
+  /** The binary that was started. */
+  readonly path: string;
+  /** Exit code, when it exited on its own. */
+  readonly exitCode: number | null;
+  /** The signal that ended it, if any. */
+  readonly signal: NodeJS.Signals | null;
+  /** The end of its log ('' when it wrote nothing). */
+  readonly log: string;
+
+  constructor(detail: string, info: Slirp4netnsStartInfo, options: PodnetErrorOptions = {}) {
+    const log = info.log ?? '';
+    const hint = slirp4netnsFailureHint(log);
+    const logPart = log.trim() === '' ? '' : `; its log ends with:\n${log.trimEnd()}`;
+    super(
+      'ERR_PODNET_SLIRP4NETNS_START',
+      `starting slirp4netns '${info.path}': ${detail}${hint === undefined ? '' : `: ${hint}`}${logPart}`,
+      options,
+    );
+    this.reason = info.reason;
+    this.path = info.path;
+    this.exitCode = info.exitCode ?? null;
+    this.signal = info.signal ?? null;
+    this.log = log;
+  }
+}
+
+/** slirp4netns answered an API request with `{"error":{"desc":...}}`. */
+export class Slirp4netnsApiError extends PodnetError {
+  /** The request that failed (`add_hostfwd`, ...). */
+  readonly execute: string;
+  /** slirp4netns's own description of the error. */
+  readonly desc: string;
+
+  constructor(execute: string, desc: string, options: PodnetErrorOptions = {}) {
+    super('ERR_PODNET_SLIRP4NETNS_API', `slirp4netns API ${execute} failed: ${desc}`, options);
+    this.execute = execute;
+    this.desc = desc;
+  }
+}
+
+/** An API reply that is not JSON or not shaped as the request's reply must be. */
+export class Slirp4netnsApiReplyError extends PodnetError {
+  /** The request that was sent. */
+  readonly execute: string;
+  /** The start of the reply as received (for diagnosis). */
+  readonly reply: string;
+
+  constructor(execute: string, reply: string, detail: string, options: PodnetErrorOptions = {}) {
+    const shown = reply.length > 512 ? `${reply.slice(0, 512)}...` : reply;
+    super(
+      'ERR_PODNET_SLIRP4NETNS_API_REPLY',
+      `malformed reply from slirp4netns API to ${execute}: ${detail}: ${JSON.stringify(shown)}`,
+      options,
+    );
+    this.execute = execute;
+    this.reply = shown;
+  }
+}
+
+/** The API socket could not be reached, or a request took longer than its deadline. */
+export class Slirp4netnsApiIoError extends PodnetError {
+  /** The request that was being sent. */
+  readonly execute: string;
+  /** The API socket's path. */
+  readonly socketPath: string;
+  /** True when the request's deadline passed. */
+  readonly timedOut: boolean;
+
+  constructor(
+    execute: string,
+    socketPath: string,
+    detail: string,
+    timedOut: boolean,
+    options: PodnetErrorOptions = {},
+  ) {
+    super(
+      'ERR_PODNET_SLIRP4NETNS_API_IO',
+      `slirp4netns API ${execute} on '${socketPath}': ${detail}`,
+      options,
+    );
+    this.execute = execute;
+    this.socketPath = socketPath;
+    this.timedOut = timedOut;
+  }
+}

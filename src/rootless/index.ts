@@ -1,0 +1,56 @@
+export {
+  Slirp4netnsApiError,
+  Slirp4netnsApiIoError,
+  Slirp4netnsApiReplyError,
+  Slirp4netnsMissingError,
+  Slirp4netnsProbeError,
+  Slirp4netnsStartError,
+  type Slirp4netnsStartFailure,
+  type Slirp4netnsStartInfo,
+  slirp4netnsFailureHint,
+} from './errors.js';
+export {
+  expandMappings,
+  type ForwardedPort,
+  type ForwarderStats,
+  PortForwarder,
+  type PortForwarderOptions,
+  PortInUseError,
+} from './forwarder.js';
+export {
+  DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS,
+  Slirp4netns,
+  type Slirp4netnsExit,
+  type Slirp4netnsStartOptions,
+} from './slirp4netns.js';
+export {
+  addHostfwdRequest,
+  DEFAULT_SLIRP_API_TIMEOUT_MS,
+  parseSlirpApiReply,
+  Slirp4netnsApi,
+  type SlirpApiRequest,
+  type SlirpPortForward,
+  type SlirpPortForwardEntry,
+  slirpApiRoundTrip,
+} from './slirp4netns-api.js';
+export {
+  buildSlirp4netnsArgs,
+  DEFAULT_SLIRP4NETNS_MTU,
+  type PortHandler,
+  parseSlirp4netnsOptions,
+  SLIRP4NETNS_EXIT_FD,
+  SLIRP4NETNS_READY_FD,
+  SLIRP4NETNS_TAP,
+  type Slirp4netnsArgsInput,
+  type Slirp4netnsOptions,
+  type Slirp4netnsTarget,
+} from './slirp4netns-options.js';
+export {
+  findExecutable,
+  parseSlirp4netnsHelp,
+  parseSlirp4netnsVersion,
+  probeSlirp4netns,
+  type Slirp4netnsBinary,
+  type Slirp4netnsFeatures,
+  type Slirp4netnsVersion,
+} from './slirp4netns-probe.js';

@@ -1,0 +1,422 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError, ClosedError, InvalidArgumentError } from '../errors.js';
+import { Slirp4netnsStartError, type Slirp4netnsStartFailure } from './errors.js';
+import {
+  Slirp4netnsApi,
+  type SlirpPortForward,
+  type SlirpPortForwardEntry,
+} from './slirp4netns-api.js';
+import {
+  buildSlirp4netnsArgs,
+  parseSlirp4netnsOptions,
+  SLIRP4NETNS_EXIT_FD,
+  SLIRP4NETNS_READY_FD,
+  type Slirp4netnsOptions,
+  type Slirp4netnsTarget,
+} from './slirp4netns-options.js';
+import { findExecutable, probeSlirp4netns, type Slirp4netnsBinary } from './slirp4netns-probe.js';
+
+/** Options of {@link Slirp4netns.start}. Give exactly one of `netns` and `pid`. */
+export interface Slirp4netnsStartOptions {
+  /** Path of a mounted network namespace to attach to. */
+  netns?: string;
+  /** A process whose network namespace to attach to. */
+  pid?: number;
+  /** podman-style `key=value` options, or options already parsed. */
+  options?: readonly string[] | Slirp4netnsOptions;
+  /** A probed binary, or the path of one to probe (default: slirp4netns on PATH). */
+  binary?: Slirp4netnsBinary | string;
+  /**
+   * Parent of the private (0700, created exclusively) directory that holds
+   * the API socket and the log; default the OS temp dir.
+   */
+  apiSocketDir?: string;
+  /** How long to wait for slirp4netns to become ready (default 10 s). */
+  timeoutMs?: number;
+  /** Deadline of each API request (default 5 s). */
+  apiTimeoutMs?: number;
+  /** How long stop() waits after closing the exit fd before SIGKILL (default 2 s). */
+  stopGraceMs?: number;
+  /** Aborting it while starting kills slirp4netns and rejects with AbortError. */
+  signal?: AbortSignal;
+}
+
+/** How a slirp4netns process ended. */
+export interface Slirp4netnsExit {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, if any. */
+  signal: NodeJS.Signals | null;
+  /** True when it ended because stop() asked it to. */
+  requested: boolean;
+}
+
+/** Default ready deadline: slirp4netns is ready in milliseconds unless something is wrong. */
+export const DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS = 10_000;
+const DEFAULT_STOP_GRACE_MS = 2000;
+/** How much of the log an error carries. */
+const LOG_TAIL_BYTES = 4096;
+/** sun_path is 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+/** The API socket appears right after ready; this is how often podnet looks for it. */
+const SOCKET_POLL_MS = 5;
+
+async function readTail(path: string, bytes = LOG_TAIL_BYTES): Promise<string> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const { size } = await fh.stat();
+      const start = Math.max(0, size - bytes);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function killGroup(child: ChildProcess): void {
+  // Only while Node has not reaped it: until then its pid, and so its group
+  // id, cannot have been reused by an unrelated process.
+  if (child.pid === undefined || !alive(child)) return;
+  try {
+    // It leads its own process group (detached): this also reaches anything it forked.
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Whether slirp4netns can be given a private mount namespace (so its sandbox is safe). */
+async function unshareForSandbox(binary: Slirp4netnsBinary): Promise<string | undefined> {
+  if (!binary.features.enableSandbox || process.getuid?.() !== 0) return undefined;
+  return findExecutable('unshare');
+}
+
+function targetOf(opts: Slirp4netnsStartOptions): Slirp4netnsTarget {
+  if ((opts.netns === undefined) === (opts.pid === undefined)) {
+    throw new InvalidArgumentError('Slirp4netns.start needs exactly one of netns and pid');
+  }
+  return opts.netns !== undefined ? { netns: opts.netns } : { pid: opts.pid! };
+}
+
+/** What a start attempt ended with, before it is turned into an error. */
+type Outcome = { ok: true } | { ok: false; reason: Slirp4netnsStartFailure; detail: string };
+
+/**
+ * A running slirp4netns process giving a network namespace user-mode
+ * networking (tap0, 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3). It holds
+ * the write end of slirp4netns's exit fd, so slirp4netns ends when stop() is
+ * called or when this process exits, never outliving its owner unnoticed.
+ * Emits 'exit' (with a {@link Slirp4netnsExit}) when the process ends.
+ */
+export class Slirp4netns
+  extends EventEmitter<{ exit: [Slirp4netnsExit] }>
+  implements AsyncDisposable
+{
+  /** slirp4netns's process id (it leads its own process group). */
+  readonly pid: number;
+  /** The API socket, when started with port_handler=slirp4netns. */
+  readonly apiSocket: string | undefined;
+  /** Its log file (stdout and stderr), inside the private directory; gone after stop(). */
+  readonly logPath: string;
+  /** The binary that runs. */
+  readonly binary: Slirp4netnsBinary;
+  /** The arguments it was started with. */
+  readonly args: readonly string[];
+  /** Settles (never rejects) when the process has ended. */
+  readonly exited: Promise<Slirp4netnsExit>;
+
+  readonly #child: ChildProcess;
+  readonly #exitFd: Socket;
+  readonly #dir: string;
+  readonly #api: Slirp4netnsApi | undefined;
+  readonly #graceMs: number;
+  #stopRequested = false;
+  #stopping: Promise<Slirp4netnsExit> | undefined;
+
+  private constructor(init: {
+    child: ChildProcess;
+    exitFd: Socket;
+    exited: Promise<Omit<Slirp4netnsExit, 'requested'>>;
+    dir: string;
+    logPath: string;
+    apiSocket: string | undefined;
+    binary: Slirp4netnsBinary;
+    args: readonly string[];
+    apiTimeoutMs: number | undefined;
+    graceMs: number;
+  }) {
+    super();
+    this.#child = init.child;
+    this.pid = init.child.pid!;
+    this.#exitFd = init.exitFd;
+    this.#dir = init.dir;
+    this.logPath = init.logPath;
+    this.apiSocket = init.apiSocket;
+    this.binary = init.binary;
+    this.args = init.args;
+    this.#graceMs = init.graceMs;
+    this.#api =
+      init.apiSocket === undefined
+        ? undefined
+        : new Slirp4netnsApi(
+            init.apiSocket,
+            init.apiTimeoutMs === undefined ? {} : { timeoutMs: init.apiTimeoutMs },
+          );
+    this.exited = init.exited.then((e) => {
+      const exit = { ...e, requested: this.#stopRequested };
+      this.emit('exit', exit);
+      return exit;
+    });
+  }
+
+  /**
+   * Locates slirp4netns (on PATH unless `path` is given) and reads its
+   * version and flags. Throws Slirp4netnsMissingError (code
+   * ERR_PODNET_SLIRP4NETNS_MISSING) when there is none.
+   */
+  static probe(path?: string): Promise<Slirp4netnsBinary> {
+    return probeSlirp4netns(path);
+  }
+
+  /**
+   * Starts slirp4netns on a namespace (by path or pid) and resolves once it
+   * has configured tap0 (and, with port_handler=slirp4netns, created its API
+   * socket). Rejects with Slirp4netnsStartError at once when it exits first
+   * (its log's tail in the message), or when `timeoutMs` passes; in every
+   * failure the process is killed and its directory removed first.
+   */
+  static async start(opts: Slirp4netnsStartOptions): Promise<Slirp4netns> {
+    const target = targetOf(opts);
+    const options = Array.isArray(opts.options)
+      ? parseSlirp4netnsOptions(opts.options)
+      : ((opts.options as Slirp4netnsOptions | undefined) ?? parseSlirp4netnsOptions());
+    const binary =
+      typeof opts.binary === 'object' ? opts.binary : await probeSlirp4netns(opts.binary);
+    const unshare = await unshareForSandbox(binary);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS;
+    const signal = opts.signal;
+    if (signal?.aborted) throw new AbortError('starting slirp4netns', { cause: signal.reason });
+
+    const dir = await mkdtemp(join(opts.apiSocketDir ?? tmpdir(), 'podnet-slirp4netns-'));
+    const logPath = join(dir, 'slirp4netns.log');
+    const apiSocket = options.portHandler === 'slirp4netns' ? join(dir, 'api.sock') : undefined;
+    let args: string[];
+    let logFile: Awaited<ReturnType<typeof open>>;
+    try {
+      if (apiSocket !== undefined && Buffer.byteLength(apiSocket) > MAX_SOCKET_PATH) {
+        throw new InvalidArgumentError(
+          `slirp4netns API socket path '${apiSocket}' is longer than ${MAX_SOCKET_PATH} bytes: use a shorter apiSocketDir`,
+        );
+      }
+      args = buildSlirp4netnsArgs({
+        options,
+        features: binary.features,
+        target,
+        ...(apiSocket === undefined ? {} : { apiSocket }),
+        privateMountNamespace: unshare !== undefined,
+      });
+      logFile = await open(logPath, 'wx', 0o600);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+
+    // unshare(1) execs slirp4netns in place, so the pid stays slirp4netns's.
+    const argv =
+      unshare === undefined
+        ? [binary.path, ...args]
+        : [unshare, '--mount', '--propagation', 'private', '--', binary.path, ...args];
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', logFile.fd, logFile.fd];
+    stdio[SLIRP4NETNS_EXIT_FD] = 'pipe';
+    stdio[SLIRP4NETNS_READY_FD] = 'pipe';
+    const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
+    await logFile.close();
+    const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket | null;
+    const readyFd = child.stdio[SLIRP4NETNS_READY_FD] as Socket | null;
+    // Errors on our pipe ends (EPIPE, ECONNRESET when it dies) are expected and
+    // reported through 'exit' instead.
+    exitFd?.on('error', () => undefined);
+    readyFd?.on('error', () => undefined);
+
+    let spawnError: Error | undefined;
+    const exited = new Promise<Omit<Slirp4netnsExit, 'requested'>>((resolve) => {
+      child.once('exit', (code, sig) => resolve({ code, signal: sig }));
+      child.once('error', (err) => {
+        spawnError = err;
+        // A failed spawn emits no 'exit'.
+        if (child.pid === undefined) resolve({ code: null, signal: null });
+      });
+    });
+
+    const outcome = await waitUntilReady({
+      child,
+      readyFd,
+      exited,
+      apiSocket,
+      timeoutMs,
+      signal,
+      spawnError: () => spawnError,
+    });
+    readyFd?.destroy();
+    if (outcome.ok && exitFd !== null) {
+      // Unref'd: an owner that exits without stop() closes the exit fd, and slirp4netns follows.
+      child.unref();
+      exitFd.unref();
+      return new Slirp4netns({
+        child,
+        exitFd,
+        exited,
+        dir,
+        logPath,
+        apiSocket,
+        binary,
+        args,
+        apiTimeoutMs: opts.apiTimeoutMs,
+        graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+      });
+    }
+    killGroup(child);
+    const end = await exited;
+    exitFd?.destroy();
+    const log = await readTail(logPath);
+    await rm(dir, { recursive: true, force: true });
+    const failure = outcome.ok
+      ? ({ reason: 'spawn', detail: 'no exit fd pipe' } as const)
+      : outcome;
+    if (failure.reason === 'aborted') {
+      throw new AbortError('starting slirp4netns', { cause: signal?.reason });
+    }
+    throw new Slirp4netnsStartError(
+      failure.detail,
+      { reason: failure.reason, path: binary.path, exitCode: end.code, signal: end.signal, log },
+      spawnError === undefined ? {} : { cause: spawnError },
+    );
+  }
+
+  /** True until the process has ended. */
+  get running(): boolean {
+    return alive(this.#child);
+  }
+
+  #client(): Slirp4netnsApi {
+    if (this.#stopping !== undefined) throw new ClosedError('slirp4netns');
+    if (this.#api === undefined) {
+      throw new InvalidArgumentError(
+        'slirp4netns was started without an API socket: use port_handler=slirp4netns',
+      );
+    }
+    return this.#api;
+  }
+
+  /** Publishes a host port into the namespace; returns the forward's id. */
+  addPortForward(fwd: SlirpPortForward): Promise<number> {
+    return this.#client().addPortForward(fwd);
+  }
+
+  /** The port forwards slirp4netns has. */
+  listPortForwards(): Promise<SlirpPortForwardEntry[]> {
+    return this.#client().listPortForwards();
+  }
+
+  /** Removes a port forward by id. */
+  removePortForward(id: number): Promise<void> {
+    return this.#client().removePortForward(id);
+  }
+
+  /** The end of slirp4netns's log so far ('' once stopped). */
+  readLog(bytes = LOG_TAIL_BYTES): Promise<string> {
+    return readTail(this.logPath, bytes);
+  }
+
+  /**
+   * Ends slirp4netns: closes the exit fd (it exits on its own), SIGKILLs its
+   * process group if it has not exited within the grace period, and removes
+   * the private directory (log and API socket). Idempotent; also fine after it died.
+   */
+  stop(): Promise<Slirp4netnsExit> {
+    this.#stopping ??= (async () => {
+      if (alive(this.#child)) this.#stopRequested = true;
+      this.#exitFd.destroy();
+      const grace = new AbortController();
+      const ended = await Promise.race([
+        this.exited.then(() => true),
+        sleep(this.#graceMs, false, { signal: grace.signal }).catch(() => false),
+      ]);
+      grace.abort();
+      if (!ended) killGroup(this.#child);
+      const exit = await this.exited;
+      await rm(this.#dir, { recursive: true, force: true });
+      return exit;
+    })();
+    return this.#stopping;
+  }
+
+  /** stop(), for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+async function waitUntilReady(w: {
+  child: ChildProcess;
+  readyFd: Socket | null;
+  exited: Promise<Omit<Slirp4netnsExit, 'requested'>>;
+  apiSocket: string | undefined;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  spawnError: () => Error | undefined;
+}): Promise<Outcome> {
+  const cancel = new AbortController();
+  const fail = (reason: Slirp4netnsStartFailure, detail: string): Outcome => ({
+    ok: false,
+    reason,
+    detail,
+  });
+  const onExit = w.exited.then(({ code, signal }): Outcome => {
+    const err = w.spawnError();
+    if (err !== undefined) return fail('spawn', err.message);
+    return signal !== null
+      ? fail('killed', `it was killed by ${signal} before it was ready`)
+      : fail('exited', `it exited with status ${code} before it was ready`);
+  });
+  const onTimeout = sleep(w.timeoutMs, undefined, { signal: cancel.signal }).then(
+    () => fail('timeout', `it was not ready within ${w.timeoutMs} ms`),
+    () => new Promise<Outcome>(() => undefined),
+  );
+  const onAbort = new Promise<Outcome>((resolve) => {
+    const listener = () => resolve(fail('aborted', 'aborted'));
+    w.signal?.addEventListener('abort', listener, { once: true, signal: cancel.signal });
+  });
+  const ready = (async (): Promise<Outcome> => {
+    if (w.readyFd === null) return fail('spawn', 'no ready fd pipe');
+    const fd = w.readyFd;
+    await new Promise<void>((resolve) => fd.once('data', () => resolve()));
+    // slirp4netns binds its API socket just after it signals ready.
+    while (w.apiSocket !== undefined && !cancel.signal.aborted) {
+      const st = await stat(w.apiSocket).catch(() => undefined);
+      if (st?.isSocket()) break;
+      await sleep(SOCKET_POLL_MS);
+    }
+    return { ok: true };
+  })();
+  try {
+    return await Promise.race([ready, onExit, onTimeout, onAbort]);
+  } finally {
+    cancel.abort();
+  }
+}
