@@ -38,6 +38,38 @@ export interface NativeBinding {
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;
   STATS_MALFORMED: number;
   STATS_MISSING: number;
+  /** A new relay group (one per port forwarder); starts the relay thread on first use. */
+  relayGroup(): number;
+  /**
+   * Hands two connected stream sockets to the native relay, which owns them
+   * from then on (it closes them on error too). With `addr` (a raw
+   * sockaddr), `fdB` is first connected to it without blocking. Returns the
+   * pair's id.
+   */
+  relayStart(group: number, fdA: number, fdB: number, addr?: Buffer, flags?: number): number;
+  /**
+   * Resets and closes every pair of a group and forgets it; returns its
+   * final counters once they are closed (undefined for an unknown group).
+   */
+  relayCloseGroup(group: number): RelayStats | undefined;
+  /** Counters of a group (undefined once closed), or of the whole process without one. */
+  relayStats(group?: number): RelayStats | undefined;
+  /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same socket. */
+  dupFd(fd: number): number;
+  /** relayStart flag: read/write through a buffer instead of splice (benchmarks, tests). */
+  RELAY_FORCE_COPY: number;
+}
+
+/** Counters of the native relay, for one forwarder or the whole process. */
+export interface RelayStats {
+  /** Pairs being relayed now (including those still connecting). */
+  active: number;
+  /** Pairs ever started. */
+  pairs: number;
+  /** Pairs that ended with an error (connect failed, reset, or closed by the forwarder). */
+  failed: number;
+  /** Bytes written, both directions together. */
+  bytes: number;
 }
 
 const require = createRequire(import.meta.url);

@@ -1,0 +1,184 @@
+// The port forwarder as root: host 127.0.0.1 -> a server inside a namespace,
+// through the native splice relay. All traffic stays on the host's loopback
+// and inside the namespace the test makes.
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetworkNamespace } from '../../../src/index.js';
+import { PortForwarder, PortInUseError } from '../../../src/rootless/index.js';
+import { isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+
+/** Connects to 127.0.0.1:PORT, sends DATA, half-closes, and resolves to all it got back. */
+function exchange(port: number, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const c = net.connect({ host: '127.0.0.1', port });
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('end', () => resolve(Buffer.concat(chunks)));
+    c.on('error', reject);
+    c.end(data);
+  });
+}
+
+/** Whether something accepts connections on 127.0.0.1:PORT. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port });
+    c.on('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe.skipIf(!isRoot)('PortForwarder (root)', () => {
+  let tmp: NetnsDir;
+  let ns: NetworkNamespace;
+  let server: net.Server;
+  let port: number; // the server's port inside the namespace
+  const addr = `10.234.${Math.floor(Math.random() * 250) + 1}.2`;
+  const peers: string[] = [];
+
+  beforeAll(async () => {
+    tmp = tempNetnsDir();
+    ns = await NetworkNamespace.create({ dir: tmp.dir });
+    // A non-loopback address for the "container": a veth whose ends both
+    // live in the namespace, so nothing is attached to the host.
+    await ns.addVeth('eth0', { name: 'peer0' });
+    await ns.addAddress('eth0', `${addr}/24`);
+    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+    // Echoes everything, and after the client's EOF still answers "BYE":
+    // the half-close has to reach it, and the way back has to stay open.
+    server = net.createServer((s) => {
+      peers.push(s.remoteAddress ?? '');
+      s.on('error', () => undefined);
+      s.pipe(s, { end: false });
+      s.on('end', () => s.end('BYE'));
+    });
+    ({ port } = await ns.listen(server, { host: addr, port: 0 }));
+  });
+
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+    await ns?.remove();
+    await tmp?.cleanup();
+  });
+
+  const start = (hostPort = 0): Promise<PortForwarder> =>
+    PortForwarder.start({
+      netns: ns,
+      containerAddress: addr,
+      mappings: [{ hostIP: '127.0.0.1', hostPort, containerPort: port }],
+    });
+
+  it('relays 8 MiB both ways intact, with half-close, and the server sees a non-loopback peer', async () => {
+    await using fwd = await start();
+    const [mapped] = fwd.ports;
+    expect(mapped).toMatchObject({ hostIP: '127.0.0.1', containerPort: port, protocol: 'tcp' });
+    expect(mapped!.hostPort).toBeGreaterThan(0);
+    const data = randomBytes(8 * 1024 * 1024);
+    const back = await exchange(mapped!.hostPort, data);
+    expect(back.length).toBe(data.length + 3);
+    const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    expect(back.subarray(data.length).toString()).toBe('BYE');
+    // Opened inside the namespace and dialling the container's own address,
+    // the forwarder's socket gets that address as its source.
+    expect(peers.at(-1)).toBe(addr);
+    expect(peers).not.toContain('127.0.0.1');
+    const stats = fwd.stats();
+    expect(stats).toMatchObject({ connections: 1, failed: 0, dropped: 0 });
+    expect(stats.bytes).toBe(2 * data.length + 3);
+  });
+
+  it('handles 200 short connections, 16 at a time', async () => {
+    await using fwd = await start();
+    const hostPort = fwd.ports[0]!.hostPort;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < 200) {
+        const i = next++;
+        const back = await exchange(hostPort, Buffer.from(`ping ${i}`));
+        expect(back.toString()).toBe(`ping ${i}BYE`);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    expect(fwd.stats()).toMatchObject({ connections: 200, failed: 0, dropped: 0 });
+    expect(peers.filter((p) => p === '127.0.0.1')).toEqual([]);
+  });
+
+  it('a port in use is a PortInUseError naming it, and nothing stays listening', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const busyPort = (busy.address() as net.AddressInfo).port;
+    const first = await freePort();
+    try {
+      const err = await PortForwarder.start({
+        netns: ns,
+        containerAddress: addr,
+        mappings: [
+          { hostIP: '127.0.0.1', hostPort: first, containerPort: port },
+          { hostIP: '127.0.0.1', hostPort: busyPort, containerPort: port },
+        ],
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PortInUseError);
+      expect(err).toMatchObject({
+        code: 'ERR_PODNET_PORT_IN_USE',
+        hostIP: '127.0.0.1',
+        hostPort: busyPort,
+      });
+      expect((err as Error).message).toContain(`127.0.0.1:${busyPort}`);
+      expect(await accepts(first)).toBe(false);
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
+  });
+
+  it('close() stops listening, resets open connections and leaks no fd', async () => {
+    // The relay thread's epoll and eventfd live as long as the process:
+    // the earlier tests made them, so the count below is stable.
+    await (await start()).close();
+    const before = openFds();
+    const fwd = await start();
+    const hostPort = fwd.ports[0]!.hostPort;
+    for (let i = 0; i < 20; i++) await exchange(hostPort, Buffer.from('x'));
+    // One connection still open when the forwarder closes.
+    const open = net.connect({ host: '127.0.0.1', port: hostPort });
+    const ended = new Promise<string>((resolve) => {
+      open.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      open.on('close', () => resolve('close'));
+    });
+    await new Promise((r) => open.once('data', r).write('hold'));
+    expect(fwd.stats().active).toBe(1);
+    await fwd.close();
+    expect(fwd.stats()).toMatchObject({ active: 0, connections: 21 });
+    expect(await ended).toBe('ECONNRESET');
+    expect(await accepts(hostPort)).toBe(false);
+    expect(openFds()).toBe(before);
+  });
+
+  it('a container port nobody listens on resets the client', async () => {
+    await using fwd = await PortForwarder.start({
+      netns: ns,
+      containerAddress: addr,
+      mappings: [
+        { hostIP: '127.0.0.1', hostPort: 0, containerPort: port === 65535 ? 1 : port + 1 },
+      ],
+    });
+    const err = await exchange(fwd.ports[0]!.hostPort, Buffer.from('x')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ECONNRESET' });
+    expect(fwd.stats()).toMatchObject({ connections: 1, failed: 1, active: 0 });
+  });
+});
