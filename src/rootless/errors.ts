@@ -42,6 +42,8 @@ export interface Slirp4netnsStartInfo {
   reason: Slirp4netnsStartFailure;
   /** The binary that was started. */
   path: string;
+  /** Its process id, when it was spawned (it led its own process group). */
+  pid?: number;
   /** Exit code, when it exited. */
   exitCode?: number | null;
   /** The signal that ended it, when one did. */
@@ -70,6 +72,8 @@ export class Slirp4netnsStartError extends PodnetError {
   readonly reason: Slirp4netnsStartFailure;
   /** The binary that was started. */
   readonly path: string;
+  /** Its process id, when it was spawned (it led its own process group, now gone). */
+  readonly pid?: number;
   /** Exit code, when it exited on its own. */
   readonly exitCode: number | null;
   /** The signal that ended it, if any. */
@@ -88,6 +92,7 @@ export class Slirp4netnsStartError extends PodnetError {
     );
     this.reason = info.reason;
     this.path = info.path;
+    if (info.pid !== undefined) this.pid = info.pid;
     this.exitCode = info.exitCode ?? null;
     this.signal = info.signal ?? null;
     this.log = log;

@@ -303,7 +303,14 @@ export class Slirp4netns
     }
     throw new Slirp4netnsStartError(
       failure.detail,
-      { reason: failure.reason, path: binary.path, exitCode: end.code, signal: end.signal, log },
+      {
+        reason: failure.reason,
+        path: binary.path,
+        ...(child.pid === undefined ? {} : { pid: child.pid }),
+        exitCode: end.code,
+        signal: end.signal,
+        log,
+      },
       spawnError === undefined ? {} : { cause: spawnError },
     );
   }
