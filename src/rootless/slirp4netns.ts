@@ -179,7 +179,15 @@ export class Slirp4netns
           );
     this.exited = init.exited.then((e) => {
       const exit = { ...e, requested: this.#stopRequested };
-      this.emit('exit', exit);
+      try {
+        this.emit('exit', exit);
+      } catch (err) {
+        // A throwing listener must not turn `exited` into a rejection: surface
+        // it as an uncaught exception, as a throw from any emitter would be.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
       return exit;
     });
   }
