@@ -141,6 +141,10 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     expect(slirp.running).toBe(true);
     expect(slirp.apiSocket).toBeUndefined();
     expect(slirp.args).toContain('--disable-host-loopback');
+    // The sandbox detaches its old root: run in a private mount namespace, that
+    // must not unmount the (shared) namespace mounts of the host, ours included.
+    expect(slirp.args).toContain('--enable-sandbox');
+    expect(await run(['findmnt', '-rn', '-o', 'FSTYPE', ns!.path])).toBe('nsfs\n');
 
     const addrs = JSON.parse(
       await run(['nsenter', `--net=${ns!.path}`, 'ip', '-j', 'addr']),
