@@ -16,8 +16,21 @@ import {
 import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
+import {
+  PortForwarder,
+  type PortHandler,
+  parseSlirp4netnsOptions,
+  Slirp4netns,
+  type Slirp4netnsOptions,
+} from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
-import { checkContainerId, currentOwner, ownerAlive, StateStore } from './state.js';
+import {
+  checkContainerId,
+  currentOwner,
+  ownerAlive,
+  processIdentity,
+  StateStore,
+} from './state.js';
 import { summarizeStats } from './stats.js';
 import type {
   AttachedNetwork,
@@ -126,6 +139,79 @@ function throwIfAborted(signal: AbortSignal | undefined, id: string): void {
     throw new AbortError(`setting up the network of container '${id}'`, { cause: signal.reason });
 }
 
+/** The rootless engines a container set up in this process runs. */
+interface RootlessEngines {
+  slirp: Slirp4netns;
+  forwarder?: PortForwarder;
+}
+
+/** slirp4netns's API forwards IPv4 only; podnet's forwarder TCP only (so far). */
+function checkRootlessPorts(ports: readonly PortMapping[], handler: PortHandler): void {
+  for (const p of ports) {
+    if (handler === 'slirp4netns' && p.hostIP && isIP(p.hostIP) !== 4) {
+      throw new InvalidArgumentError(
+        `port_handler=slirp4netns forwards IPv4 host addresses only, not '${p.hostIP}'`,
+      );
+    }
+    if (handler === 'rootlesskit' && (p.protocol ?? 'tcp') !== 'tcp') {
+      throw new InvalidArgumentError('port_handler=rootlesskit forwards TCP only so far');
+    }
+  }
+}
+
+/** The guest address slirp4netns gives tap0: .100 of its network (10.0.2.100 by default). */
+function slirpGuestAddress(cidr: string | undefined): string {
+  const base = (cidr ?? '10.0.2.0/24').split('/')[0]!.split('.').map(Number);
+  const n = ((base[0]! << 24) | (base[1]! << 16) | (base[2]! << 8) | base[3]!) + 100;
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** Starts slirp4netns on the namespace and publishes the ports through the chosen handler. */
+async function startSlirp4netns(
+  netns: NetworkNamespace,
+  options: Slirp4netnsOptions,
+  ports: readonly PortMapping[],
+  signal: AbortSignal | undefined,
+): Promise<RootlessEngines> {
+  const slirp = await Slirp4netns.start({
+    netns: netns.path,
+    options,
+    ...(signal ? { signal } : {}),
+  });
+  const engines: RootlessEngines = { slirp };
+  try {
+    if (ports.length && options.portHandler === 'slirp4netns') {
+      for (const p of ports) {
+        for (let i = 0; i < (p.range ?? 1); i++) {
+          await slirp.addPortForward({
+            proto: p.protocol ?? 'tcp',
+            hostAddr: p.hostIP || '0.0.0.0',
+            hostPort: p.hostPort + i,
+            guestPort: p.containerPort + i,
+          });
+        }
+      }
+    } else if (ports.length) {
+      // podman's rootlessport: host ports -> the container's own address,
+      // never 127.0.0.1 inside (CVE-2021-20199).
+      engines.forwarder = await PortForwarder.start({
+        netns,
+        mappings: [...ports],
+        containerAddress: slirpGuestAddress(options.cidr),
+      });
+    }
+    return engines;
+  } catch (err) {
+    await stopEngines(engines).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function stopEngines(engines: RootlessEngines): Promise<void> {
+  await engines.forwarder?.close();
+  await engines.slirp.stop();
+}
+
 /** Attaches the cleanup errors to the error being thrown, keeping it the original. */
 function withCleanupErrors(err: unknown, cleanup: unknown[]): unknown {
   if (cleanup.length && typeof err === 'object' && err !== null) {
@@ -160,12 +246,27 @@ export class Attachment implements AsyncDisposable {
   readonly #net: Networking;
   #state: ContainerState;
   #netns: NetworkNamespace | undefined;
+  #engines: RootlessEngines | undefined;
 
   /** @internal Made by Networking.setup/load. */
-  constructor(net: Networking, state: ContainerState, netns: NetworkNamespace | undefined) {
+  constructor(
+    net: Networking,
+    state: ContainerState,
+    netns: NetworkNamespace | undefined,
+    engines?: RootlessEngines,
+  ) {
     this.#net = net;
     this.#state = state;
     this.#netns = netns;
+    this.#engines = engines;
+  }
+
+  /**
+   * The slirp4netns process of a 'slirp4netns' container set up by this
+   * process: its `exited` promise and 'exit' event say when it dies.
+   */
+  get slirp4netns(): Slirp4netns | undefined {
+    return this.#engines?.slirp;
   }
 
   /** Container ID. */
@@ -205,8 +306,19 @@ export class Attachment implements AsyncDisposable {
    * deleted. Throws the DEL errors afterwards. Running it twice is fine.
    */
   async teardown(): Promise<void> {
+    const engines = this.#engines;
+    this.#engines = undefined;
+    // The in-process engines stop first; _teardown then signals any helper
+    // another process started.
+    const stopped = engines
+      ? await stopEngines(engines).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+      : undefined;
     this.close();
     await this.#net._teardown(this.#state);
+    if (stopped !== undefined) throw stopped;
   }
 
   /** Releases podnet's fds for the namespace; it stays mounted (podman's closeNetNS). */
@@ -252,13 +364,16 @@ export class Networking {
     if (typeof options.name !== 'string' || options.name === '')
       throw new InvalidArgumentError('name must be a non-empty string');
     const mode = checkMode(options.mode ?? 'bridge');
-    if (mode === 'slirp4netns' || mode === 'pasta') {
+    if (mode === 'pasta') {
       throw new PodnetError(
         'ERR_PODNET_UNSUPPORTED',
         `network mode '${mode}' is not supported yet`,
       );
     }
-    if (options.modeOptions?.length) {
+    // Rootless options are parsed before anything is made: a bad one changes nothing.
+    const slirp =
+      mode === 'slirp4netns' ? parseSlirp4netnsOptions(options.modeOptions ?? []) : undefined;
+    if (!slirp && options.modeOptions?.length) {
       throw new InvalidArgumentError(
         `mode '${typeof mode === 'string' ? mode : Object.keys(mode)[0]}' takes no options, got ${options.modeOptions.join(',')}`,
       );
@@ -276,11 +391,12 @@ export class Networking {
       throw new InvalidArgumentError('network names must be non-empty strings');
     if (new Set(requested).size !== requested.length)
       throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
-    if (!joinsCni && (requested.length || portMappings.length || ip || mac)) {
+    if (!joinsCni && (requested.length || ip || mac || (!slirp && portMappings.length))) {
       throw new InvalidArgumentError(
-        `networks, ports and static addresses need mode 'bridge' or { pid }`,
+        `networks and static addresses need mode 'bridge' or { pid }; ports also work with 'slirp4netns'`,
       );
     }
+    if (slirp) checkRootlessPorts(portMappings, slirp.portHandler);
     // Static addresses go to the first network; with none named, that is the default.
     const names = joinsCni ? (requested.length ? requested : [this.defaultNetwork]) : [];
     // Load every config before anything is made: a missing network changes nothing.
@@ -293,7 +409,10 @@ export class Networking {
     }
 
     const ownNamespace =
-      mode === 'bridge' || mode === 'none' || (typeof mode === 'object' && 'pid' in mode);
+      mode === 'bridge' ||
+      mode === 'none' ||
+      mode === 'slirp4netns' ||
+      (typeof mode === 'object' && 'pid' in mode);
     const state: ContainerState = {
       version: 1,
       phase: 'setup',
@@ -312,7 +431,8 @@ export class Networking {
       exposedPorts: [...(options.exposedPorts ?? [])],
       ...(options.staticIP === undefined ? {} : { staticIP: options.staticIP }),
       ...(options.staticMAC === undefined ? {} : { staticMAC: options.staticMAC }),
-      pids: [],
+      ...(options.modeOptions?.length ? { modeOptions: [...options.modeOptions] } : {}),
+      helpers: [],
       created: new Date().toISOString(),
     };
     const step = (phase: string): void =>
@@ -321,15 +441,22 @@ export class Networking {
     step('state');
 
     let netns: NetworkNamespace | undefined;
+    let engines: RootlessEngines | undefined;
     try {
       throwIfAborted(options.signal, id);
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
-      if (mode === 'bridge' || mode === 'none') netns = await NetworkNamespace.create(where);
-      else if (typeof mode === 'object' && 'pid' in mode)
+      if (mode === 'bridge' || mode === 'none' || mode === 'slirp4netns') {
+        netns = await NetworkNamespace.create(where);
+      } else if (typeof mode === 'object' && 'pid' in mode)
         netns = await NetworkNamespace.fromPid(mode.pid, where);
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
-      if (mode === 'none') await netns.setLinkUp('lo');
+      if (mode === 'none' || mode === 'slirp4netns') await netns.setLinkUp('lo');
+      if (slirp) {
+        engines = await startSlirp4netns(netns, slirp, portMappings, options.signal);
+        state.helpers.push({ kind: 'slirp4netns', ...processIdentity(engines.slirp.pid) });
+        step('slirp4netns');
+      }
 
       for (const [i, list] of lists.entries()) {
         throwIfAborted(options.signal, id);
@@ -352,9 +479,10 @@ export class Networking {
       const done: ContainerState = { ...ready, phase: 'ready' };
       await this.store.write(done);
       step('ready');
-      return new Attachment(this, done, netns);
+      return new Attachment(this, done, netns, engines);
     } catch (err) {
       const cleanup: unknown[] = [];
+      if (engines) await stopEngines(engines).catch((e: unknown) => cleanup.push(e));
       netns?.close();
       // Every network ADD was attempted for, the failed one included: its
       // own ADD already rolled back, but a DEL is harmless and cheap.
@@ -473,10 +601,12 @@ export class Networking {
   async _teardown(state: ContainerState): Promise<number[]> {
     const errors: unknown[] = [];
     const killed: number[] = [];
-    for (const pid of state.pids) {
+    for (const helper of state.helpers) {
+      // Same pid and start time, or it is not ours any more: never signal a reused pid.
+      if (!ownerAlive(helper)) continue;
       try {
-        process.kill(pid, 'SIGTERM');
-        killed.push(pid);
+        process.kill(helper.pid, 'SIGTERM');
+        killed.push(helper.pid);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') errors.push(err);
       }

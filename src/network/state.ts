@@ -89,7 +89,14 @@ const StateSchema = v.strictObject({
   exposedPorts: v.array(v.strictObject({ port: Port, protocol: v.optional(Protocol) })),
   staticIP: v.optional(v.string()),
   staticMAC: v.optional(v.string()),
-  pids: v.array(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  modeOptions: v.optional(v.array(v.string())),
+  helpers: v.array(
+    v.strictObject({
+      kind: v.picklist(['slirp4netns', 'pasta', 'forwarder']),
+      pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      startTime: v.string(),
+    }),
+  ),
   created: v.string(),
 });
 
@@ -227,10 +234,15 @@ function parseState(path: string, text: string): ContainerState {
 
 /** Identifies the current process for the state's `owner` field. */
 export function currentOwner(): SetupOwner {
-  return { pid: process.pid, startTime: processStartTime(process.pid) ?? '' };
+  return processIdentity(process.pid);
 }
 
-/** Whether the process that wrote `owner` is still running (same pid, same start time). */
+/** A process's pid and start time, which together never name another process. */
+export function processIdentity(pid: number): SetupOwner {
+  return { pid, startTime: processStartTime(pid) ?? '' };
+}
+
+/** Whether the process named by `owner` is still running (same pid, same start time). */
 export function ownerAlive(owner: SetupOwner | undefined): boolean {
   if (!owner) return false;
   const start = processStartTime(owner.pid);

@@ -31,7 +31,9 @@ export interface ExposedPort {
  * - { pid }: the namespace of a running process, bind-mounted, then CNI;
  * - { path }: an existing namespace, joined as is (never configured or removed);
  * - { container }: the namespace of another container (followed to its owner);
- * - 'slirp4netns' | 'pasta': rootless engines (not yet supported).
+ * - 'slirp4netns': a new namespace with slirp4netns on tap0 (ports through
+ *   its API or podnet's forwarder), owned by the process that set it up;
+ * - 'pasta': not supported yet.
  */
 export type NetworkMode =
   | 'bridge'
@@ -84,6 +86,14 @@ export interface AttachedNetwork {
   result: CniResult;
 }
 
+/** A helper process a container's network needs (slirp4netns, a port forwarder). */
+export interface HelperProcess {
+  kind: 'slirp4netns' | 'pasta' | 'forwarder';
+  pid: number;
+  /** The process's start time (/proc/PID/stat field 22): never signal a reused pid. */
+  startTime: string;
+}
+
 /** The process doing a setup, so gc can tell a live setup from a crashed one. */
 export interface SetupOwner {
   pid: number;
@@ -118,8 +128,10 @@ export interface ContainerState {
   exposedPorts: ExposedPort[];
   staticIP?: string;
   staticMAC?: string;
+  /** Options of a rootless mode, as podman spells them. */
+  modeOptions?: string[];
   /** Helper processes (slirp4netns, forwarders) to stop on teardown. */
-  pids: number[];
+  helpers: HelperProcess[];
   /** ISO time of setup. */
   created: string;
 }

@@ -4,6 +4,7 @@
 // CNI cache files, temp dirs, helper processes.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const sh = (cmd: string, args: string[]): string => {
@@ -62,7 +63,10 @@ function snapshot(): Record<string, string[]> {
     ),
     'CNI state in /var/lib/cni': files('/var/lib/cni'),
     'podnet state in /run/podnet': files('/run/podnet'),
-    'test temp dirs': readdirSync('/tmp').filter((n) => n.startsWith('podnet-test-')),
+    // Every temp dir podnet or its tests make starts with podnet- (benchmarks excepted).
+    'temp dirs': readdirSync(tmpdir()).filter(
+      (n) => n.startsWith('podnet-') && !n.startsWith('podnet-bench-'),
+    ),
     'helper processes': helperProcesses(),
   };
 }

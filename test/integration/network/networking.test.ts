@@ -218,7 +218,7 @@ describe.skipIf(!isRoot)('Networking', () => {
           networks: [],
           portMappings: [],
           exposedPorts: [],
-          pids: [],
+          helpers: [],
           created: new Date().toISOString(),
         }),
       );

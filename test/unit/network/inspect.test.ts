@@ -40,7 +40,7 @@ const baseState = {
   networks: [],
   portMappings: [],
   exposedPorts: [],
-  pids: [],
+  helpers: [],
   created: '2024-01-01T00:00:00.000Z',
 };
 
