@@ -32,6 +32,11 @@ namespace podnet {
 namespace {
 
 constexpr int kMaxEvents = 128;
+// A pipe starts at the kernel's default (64 KiB) and grows to this once a
+// direction carries a bulk stream (the pipe half full): fewer, larger
+// splices for bulk data, while short connections keep the small pipe (an
+// unprivileged user's pipes count against pipe-user-pages-soft).
+constexpr int kBulkPipeSize = 256 * 1024;
 constexpr uint32_t kForceCopy = 1;  // relayStart flag: read/write instead of splice (bench, tests)
 
 // Counters of one group of pairs (one forwarder), readable from the JS thread.
@@ -61,6 +66,7 @@ struct Direction {
   size_t off = 0;               // copy mode: first unsent byte in buf
   size_t pending = 0;           // read from src, not yet written to dst
   bool eof = false;             // src has no more to send
+  bool grown = false;           // tried kBulkPipeSize already
   bool done = false;            // eof, all written, dst shut down for writing
 };
 
@@ -102,6 +108,14 @@ int ToCopyMode(Direction& d) {
 
 bool Retry(int e) { return e == EAGAIN || e == EINTR; }
 
+// Best effort: a pipe that cannot grow (EPERM over the user's limit) keeps
+// working at its size.
+void Grow(Direction& d) {
+  d.grown = true;
+  int size = fcntl(d.pipe[1], F_SETPIPE_SZ, kBulkPipeSize);
+  if (size > 0) d.cap = static_cast<size_t>(size);
+}
+
 // Moves what can be moved now from d.src to d.dst, counting what was written
 // in both counters (before any shutdown, so a peer that saw EOF sees the
 // final count). Returns 0, or the errno
@@ -135,6 +149,7 @@ int Pump(Direction& d, GroupStats& group, GroupStats& totals) {
       if (n > 0) {
         d.pending += static_cast<size_t>(n);
         moved = true;
+        if (!d.buf && !d.grown && d.pending * 2 >= d.cap) Grow(d);
       } else if (n == 0) {
         d.eof = true;
       } else if (errno == EINVAL && !d.buf) {
