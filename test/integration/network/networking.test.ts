@@ -230,10 +230,10 @@ describe.skipIf(!isRoot)('Networking', () => {
     await nw.store.remove('y');
   });
 
-  it('rootless modes and bad input are refused before anything is made', async () => {
+  it('pasta (not yet supported) and bad input are refused before anything is made', async () => {
     env = await netEnv(1);
     const nw = env.net();
-    await expect(nw.setup({ id: 's', name: 's', mode: 'slirp4netns' })).rejects.toMatchObject({
+    await expect(nw.setup({ id: 's', name: 's', mode: 'pasta' })).rejects.toMatchObject({
       code: 'ERR_PODNET_UNSUPPORTED',
     });
     for (const bad of [
