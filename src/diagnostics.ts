@@ -14,6 +14,9 @@ export const channelNames = [
   'podnet:network:setup',
   'podnet:network:teardown',
   'podnet:network:gc',
+  'podnet:slirp:start',
+  'podnet:slirp:exit',
+  'podnet:slirp:api',
 ] as const;
 
 /** Name of one podnet diagnostics channel. */

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import * as v from 'valibot';
+import { publish } from '../diagnostics.js';
 import { InvalidArgumentError } from '../errors.js';
 import { Slirp4netnsApiError, Slirp4netnsApiIoError, Slirp4netnsApiReplyError } from './errors.js';
 
@@ -172,6 +173,7 @@ export function slirpApiRoundTrip(
   timeoutMs: number = DEFAULT_SLIRP_API_TIMEOUT_MS,
 ): Promise<string> {
   const { execute } = request;
+  const started = Date.now();
   return new Promise((resolve, reject) => {
     const sock = connect({ path: socketPath, allowHalfOpen: true });
     const chunks: Buffer[] = [];
@@ -182,6 +184,12 @@ export function slirpApiRoundTrip(
       done = true;
       clearTimeout(timer);
       sock.destroy();
+      publish('podnet:slirp:api', {
+        socketPath,
+        execute,
+        ok: err === undefined,
+        ms: Date.now() - started,
+      });
       if (err !== undefined) reject(err);
       else resolve(text ?? '');
     };

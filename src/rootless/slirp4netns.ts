@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { publish } from '../diagnostics.js';
 import { AbortError, ClosedError, InvalidArgumentError } from '../errors.js';
 import { Slirp4netnsStartError, type Slirp4netnsStartFailure } from './errors.js';
 import {
@@ -179,6 +180,7 @@ export class Slirp4netns
           );
     this.exited = init.exited.then((e) => {
       const exit = { ...e, requested: this.#stopRequested };
+      publish('podnet:slirp:exit', { pid: this.pid, ...exit });
       try {
         this.emit('exit', exit);
       } catch (err) {
@@ -285,6 +287,7 @@ export class Slirp4netns
       // Unref'd: an owner that exits without stop() closes the exit fd, and slirp4netns follows.
       child.unref();
       exitFd.unref();
+      publish('podnet:slirp:start', { pid: child.pid, path: binary.path, args });
       return new Slirp4netns({
         child,
         exitFd,
@@ -302,6 +305,11 @@ export class Slirp4netns
     const end = await exited;
     exitFd?.destroy();
     const log = await readTail(logPath);
+    publish('podnet:slirp:start', {
+      path: binary.path,
+      args,
+      failure: outcome.ok ? 'spawn' : outcome.reason,
+    });
     await rm(dir, { recursive: true, force: true });
     const failure = outcome.ok
       ? ({ reason: 'spawn', detail: 'no exit fd pipe' } as const)

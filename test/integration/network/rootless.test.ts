@@ -1,6 +1,7 @@
 // The 'slirp4netns' mode of Networking, as root: a new namespace with
 // slirp4netns on tap0, ports published through slirp4netns's API or
 // podnet's forwarder, and the engine's death seen by the attachment.
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -87,6 +88,14 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
 
   it('the attachment reports when slirp4netns dies, and teardown still cleans up', async () => {
     env = await netEnv(0);
+    const seen: { name: string; message: Record<string, unknown> }[] = [];
+    const listeners = (['podnet:slirp:start', 'podnet:slirp:exit'] as const).map((name) => {
+      const fn = (message: unknown): void => {
+        seen.push({ name, message: message as Record<string, unknown> });
+      };
+      diagnosticsChannel.subscribe(name, fn);
+      return () => diagnosticsChannel.unsubscribe(name, fn);
+    });
     const a = await env.net().setup({ id: 'slirp-dies', name: 's', mode: 'slirp4netns' });
     const slirp = a.slirp4netns!;
     process.kill(slirp.pid, 'SIGKILL');
@@ -95,6 +104,14 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       new Promise((r) => setTimeout(() => r('late'), 2000)),
     ]);
     expect(exit).toMatchObject({ signal: 'SIGKILL', requested: false });
+    for (const off of listeners) off();
+    expect(seen).toEqual([
+      { name: 'podnet:slirp:start', message: expect.objectContaining({ pid: slirp.pid }) },
+      {
+        name: 'podnet:slirp:exit',
+        message: expect.objectContaining({ pid: slirp.pid, signal: 'SIGKILL' }),
+      },
+    ]);
     await a.teardown();
     expect(existsSync(a.state.netnsPath)).toBe(false);
   });
