@@ -1,0 +1,148 @@
+// The processes of bench/forward.js, one role each, so that the server, the
+// clients and the proxy under test never share a JS thread:
+//   node forward-roles.js server PORT             (run inside the container namespace)
+//   node forward-roles.js client JSON             (prints one JSON line)
+//   node forward-roles.js podnet NSPATH ADDR PORT HOSTPORT
+//   node forward-roles.js pipe NSPATH ADDR PORT HOSTPORT
+// A proxy prints "ready" once it listens on 127.0.0.1:HOSTPORT.
+//
+// Wire protocol: the client's first byte picks the mode. 'S' (stream): the
+// server discards everything and, after the client's EOF, answers with the
+// byte count. 'R' (request): the server answers 100 bytes at once and closes
+// first, as the short-connection anchors do.
+import net from 'node:net';
+
+const [role, ...args] = process.argv.slice(2);
+
+function server(port) {
+  const reply = Buffer.alloc(100, 'r');
+  const srv = net.createServer((s) => {
+    let bytes = 0;
+    let mode;
+    s.on('error', () => s.destroy());
+    s.on('data', (d) => {
+      if (mode === undefined) {
+        mode = d[0];
+        if (mode === 0x52) return void s.end(reply);
+      }
+      bytes += d.length;
+    });
+    s.on('end', () => {
+      if (mode !== 0x52) s.end(String(bytes - 1));
+    });
+  });
+  srv.listen({ port, host: '0.0.0.0', backlog: 4096 }, () => console.log('ready'));
+}
+
+function streamOnce(opts, chunk, deadline) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const c = net.connect({ host: opts.host, port: opts.port });
+    let answer = '';
+    c.setEncoding('utf8');
+    c.on('data', (d) => {
+      answer += d;
+    });
+    c.on('end', () => resolve({ bytes: Number(answer), ns: Number(process.hrtime.bigint() - t0) }));
+    c.on('error', reject);
+    c.on('connect', () => {
+      c.write('S');
+      const pump = () => {
+        while (Date.now() < deadline) {
+          if (!c.write(chunk)) return void c.once('drain', pump);
+        }
+        c.end();
+      };
+      pump();
+    });
+  });
+}
+
+function requestOnce(opts) {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: opts.host, port: opts.port });
+    let got = 0;
+    c.on('connect', () => c.write('R'));
+    c.on('data', (d) => {
+      got += d.length;
+    });
+    c.on('end', () => resolve(got === 100));
+    c.on('error', () => resolve(false));
+  });
+}
+
+async function client(opts) {
+  const deadline = Date.now() + opts.seconds * 1000;
+  if (opts.mode === 'stream') {
+    const chunk = Buffer.alloc(1 << 20, 's');
+    const runs = await Promise.all(
+      Array.from({ length: opts.streams }, () => streamOnce(opts, chunk, deadline)),
+    );
+    const bytes = runs.reduce((a, r) => a + r.bytes, 0);
+    const seconds = Math.max(...runs.map((r) => r.ns)) / 1e9;
+    console.log(JSON.stringify({ gbits: (bytes * 8) / seconds / 1e9, bytes, seconds }));
+    return;
+  }
+  let ok = 0;
+  let failed = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: opts.concurrency }, async () => {
+      while (Date.now() < deadline) {
+        if (await requestOnce(opts)) ok++;
+        else failed++;
+      }
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(JSON.stringify({ connsPerSec: ok / seconds, ok, failed, seconds }));
+}
+
+async function podnet(nsPath, addr, port, hostPort) {
+  const { NetworkNamespace } = await import('../../dist/index.js');
+  const { PortForwarder } = await import('../../dist/rootless/index.js');
+  const ns = await NetworkNamespace.open(nsPath);
+  await PortForwarder.start({
+    netns: ns,
+    containerAddress: addr,
+    mappings: [{ hostIP: '127.0.0.1', hostPort, containerPort: port }],
+  });
+  console.log('ready');
+}
+
+// The naive proxy: accept, connect from inside the namespace, pipe() both ways.
+async function pipeProxy(nsPath, addr, port, hostPort) {
+  const { NetworkNamespace } = await import('../../dist/index.js');
+  const ns = await NetworkNamespace.open(nsPath);
+  // allowHalfOpen: the client's EOF must not close the way back.
+  const srv = net.createServer({ allowHalfOpen: true }, (c) => {
+    c.on('error', () => c.destroy());
+    ns.connect({ host: addr, port }).then(
+      (u) => {
+        u.on('error', () => c.destroy());
+        c.on('close', () => u.destroy());
+        c.pipe(u).pipe(c);
+      },
+      () => c.destroy(),
+    );
+  });
+  srv.listen({ host: '127.0.0.1', port: hostPort, backlog: 4096 }, () => console.log('ready'));
+}
+
+switch (role) {
+  case 'server':
+    server(Number(args[0]));
+    break;
+  case 'client':
+    await client(JSON.parse(args[0]));
+    break;
+  case 'podnet':
+    await podnet(args[0], args[1], Number(args[2]), Number(args[3]));
+    break;
+  case 'pipe':
+    await pipeProxy(args[0], args[1], Number(args[2]), Number(args[3]));
+    break;
+  default:
+    console.error(`unknown role ${role}`);
+    process.exit(2);
+}
