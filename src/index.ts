@@ -20,3 +20,4 @@ export {
 } from './errors.js';
 export * from './netns/index.js';
 export * from './network/index.js';
+export * from './rootless/index.js';

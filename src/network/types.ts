@@ -3,20 +3,9 @@
 // stats return. Kept apart from the code so every part shares one contract.
 import type { CniResult } from '../cni/index.js';
 import type { LinkStats } from '../netns/index.js';
+import type { PortMapping } from '../ports.js';
 
-/** One published port: host IP:port -> container port, podman's PortMapping. */
-export interface PortMapping {
-  /** Host address to bind ('' or undefined: all addresses). */
-  hostIP?: string;
-  /** Host port (1-65535). */
-  hostPort: number;
-  /** Port inside the container. */
-  containerPort: number;
-  /** 'tcp' (default) or 'udp'. */
-  protocol?: 'tcp' | 'udp';
-  /** Number of consecutive ports from hostPort/containerPort (default 1). */
-  range?: number;
-}
+export type { PortMapping } from '../ports.js';
 
 /** A port the container exposes without publishing it (inspect shows it as null). */
 export interface ExposedPort {

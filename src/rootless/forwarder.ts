@@ -8,7 +8,7 @@ import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../e
 import { native, type RelayStats, systemError } from '../native.js';
 import type { NetworkNamespace } from '../netns/namespace.js';
 import { encodeSockaddr } from '../netns/sockaddr.js';
-import type { PortMapping } from '../network/types.js';
+import type { PortMapping } from '../ports.js';
 
 /** A host port that is already taken: nothing of the forwarder stays listening. */
 export class PortInUseError extends PodnetError {

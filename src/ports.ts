@@ -1,0 +1,17 @@
+// The published-port type, shared by the layers that handle ports: CNI's
+// portMappings capability (network), the port forwarder (rootless) and
+// inspect. It sits below all of them so no lower layer imports an upper one.
+
+/** One published port: host IP:port -> container port, podman's PortMapping. */
+export interface PortMapping {
+  /** Host address to bind ('' or undefined: all addresses). */
+  hostIP?: string;
+  /** Host port (1-65535). */
+  hostPort: number;
+  /** Port inside the container. */
+  containerPort: number;
+  /** 'tcp' (default) or 'udp'. */
+  protocol?: 'tcp' | 'udp';
+  /** Number of consecutive ports from hostPort/containerPort (default 1). */
+  range?: number;
+}
