@@ -2,7 +2,6 @@
 // processes. Each command is one process: `up` leaves the namespace mounted
 // and the state on disk, so later commands find them by ID.
 import type { CAC } from 'cac';
-import { PodnetError } from '../errors.js';
 import type { Attachment, GcReport } from '../network/index.js';
 import type { NetworkSettings } from '../network/types.js';
 import { parseUpArgs } from './args.js';
@@ -126,14 +125,6 @@ export function registerContainerCommands(cli: CAC): void {
       netns: str(flags, 'netns'),
       mode: str(flags, 'mode'),
     });
-    if (options.mode === 'slirp4netns' || options.mode === 'pasta') {
-      // slirp4netns exits with the process that owns it, and `up` exits at
-      // once: it needs the keeper process, which is still to come.
-      throw new PodnetError(
-        'ERR_PODNET_UNSUPPORTED',
-        `podnet up cannot keep ${options.mode} running after it exits yet; use Networking from a long-lived process`,
-      );
-    }
     const att = await networkingFromFlags(flags).setup(options);
     try {
       const settings = att.inspect();

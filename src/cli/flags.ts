@@ -116,7 +116,9 @@ export function cniFromFlags(values: FlagValues): CniRuntime | undefined {
 
 /** A Networking over the directories the flags name (defaults for the rest). */
 export function networkingFromFlags(values: FlagValues): Networking {
-  const opts: NetworkingOptions = {};
+  // Every command is a process that exits at once: rootless engines must
+  // live in a keeper process of their own.
+  const opts: NetworkingOptions = { keeper: true };
   const cni = cniFromFlags(values);
   const stateDir = str(values, 'state-dir');
   const netnsDir = str(values, 'netns-dir');

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CniAttachment,
   type CniNetworkList,
@@ -17,11 +18,13 @@ import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import {
-  PortForwarder,
-  type PortHandler,
+  checkRootlessPorts,
   parseSlirp4netnsOptions,
-  Slirp4netns,
-  type Slirp4netnsOptions,
+  type RootlessEngines,
+  type Slirp4netns,
+  startKeeper,
+  startSlirp4netns,
+  stopEngines,
 } from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
 import {
@@ -36,6 +39,7 @@ import type {
   AttachedNetwork,
   ContainerState,
   ContainerStats,
+  HelperProcess,
   NetworkMode,
   NetworkSettings,
   PortMapping,
@@ -52,6 +56,12 @@ export interface NetworkingOptions {
   stateDir?: string;
   /** Where namespaces are mounted (default /run/netns, or $XDG_RUNTIME_DIR/netns). */
   netnsDir?: string;
+  /**
+   * Run rootless engines (slirp4netns, the forwarder) in a detached keeper
+   * process instead of this one: for callers that exit right after setup,
+   * as `podnet up` does. Default false: this process owns them.
+   */
+  keeper?: boolean;
 }
 
 /** What {@link Networking.gc} removed. */
@@ -139,77 +149,40 @@ function throwIfAborted(signal: AbortSignal | undefined, id: string): void {
     throw new AbortError(`setting up the network of container '${id}'`, { cause: signal.reason });
 }
 
-/** The rootless engines a container set up in this process runs. */
-interface RootlessEngines {
-  slirp: Slirp4netns;
-  forwarder?: PortForwarder;
-}
-
-/** slirp4netns's API forwards IPv4 only; podnet's forwarder TCP only (so far). */
-function checkRootlessPorts(ports: readonly PortMapping[], handler: PortHandler): void {
-  for (const p of ports) {
-    if (handler === 'slirp4netns' && p.hostIP && isIP(p.hostIP) !== 4) {
-      throw new InvalidArgumentError(
-        `port_handler=slirp4netns forwards IPv4 host addresses only, not '${p.hostIP}'`,
-      );
+/**
+ * Stops helper processes, keeper first (it stops its engines itself):
+ * SIGTERM, then SIGKILL to its process group if it has not ended within 3 s.
+ * A helper whose pid and start time no longer match is left alone: the pid
+ * may belong to another process now. Returns the pids signalled.
+ */
+async function stopHelpers(helpers: readonly HelperProcess[]): Promise<number[]> {
+  const signalled: number[] = [];
+  const ordered = [...helpers].sort(
+    (a, b) => Number(b.kind === 'keeper') - Number(a.kind === 'keeper'),
+  );
+  for (const helper of ordered) {
+    if (!ownerAlive(helper)) continue;
+    try {
+      process.kill(helper.pid, 'SIGTERM');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') continue;
+      throw err;
     }
-    if (handler === 'rootlesskit' && (p.protocol ?? 'tcp') !== 'tcp') {
-      throw new InvalidArgumentError('port_handler=rootlesskit forwards TCP only so far');
-    }
-  }
-}
-
-/** The guest address slirp4netns gives tap0: .100 of its network (10.0.2.100 by default). */
-function slirpGuestAddress(cidr: string | undefined): string {
-  const base = (cidr ?? '10.0.2.0/24').split('/')[0]!.split('.').map(Number);
-  const n = ((base[0]! << 24) | (base[1]! << 16) | (base[2]! << 8) | base[3]!) + 100;
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-/** Starts slirp4netns on the namespace and publishes the ports through the chosen handler. */
-async function startSlirp4netns(
-  netns: NetworkNamespace,
-  options: Slirp4netnsOptions,
-  ports: readonly PortMapping[],
-  signal: AbortSignal | undefined,
-): Promise<RootlessEngines> {
-  const slirp = await Slirp4netns.start({
-    netns: netns.path,
-    options,
-    ...(signal ? { signal } : {}),
-  });
-  const engines: RootlessEngines = { slirp };
-  try {
-    if (ports.length && options.portHandler === 'slirp4netns') {
-      for (const p of ports) {
-        for (let i = 0; i < (p.range ?? 1); i++) {
-          await slirp.addPortForward({
-            proto: p.protocol ?? 'tcp',
-            hostAddr: p.hostIP || '0.0.0.0',
-            hostPort: p.hostPort + i,
-            guestPort: p.containerPort + i,
-          });
+    signalled.push(helper.pid);
+    for (let i = 0; i < 150 && ownerAlive(helper); i++) await sleep(20);
+    if (ownerAlive(helper)) {
+      // Its process group, so a keeper's engines go with it.
+      for (const target of [-helper.pid, helper.pid]) {
+        try {
+          process.kill(target, 'SIGKILL');
+          break;
+        } catch {
+          // No such group (it did not lead one), or it just ended.
         }
       }
-    } else if (ports.length) {
-      // podman's rootlessport: host ports -> the container's own address,
-      // never 127.0.0.1 inside (CVE-2021-20199).
-      engines.forwarder = await PortForwarder.start({
-        netns,
-        mappings: [...ports],
-        containerAddress: slirpGuestAddress(options.cidr),
-      });
     }
-    return engines;
-  } catch (err) {
-    await stopEngines(engines).catch(() => undefined);
-    throw err;
   }
-}
-
-async function stopEngines(engines: RootlessEngines): Promise<void> {
-  await engines.forwarder?.close();
-  await engines.slirp.stop();
+  return signalled;
 }
 
 /** Attaches the cleanup errors to the error being thrown, keeping it the original. */
@@ -346,12 +319,15 @@ export class Networking {
   readonly defaultNetwork: string;
   /** Where namespaces are mounted. */
   readonly netnsDir: string;
+  /** Whether rootless engines run in a keeper process. */
+  readonly keeper: boolean;
 
   constructor(options: NetworkingOptions = {}) {
     this.cni = options.cni ?? new CniRuntime();
     this.store = new StateStore(options.stateDir);
     this.defaultNetwork = options.defaultNetwork ?? 'podman';
     this.netnsDir = options.netnsDir ?? defaultNetnsDir();
+    this.keeper = options.keeper ?? false;
   }
 
   /**
@@ -452,7 +428,18 @@ export class Networking {
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
       if (mode === 'none' || mode === 'slirp4netns') await netns.setLinkUp('lo');
-      if (slirp) {
+      if (slirp && this.keeper) {
+        const kept = await startKeeper({
+          netns: netns.path,
+          options: options.modeOptions ?? [],
+          ports: portMappings,
+        });
+        state.helpers.push(
+          { kind: 'keeper', ...processIdentity(kept.pid) },
+          { kind: 'slirp4netns', ...processIdentity(kept.slirpPid) },
+        );
+        step('slirp4netns');
+      } else if (slirp) {
         engines = await startSlirp4netns(netns, slirp, portMappings, options.signal);
         state.helpers.push({ kind: 'slirp4netns', ...processIdentity(engines.slirp.pid) });
         step('slirp4netns');
@@ -483,6 +470,7 @@ export class Networking {
     } catch (err) {
       const cleanup: unknown[] = [];
       if (engines) await stopEngines(engines).catch((e: unknown) => cleanup.push(e));
+      await stopHelpers(state.helpers).catch((e: unknown) => cleanup.push(e));
       netns?.close();
       // Every network ADD was attempted for, the failed one included: its
       // own ADD already rolled back, but a DEL is harmless and cheap.
@@ -601,15 +589,10 @@ export class Networking {
   async _teardown(state: ContainerState): Promise<number[]> {
     const errors: unknown[] = [];
     const killed: number[] = [];
-    for (const helper of state.helpers) {
-      // Same pid and start time, or it is not ours any more: never signal a reused pid.
-      if (!ownerAlive(helper)) continue;
-      try {
-        process.kill(helper.pid, 'SIGTERM');
-        killed.push(helper.pid);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') errors.push(err);
-      }
+    try {
+      killed.push(...(await stopHelpers(state.helpers)));
+    } catch (err) {
+      errors.push(err);
     }
     const targets =
       state.phase === 'ready'

@@ -92,7 +92,7 @@ const StateSchema = v.strictObject({
   modeOptions: v.optional(v.array(v.string())),
   helpers: v.array(
     v.strictObject({
-      kind: v.picklist(['slirp4netns', 'pasta', 'forwarder']),
+      kind: v.picklist(['keeper', 'slirp4netns', 'pasta', 'forwarder']),
       pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
       startTime: v.string(),
     }),
@@ -245,15 +245,26 @@ export function processIdentity(pid: number): SetupOwner {
 /** Whether the process named by `owner` is still running (same pid, same start time). */
 export function ownerAlive(owner: SetupOwner | undefined): boolean {
   if (!owner) return false;
-  const start = processStartTime(owner.pid);
-  return start !== undefined && start === owner.startTime;
+  const stat = processStat(owner.pid);
+  // A zombie has ended; only its parent's wait (or init's, later) removes it.
+  return (
+    stat !== undefined &&
+    stat.startTime === owner.startTime &&
+    stat.state !== 'Z' &&
+    stat.state !== 'X'
+  );
 }
 
 function processStartTime(pid: number): string | undefined {
+  return processStat(pid)?.startTime;
+}
+
+function processStat(pid: number): { state: string; startTime: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
   } catch {
     return undefined;
   }

@@ -77,7 +77,8 @@ export interface AttachedNetwork {
 
 /** A helper process a container's network needs (slirp4netns, a port forwarder). */
 export interface HelperProcess {
-  kind: 'slirp4netns' | 'pasta' | 'forwarder';
+  /** keeper: the process that owns the others for a container set up by a process that exited. */
+  kind: 'keeper' | 'slirp4netns' | 'pasta' | 'forwarder';
   pid: number;
   /** The process's start time (/proc/PID/stat field 22): never signal a reused pid. */
   startTime: string;

@@ -1,4 +1,11 @@
 export {
+  checkRootlessPorts,
+  type RootlessEngines,
+  slirpGuestAddress,
+  startSlirp4netns,
+  stopEngines,
+} from './engines.js';
+export {
   Slirp4netnsApiError,
   Slirp4netnsApiIoError,
   Slirp4netnsApiReplyError,
@@ -17,6 +24,7 @@ export {
   type PortForwarderOptions,
   PortInUseError,
 } from './forwarder.js';
+export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper.js';
 export {
   DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS,
   Slirp4netns,

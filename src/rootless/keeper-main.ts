@@ -1,0 +1,72 @@
+// The keeper: a small detached process that owns a container's rootless
+// engines (slirp4netns and the port forwarder) for a process that exits
+// right after setting them up, as `podnet up` does (podman's conmon plays
+// this part). It reads its job as JSON on stdin, reports on fd 3 once the
+// engines run (or why they could not start), then lives until SIGTERM, when
+// it stops them and exits. If slirp4netns dies, it exits too, so a keeper
+// never outlives the network it keeps.
+import { createWriteStream } from 'node:fs';
+import { NetworkNamespace } from '../netns/index.js';
+import type { PortMapping } from '../ports.js';
+import { type RootlessEngines, startSlirp4netns, stopEngines } from './engines.js';
+import { parseSlirp4netnsOptions } from './slirp4netns-options.js';
+
+/** What the keeper is asked to run (stdin, JSON). */
+interface KeeperJob {
+  netns: string;
+  options: string[];
+  ports: PortMapping[];
+}
+
+const report = createWriteStream('', { fd: 3 });
+
+function reply(message: object): Promise<void> {
+  return new Promise((resolve) => report.end(`${JSON.stringify(message)}\n`, () => resolve()));
+}
+
+async function main(): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const job = JSON.parse(Buffer.concat(chunks).toString('utf8')) as KeeperJob;
+  const ns = await NetworkNamespace.open(job.netns);
+  let engines: RootlessEngines;
+  try {
+    engines = await startSlirp4netns(
+      ns,
+      parseSlirp4netnsOptions(job.options),
+      job.ports,
+      undefined,
+    );
+  } catch (err) {
+    ns.close();
+    throw err;
+  }
+  // Nothing else keeps the event loop alive when no port is forwarded.
+  const alive = setInterval(() => undefined, 1 << 30);
+  let stopping = false;
+  const stop = async (code: number): Promise<never> => {
+    if (!stopping) {
+      stopping = true;
+      clearInterval(alive);
+      await stopEngines(engines).catch(() => undefined);
+      ns.close();
+    }
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void stop(0));
+  process.on('SIGINT', () => void stop(0));
+  void engines.slirp.exited.then((e) => {
+    if (!e.requested) void stop(1);
+  });
+  await reply({ ok: true, slirpPid: engines.slirp.pid });
+}
+
+main().catch(async (err: unknown) => {
+  const e = err as { code?: unknown; message?: unknown };
+  await reply({
+    ok: false,
+    code: String(e.code ?? 'ERR_PODNET_KEEPER'),
+    message: String(e.message ?? err),
+  });
+  process.exit(1);
+});

@@ -1,0 +1,128 @@
+// `podnet up --mode slirp4netns` exits at once, so a keeper process owns
+// slirp4netns and the forwarder until `podnet down` (in another process).
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetworkNamespace } from '../../src/index.js';
+import { isRoot, type NetnsDir, podnet, TEST_PREFIX, tempNetnsDir } from '../helpers/host.js';
+
+const haveSlirp = existsSync('/usr/bin/slirp4netns');
+if (isRoot && !haveSlirp)
+  console.warn('skipping podnet up --mode slirp4netns tests: slirp4netns is not installed');
+
+/** Running, not a zombie: an orphaned keeper is reaped by init, which here takes up to a second. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper process)', () => {
+  let ns: NetnsDir;
+  let stateDir: string;
+  let dirs: string[];
+  beforeEach(() => {
+    ns = tempNetnsDir();
+    stateDir = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+    dirs = ['--state-dir', stateDir, '--netns-dir', ns.dir];
+  });
+  afterEach(async () => {
+    for (const f of readdirSync(stateDir))
+      await podnet(['down', f.replace(/\.json$/, ''), ...dirs]);
+    await ns.cleanup();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  const state = (id: string) => JSON.parse(readFileSync(join(stateDir, `${id}.json`), 'utf8'));
+
+  it('up, traffic through the published port, stats, down: each its own process', async () => {
+    const port = await freePort();
+    const up = await podnet([
+      'up',
+      'kept',
+      '--mode',
+      'slirp4netns',
+      '-p',
+      `127.0.0.1:${port}:8080`,
+      ...dirs,
+    ]);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    const { helpers, netnsPath } = state('kept');
+    expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'slirp4netns']);
+    for (const h of helpers) expect(alive(h.pid)).toBe(true);
+
+    const inside = await NetworkNamespace.open(netnsPath);
+    const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
+    await inside.listen(server, { port: 8080 });
+    const reply = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const c = net.connect(port, '127.0.0.1');
+      c.on('data', (d) => {
+        out += d;
+      });
+      c.on('end', () => resolve(out));
+      c.on('error', reject);
+    });
+    server.close();
+    inside.close();
+    expect(reply).toBe('peer 10.0.2.100'); // the forwarder dials the container's address, not 127.0.0.1
+
+    const stats = JSON.parse((await podnet(['stats', 'kept', '--json', ...dirs])).stdout);
+    expect(stats[0].interfaces.map((i: { name: string }) => i.name)).toEqual(['tap0']);
+
+    const down = await podnet(['down', 'kept', ...dirs]);
+    expect(down.code).toBe(0);
+    for (const h of helpers) expect(alive(h.pid)).toBe(false);
+    expect(existsSync(netnsPath)).toBe(false);
+    expect(readdirSync(stateDir)).toEqual([]);
+  });
+
+  it('the keeper exits when slirp4netns dies; down still cleans up', async () => {
+    expect((await podnet(['up', 'dies', '--mode', 'slirp4netns', ...dirs])).code).toBe(0);
+    const [keeper, slirp] = state('dies').helpers as { pid: number }[];
+    process.kill(slirp!.pid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(keeper!.pid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(keeper!.pid)).toBe(false);
+    expect((await podnet(['down', 'dies', ...dirs])).code).toBe(0);
+    expect(readdirSync(ns.dir)).toEqual([]);
+  });
+
+  it('a failure inside the keeper (host port taken) is reported and leaves nothing', async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => taken.once('listening', r));
+    const { port } = taken.address() as net.AddressInfo;
+    try {
+      const up = await podnet([
+        'up',
+        'busy',
+        '--mode',
+        'slirp4netns',
+        '-p',
+        `127.0.0.1:${port}:80`,
+        ...dirs,
+      ]);
+      expect(up.code).toBe(1);
+      expect(up.stderr).toMatch(
+        new RegExp(`127\\.0\\.0\\.1:${port}.*\\[ERR_PODNET_PORT_IN_USE\\]\\n$`),
+      );
+      expect(readdirSync(stateDir)).toEqual([]);
+      expect(readdirSync(ns.dir)).toEqual([]);
+    } finally {
+      taken.close();
+    }
+  });
+});
