@@ -32,7 +32,7 @@ function helperProcesses(): string[] {
     } catch {
       continue;
     }
-    if (/slirp4netns|pasta|passt|podnet-test-|test\/fixtures\//.test(cmd))
+    if (/slirp4netns|pasta|passt|keeper-main|podnet-test-|test\/fixtures\//.test(cmd))
       out.push(`${pid} ${cmd}`);
   }
   return out;
