@@ -26,6 +26,31 @@ export {
 } from './forwarder.js';
 export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper.js';
 export {
+  DEFAULT_PASTA_START_TIMEOUT_MS,
+  Pasta,
+  type PastaBinary,
+  type PastaExit,
+  type PastaStartOptions,
+  parsePastaVersion,
+  probePasta,
+} from './pasta.js';
+export {
+  PastaMissingError,
+  PastaProbeError,
+  PastaStartError,
+  type PastaStartFailure,
+  type PastaStartInfo,
+} from './pasta-errors.js';
+export {
+  buildPastaArgs,
+  type PastaArgsInput,
+  type PastaOptions,
+  type PastaTarget,
+  parsePastaOptions,
+  pastaPortSpec,
+  validatePastaPortSpec,
+} from './pasta-options.js';
+export {
   DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS,
   Slirp4netns,
   type Slirp4netnsExit,

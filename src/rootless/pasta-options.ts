@@ -79,7 +79,11 @@ const intIn =
 
 const netmask: Check = (o, v) => {
   if (/^\d{1,2}$/.test(v) && Number(v) <= 32) return;
-  if (ipaddr.IPv4.isValidFourPartDecimal(v) && ipaddr.IPv4.parse(v).prefixLengthFromSubnetMask() !== null) return;
+  if (
+    ipaddr.IPv4.isValidFourPartDecimal(v) &&
+    ipaddr.IPv4.parse(v).prefixLengthFromSubnetMask() !== null
+  )
+    return;
   throw invalid(o, `'${v}' is neither a prefix length nor a dot-decimal netmask`);
 };
 
@@ -139,7 +143,8 @@ export function validatePastaPortSpec(option: string, spec: string): void {
       continue;
     }
     const [host, target, extra] = item.split(':');
-    if (extra !== undefined || host === undefined) throw invalid(option, `'${item}' is not a port mapping`);
+    if (extra !== undefined || host === undefined)
+      throw invalid(option, `'${item}' is not a port mapping`);
     const count = portRange(option, host);
     if (target !== undefined && portRange(option, target) !== count) {
       throw invalid(option, `'${item}' maps ranges of different lengths`);
@@ -192,28 +197,26 @@ const ACCEPTED: readonly OptionSpec[] = [
   { long: 'config-net' },
 ];
 
-/** Options podnet sets itself, and why a caller may not. */
-const MANAGED: Readonly<Record<string, string>> = {
-  foreground: 'podnet runs pasta in the foreground to supervise it',
-  f: 'podnet runs pasta in the foreground to supervise it',
-  'log-file': 'podnet keeps the log in a private directory',
-  l: 'podnet keeps the log in a private directory',
-  pid: 'podnet uses the pid file to know when pasta is ready',
-  P: 'podnet uses the pid file to know when pasta is ready',
-  runas: 'podnet chooses the user pasta runs as',
-  netns: 'the namespace is given as start({ netns | pid })',
-  userns: 'the namespace is given as start({ netns | pid })',
-  'netns-only': 'the namespace is given as start({ netns | pid })',
-  help: 'it does not start pasta',
-  h: 'it does not start pasta',
-  version: 'it does not start pasta',
-  socket: 'it is a passt option',
-  s: 'it is a passt option',
-  fd: 'it is a passt option',
-  F: 'it is a passt option',
-  'one-off': 'it is a passt option',
-  '1': 'it is a passt option',
-};
+/** Options a caller may not give, and why. */
+const REFUSED = new Map<string, string>([
+  ...['foreground', 'f'].map((n) => [n, 'podnet runs pasta in the foreground itself'] as const),
+  ...['log-file', 'l'].map((n) => [n, 'podnet keeps the log in a private directory'] as const),
+  ...['pid', 'P'].map((n) => [n, "podnet sets it: pasta's pid file is its ready signal"] as const),
+  ['runas', 'podnet chooses the user pasta runs as'],
+  ...['netns', 'userns', 'netns-only'].map(
+    (n) => [n, 'the namespace is given as start({ netns | pid })'] as const,
+  ),
+  ...['help', 'h', 'version'].map((n) => [n, 'it does not start pasta'] as const),
+  ...['socket', 's', 'fd', 'F', 'one-off', '1'].map((n) => [n, 'it is a passt option'] as const),
+]);
+
+function hasControlCharacters(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 const BY_LONG = new Map(ACCEPTED.map((s) => [s.long, s]));
 const BY_SHORT = new Map(ACCEPTED.flatMap((s) => (s.short === undefined ? [] : [[s.short, s]])));
@@ -222,7 +225,7 @@ const BY_SHORT = new Map(ACCEPTED.flatMap((s) => (s.short === undefined ? [] : [
  * Parses and validates pasta options given as argv tokens (`['-t', '8080:80',
  * '--no-dhcp']`; `--opt=value` and `-tVALUE` are accepted too). Throws
  * InvalidArgumentError naming the option for anything unknown, anything
- * podnet sets itself (log file, pid file, namespace, user, foreground),
+ * podnet sets itself (log file, pid file, namespace, user, foreground), passt-only options,
  * positional arguments, control characters, or a value that does not fit
  * the option. Nothing is run.
  */
@@ -234,8 +237,10 @@ export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions 
     const token = tokens[i]!;
     // Only stray bytes, never shell syntax, could hurt here (argv, no shell),
     // but a newline or NUL in an option is always a mistake.
-    if (/[\0-\x1f\x7f]/.test(token)) {
-      throw new InvalidArgumentError(`pasta option ${JSON.stringify(token)} contains control characters`);
+    if (hasControlCharacters(token)) {
+      throw new InvalidArgumentError(
+        `pasta option ${JSON.stringify(token)} contains control characters`,
+      );
     }
     let name: string;
     let spec: OptionSpec | undefined;
@@ -254,8 +259,8 @@ export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions 
         `pasta option '${token}': not an option (podnet gives pasta its namespace; positional arguments are not accepted)`,
       );
     }
-    const why = MANAGED[name];
-    if (why !== undefined) throw invalid(token, `podnet sets it: ${why}`);
+    const why = REFUSED.get(name);
+    if (why !== undefined) throw invalid(token, why);
     if (spec === undefined) throw invalid(token, 'unknown option');
     const shown = spec.short === name ? `-${name}` : `--${name}`;
     if (spec.value === undefined) {
@@ -270,7 +275,8 @@ export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions 
     if (value === undefined) {
       value = tokens[++i];
       if (value === undefined) throw invalid(shown, 'needs a value');
-      if (/[\0-\x1f\x7f]/.test(value)) throw invalid(shown, 'the value contains control characters');
+      if (hasControlCharacters(value))
+        throw invalid(shown, 'the value contains control characters');
       if (value.startsWith('-')) throw invalid(shown, `needs a value, got '${value}'`);
     }
     spec.value(shown, value);
@@ -278,7 +284,9 @@ export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions 
     args.push(shown, value);
   }
   if (mapGw && given.has('no-map-gw')) {
-    throw new InvalidArgumentError("pasta options '--map-gw' and '--no-map-gw' contradict each other");
+    throw new InvalidArgumentError(
+      "pasta options '--map-gw' and '--no-map-gw' contradict each other",
+    );
   }
   return { args, given, mapGw };
 }

@@ -1,0 +1,470 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError, InvalidArgumentError } from '../errors.js';
+import type { PortMapping } from '../ports.js';
+import {
+  PastaMissingError,
+  PastaProbeError,
+  PastaStartError,
+  type PastaStartFailure,
+} from './pasta-errors.js';
+import {
+  buildPastaArgs,
+  type PastaOptions,
+  type PastaTarget,
+  parsePastaOptions,
+  pastaPortSpec,
+} from './pasta-options.js';
+import { findExecutable } from './slirp4netns-probe.js';
+
+/** A probed pasta binary. */
+export interface PastaBinary {
+  /** Absolute path of the binary. */
+  path: string;
+  /**
+   * Its version (e.g. `2024_03_20.71dd405`), or undefined when the build
+   * does not know it: Debian's prints `pasta unknown version`.
+   */
+  version: string | undefined;
+}
+
+/** Options of {@link Pasta.start}. Give exactly one of `netns` and `pid`. */
+export interface PastaStartOptions {
+  /** Path of a mounted network namespace to attach to. */
+  netns?: string;
+  /** A process whose network namespace to attach to. */
+  pid?: number;
+  /** pasta's own options, podman-style (`['-t', '8080:80', '--no-dhcp']`), or already parsed. */
+  options?: readonly string[] | PastaOptions;
+  /** Ports to publish, added as `-t`/`-u` specs. */
+  ports?: readonly PortMapping[];
+  /** A probed binary, or the path of one to probe (default: pasta on PATH). */
+  binary?: PastaBinary | string;
+  /** Parent of the private (0700, created exclusively) directory for the log and pid file; default the OS temp dir. */
+  runDir?: string;
+  /** How long to wait for pasta to be set up (default 10 s). */
+  timeoutMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL (default 2 s). */
+  stopGraceMs?: number;
+  /** Aborting it while starting kills pasta and rejects with AbortError. */
+  signal?: AbortSignal;
+}
+
+/** How a pasta process ended. */
+export interface PastaExit {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, if any. */
+  signal: NodeJS.Signals | null;
+  /** True when it ended because stop() asked it to. */
+  requested: boolean;
+}
+
+/** Default ready deadline: pasta is set up in milliseconds unless something is wrong. */
+export const DEFAULT_PASTA_START_TIMEOUT_MS = 10_000;
+const DEFAULT_STOP_GRACE_MS = 2000;
+/** How much of the log an error carries. */
+const LOG_TAIL_BYTES = 4096;
+/** How often podnet looks for the pid file while pasta sets up. */
+const PID_POLL_MS = 10;
+/** How long one `--version` or `--help` run may take. */
+const PROBE_TIMEOUT_MS = 5000;
+/** The fd a pid target's namespace is passed on (see start()). */
+const NETNS_FD = 3;
+
+function runForOutput(path: string, arg: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      path,
+      [arg],
+      {
+        encoding: 'utf8',
+        timeout: PROBE_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        maxBuffer: 256 * 1024,
+        env: { PATH: process.env['PATH'] ?? '', LC_ALL: 'C' },
+      },
+      (error, stdout, stderr) => {
+        // pasta prints --help to stderr and exits 1: judge by the text, not the status.
+        const e = error as (NodeJS.ErrnoException & { killed?: boolean }) | null;
+        if (e !== null && (typeof e.code === 'string' || e.killed === true)) {
+          const detail =
+            e.killed === true ? `'${arg}' did not finish in ${PROBE_TIMEOUT_MS} ms` : e.message;
+          reject(new PastaProbeError(path, detail, { cause: e }));
+          return;
+        }
+        resolve(`${stdout}${stderr}`);
+      },
+    );
+  });
+}
+
+/**
+ * Reads the version from `pasta --version` output: the first line is
+ * `pasta VERSION`, or `pasta unknown version` (undefined). Returns null when
+ * the text does not start like pasta's.
+ */
+export function parsePastaVersion(text: string): string | undefined | null {
+  const m = /^pasta (\S.*?)\s*$/m.exec(text.trimStart().split('\n', 1)[0] ?? '');
+  if (m === null) return null;
+  return m[1] === 'unknown version' ? undefined : m[1]!;
+}
+
+/**
+ * Locates pasta (on PATH unless `path` is given) and reads its version.
+ * Throws PastaMissingError when there is no such executable, PastaProbeError
+ * when it does not answer like pasta or lacks an option podnet relies on.
+ */
+export async function probePasta(path?: string): Promise<PastaBinary> {
+  const found = await findExecutable(path ?? 'pasta');
+  if (found === undefined) throw new PastaMissingError(path);
+  const versionText = await runForOutput(found, '--version');
+  const version = parsePastaVersion(versionText);
+  if (version === null) {
+    throw new PastaProbeError(
+      found,
+      `'--version' did not print a pasta version: ${JSON.stringify(versionText.slice(0, 200))}`,
+    );
+  }
+  const help = await runForOutput(found, '--help');
+  for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
+    if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
+  }
+  return { path: found, version };
+}
+
+/** The tail of pasta's log file and of what it wrote to stdout/stderr before logging started. */
+async function readTail(paths: readonly string[], bytes = LOG_TAIL_BYTES): Promise<string> {
+  const parts: string[] = [];
+  for (const path of paths) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      continue;
+    }
+    // Without a syslog socket pasta reports each early message's failed send too.
+    parts.push(text.replace(/^Failed to send \d+ bytes to syslog\n/gm, ''));
+  }
+  const all = parts.filter((p) => p.trim() !== '').join('\n');
+  return all.length > bytes ? all.slice(-bytes) : all;
+}
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  // Only while Node has not reaped it: until then its pid, and so its group
+  // id, cannot have been reused by an unrelated process.
+  if (child.pid === undefined || !alive(child)) return;
+  try {
+    // It leads its own process group (detached): this also reaches anything it forked.
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function targetOf(opts: PastaStartOptions): PastaTarget {
+  if ((opts.netns === undefined) === (opts.pid === undefined)) {
+    throw new InvalidArgumentError('Pasta.start needs exactly one of netns and pid');
+  }
+  if (opts.pid !== undefined && !(Number.isInteger(opts.pid) && opts.pid > 0)) {
+    throw new InvalidArgumentError(`Pasta.start: pid ${opts.pid} is not a process id`);
+  }
+  return opts.netns !== undefined ? { netns: opts.netns } : { pid: opts.pid! };
+}
+
+/** What a start attempt ended with, before it is turned into an error. */
+type Outcome = { ok: true } | { ok: false; reason: PastaStartFailure; detail: string };
+
+/**
+ * A running pasta process giving a network namespace user-mode networking:
+ * a tap interface configured like the host's (same name, addresses and
+ * routes, `--config-net`), with the requested ports published from the host.
+ * Runs in the foreground in its own process group; emits 'exit' (with a
+ * {@link PastaExit}) when the process ends.
+ */
+export class Pasta extends EventEmitter<{ exit: [PastaExit] }> implements AsyncDisposable {
+  /** pasta's process id (it leads its own process group). */
+  readonly pid: number;
+  /** Its log file, inside the private directory; gone after stop(). */
+  readonly logPath: string;
+  /** The binary that runs. */
+  readonly binary: PastaBinary;
+  /** The arguments it was started with. */
+  readonly args: readonly string[];
+  /** Settles (never rejects) when the process has ended. */
+  readonly exited: Promise<PastaExit>;
+
+  readonly #child: ChildProcess;
+  readonly #dir: string;
+  readonly #outPath: string;
+  readonly #graceMs: number;
+  #stopRequested = false;
+  #stopping: Promise<PastaExit> | undefined;
+
+  private constructor(init: {
+    child: ChildProcess;
+    exited: Promise<Omit<PastaExit, 'requested'>>;
+    dir: string;
+    logPath: string;
+    outPath: string;
+    binary: PastaBinary;
+    args: readonly string[];
+    graceMs: number;
+  }) {
+    super();
+    this.#child = init.child;
+    this.pid = init.child.pid!;
+    this.#dir = init.dir;
+    this.logPath = init.logPath;
+    this.#outPath = init.outPath;
+    this.binary = init.binary;
+    this.args = init.args;
+    this.#graceMs = init.graceMs;
+    this.exited = init.exited.then((e) => {
+      const exit = { ...e, requested: this.#stopRequested };
+      try {
+        this.emit('exit', exit);
+      } catch (err) {
+        // A throwing listener must not turn `exited` into a rejection: surface
+        // it as an uncaught exception, as a throw from any emitter would be.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+      return exit;
+    });
+  }
+
+  /**
+   * Locates pasta (on PATH unless `path` is given) and reads its version.
+   * Throws PastaMissingError (code ERR_PODNET_PASTA_MISSING) when there is none.
+   */
+  static probe(path?: string): Promise<PastaBinary> {
+    return probePasta(path);
+  }
+
+  /**
+   * Starts pasta on a namespace (by path or pid) and resolves once it has
+   * configured the namespace's interface and bound the published ports
+   * (it writes its pid file only then). Options are validated first
+   * (InvalidArgumentError, nothing started). Rejects with PastaStartError at
+   * once when pasta exits first (its log's tail in the message), or when
+   * `timeoutMs` passes; in every failure the process group is killed and the
+   * private directory removed first.
+   */
+  static async start(opts: PastaStartOptions): Promise<Pasta> {
+    const target = targetOf(opts);
+    const options = Array.isArray(opts.options)
+      ? parsePastaOptions(opts.options)
+      : ((opts.options as PastaOptions | undefined) ?? parsePastaOptions());
+    const root = process.getuid?.() === 0;
+    // Bad ports fail here, before anything exists.
+    for (const mapping of opts.ports ?? []) pastaPortSpec(mapping);
+    const binary = typeof opts.binary === 'object' ? opts.binary : await probePasta(opts.binary);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_PASTA_START_TIMEOUT_MS;
+    const signal = opts.signal;
+    if (signal?.aborted) throw new AbortError('starting pasta', { cause: signal.reason });
+
+    // As root, pasta drops its capabilities before it opens /proc/PID/ns/*,
+    // and without them the kernel refuses it another root process's
+    // namespaces (EACCES). podnet opens the namespace itself and hands pasta
+    // the fd, by a path that needs no such check.
+    let netnsFile: FileHandle | undefined;
+    if ('pid' in target && root) {
+      try {
+        netnsFile = await open(`/proc/${target.pid}/ns/net`, 'r');
+      } catch (cause) {
+        throw new InvalidArgumentError(
+          `Pasta.start: cannot open the network namespace of pid ${target.pid}`,
+          { cause },
+        );
+      }
+    }
+    const pastaTarget: PastaTarget =
+      netnsFile === undefined ? target : { netns: `/proc/self/fd/${NETNS_FD}` };
+
+    let dir: string;
+    let out: FileHandle;
+    try {
+      dir = await mkdtemp(join(opts.runDir ?? tmpdir(), 'podnet-pasta-'));
+    } catch (err) {
+      await netnsFile?.close();
+      throw err;
+    }
+    const logPath = join(dir, 'pasta.log');
+    const outPath = join(dir, 'pasta.out');
+    const pidFile = join(dir, 'pasta.pid');
+    const args = buildPastaArgs({
+      options,
+      ...(opts.ports ? { ports: opts.ports } : {}),
+      target: pastaTarget,
+      logPath,
+      pidFile,
+      runAsRoot: root,
+    });
+    try {
+      // pasta truncates its --log-file when it opens it, so what it says
+      // before then (bad options) goes to a file of its own.
+      out = await open(outPath, 'wx', 0o600);
+    } catch (err) {
+      await netnsFile?.close();
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+
+    const stdio: ('ignore' | number)[] = ['ignore', out.fd, out.fd];
+    if (netnsFile !== undefined) stdio[NETNS_FD] = netnsFile.fd;
+    const child = spawn(binary.path, args, { stdio, detached: true });
+    await out.close();
+    await netnsFile?.close();
+
+    let spawnError: Error | undefined;
+    const exited = new Promise<Omit<PastaExit, 'requested'>>((resolve) => {
+      child.once('exit', (code, sig) => resolve({ code, signal: sig }));
+      child.once('error', (err) => {
+        spawnError = err;
+        // A failed spawn emits no 'exit'.
+        if (child.pid === undefined) resolve({ code: null, signal: null });
+      });
+    });
+
+    const outcome = await waitUntilReady({
+      pidFile,
+      exited,
+      timeoutMs,
+      signal,
+      spawnError: () => spawnError,
+    });
+    if (outcome.ok) {
+      // The owner decides pasta's life through stop(); it must not keep Node's loop alive.
+      child.unref();
+      return new Pasta({
+        child,
+        exited,
+        dir,
+        logPath,
+        outPath,
+        binary,
+        args,
+        graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+      });
+    }
+    signalGroup(child, 'SIGKILL');
+    const end = await exited;
+    const log = await readTail([outPath, logPath]);
+    await rm(dir, { recursive: true, force: true });
+    if (outcome.reason === 'aborted')
+      throw new AbortError('starting pasta', { cause: signal?.reason });
+    throw new PastaStartError(
+      outcome.detail,
+      {
+        reason: outcome.reason,
+        path: binary.path,
+        ...(child.pid === undefined ? {} : { pid: child.pid }),
+        exitCode: end.code,
+        signal: end.signal,
+        log,
+      },
+      spawnError === undefined ? {} : { cause: spawnError },
+    );
+  }
+
+  /** True until the process has ended. */
+  get running(): boolean {
+    return alive(this.#child);
+  }
+
+  /** The end of what pasta has logged so far ('' once stopped). */
+  readLog(bytes = LOG_TAIL_BYTES): Promise<string> {
+    return readTail([this.#outPath, this.logPath], bytes);
+  }
+
+  /**
+   * Ends pasta: SIGTERM (pasta exits at once, and its tap interface goes
+   * with it), SIGKILL to its process
+   * group if it has not exited within the grace period, then removes the
+   * private directory. Idempotent; also fine after it died.
+   */
+  stop(): Promise<PastaExit> {
+    this.#stopping ??= (async () => {
+      if (alive(this.#child)) {
+        this.#stopRequested = true;
+        signalGroup(this.#child, 'SIGTERM');
+      }
+      const grace = new AbortController();
+      const ended = await Promise.race([
+        this.exited.then(() => true),
+        sleep(this.#graceMs, false, { signal: grace.signal }).catch(() => false),
+      ]);
+      grace.abort();
+      if (!ended) signalGroup(this.#child, 'SIGKILL');
+      const exit = await this.exited;
+      await rm(this.#dir, { recursive: true, force: true });
+      return exit;
+    })();
+    return this.#stopping;
+  }
+
+  /** stop(), for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/**
+ * Waits for pasta's pid file: pasta writes it (in the foreground as well)
+ * only after it has configured the namespace and bound the published ports,
+ * so it is the ready signal. Resolves at once when pasta exits or the caller
+ * aborts, and after `timeoutMs` otherwise.
+ */
+async function waitUntilReady(w: {
+  pidFile: string;
+  exited: Promise<Omit<PastaExit, 'requested'>>;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  spawnError: () => Error | undefined;
+}): Promise<Outcome> {
+  const cancel = new AbortController();
+  const fail = (reason: PastaStartFailure, detail: string): Outcome => ({
+    ok: false,
+    reason,
+    detail,
+  });
+  const onExit = w.exited.then(({ code, signal }): Outcome => {
+    const err = w.spawnError();
+    if (err !== undefined) return fail('spawn', err.message);
+    return signal !== null
+      ? fail('killed', `it was killed by ${signal} before it was ready`)
+      : fail('exited', `it exited with status ${code} before it was ready`);
+  });
+  const onTimeout = sleep(w.timeoutMs, undefined, { signal: cancel.signal }).then(
+    () => fail('timeout', `it was not ready within ${w.timeoutMs} ms`),
+    () => new Promise<Outcome>(() => undefined),
+  );
+  const onAbort = new Promise<Outcome>((resolve) => {
+    const listener = () => resolve(fail('aborted', 'aborted'));
+    w.signal?.addEventListener('abort', listener, { once: true, signal: cancel.signal });
+  });
+  const ready = (async (): Promise<Outcome> => {
+    while (!cancel.signal.aborted) {
+      // pasta creates the file empty, then writes "PID\n" in one write once set up.
+      const text = await readFile(w.pidFile, 'utf8').catch(() => '');
+      if (/^\d+\n$/.test(text)) return { ok: true };
+      await sleep(PID_POLL_MS);
+    }
+    return new Promise<Outcome>(() => undefined);
+  })();
+  try {
+    return await Promise.race([ready, onExit, onTimeout, onAbort]);
+  } finally {
+    cancel.abort();
+  }
+}
