@@ -36,7 +36,12 @@ export interface PastaBinary {
 export interface PastaStartOptions {
   /** Path of a mounted network namespace to attach to. */
   netns?: string;
-  /** A process whose network namespace to attach to. */
+  /**
+   * A process whose network namespace to attach to. As root podnet opens
+   * that namespace and hands pasta the fd, so pasta keeps the namespace
+   * alive until stop() even after the process exits; unprivileged, pasta
+   * joins the process's user namespace too.
+   */
   pid?: number;
   /** pasta's own options, podman-style (`['-t', '8080:80', '--no-dhcp']`), or already parsed. */
   options?: readonly string[] | PastaOptions;
@@ -302,15 +307,16 @@ export class Pasta extends EventEmitter<{ exit: [PastaExit] }> implements AsyncD
     const logPath = join(dir, 'pasta.log');
     const outPath = join(dir, 'pasta.out');
     const pidFile = join(dir, 'pasta.pid');
-    const args = buildPastaArgs({
-      options,
-      ...(opts.ports ? { ports: opts.ports } : {}),
-      target: pastaTarget,
-      logPath,
-      pidFile,
-      runAsRoot: root,
-    });
+    let args: string[];
     try {
+      args = buildPastaArgs({
+        options,
+        ...(opts.ports ? { ports: opts.ports } : {}),
+        target: pastaTarget,
+        logPath,
+        pidFile,
+        runAsRoot: root,
+      });
       // pasta truncates its --log-file when it opens it, so what it says
       // before then (bad options) goes to a file of its own.
       out = await open(outPath, 'wx', 0o600);
