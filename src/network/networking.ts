@@ -19,10 +19,15 @@ import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '..
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import {
   checkRootlessPorts,
+  enginePid,
+  type Pasta,
+  parsePastaOptions,
   parseSlirp4netnsOptions,
+  pastaPortSpec,
   type RootlessEngines,
   type Slirp4netns,
   startKeeper,
+  startPasta,
   startSlirp4netns,
   stopEngines,
 } from '../rootless/index.js';
@@ -242,6 +247,11 @@ export class Attachment implements AsyncDisposable {
     return this.#engines?.slirp;
   }
 
+  /** The pasta process of a 'pasta' container set up by this process. */
+  get pasta(): Pasta | undefined {
+    return this.#engines?.pasta;
+  }
+
   /** Container ID. */
   get id(): string {
     return this.#state.id;
@@ -340,16 +350,12 @@ export class Networking {
     if (typeof options.name !== 'string' || options.name === '')
       throw new InvalidArgumentError('name must be a non-empty string');
     const mode = checkMode(options.mode ?? 'bridge');
-    if (mode === 'pasta') {
-      throw new PodnetError(
-        'ERR_PODNET_UNSUPPORTED',
-        `network mode '${mode}' is not supported yet`,
-      );
-    }
     // Rootless options are parsed before anything is made: a bad one changes nothing.
     const slirp =
       mode === 'slirp4netns' ? parseSlirp4netnsOptions(options.modeOptions ?? []) : undefined;
-    if (!slirp && options.modeOptions?.length) {
+    const pasta = mode === 'pasta' ? parsePastaOptions(options.modeOptions ?? []) : undefined;
+    const rootless = slirp !== undefined || pasta !== undefined;
+    if (!rootless && options.modeOptions?.length) {
       throw new InvalidArgumentError(
         `mode '${typeof mode === 'string' ? mode : Object.keys(mode)[0]}' takes no options, got ${options.modeOptions.join(',')}`,
       );
@@ -367,11 +373,13 @@ export class Networking {
       throw new InvalidArgumentError('network names must be non-empty strings');
     if (new Set(requested).size !== requested.length)
       throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
-    if (!joinsCni && (requested.length || ip || mac || (!slirp && portMappings.length))) {
+    if (!joinsCni && (requested.length || ip || mac || (!rootless && portMappings.length))) {
       throw new InvalidArgumentError(
-        `networks and static addresses need mode 'bridge' or { pid }; ports also work with 'slirp4netns'`,
+        `networks and static addresses need mode 'bridge' or { pid }; ports also work with 'slirp4netns' and 'pasta'`,
       );
     }
+    // pasta checks its port specs itself; turn a bad one into an error now.
+    if (pasta) for (const p of portMappings) pastaPortSpec(p);
     if (slirp) checkRootlessPorts(portMappings, slirp.portHandler);
     // Static addresses go to the first network; with none named, that is the default.
     const names = joinsCni ? (requested.length ? requested : [this.defaultNetwork]) : [];
@@ -388,6 +396,7 @@ export class Networking {
       mode === 'bridge' ||
       mode === 'none' ||
       mode === 'slirp4netns' ||
+      mode === 'pasta' ||
       (typeof mode === 'object' && 'pid' in mode);
     const state: ContainerState = {
       version: 1,
@@ -421,28 +430,33 @@ export class Networking {
     try {
       throwIfAborted(options.signal, id);
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
-      if (mode === 'bridge' || mode === 'none' || mode === 'slirp4netns') {
+      if (mode === 'bridge' || mode === 'none' || rootless) {
         netns = await NetworkNamespace.create(where);
       } else if (typeof mode === 'object' && 'pid' in mode)
         netns = await NetworkNamespace.fromPid(mode.pid, where);
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
-      if (mode === 'none' || mode === 'slirp4netns') await netns.setLinkUp('lo');
-      if (slirp && this.keeper) {
-        const kept = await startKeeper({
-          netns: netns.path,
-          options: options.modeOptions ?? [],
-          ports: portMappings,
-        });
-        state.helpers.push(
-          { kind: 'keeper', ...processIdentity(kept.pid) },
-          { kind: 'slirp4netns', ...processIdentity(kept.slirpPid) },
-        );
-        step('slirp4netns');
-      } else if (slirp) {
-        engines = await startSlirp4netns(netns, slirp, portMappings, options.signal);
-        state.helpers.push({ kind: 'slirp4netns', ...processIdentity(engines.slirp.pid) });
-        step('slirp4netns');
+      if (mode === 'none' || rootless) await netns.setLinkUp('lo');
+      if (rootless) {
+        const engine = slirp ? 'slirp4netns' : 'pasta';
+        if (this.keeper) {
+          const kept = await startKeeper({
+            engine,
+            netns: netns.path,
+            options: options.modeOptions ?? [],
+            ports: portMappings,
+          });
+          state.helpers.push(
+            { kind: 'keeper', ...processIdentity(kept.pid) },
+            { kind: engine, ...processIdentity(kept.enginePid) },
+          );
+        } else {
+          engines = slirp
+            ? await startSlirp4netns(netns, slirp, portMappings, options.signal)
+            : await startPasta(netns, options.modeOptions ?? [], portMappings, options.signal);
+          state.helpers.push({ kind: engine, ...processIdentity(enginePid(engines)) });
+        }
+        step(engine);
       }
 
       for (const [i, list] of lists.entries()) {

@@ -22,7 +22,8 @@ export interface ExposedPort {
  * - { container }: the namespace of another container (followed to its owner);
  * - 'slirp4netns': a new namespace with slirp4netns on tap0 (ports through
  *   its API or podnet's forwarder), owned by the process that set it up;
- * - 'pasta': not supported yet.
+ * - 'pasta': a new namespace with pasta (the host's addresses copied in;
+ *   pasta publishes the ports), owned by the process that set it up.
  */
 export type NetworkMode =
   | 'bridge'

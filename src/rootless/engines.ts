@@ -7,15 +7,35 @@ import { InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
 import { PortForwarder } from './forwarder.js';
+import { Pasta } from './pasta.js';
 import { Slirp4netns } from './slirp4netns.js';
 import type { PortHandler, Slirp4netnsOptions } from './slirp4netns-options.js';
 
 /** The rootless engines of one container, running in this process. */
 export interface RootlessEngines {
-  /** slirp4netns on the namespace. */
-  slirp: Slirp4netns;
+  /** slirp4netns on the namespace (mode 'slirp4netns'). */
+  slirp?: Slirp4netns;
+  /** pasta on the namespace (mode 'pasta'); it publishes the ports itself. */
+  pasta?: Pasta;
   /** podnet's forwarder, when it publishes the ports. */
   forwarder?: PortForwarder;
+}
+
+/** The engine process's pid. */
+export function enginePid(engines: RootlessEngines): number {
+  return (engines.slirp ?? engines.pasta)!.pid;
+}
+
+/** Starts pasta on the namespace, publishing the ports (pasta forwards them itself). */
+export async function startPasta(
+  netns: NetworkNamespace,
+  options: readonly string[],
+  ports: readonly PortMapping[],
+  signal: AbortSignal | undefined,
+): Promise<RootlessEngines> {
+  return {
+    pasta: await Pasta.start({ netns: netns.path, options, ports, ...(signal ? { signal } : {}) }),
+  };
 }
 
 /** slirp4netns's API forwards IPv4 only; podnet's forwarder TCP only (so far). */
@@ -80,8 +100,9 @@ export async function startSlirp4netns(
   }
 }
 
-/** Stops the forwarder, then slirp4netns (which removes its private directory). */
+/** Stops the forwarder, then the engine (which removes its private directory). */
 export async function stopEngines(engines: RootlessEngines): Promise<void> {
   await engines.forwarder?.close();
-  await engines.slirp.stop();
+  await engines.slirp?.stop();
+  await engines.pasta?.stop();
 }

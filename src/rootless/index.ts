@@ -1,7 +1,9 @@
 export {
   checkRootlessPorts,
+  enginePid,
   type RootlessEngines,
   slirpGuestAddress,
+  startPasta,
   startSlirp4netns,
   stopEngines,
 } from './engines.js';

@@ -1,18 +1,25 @@
 // The keeper: a small detached process that owns a container's rootless
-// engines (slirp4netns and the port forwarder) for a process that exits
+// engines (slirp4netns and the port forwarder, or pasta) for a process that exits
 // right after setting them up, as `podnet up` does (podman's conmon plays
 // this part). It reads its job as JSON on stdin, reports on fd 3 once the
 // engines run (or why they could not start), then lives until SIGTERM, when
-// it stops them and exits. If slirp4netns dies, it exits too, so a keeper
+// it stops them and exits. If the engine dies, it exits too, so a keeper
 // never outlives the network it keeps.
 import { createWriteStream } from 'node:fs';
 import { NetworkNamespace } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
-import { type RootlessEngines, startSlirp4netns, stopEngines } from './engines.js';
+import {
+  enginePid,
+  type RootlessEngines,
+  startPasta,
+  startSlirp4netns,
+  stopEngines,
+} from './engines.js';
 import { parseSlirp4netnsOptions } from './slirp4netns-options.js';
 
 /** What the keeper is asked to run (stdin, JSON). */
 interface KeeperJob {
+  engine: 'slirp4netns' | 'pasta';
   netns: string;
   options: string[];
   ports: PortMapping[];
@@ -55,10 +62,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop(0));
   process.on('SIGINT', () => void stop(0));
-  void engines.slirp.exited.then((e) => {
+  void (engines.slirp ?? engines.pasta)!.exited.then((e) => {
     if (!e.requested) void stop(1);
   });
-  await reply({ ok: true, slirpPid: engines.slirp.pid });
+  await reply({ ok: true, enginePid: enginePid(engines) });
 }
 
 main().catch(async (err: unknown) => {

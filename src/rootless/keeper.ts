@@ -15,15 +15,17 @@ export class KeeperError extends PodnetError {
 export interface KeeperInfo {
   /** The keeper's pid (it leads its own process group). */
   pid: number;
-  /** slirp4netns's pid. */
-  slirpPid: number;
+  /** The engine's pid (slirp4netns or pasta). */
+  enginePid: number;
 }
 
 /** Options of {@link startKeeper}. */
 export interface KeeperOptions {
+  /** Which engine to run. */
+  engine: 'slirp4netns' | 'pasta';
   /** The namespace to attach slirp4netns to. */
   netns: string;
-  /** slirp4netns options as podman spells them. */
+  /** The engine's options as podman spells them. */
   options: readonly string[];
   /** Ports to publish. */
   ports: readonly PortMapping[];
@@ -32,7 +34,7 @@ export interface KeeperOptions {
 }
 
 /**
- * Starts a detached keeper that runs slirp4netns (and the forwarder) for a
+ * Starts a detached keeper that runs slirp4netns (and the forwarder) or pasta for a
  * container and outlives this process; resolves once it reports the engines
  * running. On any failure the keeper is killed and nothing is left.
  */
@@ -44,7 +46,14 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     detached: true,
   });
   const reportFd = child.stdio[3] as NodeJS.ReadableStream;
-  child.stdin?.end(JSON.stringify({ netns: opts.netns, options: opts.options, ports: opts.ports }));
+  child.stdin?.end(
+    JSON.stringify({
+      engine: opts.engine,
+      netns: opts.netns,
+      options: opts.options,
+      ports: opts.ports,
+    }),
+  );
   return new Promise<KeeperInfo>((resolve, reject) => {
     let text = '';
     let settled = false;
@@ -79,7 +88,7 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     });
     reportFd.on('end', () => {
       if (settled) return;
-      let msg: { ok?: unknown; slirpPid?: unknown; code?: unknown; message?: unknown };
+      let msg: { ok?: unknown; enginePid?: unknown; code?: unknown; message?: unknown };
       try {
         msg = JSON.parse(text);
       } catch {
@@ -91,7 +100,7 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
         );
         return;
       }
-      if (msg.ok !== true || typeof msg.slirpPid !== 'number' || child.pid === undefined) {
+      if (msg.ok !== true || typeof msg.enginePid !== 'number' || child.pid === undefined) {
         fail(
           new KeeperError(String(msg.code ?? 'ERR_PODNET_KEEPER'), String(msg.message ?? 'failed')),
         );
@@ -100,7 +109,7 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
       settled = true;
       clearTimeout(timer);
       child.unref();
-      resolve({ pid: child.pid, slirpPid: msg.slirpPid });
+      resolve({ pid: child.pid, enginePid: msg.enginePid });
     });
   });
 }

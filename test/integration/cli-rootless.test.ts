@@ -101,6 +101,36 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     expect(readdirSync(ns.dir)).toEqual([]);
   });
 
+  it.skipIf(!existsSync('/usr/bin/pasta'))(
+    'up --mode pasta publishes a port through a keeper; down stops it',
+    async () => {
+      const port = await freePort();
+      expect(
+        (await podnet(['up', 'pasta1', '--mode', 'pasta', '-p', `127.0.0.1:${port}:8080`, ...dirs]))
+          .code,
+      ).toBe(0);
+      const { helpers, netnsPath } = state('pasta1');
+      expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'pasta']);
+      const inside = await NetworkNamespace.open(netnsPath);
+      const server = net.createServer((s) => s.end('from inside'));
+      await inside.listen(server, { port: 8080 });
+      const reply = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        const c = net.connect(port, '127.0.0.1');
+        c.on('data', (d) => {
+          out += d;
+        });
+        c.on('end', () => resolve(out));
+        c.on('error', reject);
+      });
+      server.close();
+      inside.close();
+      expect(reply).toBe('from inside');
+      expect((await podnet(['down', 'pasta1', ...dirs])).code).toBe(0);
+      for (const h of helpers) expect(alive(h.pid)).toBe(false);
+    },
+  );
+
   it('a failure inside the keeper (host port taken) is reported and leaves nothing', async () => {
     const taken = net.createServer().listen(0, '127.0.0.1');
     await new Promise((r) => taken.once('listening', r));

@@ -13,6 +13,8 @@ const haveSlirp = ['/usr/bin/slirp4netns', '/bin/slirp4netns'].some((p) => exist
 if (isRoot && !haveSlirp)
   console.warn('skipping slirp4netns mode tests: slirp4netns is not installed');
 
+const havePasta = existsSync('/usr/bin/pasta');
+if (isRoot && !havePasta) console.warn('skipping pasta mode tests: pasta (passt) is not installed');
 async function freePort(): Promise<number> {
   const s = net.createServer().listen(0, '127.0.0.1');
   await new Promise((r) => s.once('listening', r));
@@ -143,9 +145,45 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
         portMappings: [{ hostIP: '::1', hostPort: 8080, containerPort: 80 }],
       }),
     ).rejects.toBeInstanceOf(InvalidArgumentError);
-    await expect(nw.setup({ id: 'bad', name: 'b', mode: 'pasta' })).rejects.toMatchObject({
-      code: 'ERR_PODNET_UNSUPPORTED',
-    });
+    await expect(
+      nw.setup({ id: 'bad', name: 'b', mode: 'pasta', modeOptions: ['--runas', '1000'] }),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
     expect(readdirSync(env.netnsDir)).toEqual([]);
+  });
+});
+
+describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
+  let env: NetEnv | undefined;
+  afterEach(async () => {
+    if (!env) return;
+    const left = await env.leftovers();
+    await env.cleanup();
+    env = undefined;
+    expect(left).toEqual([]);
+  });
+
+  it('publishes a port with pasta; its interface shows in stats; teardown stops pasta', async () => {
+    env = await netEnv(0);
+    const port = await freePort();
+    const a = await env.net().setup({
+      id: 'pasta-1',
+      name: 'p',
+      mode: 'pasta',
+      portMappings: [{ hostIP: '127.0.0.1', hostPort: port, containerPort: 8080 }],
+    });
+    const pasta = a.pasta!;
+    expect(a.state.helpers).toEqual([
+      { kind: 'pasta', pid: pasta.pid, startTime: expect.any(String) },
+    ]);
+    const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
+    await a.netns!.listen(server, { port: 8080 });
+    // pasta splices host-loopback connections to the namespace's loopback.
+    expect(await fetchVia(port)).toBe('peer 127.0.0.1');
+    server.close();
+    const stats = await a.stats();
+    expect(stats.interfaces.length).toBeGreaterThan(0);
+    await a.teardown();
+    expect(alive(pasta.pid)).toBe(false);
+    await expect(fetchVia(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });
