@@ -38,12 +38,10 @@ async function main(): Promise<void> {
   const ns = await NetworkNamespace.open(job.netns);
   let engines: RootlessEngines;
   try {
-    engines = await startSlirp4netns(
-      ns,
-      parseSlirp4netnsOptions(job.options),
-      job.ports,
-      undefined,
-    );
+    engines =
+      job.engine === 'pasta'
+        ? await startPasta(ns, job.options, job.ports, undefined)
+        : await startSlirp4netns(ns, parseSlirp4netnsOptions(job.options), job.ports, undefined);
   } catch (err) {
     ns.close();
     throw err;

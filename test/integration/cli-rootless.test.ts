@@ -111,6 +111,7 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
       ).toBe(0);
       const { helpers, netnsPath } = state('pasta1');
       expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'pasta']);
+      expect(readFileSync(`/proc/${helpers[1].pid}/comm`, 'utf8').trim()).toMatch(/^pas(ta|st)/); // pasta runs as passt.avx2 where the CPU allows
       const inside = await NetworkNamespace.open(netnsPath);
       const server = net.createServer((s) => s.end('from inside'));
       await inside.listen(server, { port: 8080 });
