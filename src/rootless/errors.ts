@@ -1,45 +1,61 @@
 import { PodnetError, type PodnetErrorOptions } from '../errors.js';
 
-/** No slirp4netns binary on PATH, or none at the path that was given. */
-export class Slirp4netnsMissingError extends PodnetError {
+/** The rootless engines podnet runs. */
+export type EngineName = 'slirp4netns' | 'pasta';
+
+const ENGINE_CODE: Record<EngineName, string> = { slirp4netns: 'SLIRP4NETNS', pasta: 'PASTA' };
+const DEBIAN_PACKAGE: Record<EngineName, string> = { slirp4netns: 'slirp4netns', pasta: 'passt' };
+
+/** No engine binary on PATH, or none at the path that was given. */
+export class EngineMissingError extends PodnetError {
+  /** Which engine. */
+  readonly engine: EngineName;
   /** The path that was given, or undefined when PATH was searched. */
   readonly path?: string;
 
-  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
+  constructor(engine: EngineName, path: string | undefined, options: PodnetErrorOptions = {}) {
     super(
-      'ERR_PODNET_SLIRP4NETNS_MISSING',
+      `ERR_PODNET_${ENGINE_CODE[engine]}_MISSING`,
       path === undefined
-        ? 'slirp4netns was not found on PATH: install it (Debian: apt-get install slirp4netns) or give its path'
-        : `slirp4netns was not found at '${path}' (or is not executable)`,
+        ? `${engine} was not found on PATH: install it (Debian: apt-get install ${DEBIAN_PACKAGE[engine]}) or give its path`
+        : `${engine} was not found at '${path}' (or is not executable)`,
       options,
     );
+    this.engine = engine;
     if (path !== undefined) this.path = path;
   }
 }
 
-/** The binary did not answer `--version`/`--help` like slirp4netns does. */
-export class Slirp4netnsProbeError extends PodnetError {
+/** The binary did not answer `--version`/`--help` like the engine does. */
+export class EngineProbeError extends PodnetError {
+  /** Which engine. */
+  readonly engine: EngineName;
   /** The binary that was probed. */
   readonly path: string;
 
-  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
-    super('ERR_PODNET_SLIRP4NETNS_PROBE', `probing slirp4netns '${path}': ${detail}`, options);
+  constructor(engine: EngineName, path: string, detail: string, options: PodnetErrorOptions = {}) {
+    super(
+      `ERR_PODNET_${ENGINE_CODE[engine]}_PROBE`,
+      `probing ${engine} '${path}': ${detail}`,
+      options,
+    );
+    this.engine = engine;
     this.path = path;
   }
 }
 
-/** Why slirp4netns did not become ready. */
-export type Slirp4netnsStartFailure =
+/** Why an engine did not become ready. */
+export type EngineStartFailure =
   | 'spawn' // it could not be started at all
-  | 'exited' // it exited before signalling ready
-  | 'killed' // a signal ended it before it signalled ready
-  | 'timeout' // it never signalled ready within the deadline (podnet killed it)
+  | 'exited' // it exited before it was ready
+  | 'killed' // a signal ended it before it was ready
+  | 'timeout' // it was not ready within the deadline (podnet killed it)
   | 'aborted'; // the caller's AbortSignal fired (podnet killed it)
 
 /** Facts about a failed start, kept on the error for callers and logs. */
-export interface Slirp4netnsStartInfo {
+export interface EngineStartInfo {
   /** What went wrong. */
-  reason: Slirp4netnsStartFailure;
+  reason: EngineStartFailure;
   /** The binary that was started. */
   path: string;
   /** Its process id, when it was spawned (it led its own process group). */
@@ -52,24 +68,28 @@ export interface Slirp4netnsStartInfo {
   log?: string;
 }
 
-const TUN_HINT =
-  'slirp4netns cannot open /dev/net/tun (EACCES): unprivileged users need it to be mode 0666, ' +
-  'as distributions ship it; as root run `chmod 0666 /dev/net/tun`';
-
 /**
- * A hint for a slirp4netns failure whose cause is known from its log, or
+ * A hint for an engine failure whose cause is known from its log, or
  * undefined. The one known today: /dev/net/tun left at mode 0600 (no udev,
- * some minimal images), where every unprivileged slirp4netns fails with EACCES.
+ * some minimal images), where every unprivileged slirp4netns and pasta fails
+ * with EACCES.
  */
-export function slirp4netnsFailureHint(log: string): string | undefined {
-  if (/\/dev\/net\/tun/.test(log) && /EACCES|Permission denied/i.test(log)) return TUN_HINT;
+export function engineFailureHint(log: string): string | undefined {
+  if (/\/dev\/net\/tun/.test(log) && /EACCES|Permission denied/i.test(log)) {
+    return (
+      'cannot open /dev/net/tun (EACCES): unprivileged users need it to be mode 0666, ' +
+      'as distributions ship it; as root run `chmod 0666 /dev/net/tun`'
+    );
+  }
   return undefined;
 }
 
-/** slirp4netns could not be started or did not become ready. */
-export class Slirp4netnsStartError extends PodnetError {
+/** An engine could not be started or did not become ready. */
+export class EngineStartError extends PodnetError {
+  /** Which engine. */
+  readonly engine: EngineName;
   /** What went wrong. */
-  readonly reason: Slirp4netnsStartFailure;
+  readonly reason: EngineStartFailure;
   /** The binary that was started. */
   readonly path: string;
   /** Its process id, when it was spawned (it led its own process group, now gone). */
@@ -81,21 +101,71 @@ export class Slirp4netnsStartError extends PodnetError {
   /** The end of its log ('' when it wrote nothing). */
   readonly log: string;
 
-  constructor(detail: string, info: Slirp4netnsStartInfo, options: PodnetErrorOptions = {}) {
+  constructor(
+    engine: EngineName,
+    detail: string,
+    info: EngineStartInfo,
+    options: PodnetErrorOptions = {},
+  ) {
     const log = info.log ?? '';
-    const hint = slirp4netnsFailureHint(log);
+    const hint = engineFailureHint(log);
     const logPart = log.trim() === '' ? '' : `; its log ends with:\n${log.trimEnd()}`;
     super(
-      'ERR_PODNET_SLIRP4NETNS_START',
-      `starting slirp4netns '${info.path}': ${detail}${hint === undefined ? '' : `: ${hint}`}${logPart}`,
+      `ERR_PODNET_${ENGINE_CODE[engine]}_START`,
+      `starting ${engine} '${info.path}': ${detail}${hint === undefined ? '' : `: ${hint}`}${logPart}`,
       options,
     );
+    this.engine = engine;
     this.reason = info.reason;
     this.path = info.path;
     if (info.pid !== undefined) this.pid = info.pid;
     this.exitCode = info.exitCode ?? null;
     this.signal = info.signal ?? null;
     this.log = log;
+  }
+}
+
+// One class per engine and kind, so callers can branch with instanceof too.
+
+/** slirp4netns is not installed (or not at the given path). */
+export class Slirp4netnsMissingError extends EngineMissingError {
+  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
+    super('slirp4netns', path, options);
+  }
+}
+
+/** The binary is not a slirp4netns podnet understands. */
+export class Slirp4netnsProbeError extends EngineProbeError {
+  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
+    super('slirp4netns', path, detail, options);
+  }
+}
+
+/** slirp4netns could not be started or did not become ready. */
+export class Slirp4netnsStartError extends EngineStartError {
+  constructor(detail: string, info: EngineStartInfo, options: PodnetErrorOptions = {}) {
+    super('slirp4netns', detail, info, options);
+  }
+}
+
+/** pasta is not installed (or not at the given path). */
+export class PastaMissingError extends EngineMissingError {
+  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
+    super('pasta', path, options);
+  }
+}
+
+/** The binary is not a pasta podnet understands. */
+export class PastaProbeError extends EngineProbeError {
+  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
+    super('pasta', path, detail, options);
+  }
+}
+
+/** pasta could not be started or did not become ready. */
+export class PastaStartError extends EngineStartError {
+  constructor(detail: string, info: EngineStartInfo, options: PodnetErrorOptions = {}) {
+    super('pasta', detail, info, options);
   }
 }
 

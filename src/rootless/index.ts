@@ -8,15 +8,22 @@ export {
   stopEngines,
 } from './engines.js';
 export {
+  EngineMissingError,
+  type EngineName,
+  EngineProbeError,
+  EngineStartError,
+  type EngineStartFailure,
+  type EngineStartInfo,
+  engineFailureHint,
+  PastaMissingError,
+  PastaProbeError,
+  PastaStartError,
   Slirp4netnsApiError,
   Slirp4netnsApiIoError,
   Slirp4netnsApiReplyError,
   Slirp4netnsMissingError,
   Slirp4netnsProbeError,
   Slirp4netnsStartError,
-  type Slirp4netnsStartFailure,
-  type Slirp4netnsStartInfo,
-  slirp4netnsFailureHint,
 } from './errors.js';
 export {
   expandMappings,
@@ -36,13 +43,6 @@ export {
   parsePastaVersion,
   probePasta,
 } from './pasta.js';
-export {
-  PastaMissingError,
-  PastaProbeError,
-  PastaStartError,
-  type PastaStartFailure,
-  type PastaStartInfo,
-} from './pasta-errors.js';
 export {
   buildPastaArgs,
   type PastaArgsInput,

@@ -7,11 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { PortMapping } from '../ports.js';
 import {
+  type EngineStartFailure,
   PastaMissingError,
   PastaProbeError,
   PastaStartError,
-  type PastaStartFailure,
-} from './pasta-errors.js';
+} from './errors.js';
 import {
   buildPastaArgs,
   type PastaOptions,
@@ -186,7 +186,7 @@ function targetOf(opts: PastaStartOptions): PastaTarget {
 }
 
 /** What a start attempt ended with, before it is turned into an error. */
-type Outcome = { ok: true } | { ok: false; reason: PastaStartFailure; detail: string };
+type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: string };
 
 /**
  * A running pasta process giving a network namespace user-mode networking:
@@ -439,7 +439,7 @@ async function waitUntilReady(w: {
   spawnError: () => Error | undefined;
 }): Promise<Outcome> {
   const cancel = new AbortController();
-  const fail = (reason: PastaStartFailure, detail: string): Outcome => ({
+  const fail = (reason: EngineStartFailure, detail: string): Outcome => ({
     ok: false,
     reason,
     detail,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { publish } from '../diagnostics.js';
 import { AbortError, ClosedError, InvalidArgumentError } from '../errors.js';
-import { Slirp4netnsStartError, type Slirp4netnsStartFailure } from './errors.js';
+import { type EngineStartFailure, Slirp4netnsStartError } from './errors.js';
 import {
   Slirp4netnsApi,
   type SlirpPortForward,
@@ -115,7 +115,7 @@ function targetOf(opts: Slirp4netnsStartOptions): Slirp4netnsTarget {
 }
 
 /** What a start attempt ended with, before it is turned into an error. */
-type Outcome = { ok: true } | { ok: false; reason: Slirp4netnsStartFailure; detail: string };
+type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: string };
 
 /**
  * A running slirp4netns process giving a network namespace user-mode
@@ -405,7 +405,7 @@ async function waitUntilReady(w: {
   spawnError: () => Error | undefined;
 }): Promise<Outcome> {
   const cancel = new AbortController();
-  const fail = (reason: Slirp4netnsStartFailure, detail: string): Outcome => ({
+  const fail = (reason: EngineStartFailure, detail: string): Outcome => ({
     ok: false,
     reason,
     detail,
