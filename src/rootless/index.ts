@@ -1,3 +1,4 @@
+export { type EngineExit, EngineProcess, type EngineProcessInit } from './engine-process.js';
 export {
   checkRootlessPorts,
   enginePid,

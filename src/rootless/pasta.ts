@@ -1,11 +1,16 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
+import { execFile, spawn } from 'node:child_process';
 import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { PortMapping } from '../ports.js';
+import {
+  type EngineExit,
+  EngineProcess,
+  type EngineProcessInit,
+  signalGroup,
+} from './engine-process.js';
 import {
   type EngineStartFailure,
   PastaMissingError,
@@ -60,14 +65,7 @@ export interface PastaStartOptions {
 }
 
 /** How a pasta process ended. */
-export interface PastaExit {
-  /** Exit code, or null when a signal ended it. */
-  code: number | null;
-  /** The signal that ended it, if any. */
-  signal: NodeJS.Signals | null;
-  /** True when it ended because stop() asked it to. */
-  requested: boolean;
-}
+export type PastaExit = EngineExit;
 
 /** Default ready deadline: pasta is set up in milliseconds unless something is wrong. */
 export const DEFAULT_PASTA_START_TIMEOUT_MS = 10_000;
@@ -159,22 +157,6 @@ async function readTail(paths: readonly string[], bytes = LOG_TAIL_BYTES): Promi
   return all.length > bytes ? all.slice(-bytes) : all;
 }
 
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  // Only while Node has not reaped it: until then its pid, and so its group
-  // id, cannot have been reused by an unrelated process.
-  if (child.pid === undefined || !alive(child)) return;
-  try {
-    // It leads its own process group (detached): this also reaches anything it forked.
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
 function targetOf(opts: PastaStartOptions): PastaTarget {
   if ((opts.netns === undefined) === (opts.pid === undefined)) {
     throw new InvalidArgumentError('Pasta.start needs exactly one of netns and pid');
@@ -195,57 +177,17 @@ type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: s
  * Runs in the foreground in its own process group; emits 'exit' (with a
  * {@link PastaExit}) when the process ends.
  */
-export class Pasta extends EventEmitter<{ exit: [PastaExit] }> implements AsyncDisposable {
-  /** pasta's process id (it leads its own process group). */
-  readonly pid: number;
-  /** Its log file, inside the private directory; gone after stop(). */
-  readonly logPath: string;
-  /** The binary that runs. */
-  readonly binary: PastaBinary;
-  /** The arguments it was started with. */
-  readonly args: readonly string[];
-  /** Settles (never rejects) when the process has ended. */
-  readonly exited: Promise<PastaExit>;
-
-  readonly #child: ChildProcess;
-  readonly #dir: string;
+export class Pasta extends EngineProcess<PastaBinary> {
   readonly #outPath: string;
-  readonly #graceMs: number;
-  #stopRequested = false;
-  #stopping: Promise<PastaExit> | undefined;
 
-  private constructor(init: {
-    child: ChildProcess;
-    exited: Promise<Omit<PastaExit, 'requested'>>;
-    dir: string;
-    logPath: string;
-    outPath: string;
-    binary: PastaBinary;
-    args: readonly string[];
-    graceMs: number;
-  }) {
-    super();
-    this.#child = init.child;
-    this.pid = init.child.pid!;
-    this.#dir = init.dir;
-    this.logPath = init.logPath;
+  private constructor(init: EngineProcessInit<PastaBinary> & { outPath: string }) {
+    super(init);
     this.#outPath = init.outPath;
-    this.binary = init.binary;
-    this.args = init.args;
-    this.#graceMs = init.graceMs;
-    this.exited = init.exited.then((e) => {
-      const exit = { ...e, requested: this.#stopRequested };
-      try {
-        this.emit('exit', exit);
-      } catch (err) {
-        // A throwing listener must not turn `exited` into a rejection: surface
-        // it as an uncaught exception, as a throw from any emitter would be.
-        process.nextTick(() => {
-          throw err;
-        });
-      }
-      return exit;
-    });
+  }
+
+  /** pasta exits at once on SIGTERM, and its tap interface goes with it. */
+  protected override askToStop(): void {
+    signalGroup(this.child, 'SIGTERM');
   }
 
   /**
@@ -383,45 +325,9 @@ export class Pasta extends EventEmitter<{ exit: [PastaExit] }> implements AsyncD
     );
   }
 
-  /** True until the process has ended. */
-  get running(): boolean {
-    return alive(this.#child);
-  }
-
   /** The end of what pasta has logged so far ('' once stopped). */
   readLog(bytes = LOG_TAIL_BYTES): Promise<string> {
     return readTail([this.#outPath, this.logPath], bytes);
-  }
-
-  /**
-   * Ends pasta: SIGTERM (pasta exits at once, and its tap interface goes
-   * with it), SIGKILL to its process
-   * group if it has not exited within the grace period, then removes the
-   * private directory. Idempotent; also fine after it died.
-   */
-  stop(): Promise<PastaExit> {
-    this.#stopping ??= (async () => {
-      if (alive(this.#child)) {
-        this.#stopRequested = true;
-        signalGroup(this.#child, 'SIGTERM');
-      }
-      const grace = new AbortController();
-      const ended = await Promise.race([
-        this.exited.then(() => true),
-        sleep(this.#graceMs, false, { signal: grace.signal }).catch(() => false),
-      ]);
-      grace.abort();
-      if (!ended) signalGroup(this.#child, 'SIGKILL');
-      const exit = await this.exited;
-      await rm(this.#dir, { recursive: true, force: true });
-      return exit;
-    })();
-    return this.#stopping;
-  }
-
-  /** stop(), for `await using`. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop();
   }
 }
 

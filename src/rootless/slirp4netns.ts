@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +6,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { publish } from '../diagnostics.js';
 import { AbortError, ClosedError, InvalidArgumentError } from '../errors.js';
+import {
+  type EngineExit,
+  EngineProcess,
+  type EngineProcessInit,
+  signalGroup,
+} from './engine-process.js';
 import { type EngineStartFailure, Slirp4netnsStartError } from './errors.js';
 import {
   Slirp4netnsApi,
@@ -49,14 +54,7 @@ export interface Slirp4netnsStartOptions {
 }
 
 /** How a slirp4netns process ended. */
-export interface Slirp4netnsExit {
-  /** Exit code, or null when a signal ended it. */
-  code: number | null;
-  /** The signal that ended it, if any. */
-  signal: NodeJS.Signals | null;
-  /** True when it ended because stop() asked it to. */
-  requested: boolean;
-}
+export type Slirp4netnsExit = EngineExit;
 
 /** Default ready deadline: slirp4netns is ready in milliseconds unless something is wrong. */
 export const DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS = 10_000;
@@ -85,22 +83,6 @@ async function readTail(path: string, bytes = LOG_TAIL_BYTES): Promise<string> {
   }
 }
 
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function killGroup(child: ChildProcess): void {
-  // Only while Node has not reaped it: until then its pid, and so its group
-  // id, cannot have been reused by an unrelated process.
-  if (child.pid === undefined || !alive(child)) return;
-  try {
-    // It leads its own process group (detached): this also reaches anything it forked.
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
-}
-
 /** Whether slirp4netns can be given a private mount namespace (so its sandbox is safe). */
 async function unshareForSandbox(binary: Slirp4netnsBinary): Promise<string | undefined> {
   if (!binary.features.enableSandbox || process.getuid?.() !== 0) return undefined;
@@ -124,53 +106,23 @@ type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: s
  * called or when this process exits, never outliving its owner unnoticed.
  * Emits 'exit' (with a {@link Slirp4netnsExit}) when the process ends.
  */
-export class Slirp4netns
-  extends EventEmitter<{ exit: [Slirp4netnsExit] }>
-  implements AsyncDisposable
-{
-  /** slirp4netns's process id (it leads its own process group). */
-  readonly pid: number;
+export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
   /** The API socket, when started with port_handler=slirp4netns. */
   readonly apiSocket: string | undefined;
-  /** Its log file (stdout and stderr), inside the private directory; gone after stop(). */
-  readonly logPath: string;
-  /** The binary that runs. */
-  readonly binary: Slirp4netnsBinary;
-  /** The arguments it was started with. */
-  readonly args: readonly string[];
-  /** Settles (never rejects) when the process has ended. */
-  readonly exited: Promise<Slirp4netnsExit>;
 
-  readonly #child: ChildProcess;
   readonly #exitFd: Socket;
-  readonly #dir: string;
   readonly #api: Slirp4netnsApi | undefined;
-  readonly #graceMs: number;
-  #stopRequested = false;
-  #stopping: Promise<Slirp4netnsExit> | undefined;
 
-  private constructor(init: {
-    child: ChildProcess;
-    exitFd: Socket;
-    exited: Promise<Omit<Slirp4netnsExit, 'requested'>>;
-    dir: string;
-    logPath: string;
-    apiSocket: string | undefined;
-    binary: Slirp4netnsBinary;
-    args: readonly string[];
-    apiTimeoutMs: number | undefined;
-    graceMs: number;
-  }) {
-    super();
-    this.#child = init.child;
-    this.pid = init.child.pid!;
+  private constructor(
+    init: EngineProcessInit<Slirp4netnsBinary> & {
+      exitFd: Socket;
+      apiSocket: string | undefined;
+      apiTimeoutMs: number | undefined;
+    },
+  ) {
+    super(init);
     this.#exitFd = init.exitFd;
-    this.#dir = init.dir;
-    this.logPath = init.logPath;
     this.apiSocket = init.apiSocket;
-    this.binary = init.binary;
-    this.args = init.args;
-    this.#graceMs = init.graceMs;
     this.#api =
       init.apiSocket === undefined
         ? undefined
@@ -178,20 +130,15 @@ export class Slirp4netns
             init.apiSocket,
             init.apiTimeoutMs === undefined ? {} : { timeoutMs: init.apiTimeoutMs },
           );
-    this.exited = init.exited.then((e) => {
-      const exit = { ...e, requested: this.#stopRequested };
-      publish('podnet:slirp:exit', { pid: this.pid, ...exit });
-      try {
-        this.emit('exit', exit);
-      } catch (err) {
-        // A throwing listener must not turn `exited` into a rejection: surface
-        // it as an uncaught exception, as a throw from any emitter would be.
-        process.nextTick(() => {
-          throw err;
-        });
-      }
-      return exit;
-    });
+  }
+
+  /** slirp4netns exits on its own once the write end of its exit fd closes. */
+  protected override askToStop(): void {
+    this.#exitFd.destroy();
+  }
+
+  protected override onExit(exit: EngineExit): void {
+    publish('podnet:slirp:exit', { pid: this.pid, ...exit });
   }
 
   /**
@@ -301,7 +248,7 @@ export class Slirp4netns
         graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
       });
     }
-    killGroup(child);
+    signalGroup(child, 'SIGKILL');
     const end = await exited;
     exitFd?.destroy();
     const log = await readTail(logPath);
@@ -331,13 +278,8 @@ export class Slirp4netns
     );
   }
 
-  /** True until the process has ended. */
-  get running(): boolean {
-    return alive(this.#child);
-  }
-
   #client(): Slirp4netnsApi {
-    if (this.#stopping !== undefined) throw new ClosedError('slirp4netns');
+    if (this.stopping) throw new ClosedError('slirp4netns');
     if (this.#api === undefined) {
       throw new InvalidArgumentError(
         'slirp4netns was started without an API socket: use port_handler=slirp4netns',
@@ -364,34 +306,6 @@ export class Slirp4netns
   /** The end of slirp4netns's log so far ('' once stopped). */
   readLog(bytes = LOG_TAIL_BYTES): Promise<string> {
     return readTail(this.logPath, bytes);
-  }
-
-  /**
-   * Ends slirp4netns: closes the exit fd (it exits on its own), SIGKILLs its
-   * process group if it has not exited within the grace period, and removes
-   * the private directory (log and API socket). Idempotent; also fine after it died.
-   */
-  stop(): Promise<Slirp4netnsExit> {
-    this.#stopping ??= (async () => {
-      if (alive(this.#child)) this.#stopRequested = true;
-      this.#exitFd.destroy();
-      const grace = new AbortController();
-      const ended = await Promise.race([
-        this.exited.then(() => true),
-        sleep(this.#graceMs, false, { signal: grace.signal }).catch(() => false),
-      ]);
-      grace.abort();
-      if (!ended) killGroup(this.#child);
-      const exit = await this.exited;
-      await rm(this.#dir, { recursive: true, force: true });
-      return exit;
-    })();
-    return this.#stopping;
-  }
-
-  /** stop(), for `await using`. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop();
   }
 }
 

@@ -1,0 +1,144 @@
+// What slirp4netns and pasta share as child processes of podnet: each runs
+// in its own process group with a private 0700 directory for its log (and
+// socket or pid file), settles `exited` exactly once, emits 'exit', and is
+// stopped by asking it first and killing its group after a grace period.
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** How an engine process ended. */
+export interface EngineExit {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, if any. */
+  signal: NodeJS.Signals | null;
+  /** True when it ended because stop() asked it to. */
+  requested: boolean;
+}
+
+/** Whether Node has not yet seen the child end. */
+export function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Signals the child's process group (it leads one: spawned detached). */
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  // Only while Node has not reaped it: until then its pid, and so its group
+  // id, cannot have been reused by an unrelated process.
+  if (child.pid === undefined || !alive(child)) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The fields every engine handle is made with. */
+export interface EngineProcessInit<B> {
+  child: ChildProcess;
+  exited: Promise<Omit<EngineExit, 'requested'>>;
+  /** The private directory, removed by stop(). */
+  dir: string;
+  logPath: string;
+  binary: B;
+  args: readonly string[];
+  /** How long stop() waits after asking before it kills the group. */
+  graceMs: number;
+}
+
+/**
+ * A running engine process. Subclasses say how to ask it to end
+ * (askToStop); stop() does the rest.
+ */
+export abstract class EngineProcess<B>
+  extends EventEmitter<{ exit: [EngineExit] }>
+  implements AsyncDisposable
+{
+  /** The process id (it leads its own process group). */
+  readonly pid: number;
+  /** Its log file, inside the private directory; gone after stop(). */
+  readonly logPath: string;
+  /** The binary that runs. */
+  readonly binary: B;
+  /** The arguments it was started with. */
+  readonly args: readonly string[];
+  /** Settles (never rejects) when the process has ended. */
+  readonly exited: Promise<EngineExit>;
+
+  /** The child process. */
+  protected readonly child: ChildProcess;
+  readonly #dir: string;
+  readonly #graceMs: number;
+  #stopRequested = false;
+  #stopping: Promise<EngineExit> | undefined;
+
+  protected constructor(init: EngineProcessInit<B>) {
+    super();
+    this.child = init.child;
+    this.pid = init.child.pid!;
+    this.#dir = init.dir;
+    this.logPath = init.logPath;
+    this.binary = init.binary;
+    this.args = init.args;
+    this.#graceMs = init.graceMs;
+    this.exited = init.exited.then((e) => {
+      const exit = { ...e, requested: this.#stopRequested };
+      this.onExit(exit);
+      try {
+        this.emit('exit', exit);
+      } catch (err) {
+        // A throwing listener must not turn `exited` into a rejection: surface
+        // it as an uncaught exception, as a throw from any emitter would be.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+      return exit;
+    });
+  }
+
+  /** Whether stop() was called. */
+  protected get stopping(): boolean {
+    return this.#stopping !== undefined;
+  }
+
+  /** True until the process has ended. */
+  get running(): boolean {
+    return alive(this.child);
+  }
+
+  /** Asks the process to end (it may take the grace period). */
+  protected abstract askToStop(): void;
+
+  /** Called once with how it ended, before 'exit' is emitted. */
+  protected onExit(_exit: EngineExit): void {}
+
+  /**
+   * Ends the process: asks it, kills its process group if it has not ended
+   * within the grace period, and removes the private directory. Idempotent;
+   * also fine after it died.
+   */
+  stop(): Promise<EngineExit> {
+    this.#stopping ??= (async () => {
+      if (alive(this.child)) this.#stopRequested = true;
+      this.askToStop();
+      const grace = new AbortController();
+      const ended = await Promise.race([
+        this.exited.then(() => true),
+        sleep(this.#graceMs, false, { signal: grace.signal }).catch(() => false),
+      ]);
+      grace.abort();
+      if (!ended) signalGroup(this.child, 'SIGKILL');
+      const exit = await this.exited;
+      await rm(this.#dir, { recursive: true, force: true });
+      return exit;
+    })();
+    return this.#stopping;
+  }
+
+  /** stop(), for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
