@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { EngineStartFailure } from './errors.js';
 
 /** How an engine process ended. */
 export interface EngineExit {
@@ -141,4 +142,75 @@ export abstract class EngineProcess<B>
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
+}
+
+/** What a start attempt ended with, before it is turned into an error. */
+export type StartOutcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: string };
+
+/** The process facts {@link raceReady} watches besides the ready signal. */
+export interface ReadyWatch {
+  exited: Promise<Omit<EngineExit, 'requested'>>;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  /** The spawn error, if spawning failed (then 'exited' carries no status). */
+  spawnError: () => Error | undefined;
+}
+
+/**
+ * Waits for whichever comes first: `ready` (the engine's own ready signal),
+ * the process ending (at once, not at a poll tick), the deadline, or the
+ * caller's abort. `ready` gets a signal that aborts once the race is over,
+ * to end its polling.
+ */
+export async function raceReady(
+  w: ReadyWatch,
+  ready: (done: AbortSignal) => Promise<StartOutcome>,
+): Promise<StartOutcome> {
+  const cancel = new AbortController();
+  const fail = (reason: EngineStartFailure, detail: string): StartOutcome => ({
+    ok: false,
+    reason,
+    detail,
+  });
+  const never = new Promise<StartOutcome>(() => undefined);
+  const onExit = w.exited.then(({ code, signal }): StartOutcome => {
+    const err = w.spawnError();
+    if (err !== undefined) return fail('spawn', err.message);
+    return signal !== null
+      ? fail('killed', `it was killed by ${signal} before it was ready`)
+      : fail('exited', `it exited with status ${code} before it was ready`);
+  });
+  const onTimeout = sleep(w.timeoutMs, undefined, { signal: cancel.signal }).then(
+    () => fail('timeout', `it was not ready within ${w.timeoutMs} ms`),
+    () => never,
+  );
+  const onAbort = new Promise<StartOutcome>((resolve) => {
+    const listener = () => resolve(fail('aborted', 'aborted'));
+    w.signal?.addEventListener('abort', listener, { once: true, signal: cancel.signal });
+  });
+  try {
+    return await Promise.race([ready(cancel.signal), onExit, onTimeout, onAbort]);
+  } finally {
+    cancel.abort();
+  }
+}
+
+/**
+ * Watches a just-spawned child: call it before any await, or an 'exit'
+ * that happens meanwhile is missed and `exited` never settles.
+ */
+export function watchExit(child: ChildProcess): {
+  exited: Promise<Omit<EngineExit, 'requested'>>;
+  spawnError: () => Error | undefined;
+} {
+  let spawnError: Error | undefined;
+  const exited = new Promise<Omit<EngineExit, 'requested'>>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (err) => {
+      spawnError = err;
+      // A failed spawn emits no 'exit'.
+      if (child.pid === undefined) resolve({ code: null, signal: null });
+    });
+  });
+  return { exited, spawnError: () => spawnError };
 }

@@ -9,14 +9,13 @@ import {
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
+  type ReadyWatch,
+  raceReady,
+  type StartOutcome,
   signalGroup,
+  watchExit,
 } from './engine-process.js';
-import {
-  type EngineStartFailure,
-  PastaMissingError,
-  PastaProbeError,
-  PastaStartError,
-} from './errors.js';
+import { PastaMissingError, PastaProbeError, PastaStartError } from './errors.js';
 import {
   buildPastaArgs,
   type PastaOptions,
@@ -167,9 +166,6 @@ function targetOf(opts: PastaStartOptions): PastaTarget {
   return opts.netns !== undefined ? { netns: opts.netns } : { pid: opts.pid! };
 }
 
-/** What a start attempt ended with, before it is turned into an error. */
-type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: string };
-
 /**
  * A running pasta process giving a network namespace user-mode networking:
  * a tap interface configured like the host's (same name, addresses and
@@ -271,25 +267,17 @@ export class Pasta extends EngineProcess<PastaBinary> {
     const stdio: ('ignore' | number)[] = ['ignore', out.fd, out.fd];
     if (netnsFile !== undefined) stdio[NETNS_FD] = netnsFile.fd;
     const child = spawn(binary.path, args, { stdio, detached: true });
+    // Before any await: an early exit must not be missed.
+    const { exited, spawnError } = watchExit(child);
     await out.close();
     await netnsFile?.close();
-
-    let spawnError: Error | undefined;
-    const exited = new Promise<Omit<PastaExit, 'requested'>>((resolve) => {
-      child.once('exit', (code, sig) => resolve({ code, signal: sig }));
-      child.once('error', (err) => {
-        spawnError = err;
-        // A failed spawn emits no 'exit'.
-        if (child.pid === undefined) resolve({ code: null, signal: null });
-      });
-    });
 
     const outcome = await waitUntilReady({
       pidFile,
       exited,
       timeoutMs,
       signal,
-      spawnError: () => spawnError,
+      spawnError,
     });
     if (outcome.ok) {
       // The owner decides pasta's life through stop(); it must not keep Node's loop alive.
@@ -321,7 +309,7 @@ export class Pasta extends EngineProcess<PastaBinary> {
         signal: end.signal,
         log,
       },
-      spawnError === undefined ? {} : { cause: spawnError },
+      spawnError() === undefined ? {} : { cause: spawnError() },
     );
   }
 
@@ -337,46 +325,14 @@ export class Pasta extends EngineProcess<PastaBinary> {
  * so it is the ready signal. Resolves at once when pasta exits or the caller
  * aborts, and after `timeoutMs` otherwise.
  */
-async function waitUntilReady(w: {
-  pidFile: string;
-  exited: Promise<Omit<PastaExit, 'requested'>>;
-  timeoutMs: number;
-  signal: AbortSignal | undefined;
-  spawnError: () => Error | undefined;
-}): Promise<Outcome> {
-  const cancel = new AbortController();
-  const fail = (reason: EngineStartFailure, detail: string): Outcome => ({
-    ok: false,
-    reason,
-    detail,
-  });
-  const onExit = w.exited.then(({ code, signal }): Outcome => {
-    const err = w.spawnError();
-    if (err !== undefined) return fail('spawn', err.message);
-    return signal !== null
-      ? fail('killed', `it was killed by ${signal} before it was ready`)
-      : fail('exited', `it exited with status ${code} before it was ready`);
-  });
-  const onTimeout = sleep(w.timeoutMs, undefined, { signal: cancel.signal }).then(
-    () => fail('timeout', `it was not ready within ${w.timeoutMs} ms`),
-    () => new Promise<Outcome>(() => undefined),
-  );
-  const onAbort = new Promise<Outcome>((resolve) => {
-    const listener = () => resolve(fail('aborted', 'aborted'));
-    w.signal?.addEventListener('abort', listener, { once: true, signal: cancel.signal });
-  });
-  const ready = (async (): Promise<Outcome> => {
-    while (!cancel.signal.aborted) {
+function waitUntilReady(w: ReadyWatch & { pidFile: string }): Promise<StartOutcome> {
+  return raceReady(w, async (done) => {
+    while (!done.aborted) {
       // pasta creates the file empty, then writes "PID\n" in one write once set up.
       const text = await readFile(w.pidFile, 'utf8').catch(() => '');
       if (/^\d+\n$/.test(text)) return { ok: true };
       await sleep(PID_POLL_MS);
     }
-    return new Promise<Outcome>(() => undefined);
-  })();
-  try {
-    return await Promise.race([ready, onExit, onTimeout, onAbort]);
-  } finally {
-    cancel.abort();
-  }
+    return new Promise<StartOutcome>(() => undefined);
+  });
 }

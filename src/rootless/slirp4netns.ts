@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,9 +10,13 @@ import {
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
+  type ReadyWatch,
+  raceReady,
+  type StartOutcome,
   signalGroup,
+  watchExit,
 } from './engine-process.js';
-import { type EngineStartFailure, Slirp4netnsStartError } from './errors.js';
+import { Slirp4netnsStartError } from './errors.js';
 import {
   Slirp4netnsApi,
   type SlirpPortForward,
@@ -95,9 +99,6 @@ function targetOf(opts: Slirp4netnsStartOptions): Slirp4netnsTarget {
   }
   return opts.netns !== undefined ? { netns: opts.netns } : { pid: opts.pid! };
 }
-
-/** What a start attempt ended with, before it is turned into an error. */
-type Outcome = { ok: true } | { ok: false; reason: EngineStartFailure; detail: string };
 
 /**
  * A running slirp4netns process giving a network namespace user-mode
@@ -202,6 +203,8 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
     stdio[SLIRP4NETNS_EXIT_FD] = 'pipe';
     stdio[SLIRP4NETNS_READY_FD] = 'pipe';
     const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
+    // Before any await: an early exit must not be missed.
+    const { exited, spawnError } = watchExit(child);
     await logFile.close();
     const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket | null;
     const readyFd = child.stdio[SLIRP4NETNS_READY_FD] as Socket | null;
@@ -210,24 +213,13 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
     exitFd?.on('error', () => undefined);
     readyFd?.on('error', () => undefined);
 
-    let spawnError: Error | undefined;
-    const exited = new Promise<Omit<Slirp4netnsExit, 'requested'>>((resolve) => {
-      child.once('exit', (code, sig) => resolve({ code, signal: sig }));
-      child.once('error', (err) => {
-        spawnError = err;
-        // A failed spawn emits no 'exit'.
-        if (child.pid === undefined) resolve({ code: null, signal: null });
-      });
-    });
-
     const outcome = await waitUntilReady({
-      child,
       readyFd,
       exited,
       apiSocket,
       timeoutMs,
       signal,
-      spawnError: () => spawnError,
+      spawnError,
     });
     readyFd?.destroy();
     if (outcome.ok && exitFd !== null) {
@@ -274,7 +266,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
         signal: end.signal,
         log,
       },
-      spawnError === undefined ? {} : { cause: spawnError },
+      spawnError() === undefined ? {} : { cause: spawnError() },
     );
   }
 
@@ -309,51 +301,19 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
   }
 }
 
-async function waitUntilReady(w: {
-  child: ChildProcess;
-  readyFd: Socket | null;
-  exited: Promise<Omit<Slirp4netnsExit, 'requested'>>;
-  apiSocket: string | undefined;
-  timeoutMs: number;
-  signal: AbortSignal | undefined;
-  spawnError: () => Error | undefined;
-}): Promise<Outcome> {
-  const cancel = new AbortController();
-  const fail = (reason: EngineStartFailure, detail: string): Outcome => ({
-    ok: false,
-    reason,
-    detail,
-  });
-  const onExit = w.exited.then(({ code, signal }): Outcome => {
-    const err = w.spawnError();
-    if (err !== undefined) return fail('spawn', err.message);
-    return signal !== null
-      ? fail('killed', `it was killed by ${signal} before it was ready`)
-      : fail('exited', `it exited with status ${code} before it was ready`);
-  });
-  const onTimeout = sleep(w.timeoutMs, undefined, { signal: cancel.signal }).then(
-    () => fail('timeout', `it was not ready within ${w.timeoutMs} ms`),
-    () => new Promise<Outcome>(() => undefined),
-  );
-  const onAbort = new Promise<Outcome>((resolve) => {
-    const listener = () => resolve(fail('aborted', 'aborted'));
-    w.signal?.addEventListener('abort', listener, { once: true, signal: cancel.signal });
-  });
-  const ready = (async (): Promise<Outcome> => {
-    if (w.readyFd === null) return fail('spawn', 'no ready fd pipe');
+function waitUntilReady(
+  w: ReadyWatch & { readyFd: Socket | null; apiSocket: string | undefined },
+): Promise<StartOutcome> {
+  return raceReady(w, async (done) => {
+    if (w.readyFd === null) return { ok: false, reason: 'spawn', detail: 'no ready fd pipe' };
     const fd = w.readyFd;
     await new Promise<void>((resolve) => fd.once('data', () => resolve()));
     // slirp4netns binds its API socket just after it signals ready.
-    while (w.apiSocket !== undefined && !cancel.signal.aborted) {
+    while (w.apiSocket !== undefined && !done.aborted) {
       const st = await stat(w.apiSocket).catch(() => undefined);
       if (st?.isSocket()) break;
       await sleep(SOCKET_POLL_MS);
     }
     return { ok: true };
-  })();
-  try {
-    return await Promise.race([ready, onExit, onTimeout, onAbort]);
-  } finally {
-    cancel.abort();
-  }
+  });
 }
