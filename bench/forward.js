@@ -6,17 +6,31 @@
 //
 // Two namespaces made for the run: HOST (where clients and proxies run, so
 // the machine's own loopback stays out of it) and CTR (the server), joined by
-// a veth. Every role is its own process (bench/lib/forward-roles.js).
+// a veth. Every role is its own process (bench/lib/forward-roles.js). Two
+// more "containers" for the anchors that need their own: CNI (bridge +
+// host-local + portmap through podnet's CniRuntime, the plugins executed in
+// HOST so that portmap's iptables rules and the bridge live there) and SLIRP
+// (slirp4netns, which runs in HOST and listens there).
 //
 // Environment: BENCH_SECONDS (default 3) per measurement, BENCH_ROUNDS
 // (default 1) rounds; the figure reported is the median over rounds.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { NetworkNamespace } from '../dist/index.js';
+import { CniRuntime, NetworkNamespace, spawnPlugin } from '../dist/index.js';
+import { iptablesLines, removeNewCniChains } from './lib/iptables.js';
 import { median, printTable } from './lib/util.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -25,13 +39,21 @@ const CONCURRENCY = 16;
 const HOST_ADDR = '10.236.0.1';
 const CTR_ADDR = '10.236.0.2';
 const PORT = 5201;
+const DNAT_PORT = 7004;
+const SLIRP_PORT = 7005;
+// A client process may take this much longer than BENCH_SECONDS before it is killed.
+const CLIENT_GRACE_MS = 30_000;
+const ROLE_START_MS = 30_000;
 const roles = fileURLToPath(new URL('./lib/forward-roles.js', import.meta.url));
 // ANCHORS.md, "Port forwarding": Gbit/s 1 stream, 4 streams, connections/s.
 const ANCHORS = {
-  rootlesskit: [5.9, 6.5, 1943],
-  'Node pipe()': [3.0, 2.0, 1787],
+  'direct veth (no forwarding: the ceiling)': [7.6, 9.5, 9478],
+  'kernel DNAT (what portmap does)': [8.9, 16.1, 7555],
+  'rootlesskit 1.1 builtin port driver': [5.9, 6.5, 1943],
+  'Go net + io.Copy forwarder': [4.4, 6.0, 3565],
+  'slirp4netns add_hostfwd, MTU 65520': [3.4, 5.0, 4772],
+  'Node 20 socket.pipe() proxy': [3.0, 2.0, 1787],
   'socat fork': [1.3, 1.9, 128],
-  'direct veth': [7.6, 9.5, 9478],
 };
 
 if (process.getuid?.() !== 0) {
@@ -40,11 +62,28 @@ if (process.getuid?.() !== 0) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'podnet-bench-'));
+// CNI configuration, result cache and host-local's data; slirp4netns's API dir.
+const work = mkdtempSync(join(tmpdir(), 'podnet-bench-fwd-'));
 const children = new Set();
 const namespaces = [];
+/** The CNI attachment while it may exist: what its teardown needs. */
+let cniState;
+
+/**
+ * After cni.del (or instead of it, on a signal): the bridge, and portmap's
+ * chains if this run made them. Synchronous, idempotent.
+ */
+function cleanupCniHost() {
+  if (cniState === undefined) return;
+  const { hostPath, bridge, iptablesBefore } = cniState;
+  cniState = undefined;
+  spawnSync('nsenter', [`--net=${hostPath}`, 'ip', 'link', 'del', bridge], { stdio: 'ignore' });
+  removeNewCniChains(iptablesBefore, hostPath);
+}
 
 function cleanup() {
   for (const c of children) c.kill('SIGKILL');
+  cleanupCniHost();
   for (const ns of namespaces) {
     spawnSync('umount', ['-l', ns.path]);
     rmSync(ns.path, { force: true });
@@ -52,6 +91,7 @@ function cleanup() {
   // podnet makes the directory a shared bind mount of itself.
   while (spawnSync('umount', [dir]).status === 0) {}
   if (readdirSync(dir).length === 0) rmdirSync(dir);
+  rmSync(work, { recursive: true, force: true });
 }
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
@@ -60,21 +100,46 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-/** Starts `node forward-roles.js ROLE ...` inside NS (nsenter); resolves once it prints "ready". */
+/**
+ * Starts `node forward-roles.js ROLE ...` inside NS (nsenter; where this
+ * process is when NS is null); resolves once it prints "ready", with what
+ * followed on that line as `child.ready`.
+ */
 function startRole(ns, args, argv = [process.execPath, roles, ...args]) {
-  const child = spawn('nsenter', [`--net=${ns.path}`, ...argv], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const full = ns ? ['nsenter', `--net=${ns.path}`, ...argv] : argv;
+  const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args[0]} not ready after ${ROLE_START_MS} ms`));
+    }, ROLE_START_MS);
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;
-      if (out.includes('ready')) resolve(child);
+      const m = /ready(.*)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.ready = m[1].trim();
+        resolve(child);
+      }
     });
-    child.on('exit', (code) => reject(new Error(`${args[0]} exited (${code})`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args[0]} exited (${code})`));
+    });
   });
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within `ms`. */
+async function stopRole(child, ms = 5000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** socat has no "ready" line: wait until its port accepts. */
@@ -119,9 +184,74 @@ async function runClient(ns, opts) {
   child.stdout.on('data', (d) => {
     out += d;
   });
+  // Bounded: a path that stalls costs at most CLIENT_GRACE_MS more, and reads as '-'.
+  const timer = setTimeout(() => child.kill('SIGKILL'), SECONDS * 1000 + CLIENT_GRACE_MS);
   await new Promise((resolve) => child.on('exit', resolve));
+  clearTimeout(timer);
   children.delete(child);
-  return JSON.parse(out.trim().split('\n').pop());
+  try {
+    return JSON.parse(out.trim().split('\n').pop());
+  } catch {
+    console.error(`bench/forward.js: no result from a client of ${opts.host}:${opts.port}`);
+    return { gbits: Number.NaN, seconds: Number.NaN, connsPerSec: Number.NaN, failed: Number.NaN };
+  }
+}
+
+/**
+ * Kernel DNAT as CNI sets it up: bridge + host-local + portmap through
+ * podnet's CniRuntime, the plugins executed in HOST (nsenter), so that the
+ * bridge and portmap's rules are there, and CTR-like `ctrNs` is the container.
+ * 127.0.0.1:hostPort in HOST is DNATed to the container's address.
+ */
+async function addCniNetwork(hostNs, ctrNs, hostPort) {
+  const hex = randomBytes(4).toString('hex');
+  const bridge = `pnb${hex.slice(0, 4)}`;
+  const name = `podnet-bench-fwd-${hex}`;
+  const confDir = join(work, 'conf');
+  mkdirSync(confDir);
+  const third = 1 + Math.floor(Math.random() * 254);
+  writeFileSync(
+    join(confDir, `${name}.conflist`),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge,
+          isGateway: true,
+          ipMasq: false,
+          ipam: {
+            type: 'host-local',
+            dataDir: join(work, 'ipam'),
+            ranges: [[{ subnet: `10.235.${third}.0/24` }]],
+          },
+        },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }),
+  );
+  const cni = new CniRuntime({
+    pluginDirs: ['/usr/lib/cni'],
+    confDir,
+    cacheDir: join(work, 'cache'),
+    defaultNetwork: null,
+    timeoutMs: 30_000,
+    executor: (path, stdin, env, options) =>
+      spawnPlugin('nsenter', stdin, env, options, [`--net=${hostNs.path}`, path]),
+  });
+  const list = await cni.loadNetwork(name);
+  const attachment = {
+    containerId: `podnet-bench-${hex}`,
+    netns: ctrNs.path,
+    ifName: 'eth0',
+    capabilityArgs: {
+      portMappings: [{ hostIP: '127.0.0.1', hostPort, containerPort: PORT, protocol: 'tcp' }],
+    },
+  };
+  cniState = { hostPath: hostNs.path, bridge, iptablesBefore: iptablesLines(hostNs.path) };
+  await cni.add(list, attachment);
+  return { del: () => cni.del(list, attachment) };
 }
 
 /** The three measurements through one path; `proc` is the proxy whose CPU is counted. */
@@ -141,6 +271,9 @@ async function measure(clientNs, host, port, proc) {
     cpuPerGbit: (cpu1 - cpu0) / one.seconds / one.gbits,
   };
 }
+
+let cniNetwork;
+let slirp;
 
 try {
   const host = await NetworkNamespace.create({ dir, name: 'host' });
@@ -164,10 +297,30 @@ try {
   const hasSocat = spawnSync('socat', ['-V']).status === 0;
   const socat = hasSocat ? await startSocat(host, 7003) : undefined;
 
+  // Kernel DNAT: the server bound inside the CNI container by ns.listen.
+  const cniCtr = await NetworkNamespace.create({ dir, name: 'cni' });
+  namespaces.push(cniCtr);
+  await cniCtr.setLinkUp('lo');
+  cniNetwork = await addCniNetwork(host, cniCtr, DNAT_PORT);
+  await startRole(null, ['nsserver', cniCtr.path, String(PORT)]);
+
+  // slirp4netns: its own port handler listens on HOST 127.0.0.1:SLIRP_PORT.
+  const slirpCtr = await NetworkNamespace.create({ dir, name: 'slirp' });
+  namespaces.push(slirpCtr);
+  await slirpCtr.setLinkUp('lo');
+  await startRole(slirpCtr, ['server', String(PORT)]);
+  slirp = await startRole(host, ['slirp', slirpCtr.path, String(SLIRP_PORT), String(PORT), work]);
+  const slirpProc = { pid: Number(slirp.ready) };
+
   const paths = [
     ['inside the namespace (ceiling)', () => measure(ctr, CTR_ADDR, PORT)],
     ['direct veth', () => measure(host, CTR_ADDR, PORT)],
+    ['kernel DNAT (CNI portmap)', () => measure(host, '127.0.0.1', DNAT_PORT)],
     ['podnet forwarder', () => measure(host, '127.0.0.1', 7001, podnet)],
+    [
+      'slirp4netns add_hostfwd (MTU 65520)',
+      () => measure(host, '127.0.0.1', SLIRP_PORT, slirpProc),
+    ],
     ['Node pipe() proxy', () => measure(host, '127.0.0.1', 7002, pipe)],
     ...(socat ? [['socat fork', () => measure(host, '127.0.0.1', 7003, socat)]] : []),
   ];
@@ -200,8 +353,8 @@ try {
     rows,
   );
   printTable(
-    'Anchors (ANCHORS.md, another machine: compare ratios, not figures)',
-    ['path', '1 stream', '4 streams', 'conns/s'],
+    'Anchors (ANCHORS.md, for reference: another machine, iperf3; compare ratios, not figures)',
+    ['path', '1 stream Gbit/s', '4 streams Gbit/s', 'conns/s'],
     Object.entries(ANCHORS).map(([k, v]) => [k, ...v.map(String)]),
   );
   const p = { one: med('podnet forwarder', 'one'), conns: med('podnet forwarder', 'conns') };
@@ -227,10 +380,20 @@ try {
       throughputVsPipe: p.one / med('Node pipe() proxy', 'one'),
       connsVsPipe: p.conns / med('Node pipe() proxy', 'conns'),
       rootlesskitVsPipeAnchor: { throughput: 5.9 / 3.0, conns: 1943 / 1787 },
+      throughputVsSlirp: p.one / med('slirp4netns add_hostfwd (MTU 65520)', 'one'),
+      connsVsSlirp: p.conns / med('slirp4netns add_hostfwd (MTU 65520)', 'conns'),
+      rootlesskitVsSlirpAnchor: { throughput: 5.9 / 3.4, conns: 1943 / 4772 },
       needed: { throughputVsRootlesskit: 1.2, connsVsRootlesskit: 2 },
     },
   };
   console.log(JSON.stringify(summary));
 } finally {
+  // The orderly teardown first; cleanup() is also the fallback for what it missed.
+  if (slirp) await stopRole(slirp).catch(() => {});
+  if (cniNetwork) {
+    await cniNetwork
+      .del()
+      .catch((err) => console.error(`bench/forward.js: CNI DEL: ${err.message}`));
+  }
   cleanup();
 }

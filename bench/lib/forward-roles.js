@@ -4,7 +4,11 @@
 //   node forward-roles.js client JSON             (prints one JSON line)
 //   node forward-roles.js podnet NSPATH ADDR PORT HOSTPORT
 //   node forward-roles.js pipe NSPATH ADDR PORT HOSTPORT
-// A proxy prints "ready" once it listens on 127.0.0.1:HOSTPORT.
+//   node forward-roles.js nsserver NSPATH PORT   (the server, bound in NSPATH by ns.listen)
+//   node forward-roles.js slirp NSPATH HOSTPORT GUESTPORT WORKDIR
+// A proxy prints "ready" once it listens on 127.0.0.1:HOSTPORT; slirp prints
+// "ready PID" (slirp4netns's pid, whose CPU is counted) and, on SIGTERM,
+// stops slirp4netns before exiting.
 //
 // Wire protocol: the client's first byte picks the mode. 'S' (stream): the
 // server discards everything and, after the client's EOF, answers with the
@@ -14,9 +18,9 @@ import net from 'node:net';
 
 const [role, ...args] = process.argv.slice(2);
 
-function server(port) {
+function createServer() {
   const reply = Buffer.alloc(100, 'r');
-  const srv = net.createServer((s) => {
+  return net.createServer((s) => {
     let bytes = 0;
     let mode;
     s.on('error', () => s.destroy());
@@ -31,7 +35,46 @@ function server(port) {
       if (mode !== 0x52) s.end(String(bytes - 1));
     });
   });
+}
+
+function server(port) {
+  const srv = createServer();
   srv.listen({ port, host: '0.0.0.0', backlog: 4096 }, () => console.log('ready'));
+}
+
+// The same server, its socket opened inside NSPATH by podnet (this process
+// stays where it was started).
+async function nsServer(nsPath, port) {
+  const { NetworkNamespace } = await import('../../dist/index.js');
+  const ns = await NetworkNamespace.open(nsPath);
+  await ns.listen(createServer(), { host: '0.0.0.0', port, backlog: 4096 });
+  console.log('ready');
+}
+
+// slirp4netns with its own port handler (add_hostfwd): it listens on
+// 127.0.0.1:HOSTPORT in the namespace this process runs in and forwards into
+// NSPATH's tap0 (MTU 65520, podnet's default).
+async function slirp(nsPath, hostPort, guestPort, workDir) {
+  const { Slirp4netns } = await import('../../dist/index.js');
+  const s = await Slirp4netns.start({
+    netns: nsPath,
+    options: ['port_handler=slirp4netns'],
+    apiSocketDir: workDir,
+  });
+  const stop = () => s.stop().finally(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  try {
+    await s.addPortForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort, guestPort });
+  } catch (err) {
+    await s.stop();
+    throw err;
+  }
+  const mtu = s.args[s.args.indexOf('--mtu') + 1];
+  if (mtu !== '65520') console.error(`forward-roles slirp: MTU is ${mtu}, not 65520`);
+  console.log(`ready ${s.pid}`);
+  // slirp4netns ends with this process (its exit fd), which nothing else keeps alive.
+  setInterval(() => {}, 1 << 30);
 }
 
 function streamOnce(opts, chunk, deadline) {
@@ -141,6 +184,12 @@ switch (role) {
     break;
   case 'pipe':
     await pipeProxy(args[0], args[1], Number(args[2]), Number(args[3]));
+    break;
+  case 'nsserver':
+    await nsServer(args[0], Number(args[1]));
+    break;
+  case 'slirp':
+    await slirp(args[0], Number(args[1]), Number(args[2]), args[3]);
     break;
   default:
     console.error(`unknown role ${role}`);
