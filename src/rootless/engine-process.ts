@@ -2,7 +2,7 @@
 // in its own process group with a private 0700 directory for its log (and
 // socket or pid file), settles `exited` exactly once, emits 'exit', and is
 // stopped by asking it first and killing its group after a grace period.
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -213,4 +213,46 @@ export function watchExit(child: ChildProcess): {
     });
   });
   return { exited, spawnError: () => spawnError };
+}
+
+/** How long one `--version` or `--help` run may take. */
+const PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * Runs an engine binary with one argument (`--version`, `--help`) and
+ * returns stdout and stderr together: some print help to stderr and exit 1,
+ * so the text is judged, not the status. Failing to run it at all, or a run
+ * past the deadline, is `fail(detail, cause)`.
+ */
+export function probeOutput(
+  path: string,
+  arg: string,
+  fail: (detail: string, cause: Error) => Error,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      path,
+      [arg],
+      {
+        encoding: 'utf8',
+        timeout: PROBE_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        maxBuffer: 256 * 1024,
+        env: { PATH: process.env['PATH'] ?? '', LC_ALL: 'C' },
+      },
+      (error, stdout, stderr) => {
+        const e = error as (NodeJS.ErrnoException & { killed?: boolean }) | null;
+        if (e !== null && (typeof e.code === 'string' || e.killed === true)) {
+          reject(
+            fail(
+              e.killed === true ? `'${arg}' did not finish in ${PROBE_TIMEOUT_MS} ms` : e.message,
+              e,
+            ),
+          );
+          return;
+        }
+        resolve(`${stdout}${stderr}`);
+      },
+    );
+  });
 }

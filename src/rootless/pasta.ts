@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import {
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
+  probeOutput,
   type ReadyWatch,
   raceReady,
   type StartOutcome,
@@ -73,36 +74,11 @@ const DEFAULT_STOP_GRACE_MS = 2000;
 const LOG_TAIL_BYTES = 4096;
 /** How often podnet looks for the pid file while pasta sets up. */
 const PID_POLL_MS = 10;
-/** How long one `--version` or `--help` run may take. */
-const PROBE_TIMEOUT_MS = 5000;
 /** The fd a pid target's namespace is passed on (see start()). */
 const NETNS_FD = 3;
 
 function runForOutput(path: string, arg: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      path,
-      [arg],
-      {
-        encoding: 'utf8',
-        timeout: PROBE_TIMEOUT_MS,
-        killSignal: 'SIGKILL',
-        maxBuffer: 256 * 1024,
-        env: { PATH: process.env['PATH'] ?? '', LC_ALL: 'C' },
-      },
-      (error, stdout, stderr) => {
-        // pasta prints --help to stderr and exits 1: judge by the text, not the status.
-        const e = error as (NodeJS.ErrnoException & { killed?: boolean }) | null;
-        if (e !== null && (typeof e.code === 'string' || e.killed === true)) {
-          const detail =
-            e.killed === true ? `'${arg}' did not finish in ${PROBE_TIMEOUT_MS} ms` : e.message;
-          reject(new PastaProbeError(path, detail, { cause: e }));
-          return;
-        }
-        resolve(`${stdout}${stderr}`);
-      },
-    );
-  });
+  return probeOutput(path, arg, (detail, cause) => new PastaProbeError(path, detail, { cause }));
 }
 
 /**

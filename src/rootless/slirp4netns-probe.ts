@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { probeOutput } from './engine-process.js';
 import { Slirp4netnsMissingError, Slirp4netnsProbeError } from './errors.js';
 
 /** Which optional flags a slirp4netns binary understands (from its `--help`). */
@@ -114,39 +114,12 @@ export async function findExecutable(
   return undefined;
 }
 
-/** How long one `--help` or `--version` run may take. */
-const PROBE_TIMEOUT_MS = 5000;
-
 function runForOutput(path: string, arg: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      path,
-      [arg],
-      {
-        encoding: 'utf8',
-        timeout: PROBE_TIMEOUT_MS,
-        killSignal: 'SIGKILL',
-        maxBuffer: 256 * 1024,
-        env: { PATH: process.env['PATH'] ?? '', LC_ALL: 'C' },
-      },
-      (error, stdout, stderr) => {
-        // Old releases print --help to stderr and exit 1: judge by the text, not the status.
-        const text = `${stdout}${stderr}`;
-        const e = error as (NodeJS.ErrnoException & { killed?: boolean }) | null;
-        if (e !== null && (typeof e.code === 'string' || e.killed === true)) {
-          reject(
-            new Slirp4netnsProbeError(
-              path,
-              e.killed === true ? `'${arg}' did not finish in ${PROBE_TIMEOUT_MS} ms` : e.message,
-              { cause: e },
-            ),
-          );
-          return;
-        }
-        resolve(text);
-      },
-    );
-  });
+  return probeOutput(
+    path,
+    arg,
+    (detail, cause) => new Slirp4netnsProbeError(path, detail, { cause }),
+  );
 }
 
 /**
