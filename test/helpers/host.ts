@@ -19,6 +19,34 @@ if (!isRoot && process.env['CI']) {
 if (!isRoot)
   console.warn('skipping integration tests: they need root (real namespaces, mounts and links)');
 
+/** Every program the integration tests run; a test skips (with the reason) where one is missing. */
+const TOOLS = [
+  '/usr/bin/slirp4netns',
+  '/usr/bin/pasta',
+  '/usr/bin/nsenter',
+  '/usr/sbin/iptables-save',
+  ...[
+    'bridge',
+    'host-local',
+    'portmap',
+    'firewall',
+    'tuning',
+    'ptp',
+    'macvlan',
+    'loopback',
+    'static',
+  ].map((p) => `/usr/lib/cni/${p}`),
+];
+const missingTools = TOOLS.filter(
+  (t) => !existsSync(t) && !existsSync(t.replace('/usr/sbin/', '/sbin/')),
+);
+if (missingTools.length && process.env['CI']) {
+  // In CI a skip would hide a missing install step in .ci/run.
+  throw new Error(
+    `integration tests need ${missingTools.join(', ')}: install them (scripts/install-debian-deps.sh)`,
+  );
+}
+
 /** Prefix of every temp dir the tests make; the leak check looks for it. */
 export const TEST_PREFIX = 'podnet-test-';
 
