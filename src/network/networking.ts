@@ -456,6 +456,9 @@ export class Networking {
             : await startPasta(netns, options.modeOptions ?? [], portMappings, options.signal);
           state.helpers.push({ kind: engine, ...processIdentity(enginePid(engines)) });
         }
+        // Recorded at once: if this process dies before the setup completes,
+        // gc must find and stop them (a keeper, or pasta, outlives it).
+        await this.store.write(state);
         step(engine);
       }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../src/index.js';
-import { isRoot, type NetnsDir, podnet, TEST_PREFIX, tempNetnsDir } from '../helpers/host.js';
+import { isRoot, type NetnsDir, podnet, run, TEST_PREFIX, tempNetnsDir } from '../helpers/host.js';
 
 const haveSlirp = existsSync('/usr/bin/slirp4netns');
 if (isRoot && !haveSlirp)
@@ -131,6 +131,27 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
       for (const h of helpers) expect(alive(h.pid)).toBe(false);
     },
   );
+
+  it('gc stops the keeper of a setup whose process died after starting it', async () => {
+    // The CLI process is killed right after the keeper started: its state
+    // (phase 'setup', owner dead) already names the keeper and slirp4netns.
+    const script = `
+      import dc from 'node:diagnostics_channel';
+      const { Networking } = await import(${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)});
+      dc.subscribe('podnet:network:setup', (m) => { if (m.phase === 'slirp4netns') process.kill(process.pid, 'SIGKILL'); });
+      await new Networking({ keeper: true, stateDir: process.argv[1], netnsDir: process.argv[2] })
+        .setup({ id: 'orphan', name: 'o', mode: 'slirp4netns' });`;
+    await run([process.execPath, '--input-type=module', '-e', script, stateDir, ns.dir]).catch(
+      () => undefined,
+    );
+    const { helpers } = state('orphan');
+    expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'slirp4netns']);
+    for (const h of helpers) expect(alive(h.pid)).toBe(true);
+    const gc = JSON.parse((await podnet(['gc', '--json', ...dirs])).stdout);
+    expect(gc.removedStates).toEqual(['orphan']);
+    for (const h of helpers) expect(alive(h.pid)).toBe(false);
+    expect(readdirSync(ns.dir)).toEqual([]);
+  });
 
   it('a failure inside the keeper (host port taken) is reported and leaves nothing', async () => {
     const taken = net.createServer().listen(0, '127.0.0.1');
