@@ -8,6 +8,11 @@ import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineStartFailure } from './errors.js';
 
+/** How long stop() waits after asking before it kills the group, by default. */
+export const DEFAULT_STOP_GRACE_MS = 2000;
+/** How much of an engine's log an error carries. */
+export const LOG_TAIL_BYTES = 4096;
+
 /** How an engine process ended. */
 export interface EngineExit {
   /** Exit code, or null when a signal ended it. */

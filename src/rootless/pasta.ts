@@ -6,9 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { PortMapping } from '../ports.js';
 import {
+  DEFAULT_STOP_GRACE_MS,
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
+  LOG_TAIL_BYTES,
   probeOutput,
   type ReadyWatch,
   raceReady,
@@ -69,9 +71,6 @@ export type PastaExit = EngineExit;
 
 /** Default ready deadline: pasta is set up in milliseconds unless something is wrong. */
 export const DEFAULT_PASTA_START_TIMEOUT_MS = 10_000;
-const DEFAULT_STOP_GRACE_MS = 2000;
-/** How much of the log an error carries. */
-const LOG_TAIL_BYTES = 4096;
 /** How often podnet looks for the pid file while pasta sets up. */
 const PID_POLL_MS = 10;
 /** The fd a pid target's namespace is passed on (see start()). */

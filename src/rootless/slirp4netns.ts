@@ -7,9 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { publish } from '../diagnostics.js';
 import { AbortError, ClosedError, InvalidArgumentError } from '../errors.js';
 import {
+  DEFAULT_STOP_GRACE_MS,
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
+  LOG_TAIL_BYTES,
   type ReadyWatch,
   raceReady,
   type StartOutcome,
@@ -62,9 +64,6 @@ export type Slirp4netnsExit = EngineExit;
 
 /** Default ready deadline: slirp4netns is ready in milliseconds unless something is wrong. */
 export const DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS = 10_000;
-const DEFAULT_STOP_GRACE_MS = 2000;
-/** How much of the log an error carries. */
-const LOG_TAIL_BYTES = 4096;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 /** The API socket appears right after ready; this is how often podnet looks for it. */

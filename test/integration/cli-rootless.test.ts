@@ -6,29 +6,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../src/index.js';
-import { isRoot, type NetnsDir, podnet, run, TEST_PREFIX, tempNetnsDir } from '../helpers/host.js';
+import {
+  freePort,
+  isRoot,
+  type NetnsDir,
+  podnet,
+  readFromLoopback,
+  run,
+  running,
+  TEST_PREFIX,
+  tempNetnsDir,
+} from '../helpers/host.js';
 
 const haveSlirp = existsSync('/usr/bin/slirp4netns');
 if (isRoot && !haveSlirp)
   console.warn('skipping podnet up --mode slirp4netns tests: slirp4netns is not installed');
-
-/** Running, not a zombie: an orphaned keeper is reaped by init, which here takes up to a second. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper process)', () => {
   let ns: NetnsDir;
@@ -63,20 +55,12 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     expect(up.code).toBe(0);
     const { helpers, netnsPath } = state('kept');
     expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'slirp4netns']);
-    for (const h of helpers) expect(alive(h.pid)).toBe(true);
+    for (const h of helpers) expect(running(h.pid)).toBe(true);
 
     const inside = await NetworkNamespace.open(netnsPath);
     const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
     await inside.listen(server, { port: 8080 });
-    const reply = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const c = net.connect(port, '127.0.0.1');
-      c.on('data', (d) => {
-        out += d;
-      });
-      c.on('end', () => resolve(out));
-      c.on('error', reject);
-    });
+    const reply = await readFromLoopback(port);
     server.close();
     inside.close();
     expect(reply).toBe('peer 10.0.2.100'); // the forwarder dials the container's address, not 127.0.0.1
@@ -86,7 +70,7 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
 
     const down = await podnet(['down', 'kept', ...dirs]);
     expect(down.code).toBe(0);
-    for (const h of helpers) expect(alive(h.pid)).toBe(false);
+    for (const h of helpers) expect(running(h.pid)).toBe(false);
     expect(existsSync(netnsPath)).toBe(false);
     expect(readdirSync(stateDir)).toEqual([]);
   });
@@ -95,8 +79,9 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     expect((await podnet(['up', 'dies', '--mode', 'slirp4netns', ...dirs])).code).toBe(0);
     const [keeper, slirp] = state('dies').helpers as { pid: number }[];
     process.kill(slirp!.pid, 'SIGKILL');
-    for (let i = 0; i < 100 && alive(keeper!.pid); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(alive(keeper!.pid)).toBe(false);
+    for (let i = 0; i < 100 && running(keeper!.pid); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(running(keeper!.pid)).toBe(false);
     expect((await podnet(['down', 'dies', ...dirs])).code).toBe(0);
     expect(readdirSync(ns.dir)).toEqual([]);
   });
@@ -115,20 +100,12 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
       const inside = await NetworkNamespace.open(netnsPath);
       const server = net.createServer((s) => s.end('from inside'));
       await inside.listen(server, { port: 8080 });
-      const reply = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        const c = net.connect(port, '127.0.0.1');
-        c.on('data', (d) => {
-          out += d;
-        });
-        c.on('end', () => resolve(out));
-        c.on('error', reject);
-      });
+      const reply = await readFromLoopback(port);
       server.close();
       inside.close();
       expect(reply).toBe('from inside');
       expect((await podnet(['down', 'pasta1', ...dirs])).code).toBe(0);
-      for (const h of helpers) expect(alive(h.pid)).toBe(false);
+      for (const h of helpers) expect(running(h.pid)).toBe(false);
     },
   );
 
@@ -146,10 +123,10 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     );
     const { helpers } = state('orphan');
     expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'slirp4netns']);
-    for (const h of helpers) expect(alive(h.pid)).toBe(true);
+    for (const h of helpers) expect(running(h.pid)).toBe(true);
     const gc = JSON.parse((await podnet(['gc', '--json', ...dirs])).stdout);
     expect(gc.removedStates).toEqual(['orphan']);
-    for (const h of helpers) expect(alive(h.pid)).toBe(false);
+    for (const h of helpers) expect(running(h.pid)).toBe(false);
     expect(readdirSync(ns.dir)).toEqual([]);
   });
 

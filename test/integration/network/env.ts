@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, expect } from 'vitest';
 import { CniRuntime } from '../../../src/cni/index.js';
 import { Networking } from '../../../src/network/index.js';
 import { run, TEST_PREFIX, tempNetnsDir, uniq } from '../../helpers/host.js';
@@ -184,5 +185,27 @@ export async function ifaceInfo(
     cidrs: info.addr_info
       .filter((a) => !a.local.startsWith('fe80'))
       .map((a) => `${a.local}/${a.prefixlen}`),
+  };
+}
+
+/**
+ * Registers an afterEach that checks the current env left nothing and
+ * cleans it up; `use()` makes a test's env.
+ */
+export function netEnvPerTest(): { use: typeof netEnv } {
+  let env: NetEnv | undefined;
+  afterEach(async () => {
+    if (!env) return;
+    const current = env;
+    env = undefined;
+    const left = await current.leftovers();
+    await current.cleanup();
+    expect(left).toEqual([]);
+  });
+  return {
+    use: async (...args) => {
+      env = await netEnv(...args);
+      return env;
+    },
   };
 }

@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
 import { isRoot, run } from '../../helpers/host.js';
-import { ifaceInfo, type NetEnv, netEnv } from './env.js';
+import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
 
 const dist = new URL('../../../dist/index.js', import.meta.url).href;
 
@@ -38,17 +38,10 @@ function childSetup(
 }
 
 describe.skipIf(!isRoot)('Networking', () => {
-  let env: NetEnv | undefined;
-  afterEach(async () => {
-    if (!env) return;
-    const left = await env.leftovers();
-    await env.cleanup();
-    env = undefined;
-    expect(left).toEqual([]);
-  });
+  const envs = netEnvPerTest();
 
   it('bridge mode on two networks: static IP and MAC on eth0, inspect, stats, teardown leaves nothing', async () => {
-    env = await netEnv(2);
+    const env = await envs.use(2);
     const [n0, n1] = env.networks as [
       NonNullable<NetEnv['networks'][0]>,
       NonNullable<NetEnv['networks'][0]>,
@@ -117,7 +110,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it('a one-shot requested IP is used once, not by the next setup', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const n0 = env.networks[0]!;
     const nw = env.net();
     const first = await nw.setup({ id: 'restore', name: 'r', requestedIP: `${n0.prefix}.200` });
@@ -131,7 +124,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it("'none' has only lo, up; empty stats and inspect", async () => {
-    env = await netEnv(0);
+    const env = await envs.use(0);
     const a = await env.net().setup({ id: 'none', name: 'none', mode: 'none' });
     const links = await a.netns!.links();
     expect(links.map((l) => [l.name, l.up])).toEqual([['lo', true]]);
@@ -147,7 +140,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it('{ pid } attaches the namespace of a process; teardown unmounts it and leaves the process', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const child = spawn('unshare', ['--net', 'sleep', '60'], { stdio: 'ignore' });
     try {
       const host = readlinkSync('/proc/self/ns/net');
@@ -177,7 +170,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it('{ path } and { container } join without configuring; a cycle is an error', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const nw = env.net();
     const outside = await NetworkNamespace.create({ dir: env.netnsDir, name: 'outside' });
     const joined = await nw.setup({ id: 'joined', name: 'j', mode: { path: outside.path } });
@@ -231,7 +224,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it('bad input is refused before anything is made', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const nw = env.net();
     for (const bad of [
       { id: '../x', name: 'x' },
@@ -254,7 +247,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   for (const failNet of [0, 1, 2]) {
     for (const position of [0, 1, 2]) {
       it(`a plugin failing at position ${position} of network ${failNet} of three leaves nothing`, async () => {
-        env = await netEnv(3, { failAt: [failNet, position] });
+        const env = await envs.use(3, { failAt: [failNet, position] });
         const err = await env
           .net()
           .setup({
@@ -272,7 +265,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   }
 
   it('an AbortSignal stops a setup while a plugin runs, and everything is undone', async () => {
-    env = await netEnv(2, { failAt: [1, 1], plugin: 'fake-hang-add' });
+    const env = await envs.use(2, { failAt: [1, 1], plugin: 'fake-hang-add' });
     const controller = new AbortController();
     const t0 = Date.now();
     setTimeout(() => controller.abort(), 500);
@@ -292,7 +285,7 @@ describe.skipIf(!isRoot)('Networking', () => {
 
   for (const dieAt of ['state', 'netns', 'network:1', 'network:2']) {
     it(`gc in a fresh process cleans up after a setup SIGKILLed at '${dieAt}'`, async () => {
-      env = await netEnv(2);
+      const env = await envs.use(2);
       const names = env.networks.map((n) => n.name);
       const phase = dieAt.startsWith('network:')
         ? `network:${names[Number(dieAt.slice(-1)) - 1]}`
@@ -307,7 +300,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   }
 
   it('after an unclean reboot, gc frees the leases so the same static IP can be taken again', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const ip = `${env.networks[0]!.prefix}.42`;
     expect(await childSetup(env, { id: 'before-reboot', name: 'r', staticIP: ip })).toBe(0);
     // The reboot: tmpfs state and namespace mounts are gone, /var/lib/cni stays.
@@ -327,7 +320,7 @@ describe.skipIf(!isRoot)('Networking', () => {
   });
 
   it('gc removes unnamed cni-* mounts and leaves running setups and used namespaces alone', async () => {
-    env = await netEnv(1);
+    const env = await envs.use(1);
     const nw = env.net();
     const live = await nw.setup({ id: 'live', name: 'l' });
     const stray = await NetworkNamespace.create({ dir: env.netnsDir, name: 'cni-stray' });

@@ -4,10 +4,10 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../src/index.js';
-import { isRoot } from '../../helpers/host.js';
-import { type NetEnv, netEnv } from './env.js';
+import { freePort, isRoot, readFromLoopback, running } from '../../helpers/host.js';
+import { netEnvPerTest } from './env.js';
 
 const haveSlirp = ['/usr/bin/slirp4netns', '/bin/slirp4netns'].some((p) => existsSync(p));
 if (isRoot && !haveSlirp)
@@ -15,46 +15,13 @@ if (isRoot && !haveSlirp)
 
 const havePasta = existsSync('/usr/bin/pasta');
 if (isRoot && !havePasta) console.warn('skipping pasta mode tests: pasta (passt) is not installed');
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function fetchVia(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    s.on('data', (d) => chunks.push(d));
-    s.on('end', () => resolve(Buffer.concat(chunks).toString()));
-    s.on('error', reject);
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
-  let env: NetEnv | undefined;
-  afterEach(async () => {
-    if (!env) return;
-    const left = await env.leftovers();
-    await env.cleanup();
-    env = undefined;
-    expect(left).toEqual([]);
-  });
+  const envs = netEnvPerTest();
 
   for (const handler of ['slirp4netns', 'rootlesskit'] as const) {
     it(`publishes a port through port_handler=${handler}; tap0's counters move; teardown stops the engine`, async () => {
-      env = await netEnv(0);
+      const env = await envs.use(0);
       const port = await freePort();
       const a = await env.net().setup({
         id: `slirp-${handler}`,
@@ -69,7 +36,7 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       ]);
       const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
       await a.netns!.listen(server, { port: 8080 });
-      const reply = await fetchVia(port);
+      const reply = await readFromLoopback(port);
       server.close();
       // Both handlers deliver from a non-loopback peer inside (CVE-2021-20199).
       expect(reply).toMatch(/^peer /);
@@ -83,13 +50,13 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
         '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }],
       });
       await a.teardown();
-      expect(alive(slirp.pid)).toBe(false);
-      await expect(fetchVia(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+      expect(running(slirp.pid)).toBe(false);
+      await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     });
   }
 
   it('the attachment reports when slirp4netns dies, and teardown still cleans up', async () => {
-    env = await netEnv(0);
+    const env = await envs.use(0);
     const seen: { name: string; message: Record<string, unknown> }[] = [];
     const listeners = (['podnet:slirp:start', 'podnet:slirp:exit'] as const).map((name) => {
       const fn = (message: unknown): void => {
@@ -119,19 +86,19 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
   });
 
   it('another Networking (as another process would) tears it down and stops the engine by pid', async () => {
-    env = await netEnv(0);
+    const env = await envs.use(0);
     const a = await env.net().setup({ id: 'slirp-elsewhere', name: 's', mode: 'slirp4netns' });
     const pid = a.slirp4netns!.pid;
     await (await env.net().load('slirp-elsewhere')).teardown();
     await Promise.race([a.slirp4netns!.exited, new Promise((r) => setTimeout(r, 3000))]);
-    expect(alive(pid)).toBe(false);
+    expect(running(pid)).toBe(false);
     // This process still owns its handle (log, socket dir): its teardown
     // after the other one's is fine and releases them.
     await a.teardown();
   });
 
   it('bad options and ports are refused before anything is made', async () => {
-    env = await netEnv(0);
+    const env = await envs.use(0);
     const nw = env.net();
     await expect(
       nw.setup({ id: 'bad', name: 'b', mode: 'slirp4netns', modeOptions: ['no_such_option=1'] }),
@@ -153,17 +120,10 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
 });
 
 describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
-  let env: NetEnv | undefined;
-  afterEach(async () => {
-    if (!env) return;
-    const left = await env.leftovers();
-    await env.cleanup();
-    env = undefined;
-    expect(left).toEqual([]);
-  });
+  const envs = netEnvPerTest();
 
   it('publishes a port with pasta; its interface shows in stats; teardown stops pasta', async () => {
-    env = await netEnv(0);
+    const env = await envs.use(0);
     const port = await freePort();
     const a = await env.net().setup({
       id: 'pasta-1',
@@ -178,12 +138,12 @@ describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
     const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
     await a.netns!.listen(server, { port: 8080 });
     // pasta splices host-loopback connections to the namespace's loopback.
-    expect(await fetchVia(port)).toBe('peer 127.0.0.1');
+    expect(await readFromLoopback(port)).toBe('peer 127.0.0.1');
     server.close();
     const stats = await a.stats();
     expect(stats.interfaces.length).toBeGreaterThan(0);
     await a.teardown();
-    expect(alive(pasta.pid)).toBe(false);
-    await expect(fetchVia(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(running(pasta.pid)).toBe(false);
+    await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
 import { PortForwarder, PortInUseError } from '../../../src/rootless/index.js';
-import { isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
+import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
@@ -33,14 +33,6 @@ function accepts(port: number): Promise<boolean> {
     });
     c.on('error', () => resolve(false));
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe.skipIf(!isRoot)('PortForwarder (root)', () => {
