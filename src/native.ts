@@ -58,6 +58,20 @@ export interface NativeBinding {
   dupFd(fd: number): number;
   /** relayStart flag: read/write through a buffer instead of splice (benchmarks, tests). */
   RELAY_FORCE_COPY: number;
+  /** socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC). */
+  seqpacketPair(): [number, number];
+  /** One message with `fds` attached (SCM_RIGHTS), synchronously; the fds stay open here. */
+  sendFds(sock: number, data: Buffer, fds?: number[]): void;
+  /** One message on the libuv pool, or null at end of stream; timeoutMs -1 waits forever. */
+  recvFds(sock: number, timeoutMs: number): Promise<{ data: Buffer; fds: number[] } | null>;
+  /** COUNT sockets (O_CLOEXEC) in the caller's own namespace, bound to `addr` if given. */
+  socketsHere(
+    domain: number,
+    type: number,
+    protocol: number,
+    count: number,
+    addr?: Buffer,
+  ): number[];
 }
 
 /** Counters of the native relay, for one forwarder or the whole process. */

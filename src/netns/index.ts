@@ -7,6 +7,8 @@ export {
   type NamespaceLocation,
   NetworkNamespace,
   namespacePath,
+  type SocketRequest,
+  type SocketSource,
 } from './namespace.js';
 export {
   decodeLinkStats,

@@ -72,6 +72,31 @@ export interface ConnectOptions {
   host: string;
 }
 
+/** What a socket to open inside a namespace is (socket(2) arguments, and where to bind it). */
+export interface SocketRequest {
+  /** AF_INET, AF_INET6, AF_NETLINK, ... */
+  domain: number;
+  /** SOCK_STREAM, SOCK_DGRAM, SOCK_RAW (without flags: sockets are always O_CLOEXEC). */
+  type: number;
+  /** The protocol (0, NETLINK_ROUTE, ...). */
+  protocol: number;
+  /** How many sockets (1 to 253). */
+  count: number;
+  /** A raw sockaddr to bind each socket to. */
+  addr?: Buffer;
+}
+
+/**
+ * Opens sockets inside a namespace this process cannot enter itself, such as
+ * the network namespace of an unprivileged user's own user namespace (see
+ * `UserNamespace` in podnet's rootless layer): a helper living inside opens
+ * them and hands the fds over.
+ */
+export interface SocketSource {
+  /** Resolves to `count` new O_CLOEXEC fds, owned by the caller. */
+  openSockets(req: SocketRequest): Promise<number[]>;
+}
+
 /** One entry of {@link NetworkNamespace.list}. */
 export interface NamespaceEntry {
   /** File name in the directory. */
@@ -166,12 +191,15 @@ export class NetworkNamespace implements AsyncDisposable {
   #resp: Buffer | undefined;
   #counters: Float64Array | undefined;
   readonly #requests = new Map<string, Buffer>();
+  // Set when sockets come from a helper inside instead of setns.
+  readonly #source: SocketSource | undefined;
 
-  private constructor(path: string, fd: number, owned: boolean) {
+  private constructor(path: string, fd: number, owned: boolean, source?: SocketSource) {
     this.path = path;
     this.name = basename(path);
     this.#fd = fd;
     this.owned = owned;
+    this.#source = source;
     forgotten.register(this, fd, this);
   }
 
@@ -220,6 +248,26 @@ export class NetworkNamespace implements AsyncDisposable {
     return new NetworkNamespace(abs, fd, false);
   }
 
+  /**
+   * Opens a namespace (as {@link open}) whose sockets come from `source`
+   * rather than from setns: for a namespace this process may not enter,
+   * such as an unprivileged user's own. Its netlink socket is opened at once,
+   * so `linkStatsSync` works as for any other namespace.
+   */
+  static async openWith(path: string, source: SocketSource): Promise<NetworkNamespace> {
+    const ns = await NetworkNamespace.open(path);
+    const fresh = new NetworkNamespace(ns.path, ns.#fd!, false, source);
+    forgotten.unregister(ns);
+    ns.#fd = undefined;
+    try {
+      await fresh.#rtnlAsync();
+    } catch (err) {
+      fresh.close();
+      throw err;
+    }
+    return fresh;
+  }
+
   /** The network namespaces mounted in DIR (default {@link defaultNetnsDir}), sorted by name. */
   static async list(dir: string = defaultNetnsDir()): Promise<NamespaceEntry[]> {
     let names: string[];
@@ -262,6 +310,8 @@ export class NetworkNamespace implements AsyncDisposable {
   #rtnlSync(): NativeRtnlSocket {
     if (this.#rtnl) return this.#rtnl;
     const nsfd = this.#nsfd();
+    // openWith opened it; only close() takes it away.
+    if (this.#source) throw new ClosedError(`network namespace '${this.path}'`);
     let fd: number;
     try {
       fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
@@ -274,9 +324,11 @@ export class NetworkNamespace implements AsyncDisposable {
 
   async #rtnlAsync(): Promise<NativeRtnlSocket> {
     if (this.#rtnl) return this.#rtnl;
-    const fd = await call(
+    const fd = await this.#open(
       `opening a netlink socket in '${this.path}'`,
-      native.socketIn(this.#nsfd(), AF_NETLINK, SOCK_RAW, NETLINK_ROUTE),
+      AF_NETLINK,
+      SOCK_RAW,
+      NETLINK_ROUTE,
     );
     if (this.#rtnl || this.#fd === undefined) {
       native.closeFd(fd); // lost a race with another caller, or closed meanwhile
@@ -452,10 +504,34 @@ export class NetworkNamespace implements AsyncDisposable {
    */
   async socket(opts: { type: SocketType }): Promise<number> {
     const p = socketParams(opts?.type);
-    return call(
+    return this.#open(
       `opening a ${opts.type} socket in '${this.path}'`,
-      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
+      p.domain,
+      p.type,
+      p.protocol,
     );
+  }
+
+  // Every socket opened inside goes through here: a throwaway thread that
+  // enters the namespace, or the SocketSource of openWith.
+  async #open(
+    what: string,
+    domain: number,
+    type: number,
+    protocol: number,
+    addr?: Buffer,
+  ): Promise<number> {
+    const nsfd = this.#nsfd();
+    if (!this.#source) return call(what, native.socketIn(nsfd, domain, type, protocol, addr));
+    const req = { domain, type, protocol, count: 1, ...(addr ? { addr } : {}) };
+    const [fd] = await this.#source.openSockets(req).catch((err: unknown) => {
+      throw systemError(what, err);
+    });
+    if (this.#fd === undefined) {
+      native.closeFd(fd!);
+      throw new ClosedError(`network namespace '${this.path}'`);
+    }
+    return fd!;
   }
 
   /**
@@ -467,9 +543,12 @@ export class NetworkNamespace implements AsyncDisposable {
     const port = checkPort(opts.port ?? 0);
     const { family, addr } = encodeSockaddr(host, port);
     const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
-    const fd = await call(
+    const fd = await this.#open(
       `binding ${host}:${port} in '${this.path}'`,
-      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol, addr),
+      p.domain,
+      p.type,
+      p.protocol,
+      addr,
     );
     await new Promise<void>((resolvePromise, reject) => {
       const onError = (err: Error): void => reject(err);
@@ -500,10 +579,7 @@ export class NetworkNamespace implements AsyncDisposable {
     if (port === 0) throw new InvalidArgumentError('cannot connect to port 0');
     const { family } = encodeSockaddr(opts.host, port);
     const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
-    const fd = await call(
-      `opening a socket in '${this.path}'`,
-      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
-    );
+    const fd = await this.#open(`opening a socket in '${this.path}'`, p.domain, p.type, p.protocol);
     const socket = new net.Socket({ fd, readable: true, writable: true });
     return new Promise((resolvePromise, reject) => {
       const onError = (err: Error): void => {

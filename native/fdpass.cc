@@ -1,0 +1,224 @@
+// Passing fds between processes over a SOCK_SEQPACKET unix socket
+// (SCM_RIGHTS). An unprivileged process cannot enter the network namespace
+// of its own user namespace (setns needs CAP_SYS_ADMIN in the initial user
+// namespace too), so a helper process living inside opens the sockets there
+// and sends them out; a socket keeps the namespace it was opened in.
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace podnet {
+namespace {
+
+// The kernel's limit of fds per SCM_RIGHTS message (SCM_MAX_FD).
+constexpr size_t kMaxFds = 253;
+// Messages are small JSON headers; anything longer is a protocol error.
+constexpr size_t kMaxMessage = 64 * 1024;
+
+void CloseAll(const std::vector<int>& fds) {
+  for (int fd : fds) close(fd);
+}
+
+// seqpacketPair(): [a, b], both O_CLOEXEC. One end is given to a child as
+// one of its stdio fds (spawn dup2()s it, which clears O_CLOEXEC there).
+Napi::Value JsPair(const Napi::CallbackInfo& info) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return OutcomeToValue(info.Env(), Outcome::Fail(errno, "socketpair"));
+  }
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), sv[0]));
+  out.Set(1u, Napi::Number::New(info.Env(), sv[1]));
+  return out;
+}
+
+// sendFds(sock, data, fds?): one message, synchronously. The fds stay open
+// here (the receiver gets duplicates); the caller closes its own.
+Napi::Value JsSend(const Napi::CallbackInfo& info) {
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  auto data = info[1].As<Napi::Buffer<char>>();
+  std::vector<int> fds;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    auto arr = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  }
+  if (fds.size() > kMaxFds || data.Length() > kMaxMessage) {
+    return OutcomeToValue(info.Env(), Outcome::Fail(EMSGSIZE, "sendmsg"));
+  }
+  iovec iov{data.Data(), data.Length()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control;
+  if (!fds.empty()) {
+    control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return OutcomeToValue(info.Env(), Outcome::Fail(errno, "sendmsg"));
+  return info.Env().Undefined();
+}
+
+// recvFds on the libuv pool: waits (poll, with a deadline) for one message.
+// Nothing here changes namespace, so the pool is the right place.
+class RecvWorker : public Napi::AsyncWorker {
+ public:
+  RecvWorker(Napi::Env env, int sock, int timeout_ms)
+      : Napi::AsyncWorker(env, "podnet:recvFds"),
+        sock_(sock),
+        timeout_ms_(timeout_ms),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    pollfd p{sock_, POLLIN, 0};
+    int rc;
+    do {
+      rc = poll(&p, 1, timeout_ms_);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+      out_ = Outcome::Fail(errno, "poll");
+      return;
+    }
+    if (rc == 0) {
+      out_ = Outcome::Fail(ETIMEDOUT, "recvmsg");
+      return;
+    }
+    data_.resize(kMaxMessage);
+    iovec iov{data_.data(), data_.size()};
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxFds), 0);
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t n;
+    do {
+      n = recvmsg(sock_, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      out_ = Outcome::Fail(errno, "recvmsg");
+      return;
+    }
+    data_.resize(static_cast<size_t>(n));
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const unsigned char* p0 = CMSG_DATA(c);
+      for (size_t i = 0; i < count; i++) {
+        int fd;
+        memcpy(&fd, p0 + i * sizeof(int), sizeof fd);
+        fds_.push_back(fd);
+      }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+      CloseAll(fds_);
+      fds_.clear();
+      out_ = Outcome::Fail(EMSGSIZE, "recvmsg");
+      return;
+    }
+    eof_ = n == 0 && fds_.empty();
+    out_ = Outcome::Ok();
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.err != 0) {
+      deferred_.Reject(SysError(env, out_.err, out_.syscall, out_.path).Value());
+      return;
+    }
+    if (eof_) {
+      deferred_.Resolve(env.Null());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Buffer<char>::Copy(env, data_.data(), data_.size()));
+    Napi::Array fds = Napi::Array::New(env, fds_.size());
+    for (size_t i = 0; i < fds_.size(); i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds_[i]));
+    o.Set("fds", fds);
+    deferred_.Resolve(o);
+  }
+
+ private:
+  int sock_;
+  int timeout_ms_;
+  Napi::Promise::Deferred deferred_;
+  Outcome out_;
+  std::vector<char> data_;
+  std::vector<int> fds_;
+  bool eof_ = false;
+};
+
+// recvFds(sock, timeoutMs): resolves to { data, fds } for one message, or
+// null at end of stream; -1 waits forever. Received fds are O_CLOEXEC.
+Napi::Value JsRecv(const Napi::CallbackInfo& info) {
+  auto* w = new RecvWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(),
+                           info[1].As<Napi::Number>().Int32Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// socketsHere(domain, type, protocol, count, addr?): COUNT sockets in the
+// calling thread's own namespace (the helper that lives inside one), bound
+// to ADDR when given. All or nothing.
+Napi::Value JsSocketsHere(const Napi::CallbackInfo& info) {
+  int domain = info[0].As<Napi::Number>().Int32Value();
+  int type = info[1].As<Napi::Number>().Int32Value();
+  int protocol = info[2].As<Napi::Number>().Int32Value();
+  uint32_t count = info[3].As<Napi::Number>().Uint32Value();
+  std::string addr;
+  if (info.Length() > 4 && info[4].IsBuffer()) {
+    auto b = info[4].As<Napi::Buffer<char>>();
+    addr.assign(b.Data(), b.Length());
+  }
+  if (count == 0 || count > kMaxFds) return OutcomeToValue(info.Env(), Outcome::Fail(EINVAL, "socket"));
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < count; i++) {
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0) {
+      int e = errno;
+      CloseAll(fds);
+      return OutcomeToValue(info.Env(), Outcome::Fail(e, "socket"));
+    }
+    fds.push_back(fd);
+    if (!addr.empty()) {
+      int one = 1;
+      if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (bind(fd, reinterpret_cast<const sockaddr*>(addr.data()), addr.size()) != 0) {
+        int e = errno;
+        CloseAll(fds);
+        return OutcomeToValue(info.Env(), Outcome::Fail(e, "bind"));
+      }
+    }
+  }
+  Napi::Array out = Napi::Array::New(info.Env(), fds.size());
+  for (size_t i = 0; i < fds.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), fds[i]));
+  return out;
+}
+
+}  // namespace
+
+void InitFdPass(Napi::Env env, Napi::Object exports) {
+  exports.Set("seqpacketPair", Napi::Function::New(env, JsPair, "seqpacketPair"));
+  exports.Set("sendFds", Napi::Function::New(env, JsSend, "sendFds"));
+  exports.Set("recvFds", Napi::Function::New(env, JsRecv, "recvFds"));
+  exports.Set("socketsHere", Napi::Function::New(env, JsSocketsHere, "socketsHere"));
+}
+
+}  // namespace podnet
