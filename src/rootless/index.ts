@@ -1,6 +1,7 @@
 export { type EngineExit, EngineProcess, type EngineProcessInit } from './engine-process.js';
 export {
   checkRootlessPorts,
+  type EngineTarget,
   enginePid,
   type RootlessEngines,
   slirpGuestAddress,
@@ -90,3 +91,10 @@ export {
   type Slirp4netnsFeatures,
   type Slirp4netnsVersion,
 } from './slirp4netns-probe.js';
+export {
+  DEFAULT_USERNS_TIMEOUT_MS,
+  type HelperExit,
+  UserNamespace,
+  UserNamespaceError,
+  type UserNamespaceOptions,
+} from './userns.js';
