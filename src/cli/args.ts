@@ -194,7 +194,8 @@ export function parseUpArgs(id: string, flags: UpFlags): SetupOptions {
     const path = isAbsolute(flags.netns) ? flags.netns : resolve(flags.netns);
     parsed = { mode: { path }, modeOptions: [] };
   }
-  opts.mode = parsed.mode;
+  // Without a mode flag Networking picks: bridge as root, pasta or slirp4netns rootless.
+  if (modeFlags.length > 0) opts.mode = parsed.mode;
   if (parsed.modeOptions.length > 0) opts.modeOptions = parsed.modeOptions;
   const cni = parsed.mode === 'bridge' || (typeof parsed.mode === 'object' && 'pid' in parsed.mode);
 

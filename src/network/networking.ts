@@ -20,6 +20,7 @@ import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import {
   checkRootlessPorts,
   enginePid,
+  findExecutable,
   type Pasta,
   parsePastaOptions,
   parseSlirp4netnsOptions,
@@ -30,6 +31,7 @@ import {
   startPasta,
   startSlirp4netns,
   stopEngines,
+  UserNamespace,
 } from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
 import {
@@ -67,6 +69,14 @@ export interface NetworkingOptions {
    * as `podnet up` does. Default false: this process owns them.
    */
   keeper?: boolean;
+  /**
+   * Rootless setups (default: when not running as root). A rootless
+   * container's namespaces are a user namespace and a network namespace
+   * held by a UserNamespace helper process instead of a mount; its modes
+   * are 'pasta', 'slirp4netns' and 'none', and the default mode is pasta
+   * when installed, else slirp4netns (podman 5's choice).
+   */
+  rootless?: boolean;
 }
 
 /** What {@link Networking.gc} removed. */
@@ -225,6 +235,10 @@ export class Attachment implements AsyncDisposable {
   #state: ContainerState;
   #netns: NetworkNamespace | undefined;
   #engines: RootlessEngines | undefined;
+  // The helper holding a rootless namespace this process set up (ended by teardown).
+  #userns: UserNamespace | undefined;
+  // A helper joined to reach a rootless namespace set up elsewhere (ended by close).
+  #joined: UserNamespace | undefined;
 
   /** @internal Made by Networking.setup/load. */
   constructor(
@@ -232,11 +246,13 @@ export class Attachment implements AsyncDisposable {
     state: ContainerState,
     netns: NetworkNamespace | undefined,
     engines?: RootlessEngines,
+    userns?: UserNamespace,
   ) {
     this.#net = net;
     this.#state = state;
     this.#netns = netns;
     this.#engines = engines;
+    this.#userns = userns;
   }
 
   /**
@@ -279,8 +295,24 @@ export class Attachment implements AsyncDisposable {
 
   /** Counters of every non-loopback interface in the namespace, and their sum. */
   async stats(): Promise<ContainerStats> {
-    this.#netns ??= await NetworkNamespace.open(this.#state.netnsPath);
+    this.#netns ??= await this.#open();
     return summarizeStats(await this.#netns.links());
+  }
+
+  // Only a process inside an unprivileged user's user namespace may open
+  // sockets in its network namespace: join one there (root can enter it).
+  async #open(): Promise<NetworkNamespace> {
+    const helper = this.#state.helpers.find((h) => h.kind === 'userns');
+    if (helper === undefined || process.geteuid?.() === 0)
+      return NetworkNamespace.open(this.#state.netnsPath);
+    if (!ownerAlive(helper)) {
+      throw new PodnetError(
+        'ERR_PODNET_NAMESPACE_GONE',
+        `the namespaces of container '${this.#state.id}' are gone (their helper exited)`,
+      );
+    }
+    this.#joined = await UserNamespace.join(helper.pid);
+    return this.#joined.netns;
   }
 
   /**
@@ -300,14 +332,23 @@ export class Attachment implements AsyncDisposable {
         )
       : undefined;
     this.close();
+    const userns = this.#userns;
+    this.#userns = undefined;
+    await userns?.close();
     await this.#net._teardown(this.#state);
     if (stopped !== undefined) throw stopped;
   }
 
-  /** Releases podnet's fds for the namespace; it stays mounted (podman's closeNetNS). */
+  /**
+   * Releases podnet's fds for the namespace; it stays mounted (podman's
+   * closeNetNS). A rootless namespace this process set up stays as long as
+   * this process runs, or until teardown.
+   */
   close(): void {
     this.#netns?.close();
     this.#netns = undefined;
+    void this.#joined?.close();
+    this.#joined = undefined;
   }
 
   /** Tears the network down. */
@@ -331,6 +372,8 @@ export class Networking {
   readonly netnsDir: string;
   /** Whether rootless engines run in a keeper process. */
   readonly keeper: boolean;
+  /** Whether setups are rootless (see {@link NetworkingOptions.rootless}). */
+  readonly rootless: boolean;
 
   constructor(options: NetworkingOptions = {}) {
     this.cni = options.cni ?? new CniRuntime();
@@ -338,6 +381,7 @@ export class Networking {
     this.defaultNetwork = options.defaultNetwork ?? 'podman';
     this.netnsDir = options.netnsDir ?? defaultNetnsDir();
     this.keeper = options.keeper ?? false;
+    this.rootless = options.rootless ?? process.geteuid?.() !== 0;
   }
 
   /**
@@ -349,7 +393,15 @@ export class Networking {
     const id = checkContainerId(options.id);
     if (typeof options.name !== 'string' || options.name === '')
       throw new InvalidArgumentError('name must be a non-empty string');
-    const mode = checkMode(options.mode ?? 'bridge');
+    const mode = checkMode(
+      options.mode ?? (this.rootless ? await rootlessDefaultMode() : 'bridge'),
+    );
+    if (this.rootless && mode !== 'pasta' && mode !== 'slirp4netns' && mode !== 'none') {
+      throw new PodnetError(
+        'ERR_PODNET_NEEDS_ROOT',
+        `mode ${JSON.stringify(mode)} needs root; a rootless setup takes 'pasta', 'slirp4netns' or 'none'`,
+      );
+    }
     // Rootless options are parsed before anything is made: a bad one changes nothing.
     const slirp =
       mode === 'slirp4netns' ? parseSlirp4netnsOptions(options.modeOptions ?? []) : undefined;
@@ -406,9 +458,12 @@ export class Networking {
       name: options.name,
       ...(options.pod === undefined ? {} : { pod: options.pod }),
       mode,
-      netnsPath: ownNamespace
-        ? join(this.netnsDir, `cni-${randomUUID()}`)
-        : await this.#joinedPath(mode),
+      // A rootless namespace's path is known once its helper runs.
+      netnsPath: this.rootless
+        ? ''
+        : ownNamespace
+          ? join(this.netnsDir, `cni-${randomUUID()}`)
+          : await this.#joinedPath(mode),
       ownsNetns: ownNamespace,
       networksRequested: requested.length > 0,
       networks: [],
@@ -426,23 +481,32 @@ export class Networking {
     step('state');
 
     let netns: NetworkNamespace | undefined;
+    let userns: UserNamespace | undefined;
     let engines: RootlessEngines | undefined;
     try {
       throwIfAborted(options.signal, id);
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
-      if (mode === 'bridge' || mode === 'none' || rootless) {
+      if (this.rootless && this.keeper && rootless) {
+        // The keeper makes and holds the namespaces (below).
+      } else if (this.rootless) {
+        userns = await UserNamespace.create(options.signal ? { signal: options.signal } : {});
+        netns = userns.netns;
+        state.netnsPath = netns.path;
+        state.helpers.push({ kind: 'userns', ...processIdentity(userns.pid) });
+        await this.store.write(state);
+      } else if (mode === 'bridge' || mode === 'none' || rootless) {
         netns = await NetworkNamespace.create(where);
       } else if (typeof mode === 'object' && 'pid' in mode)
         netns = await NetworkNamespace.fromPid(mode.pid, where);
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
-      if (mode === 'none' || rootless) await netns.setLinkUp('lo');
+      if (netns && (mode === 'none' || rootless)) await netns.setLinkUp('lo');
       if (rootless) {
         const engine = slirp ? 'slirp4netns' : 'pasta';
         if (this.keeper) {
           const kept = await startKeeper({
             engine,
-            netns: netns.path,
+            netns: netns?.path ?? 'userns',
             options: options.modeOptions ?? [],
             ports: portMappings,
           });
@@ -450,10 +514,20 @@ export class Networking {
             { kind: 'keeper', ...processIdentity(kept.pid) },
             { kind: engine, ...processIdentity(kept.enginePid) },
           );
+          if (kept.usernsPid !== undefined) {
+            state.helpers.push({ kind: 'userns', ...processIdentity(kept.usernsPid) });
+            state.netnsPath = `/proc/${kept.usernsPid}/ns/net`;
+          }
         } else {
           engines = slirp
-            ? await startSlirp4netns(netns, slirp, portMappings, options.signal)
-            : await startPasta(netns, options.modeOptions ?? [], portMappings, options.signal);
+            ? await startSlirp4netns(netns!, slirp, portMappings, options.signal, userns?.pid)
+            : await startPasta(
+                netns!,
+                options.modeOptions ?? [],
+                portMappings,
+                options.signal,
+                userns?.pid,
+              );
           state.helpers.push({ kind: engine, ...processIdentity(enginePid(engines)) });
         }
         // Recorded at once: if this process dies before the setup completes,
@@ -483,12 +557,13 @@ export class Networking {
       const done: ContainerState = { ...ready, phase: 'ready' };
       await this.store.write(done);
       step('ready');
-      return new Attachment(this, done, netns, engines);
+      return new Attachment(this, done, netns, engines, userns);
     } catch (err) {
       const cleanup: unknown[] = [];
       if (engines) await stopEngines(engines).catch((e: unknown) => cleanup.push(e));
       await stopHelpers(state.helpers).catch((e: unknown) => cleanup.push(e));
       netns?.close();
+      await userns?.close().catch((e: unknown) => cleanup.push(e));
       // Every network ADD was attempted for, the failed one included: its
       // own ADD already rolled back, but a DEL is harmless and cheap.
       const attempted = lists.slice(0, state.networks.length + 1);
@@ -496,7 +571,8 @@ export class Networking {
         const attachment = this.#attachment(state, i, ip, mac);
         await this.cni.del(attempted[i]!, attachment).catch((e: unknown) => cleanup.push(e));
       }
-      if (netns && state.ownsNetns) await netns.remove().catch((e: unknown) => cleanup.push(e));
+      if (netns && state.ownsNetns && !heldByProcess(state))
+        await netns.remove().catch((e: unknown) => cleanup.push(e));
       await this.store.remove(id).catch((e: unknown) => cleanup.push(e));
       throw withCleanupErrors(err, cleanup);
     }
@@ -506,6 +582,9 @@ export class Networking {
   async load(id: string): Promise<Attachment> {
     const state = await this.store.read(checkContainerId(id));
     if (!state) throw new NoSuchContainerError(id, this.store.dir);
+    // A rootless container's namespace is reached through its helper, later
+    // and only if needed (stats): joining costs a process start.
+    if (heldByProcess(state)) return new Attachment(this, state, undefined);
     const netns = await NetworkNamespace.open(state.netnsPath).catch(() => undefined);
     return new Attachment(this, state, netns);
   }
@@ -537,7 +616,11 @@ export class Networking {
     for (const state of states) {
       const crashed = state.phase === 'setup' && !ownerAlive(state.owner);
       const running = state.phase === 'setup' && !crashed;
-      const gone = state.phase === 'ready' && !(await isNamespace(state.netnsPath));
+      const gone =
+        state.phase === 'ready' &&
+        (heldByProcess(state)
+          ? !ownerAlive(state.helpers.find((h) => h.kind === 'userns'))
+          : !(await isNamespace(state.netnsPath)));
       if (running || (!crashed && !gone)) {
         kept.add(state.id);
         continue;
@@ -624,7 +707,8 @@ export class Networking {
       const attachment = this.#attachment(state, t.index, state.staticIP, state.staticMAC);
       await this.cni.del(t.list, attachment).catch((e: unknown) => errors.push(e));
     }
-    if (state.ownsNetns) {
+    // A namespace held by a helper went with it (stopped above).
+    if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '') {
       const ns = await NetworkNamespace.open(state.netnsPath).catch(() => undefined);
       if (ns) await ns.remove().catch((e: unknown) => errors.push(e));
       else if (await isNamespace(state.netnsPath))
@@ -714,6 +798,16 @@ export class Networking {
       capabilityArgs,
     };
   }
+}
+
+/** Whether the container's namespace is held by a UserNamespace helper rather than a mount. */
+function heldByProcess(state: ContainerState): boolean {
+  return state.helpers.some((h) => h.kind === 'userns');
+}
+
+/** podman 5's rootless default: pasta when installed, else slirp4netns. */
+async function rootlessDefaultMode(): Promise<NetworkMode> {
+  return (await findExecutable('pasta')) ? 'pasta' : 'slirp4netns';
 }
 
 async function isNamespace(path: string): Promise<boolean> {

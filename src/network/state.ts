@@ -92,7 +92,7 @@ const StateSchema = v.strictObject({
   modeOptions: v.optional(v.array(v.string())),
   helpers: v.array(
     v.strictObject({
-      kind: v.picklist(['keeper', 'slirp4netns', 'pasta', 'forwarder']),
+      kind: v.picklist(['keeper', 'slirp4netns', 'pasta', 'forwarder', 'userns']),
       pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
       startTime: v.string(),
     }),

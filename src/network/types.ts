@@ -78,8 +78,12 @@ export interface AttachedNetwork {
 
 /** A helper process a container's network needs (slirp4netns, a port forwarder). */
 export interface HelperProcess {
-  /** keeper: the process that owns the others for a container set up by a process that exited. */
-  kind: 'keeper' | 'slirp4netns' | 'pasta' | 'forwarder';
+  /**
+   * keeper: the process that owns the others for a container set up by a
+   * process that exited; userns: the UserNamespace helper holding a rootless
+   * container's namespaces (its netnsPath is then /proc/PID/ns/net).
+   */
+  kind: 'keeper' | 'slirp4netns' | 'pasta' | 'forwarder' | 'userns';
   pid: number;
   /** The process's start time (/proc/PID/stat field 22): never signal a reused pid. */
   startTime: string;

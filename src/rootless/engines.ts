@@ -26,15 +26,33 @@ export function enginePid(engines: RootlessEngines): number {
   return (engines.slirp ?? engines.pasta)!.pid;
 }
 
+/**
+ * Where an engine attaches: the namespace's path, or (for an unprivileged
+ * user's namespace, which only a process inside the user namespace may
+ * enter) the pid of the UserNamespace helper holding it, which makes the
+ * engine join that user namespace too.
+ */
+export type EngineTarget = { netns: string } | { pid: number };
+
+function targetOf(netns: NetworkNamespace, pid: number | undefined): EngineTarget {
+  return pid === undefined ? { netns: netns.path } : { pid };
+}
+
 /** Starts pasta on the namespace, publishing the ports (pasta forwards them itself). */
 export async function startPasta(
   netns: NetworkNamespace,
   options: readonly string[],
   ports: readonly PortMapping[],
   signal: AbortSignal | undefined,
+  usernsPid?: number,
 ): Promise<RootlessEngines> {
   return {
-    pasta: await Pasta.start({ netns: netns.path, options, ports, ...(signal ? { signal } : {}) }),
+    pasta: await Pasta.start({
+      ...targetOf(netns, usernsPid),
+      options,
+      ports,
+      ...(signal ? { signal } : {}),
+    }),
   };
 }
 
@@ -59,15 +77,20 @@ export function slirpGuestAddress(cidr: string | undefined): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
-/** Starts slirp4netns on the namespace and publishes the ports through the chosen handler. */
+/**
+ * Starts slirp4netns on the namespace and publishes the ports through the
+ * chosen handler. `usernsPid`: the UserNamespace helper of an unprivileged
+ * user's namespace (slirp4netns then attaches by pid).
+ */
 export async function startSlirp4netns(
   netns: NetworkNamespace,
   options: Slirp4netnsOptions,
   ports: readonly PortMapping[],
   signal: AbortSignal | undefined,
+  usernsPid?: number,
 ): Promise<RootlessEngines> {
   const slirp = await Slirp4netns.start({
-    netns: netns.path,
+    ...targetOf(netns, usernsPid),
     options,
     ...(signal ? { signal } : {}),
   });

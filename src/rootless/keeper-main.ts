@@ -16,10 +16,12 @@ import {
   stopEngines,
 } from './engines.js';
 import { parseSlirp4netnsOptions } from './slirp4netns-options.js';
+import { UserNamespace } from './userns.js';
 
 /** What the keeper is asked to run (stdin, JSON). */
 interface KeeperJob {
   engine: 'slirp4netns' | 'pasta';
+  /** A namespace path, or 'userns' (see KeeperOptions.netns). */
   netns: string;
   options: string[];
   ports: PortMapping[];
@@ -35,15 +37,25 @@ async function main(): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   const job = JSON.parse(Buffer.concat(chunks).toString('utf8')) as KeeperJob;
-  const ns = await NetworkNamespace.open(job.netns);
+  // 'userns': an unprivileged user's namespaces, made and held here.
+  const userns = job.netns === 'userns' ? await UserNamespace.create() : undefined;
+  const ns = userns?.netns ?? (await NetworkNamespace.open(job.netns));
   let engines: RootlessEngines;
   try {
+    if (userns) await ns.setLinkUp('lo');
     engines =
       job.engine === 'pasta'
-        ? await startPasta(ns, job.options, job.ports, undefined)
-        : await startSlirp4netns(ns, parseSlirp4netnsOptions(job.options), job.ports, undefined);
+        ? await startPasta(ns, job.options, job.ports, undefined, userns?.pid)
+        : await startSlirp4netns(
+            ns,
+            parseSlirp4netnsOptions(job.options),
+            job.ports,
+            undefined,
+            userns?.pid,
+          );
   } catch (err) {
     ns.close();
+    await userns?.close();
     throw err;
   }
   // Nothing else keeps the event loop alive when no port is forwarded.
@@ -55,6 +67,7 @@ async function main(): Promise<void> {
       clearInterval(alive);
       await stopEngines(engines).catch(() => undefined);
       ns.close();
+      await userns?.close();
     }
     process.exit(code);
   };
@@ -63,7 +76,11 @@ async function main(): Promise<void> {
   void (engines.slirp ?? engines.pasta)!.exited.then((e) => {
     if (!e.requested) void stop(1);
   });
-  await reply({ ok: true, enginePid: enginePid(engines) });
+  await reply({
+    ok: true,
+    enginePid: enginePid(engines),
+    ...(userns ? { usernsPid: userns.pid } : {}),
+  });
 }
 
 main().catch(async (err: unknown) => {

@@ -17,13 +17,18 @@ export interface KeeperInfo {
   pid: number;
   /** The engine's pid (slirp4netns or pasta). */
   enginePid: number;
+  /** The pid of the UserNamespace helper holding the namespaces (`userns` jobs). */
+  usernsPid?: number;
 }
 
 /** Options of {@link startKeeper}. */
 export interface KeeperOptions {
   /** Which engine to run. */
   engine: 'slirp4netns' | 'pasta';
-  /** The namespace to attach slirp4netns to. */
+  /**
+   * The namespace to attach the engine to; or 'userns': the keeper makes
+   * a UserNamespace (an unprivileged user's namespaces) and holds it.
+   */
   netns: string;
   /** The engine's options as podman spells them. */
   options: readonly string[];
@@ -88,7 +93,13 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     });
     reportFd.on('end', () => {
       if (settled) return;
-      let msg: { ok?: unknown; enginePid?: unknown; code?: unknown; message?: unknown };
+      let msg: {
+        ok?: unknown;
+        enginePid?: unknown;
+        usernsPid?: unknown;
+        code?: unknown;
+        message?: unknown;
+      };
       try {
         msg = JSON.parse(text);
       } catch {
@@ -100,7 +111,13 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
         );
         return;
       }
-      if (msg.ok !== true || typeof msg.enginePid !== 'number' || child.pid === undefined) {
+      const usernsPid = msg.usernsPid;
+      if (
+        msg.ok !== true ||
+        typeof msg.enginePid !== 'number' ||
+        child.pid === undefined ||
+        (opts.netns === 'userns') !== (typeof usernsPid === 'number')
+      ) {
         fail(
           new KeeperError(String(msg.code ?? 'ERR_PODNET_KEEPER'), String(msg.message ?? 'failed')),
         );
@@ -109,7 +126,11 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
       settled = true;
       clearTimeout(timer);
       child.unref();
-      resolve({ pid: child.pid, enginePid: msg.enginePid });
+      resolve({
+        pid: child.pid,
+        enginePid: msg.enginePid,
+        ...(typeof usernsPid === 'number' ? { usernsPid } : {}),
+      });
     });
   });
 }

@@ -127,8 +127,9 @@ describe('parseMode', () => {
 });
 
 describe('parseUpArgs', () => {
-  it('defaults the name to the ID and the mode to bridge', () => {
-    expect(parseUpArgs('c1', {})).toEqual({ id: 'c1', name: 'c1', mode: 'bridge' });
+  it('defaults the name to the ID and leaves the mode to Networking', () => {
+    // Networking picks bridge as root and pasta or slirp4netns rootless.
+    expect(parseUpArgs('c1', {})).toEqual({ id: 'c1', name: 'c1' });
   });
 
   it('collects every flag', () => {
@@ -145,7 +146,6 @@ describe('parseUpArgs', () => {
       id: 'c1',
       name: 'web',
       pod: 'p1',
-      mode: 'bridge',
       networks: ['a', 'b'],
       portMappings: [
         { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
