@@ -1,0 +1,288 @@
+// Rootless networking as an unprivileged user, which is who uses it: the
+// test creates a user, copies the built package where that user can read it,
+// and runs Node children as that uid. Each sets up a rootless container's
+// network (a UserNamespace helper holding a user and a network namespace,
+// slirp4netns or pasta attached to it by pid), serves HTTP inside, and
+// answers the test's commands; the test (root, in the host's namespace)
+// reaches the published port, reads the interface's counters through the
+// child, and checks that teardown leaves no process and no file of the user.
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
+import { lstat, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, isRoot, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const inCI = process.env['CI'] !== undefined;
+
+/** Why these tests cannot run here, or undefined. In CI that is a failure, not a skip. */
+async function missing(): Promise<string | undefined> {
+  if (!isRoot) return 'they need root (to create a user)';
+  const tun = await lstat('/dev/net/tun').catch(() => undefined);
+  if (!tun) return '/dev/net/tun does not exist';
+  if ((tun.mode & 0o666) !== 0o666)
+    return '/dev/net/tun is not mode 0666 (.ci/run sets it; run `chmod 0666 /dev/net/tun`)';
+  const max = await readFile('/proc/sys/user/max_user_namespaces', 'utf8').catch(() => '0');
+  if (Number(max) === 0) return 'user namespaces are disabled (user.max_user_namespaces = 0)';
+  return undefined;
+}
+
+const why = await missing();
+if (why && inCI) throw new Error(`unprivileged rootless tests cannot run: ${why}`);
+if (why) console.warn(`skipping unprivileged rootless tests: ${why}`);
+
+interface UserEnv {
+  name: string;
+  uid: number;
+  gid: number;
+  /** The package copy the user runs (dist, bin, addon, dependencies, the child script). */
+  pkg: string;
+  /** The user's XDG_RUNTIME_DIR (0700, theirs). */
+  runtime: string;
+}
+
+let user: UserEnv;
+
+/** Live processes of a uid (zombies, which only wait for their parent, excluded). */
+async function processesOf(uid: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const uidLine = /^Uid:\s+(\d+)/m.exec(status);
+    if (!uidLine || Number(uidLine[1]) !== uid || /^State:\s+Z/m.test(status)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    out.push(`${pid} ${cmd.replaceAll('\0', ' ').trim()}`);
+  }
+  return out;
+}
+
+/** Files the user owns under a directory (one level), for the leak checks. */
+function ownedBy(uid: number, dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .map((d) => join(dir, d.name))
+    .filter((p) => {
+      try {
+        return lstatSync(p).uid === uid;
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** One JSON line at a time from a child's stdout, with a deadline. */
+function jsonLines(child: ChildProcess): (ms?: number) => Promise<Record<string, unknown>> {
+  const queue: string[] = [];
+  const waiting: ((line: string | undefined) => void)[] = [];
+  const rl = createInterface({ input: child.stdout! });
+  rl.on('line', (line) => {
+    const w = waiting.shift();
+    if (w) w(line);
+    else queue.push(line);
+  });
+  rl.on('close', () => {
+    for (const w of waiting.splice(0)) w(undefined);
+  });
+  return async (ms = 20_000) => {
+    const line =
+      queue.shift() ??
+      (await new Promise<string | undefined>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms);
+        waiting.push((l) => {
+          clearTimeout(timer);
+          resolve(l);
+        });
+      }));
+    if (line === undefined) throw new Error('the child ended without replying');
+    return JSON.parse(line) as Record<string, unknown>;
+  };
+}
+
+/** Runs `argv` (node and a script of the package copy) as the test user. */
+function spawnAsUser(argv: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, argv, {
+    uid: user.uid,
+    gid: user.gid,
+    cwd: user.pkg,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      HOME: user.runtime,
+      XDG_RUNTIME_DIR: user.runtime,
+      PODNET_PKG: user.pkg,
+      PODNET_STATE_DIR: join(user.runtime, 'podnet'),
+      ...env,
+    },
+  });
+}
+
+async function runAsUser(
+  argv: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnAsUser(argv);
+  child.stdin!.end();
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, stdout, stderr };
+}
+
+describe.skipIf(why !== undefined)('rootless networking as an unprivileged user', () => {
+  beforeAll(async () => {
+    const name = `${TEST_PREFIX}${uniq(4)}`;
+    await run(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+    const uid = Number(await run(['id', '-u', name]));
+    const gid = Number(await run(['id', '-g', name]));
+    // The checkout may be where the user cannot read (under /root, say).
+    const pkg = mkdtempSync(join(tmpdir(), `${TEST_PREFIX}pkg-`));
+    for (const part of ['dist', 'bin', 'package.json', 'build/Release/podnet.node'])
+      cpSync(join(root, part), join(pkg, part), { recursive: true });
+    for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
+      cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
+    cpSync(join(root, 'test/fixtures/unprivileged-child.mjs'), join(pkg, 'child.mjs'));
+    await run(['chmod', '-R', 'a+rX', pkg]);
+    const runtime = join(pkg, 'run');
+    mkdirSync(runtime, { mode: 0o700 });
+    chownSync(runtime, uid, gid);
+    chmodSync(runtime, 0o700);
+    user = { name, uid, gid, pkg, runtime };
+  });
+
+  afterEach(async () => {
+    // Nothing of the user may outlive a test: no process, no file in the
+    // temp dir (engines' private dirs), no state.
+    let left = await processesOf(user.uid);
+    for (let i = 0; i < 40 && left.length; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      left = await processesOf(user.uid);
+    }
+    if (left.length) await run(['pkill', '-KILL', '-u', String(user.uid)]).catch(() => '');
+    const state = readdirSync(join(user.runtime, 'podnet'), { withFileTypes: true }).map(
+      (d) => d.name,
+    );
+    // A failed test must not leave its state to the next: gc as the user cleans it.
+    if (state.length) await runAsUser([join(user.pkg, 'bin/podnet.js'), 'gc']);
+    const files = ownedBy(user.uid, tmpdir());
+    for (const f of files) rmSync(f, { recursive: true, force: true });
+    expect({ processes: left, tmpFiles: files, state }).toEqual({
+      processes: [],
+      tmpFiles: [],
+      state: [],
+    });
+  });
+
+  afterAll(async () => {
+    if (!user) return;
+    await run(['userdel', user.name]).catch(() => '');
+    rmSync(user.pkg, { recursive: true, force: true });
+  });
+
+  const cases = [
+    { label: 'slirp4netns, ports through podnet forwarder', mode: 'slirp4netns', modeOptions: [] },
+    {
+      label: 'slirp4netns, ports through its API',
+      mode: 'slirp4netns',
+      modeOptions: ['port_handler=slirp4netns'],
+    },
+    { label: 'pasta (the default mode)', mode: undefined, modeOptions: [] },
+  ];
+  for (const c of cases) {
+    it(`${c.label}: a published port reachable from the host, counters in-process, nothing left`, async () => {
+      const hostPort = await freePort();
+      const id = `c-${uniq()}`;
+      const child = spawnAsUser([
+        join(user.pkg, 'child.mjs'),
+        JSON.stringify({ id, mode: c.mode, modeOptions: c.modeOptions, hostPort }),
+      ]);
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d;
+      });
+      const next = jsonLines(child);
+      try {
+        const ready = await next();
+        expect(ready, stderr).toMatchObject({ ready: true });
+        expect(ready['mode']).toBe(c.mode ?? 'pasta');
+        const helpers = ready['helpers'] as { kind: string; pid: number }[];
+        const holder = helpers.find((h) => h.kind === 'userns')!;
+        expect(ready['netnsPath']).toBe(`/proc/${holder.pid}/ns/net`);
+        // The holder runs as the user, in a user namespace of its own.
+        const [ownUserns, holderUserns] = await Promise.all([
+          run(['readlink', '/proc/self/ns/user']),
+          run(['readlink', `/proc/${holder.pid}/ns/user`]),
+        ]);
+        expect(holderUserns).not.toBe(ownUserns);
+
+        // The host (this process, root, outside every namespace of the user) reaches the server.
+        const peer = await (await fetch(`http://127.0.0.1:${hostPort}/`)).text();
+        if (c.mode === 'slirp4netns' && c.modeOptions.length === 0) {
+          // podnet's forwarder dials the container's own address (CVE-2021-20199).
+          expect(peer).toBe('10.0.2.100');
+        }
+        expect(peer).not.toMatch(/^$/);
+
+        child.stdin!.write('stats\n');
+        const { stats } = (await next()) as { stats: { rxBytes: number; txBytes: number } };
+        // The interface has sent (router solicitations at least). Only
+        // slirp4netns's own forwards come in through it: podnet's forwarder
+        // dials the container's address from inside, and pasta splices a
+        // loopback client to the namespace's loopback.
+        expect(stats.txBytes).toBeGreaterThan(0);
+        if (c.modeOptions.length) expect(stats.rxBytes).toBeGreaterThan(0);
+
+        child.stdin!.write('down\n');
+        expect(await next()).toEqual({ down: true });
+        await new Promise((r) => child.once('close', r));
+        expect(child.exitCode, stderr).toBe(0);
+        await expect(fetch(`http://127.0.0.1:${hostPort}/`)).rejects.toThrow();
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  }
+
+  it('`podnet up` as the user: a keeper holds the namespaces; stats joins them; down ends all', async () => {
+    const hostPort = await freePort();
+    const id = `cli-${uniq()}`;
+    const bin = join(user.pkg, 'bin/podnet.js');
+    const up = await runAsUser([
+      bin,
+      'up',
+      id,
+      '--mode',
+      'slirp4netns',
+      '-p',
+      `127.0.0.1:${hostPort}:8080`,
+      '--json',
+    ]);
+    expect(up.code, up.stderr).toBe(0);
+    try {
+      const stats = await runAsUser([bin, 'stats', id, '--json']);
+      expect(stats.code, stats.stderr).toBe(0);
+      expect(stats.stdout).toContain('tap0');
+      const kinds = (await processesOf(user.uid)).map((p) => p.split(' ').slice(1).join(' '));
+      expect(kinds.some((k) => k.includes('slirp4netns'))).toBe(true);
+      expect(kinds.some((k) => k.includes('userns-main'))).toBe(true);
+    } finally {
+      const down = await runAsUser([bin, 'down', id]);
+      expect(down.code, down.stderr).toBe(0);
+    }
+  });
+});
