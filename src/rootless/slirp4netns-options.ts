@@ -146,11 +146,12 @@ export interface Slirp4netnsArgsInput {
   /** The API socket path, when ports are published through slirp4netns. */
   apiSocket?: string;
   /**
-   * Whether slirp4netns runs in a mount namespace of its own with private
-   * propagation. Only then is `--enable-sandbox` passed: the sandbox
-   * pivot_roots and detaches the old root, and with shared propagation that
-   * unmount reaches the host's namespace mounts (podman starts it with
-   * CLONE_NEWNS for the same reason).
+   * Whether slirp4netns runs in a mount namespace of its own whose unmounts
+   * cannot reach the host (private propagation as root; inside an
+   * unprivileged user namespace, by construction). Only then is
+   * `--enable-sandbox` passed: the sandbox pivot_roots and detaches the old
+   * root, and with shared propagation that unmount reaches the host's
+   * namespace mounts (podman starts it with CLONE_NEWNS for the same reason).
    */
   privateMountNamespace: boolean;
 }

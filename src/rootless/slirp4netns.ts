@@ -86,10 +86,22 @@ async function readTail(path: string, bytes = LOG_TAIL_BYTES): Promise<string> {
   }
 }
 
-/** Whether slirp4netns can be given a private mount namespace (so its sandbox is safe). */
-async function unshareForSandbox(binary: Slirp4netnsBinary): Promise<string | undefined> {
-  if (!binary.features.enableSandbox || process.getuid?.() !== 0) return undefined;
-  return findExecutable('unshare');
+/**
+ * Whether slirp4netns's sandbox is safe to enable, and the unshare(1) to
+ * start it under when it needs one. As root it must get a private mount
+ * namespace first. Unprivileged, it attaches by pid and joins the target's
+ * user namespace, and a mount namespace made there is less privileged than
+ * the host's: the kernel turns its shared mounts into slaves, so the
+ * sandbox's unmounts cannot reach the host.
+ */
+async function sandboxing(
+  binary: Slirp4netnsBinary,
+  target: Slirp4netnsTarget,
+): Promise<{ sandbox: boolean; unshare?: string }> {
+  if (!binary.features.enableSandbox) return { sandbox: false };
+  if (process.getuid?.() !== 0) return { sandbox: 'pid' in target };
+  const unshare = await findExecutable('unshare');
+  return unshare === undefined ? { sandbox: false } : { sandbox: true, unshare };
 }
 
 function targetOf(opts: Slirp4netnsStartOptions): Slirp4netnsTarget {
@@ -164,7 +176,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
       : ((opts.options as Slirp4netnsOptions | undefined) ?? parseSlirp4netnsOptions());
     const binary =
       typeof opts.binary === 'object' ? opts.binary : await probeSlirp4netns(opts.binary);
-    const unshare = await unshareForSandbox(binary);
+    const { sandbox, unshare } = await sandboxing(binary, target);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS;
     const signal = opts.signal;
     if (signal?.aborted) throw new AbortError('starting slirp4netns', { cause: signal.reason });
@@ -185,7 +197,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
         features: binary.features,
         target,
         ...(apiSocket === undefined ? {} : { apiSocket }),
-        privateMountNamespace: unshare !== undefined,
+        privateMountNamespace: sandbox,
       });
       logFile = await open(logPath, 'wx', 0o600);
     } catch (err) {

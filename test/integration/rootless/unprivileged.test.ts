@@ -229,6 +229,14 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
           run(['readlink', `/proc/${holder.pid}/ns/user`]),
         ]);
         expect(holderUserns).not.toBe(ownUserns);
+        const slirp = helpers.find((h) => h.kind === 'slirp4netns');
+        if (slirp) {
+          // Its sandbox is safe here (a mount namespace inside the user's user namespace).
+          const cmd = await readFile(`/proc/${slirp.pid}/cmdline`, 'utf8');
+          expect(cmd.split('\0')).toEqual(
+            expect.arrayContaining(['--enable-sandbox', '--enable-seccomp', String(holder.pid)]),
+          );
+        }
 
         // The host (this process, root, outside every namespace of the user) reaches the server.
         const peer = await (await fetch(`http://127.0.0.1:${hostPort}/`)).text();

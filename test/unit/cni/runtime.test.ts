@@ -500,33 +500,38 @@ describe('serialisation', () => {
       return c.command === 'ADD' ? ok(result100(1)) : ok();
     };
     const one = parseNetworkList({ cniVersion: '1.1.0', name: 'n', plugins: [{ type: 'p1' }] });
-    const tick = () => new Promise((r) => setTimeout(r, 5));
-    return { log, gates, one, tick };
+    // Waits until the log says what a step should lead to (at most 2 s), so
+    // a loaded machine cannot fail the test; an event that should not have
+    // happened still shows in the exact comparisons after each wait.
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 400 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+    };
+    return { log, gates, one, until };
   }
 
   it('runs one attachment at a time, different containers in parallel, and GC alone', async () => {
-    const { log, gates, one, tick } = gated();
+    const { log, gates, one, until } = gated();
     const cni = runtime();
     const a = { containerId: 'a', netns: '/x', ifName: 'eth0' };
     const b = { containerId: 'b', netns: '/x', ifName: 'eth0' };
     const p1 = cni.add(one, a);
     const p2 = cni.del(one, a);
     const p3 = cni.add(one, b);
-    await tick();
+    await until(() => log.length >= 2);
     expect(log).toEqual(['start a ADD', 'start b ADD']);
     const pg = cni.gc(one, { validAttachments: [a, b] });
     const p4 = cni.add(one, { ...a, containerId: 'c' });
-    await tick();
+    await new Promise((r) => setTimeout(r, 5));
     gates.shift()!();
     gates.shift()!();
-    await tick();
+    await until(() => log.length >= 5);
     // a's DEL waits for a's ADD; GC waits for both; c's ADD queues behind GC.
     expect(log).toEqual(['start a ADD', 'start b ADD', 'end a ADD', 'end b ADD', 'start a DEL']);
     gates.shift()!();
-    await tick();
+    await until(() => log.length >= 7);
     expect(log.at(-1)).toBe('start  GC');
     gates.shift()!();
-    await tick();
+    await until(() => log.length >= 9);
     expect(log.at(-1)).toBe('start c ADD');
     gates.shift()!();
     await Promise.all([p1, p2, p3, pg, p4]);
