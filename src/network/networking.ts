@@ -5,8 +5,9 @@
 // that gc can finish.
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CniAttachment,
@@ -19,7 +20,6 @@ import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '..
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import {
   checkRootlessPorts,
-  enginePid,
   findExecutable,
   type Pasta,
   parsePastaOptions,
@@ -512,7 +512,11 @@ export class Networking {
           });
           state.helpers.push(
             { kind: 'keeper', ...processIdentity(kept.pid) },
-            { kind: engine, ...processIdentity(kept.enginePid) },
+            {
+              kind: engine,
+              ...processIdentity(kept.enginePid),
+              ...(kept.engineDir ? { dir: kept.engineDir } : {}),
+            },
           );
           if (kept.usernsPid !== undefined) {
             state.helpers.push({ kind: 'userns', ...processIdentity(kept.usernsPid) });
@@ -528,7 +532,12 @@ export class Networking {
                 options.signal,
                 userns?.pid,
               );
-          state.helpers.push({ kind: engine, ...processIdentity(enginePid(engines)) });
+          const started = (engines.slirp ?? engines.pasta)!;
+          state.helpers.push({
+            kind: engine,
+            ...processIdentity(started.pid),
+            dir: dirname(started.logPath),
+          });
         }
         // Recorded at once: if this process dies before the setup completes,
         // gc must find and stop them (a keeper, or pasta, outlives it).
@@ -649,7 +658,9 @@ export class Networking {
         report.errors.push((err as Error).message);
       }
     }
-    for (const cached of await this.cni.cachedAttachments()) {
+    // Rootless containers have no CNI attachments (and /var/lib/cni is root's).
+    const cachedList = this.rootless ? [] : await this.cni.cachedAttachments();
+    for (const cached of cachedList) {
       // Only attachments whose namespace is gone: one that still exists may
       // belong to another CNI user (podman) sharing /var/lib/cni.
       if (kept.has(cached.containerId) || (await isNamespace(cached.netns))) continue;
@@ -693,6 +704,11 @@ export class Networking {
       killed.push(...(await stopHelpers(state.helpers)));
     } catch (err) {
       errors.push(err);
+    }
+    // An engine that stopped with its owner dead left its private directory.
+    for (const h of state.helpers) {
+      if (h.dir && /^podnet-(slirp4netns|pasta)-[^/]+$/.test(basename(h.dir)) && !ownerAlive(h))
+        await rm(h.dir, { recursive: true, force: true }).catch((e: unknown) => errors.push(e));
     }
     const targets =
       state.phase === 'ready'

@@ -95,6 +95,7 @@ const StateSchema = v.strictObject({
       kind: v.picklist(['keeper', 'slirp4netns', 'pasta', 'forwarder', 'userns']),
       pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
       startTime: v.string(),
+      dir: v.optional(v.string()),
     }),
   ),
   created: v.string(),

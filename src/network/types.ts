@@ -87,6 +87,8 @@ export interface HelperProcess {
   pid: number;
   /** The process's start time (/proc/PID/stat field 22): never signal a reused pid. */
   startTime: string;
+  /** An engine's private directory (log, pid file, API socket): removed once it has stopped. */
+  dir?: string;
 }
 
 /** The process doing a setup, so gc can tell a live setup from a crashed one. */

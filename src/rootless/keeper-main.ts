@@ -6,6 +6,7 @@
 // it stops them and exits. If the engine dies, it exits too, so a keeper
 // never outlives the network it keeps.
 import { createWriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import { NetworkNamespace } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
 import {
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
   await reply({
     ok: true,
     enginePid: enginePid(engines),
+    engineDir: dirname((engines.slirp ?? engines.pasta)!.logPath),
     ...(userns ? { usernsPid: userns.pid } : {}),
   });
 }

@@ -17,6 +17,8 @@ export interface KeeperInfo {
   pid: number;
   /** The engine's pid (slirp4netns or pasta). */
   enginePid: number;
+  /** The engine's private directory. */
+  engineDir?: string;
   /** The pid of the UserNamespace helper holding the namespaces (`userns` jobs). */
   usernsPid?: number;
 }
@@ -96,6 +98,7 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
       let msg: {
         ok?: unknown;
         enginePid?: unknown;
+        engineDir?: unknown;
         usernsPid?: unknown;
         code?: unknown;
         message?: unknown;
@@ -129,6 +132,7 @@ export function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
       resolve({
         pid: child.pid,
         enginePid: msg.enginePid,
+        ...(typeof msg.engineDir === 'string' ? { engineDir: msg.engineDir } : {}),
         ...(typeof usernsPid === 'number' ? { usernsPid } : {}),
       });
     });

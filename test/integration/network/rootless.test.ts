@@ -4,6 +4,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../src/index.js';
 import { freePort, isRoot, readFromLoopback, running } from '../../helpers/host.js';
@@ -32,7 +33,12 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       });
       const slirp = a.slirp4netns!;
       expect(a.state.helpers).toEqual([
-        { kind: 'slirp4netns', pid: slirp.pid, startTime: expect.any(String) },
+        {
+          kind: 'slirp4netns',
+          pid: slirp.pid,
+          startTime: expect.any(String),
+          dir: dirname(slirp.logPath),
+        },
       ]);
       const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
       await a.netns!.listen(server, { port: 8080 });
@@ -133,7 +139,12 @@ describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
     });
     const pasta = a.pasta!;
     expect(a.state.helpers).toEqual([
-      { kind: 'pasta', pid: pasta.pid, startTime: expect.any(String) },
+      {
+        kind: 'pasta',
+        pid: pasta.pid,
+        startTime: expect.any(String),
+        dir: dirname(pasta.logPath),
+      },
     ]);
     const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
     await a.netns!.listen(server, { port: 8080 });

@@ -266,6 +266,33 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     });
   }
 
+  it('an owner killed with SIGKILL takes its helpers with it; gc removes the state', async () => {
+    const id = `k-${uniq()}`;
+    const child = spawnAsUser([
+      join(user.pkg, 'child.mjs'),
+      JSON.stringify({ id, mode: 'slirp4netns', modeOptions: [], hostPort: await freePort() }),
+    ]);
+    const next = jsonLines(child);
+    try {
+      expect(await next()).toMatchObject({ ready: true });
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('close', r));
+      // The helper sees its socket's end of file and slirp4netns its exit
+      // fd's: both end without anyone signalling them.
+      let left = await processesOf(user.uid);
+      for (let i = 0; i < 100 && left.length; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        left = await processesOf(user.uid);
+      }
+      expect(left).toEqual([]);
+      const gc = await runAsUser([join(user.pkg, 'bin/podnet.js'), 'gc', '--json']);
+      expect(gc.code, gc.stderr).toBe(0);
+      expect(JSON.parse(gc.stdout)).toMatchObject({ removedStates: [id] });
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('`podnet up` as the user: a keeper holds the namespaces; stats joins them; down ends all', async () => {
     const hostPort = await freePort();
     const id = `cli-${uniq()}`;
