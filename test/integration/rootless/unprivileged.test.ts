@@ -18,13 +18,17 @@ import {
   rmSync,
 } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, isRoot, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
+const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as {
+  path(dir: string): string;
+};
 const inCI = process.env['CI'] !== undefined;
 
 /** Why these tests cannot run here, or undefined. In CI that is a failure, not a skip. */
@@ -145,14 +149,22 @@ async function runAsUser(
 }
 
 describe.skipIf(why !== undefined)('rootless networking as an unprivileged user', () => {
+  // Made in beforeAll, removed in afterAll even when beforeAll failed half-way.
+  let userName: string | undefined;
+  let pkgDir: string | undefined;
+
   beforeAll(async () => {
     const name = `${TEST_PREFIX}${uniq(4)}`;
     await run(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+    userName = name;
     const uid = Number(await run(['id', '-u', name]));
     const gid = Number(await run(['id', '-g', name]));
     // The checkout may be where the user cannot read (under /root, say).
     const pkg = mkdtempSync(join(tmpdir(), `${TEST_PREFIX}pkg-`));
-    for (const part of ['dist', 'bin', 'package.json', 'build/Release/podnet.node'])
+    pkgDir = pkg;
+    // The addon where podnet loads it from: build/Release, or the prebuild.
+    const addon = relative(root, nodeGypBuild.path(root));
+    for (const part of ['dist', 'bin', 'package.json', addon])
       cpSync(join(root, part), join(pkg, part), { recursive: true });
     for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
       cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
@@ -189,9 +201,8 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
   });
 
   afterAll(async () => {
-    if (!user) return;
-    await run(['userdel', user.name]).catch(() => '');
-    rmSync(user.pkg, { recursive: true, force: true });
+    if (userName) await run(['userdel', userName]).catch(() => '');
+    if (pkgDir) rmSync(pkgDir, { recursive: true, force: true });
   });
 
   const cases = [
