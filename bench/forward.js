@@ -492,15 +492,35 @@ function stream(clientNs, host, [toServer, toIperf], streams) {
 }
 
 /**
+ * Waits (up to 3 s) until every process of `procs` that forks workers
+ * (socat) has reaped them, so that their CPU is in its account: a worker's
+ * CPU moves to the parent's only when it is reaped.
+ */
+async function settle(procs) {
+  const busy = (pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim() !== '';
+    } catch {
+      return false;
+    }
+  };
+  const forking = (procs ?? []).filter((p) => p.children);
+  for (let i = 0; i < 150 && forking.some((p) => busy(p.pid)); i++) await sleep(20);
+}
+
+/**
  * The three measurements through one path (`ports`: [to the Node server, to
  * iperf3 -s]); `procs` are the forwarding processes whose CPU is counted.
  */
 async function measure(clientNs, host, ports, procs) {
   const cpu = () => (procs ? procs.reduce((a, p) => a + cpuSeconds(p), 0) : Number.NaN);
+  await settle(procs);
   const c0 = cpu();
   const one = await stream(clientNs, host, ports, 1);
+  await settle(procs);
   const c1 = cpu();
   const four = await stream(clientNs, host, ports, 4);
+  await settle(procs);
   const c2 = cpu();
   const conns = await runClient(clientNs, {
     host,
