@@ -2,21 +2,31 @@
 // clients and the proxy under test never share a JS thread:
 //   node forward-roles.js server PORT             (run inside the container namespace)
 //   node forward-roles.js client JSON             (prints one JSON line)
-//   node forward-roles.js podnet NSPATH ADDR PORT HOSTPORT
-//   node forward-roles.js pipe NSPATH ADDR PORT HOSTPORT
+//   node forward-roles.js podnet NSPATH ADDR HOSTPORT:PORT...
+//   node forward-roles.js pipe NSPATH ADDR HOSTPORT:PORT...
 //   node forward-roles.js nsserver NSPATH PORT   (the server, bound in NSPATH by ns.listen)
-//   node forward-roles.js slirp NSPATH HOSTPORT GUESTPORT WORKDIR
-// A proxy prints "ready" once it listens on 127.0.0.1:HOSTPORT; slirp prints
+//   node forward-roles.js slirp NSPATH WORKDIR HOSTPORT:GUESTPORT...
+// A proxy prints "ready" once it listens on 127.0.0.1:HOSTPORT of every
+// mapping (one per server: this file's server and iperf3 -s); slirp prints
 // "ready PID" (slirp4netns's pid, whose CPU is counted) and, on SIGTERM,
 // stops slirp4netns before exiting.
 //
-// Wire protocol: the client's first byte picks the mode. 'S' (stream): the
-// server discards everything and, after the client's EOF, answers with the
-// byte count. 'R' (request): the server answers 100 bytes at once and closes
-// first, as the short-connection anchors do.
+// Wire protocol: the client's first byte picks the mode. 'S' (stream, the
+// throughput measurement when iperf3 is not installed): the server discards
+// everything and, after the client's EOF, answers with the byte count. 'R'
+// (request): the server answers 100 bytes at once and closes first, as the
+// short-connection anchors do.
 import net from 'node:net';
 
 const [role, ...args] = process.argv.slice(2);
+
+/** 'HOSTPORT:PORT' arguments as [{ hostPort, port }]. */
+function parseMappings(list) {
+  return list.map((m) => {
+    const [hostPort, port] = m.split(':').map(Number);
+    return { hostPort, port };
+  });
+}
 
 function createServer() {
   const reply = Buffer.alloc(100, 'r');
@@ -52,9 +62,9 @@ async function nsServer(nsPath, port) {
 }
 
 // slirp4netns with its own port handler (add_hostfwd): it listens on
-// 127.0.0.1:HOSTPORT in the namespace this process runs in and forwards into
-// NSPATH's tap0 (MTU 65520, podnet's default).
-async function slirp(nsPath, hostPort, guestPort, workDir) {
+// 127.0.0.1:HOSTPORT of each mapping in the namespace this process runs in
+// and forwards into NSPATH's tap0 (MTU 65520, podnet's default).
+async function slirp(nsPath, workDir, mappings) {
   const { Slirp4netns } = await import('../../dist/index.js');
   const s = await Slirp4netns.start({
     netns: nsPath,
@@ -65,7 +75,9 @@ async function slirp(nsPath, hostPort, guestPort, workDir) {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   try {
-    await s.addPortForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort, guestPort });
+    for (const { hostPort, port } of mappings) {
+      await s.addPortForward({ proto: 'tcp', hostAddr: '127.0.0.1', hostPort, guestPort: port });
+    }
   } catch (err) {
     await s.stop();
     throw err;
@@ -141,22 +153,31 @@ async function client(opts) {
   console.log(JSON.stringify({ connsPerSec: ok / seconds, ok, failed, seconds }));
 }
 
-async function podnet(nsPath, addr, port, hostPort) {
+async function podnet(nsPath, addr, mappings) {
   const { NetworkNamespace } = await import('../../dist/index.js');
   const { PortForwarder } = await import('../../dist/rootless/index.js');
   const ns = await NetworkNamespace.open(nsPath);
   await PortForwarder.start({
     netns: ns,
     containerAddress: addr,
-    mappings: [{ hostIP: '127.0.0.1', hostPort, containerPort: port }],
+    mappings: mappings.map(({ hostPort, port }) => ({
+      hostIP: '127.0.0.1',
+      hostPort,
+      containerPort: port,
+    })),
   });
   console.log('ready');
 }
 
 // The naive proxy: accept, connect from inside the namespace, pipe() both ways.
-async function pipeProxy(nsPath, addr, port, hostPort) {
+async function pipeProxy(nsPath, addr, mappings) {
   const { NetworkNamespace } = await import('../../dist/index.js');
   const ns = await NetworkNamespace.open(nsPath);
+  await Promise.all(mappings.map(({ hostPort, port }) => pipeListen(ns, addr, port, hostPort)));
+  console.log('ready');
+}
+
+function pipeListen(ns, addr, port, hostPort) {
   // allowHalfOpen: the client's EOF must not close the way back.
   const srv = net.createServer({ allowHalfOpen: true }, (c) => {
     c.on('error', () => c.destroy());
@@ -169,7 +190,10 @@ async function pipeProxy(nsPath, addr, port, hostPort) {
       () => c.destroy(),
     );
   });
-  srv.listen({ host: '127.0.0.1', port: hostPort, backlog: 4096 }, () => console.log('ready'));
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen({ host: '127.0.0.1', port: hostPort, backlog: 4096 }, resolve);
+  });
 }
 
 switch (role) {
@@ -180,16 +204,16 @@ switch (role) {
     await client(JSON.parse(args[0]));
     break;
   case 'podnet':
-    await podnet(args[0], args[1], Number(args[2]), Number(args[3]));
+    await podnet(args[0], args[1], parseMappings(args.slice(2)));
     break;
   case 'pipe':
-    await pipeProxy(args[0], args[1], Number(args[2]), Number(args[3]));
+    await pipeProxy(args[0], args[1], parseMappings(args.slice(2)));
     break;
   case 'nsserver':
     await nsServer(args[0], Number(args[1]));
     break;
   case 'slirp':
-    await slirp(args[0], Number(args[1]), Number(args[2]), args[3]);
+    await slirp(args[0], args[1], parseMappings(args.slice(2)));
     break;
   default:
     console.error(`unknown role ${role}`);
