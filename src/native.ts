@@ -31,6 +31,14 @@ export interface NativeBinding {
     protocol: number,
     addr?: Buffer,
   ): Promise<number>;
+  /** COUNT sockets opened inside the namespace on one fresh thread (all or none). */
+  socketsIn(
+    nsfd: number,
+    domain: number,
+    type: number,
+    protocol: number,
+    count: number,
+  ): Promise<number[]>;
   socketInSync(nsfd: number, domain: number, type: number, protocol: number, addr?: Buffer): number;
   closeFd(fd: number): void;
   RtnlSocket: new (fd: number) => NativeRtnlSocket;

@@ -39,6 +39,9 @@ const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const IFNAMSIZ = 16;
+// A bound on one batch of `sockets()`: enough for any pool, and a mistaken
+// count cannot exhaust the fd table in one call.
+const MAX_SOCKET_BATCH = 4096;
 
 /** Where namespaces are mounted unless told otherwise. */
 export interface NamespaceLocation {
@@ -451,11 +454,36 @@ export class NetworkNamespace implements AsyncDisposable {
    * net.Socket({ fd })`, or close it.
    */
   async socket(opts: { type: SocketType }): Promise<number> {
-    const p = socketParams(opts?.type);
-    return call(
-      `opening a ${opts.type} socket in '${this.path}'`,
-      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
-    );
+    const [fd] = await this.#openSockets(opts?.type, 1);
+    return fd!;
+  }
+
+  /**
+   * Opens COUNT sockets inside the namespace at once and returns their fds
+   * (O_CLOEXEC), the caller owning them as with {@link socket}. One thread
+   * and one namespace switch serve the whole batch, which is what makes it
+   * cheap: the port forwarder keeps a pool filled this way. All or nothing:
+   * on a failure none stays open.
+   */
+  async sockets(opts: { type: SocketType; count: number }): Promise<number[]> {
+    const count = opts?.count;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_SOCKET_BATCH) {
+      throw new InvalidArgumentError(
+        `socket count must be an integer from 1 to ${MAX_SOCKET_BATCH}, not ${String(count)}`,
+      );
+    }
+    return this.#openSockets(opts.type, count);
+  }
+
+  // Every unbound socket opened inside the namespace comes through here, so
+  // that another way of entering it has one place to go.
+  async #openSockets(type: SocketType, count: number): Promise<number[]> {
+    const p = socketParams(type);
+    const what =
+      count === 1
+        ? `opening a ${type} socket in '${this.path}'`
+        : `opening ${count} ${type} sockets in '${this.path}'`;
+    return call(what, native.socketsIn(this.#nsfd(), p.domain, p.type, p.protocol, count));
   }
 
   /**
@@ -499,12 +527,8 @@ export class NetworkNamespace implements AsyncDisposable {
     const port = checkPort(opts?.port);
     if (port === 0) throw new InvalidArgumentError('cannot connect to port 0');
     const { family } = encodeSockaddr(opts.host, port);
-    const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
-    const fd = await call(
-      `opening a socket in '${this.path}'`,
-      native.socketIn(this.#nsfd(), p.domain, p.type, p.protocol),
-    );
-    const socket = new net.Socket({ fd, readable: true, writable: true });
+    const [fd] = await this.#openSockets(family === 4 ? 'tcp4' : 'tcp6', 1);
+    const socket = new net.Socket({ fd: fd!, readable: true, writable: true });
     return new Promise((resolvePromise, reject) => {
       const onError = (err: Error): void => {
         socket.destroy();
