@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CniAttachment,
   type CniNetworkList,
@@ -17,6 +16,7 @@ import {
 import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
+import { processAlive, processIdentity, terminateProcess } from '../process.js';
 import {
   checkRootlessPorts,
   enginePid,
@@ -32,13 +32,7 @@ import {
   stopEngines,
 } from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
-import {
-  checkContainerId,
-  currentOwner,
-  ownerAlive,
-  processIdentity,
-  StateStore,
-} from './state.js';
+import { checkContainerId, currentOwner, StateStore } from './state.js';
 import { summarizeStats } from './stats.js';
 import type {
   AttachedNetwork,
@@ -166,26 +160,7 @@ async function stopHelpers(helpers: readonly HelperProcess[]): Promise<number[]>
     (a, b) => Number(b.kind === 'keeper') - Number(a.kind === 'keeper'),
   );
   for (const helper of ordered) {
-    if (!ownerAlive(helper)) continue;
-    try {
-      process.kill(helper.pid, 'SIGTERM');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') continue;
-      throw err;
-    }
-    signalled.push(helper.pid);
-    for (let i = 0; i < 150 && ownerAlive(helper); i++) await sleep(20);
-    if (ownerAlive(helper)) {
-      // Its process group, so a keeper's engines go with it.
-      for (const target of [-helper.pid, helper.pid]) {
-        try {
-          process.kill(target, 'SIGKILL');
-          break;
-        } catch {
-          // No such group (it did not lead one), or it just ended.
-        }
-      }
-    }
+    if (await terminateProcess(helper)) signalled.push(helper.pid);
   }
   return signalled;
 }
@@ -535,7 +510,7 @@ export class Networking {
     for (const b of bad) report.errors.push(b.message);
     const kept = new Set<string>();
     for (const state of states) {
-      const crashed = state.phase === 'setup' && !ownerAlive(state.owner);
+      const crashed = state.phase === 'setup' && !processAlive(state.owner);
       const running = state.phase === 'setup' && !crashed;
       const gone = state.phase === 'ready' && !(await isNamespace(state.netnsPath));
       if (running || (!crashed && !gone)) {

@@ -12,6 +12,11 @@ import { native, type RelayStats, systemError } from '../native.js';
 import type { NetworkNamespace } from '../netns/namespace.js';
 import { encodeSockaddr } from '../netns/sockaddr.js';
 import type { PortMapping } from '../ports.js';
+import {
+  type DetachedForwarderOptions,
+  type DetachedPortForwarder,
+  spawnForwarderProcess,
+} from './forwarder-process.js';
 
 /** A host port that is already taken: nothing of the forwarder stays listening. */
 export class PortInUseError extends PodnetError {
@@ -274,6 +279,19 @@ export class PortForwarder implements AsyncDisposable {
       else native.relayListen(self.#group, fd, addr);
     }
     return self;
+  }
+
+  /**
+   * Starts a forwarder in a detached process of its own (its own process
+   * group), as podman's rootlessport is, and resolves once it forwards
+   * every port: it can outlive this process, and `identity` (pid and start
+   * time) lets gc stop it later. The job goes as JSON on its stdin; it
+   * reports the bound ports, or a typed error (a ForwarderProcessError
+   * carrying its code, ERR_PODNET_PORT_IN_USE and the like), on fd 3. It
+   * stops on SIGTERM, and on EOF of its exit fd when given one (`exitFd`).
+   */
+  static spawnDetached(opts: DetachedForwarderOptions): Promise<DetachedPortForwarder> {
+    return spawnForwarderProcess(opts);
   }
 
   /** Counters of this forwarder's connections and flows. */

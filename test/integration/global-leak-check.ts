@@ -32,7 +32,9 @@ function helperProcesses(): string[] {
     } catch {
       continue;
     }
-    if (/slirp4netns|pasta|passt|keeper-main|podnet-test-|test\/fixtures\//.test(cmd))
+    if (
+      /slirp4netns|pasta|passt|keeper-main|forwarder-main|podnet-test-|test\/fixtures\//.test(cmd)
+    )
       out.push(`${pid} ${cmd}`);
   }
   return out;
