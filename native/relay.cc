@@ -52,9 +52,11 @@ namespace {
 constexpr int kMaxEvents = 128;
 // A pipe starts at the kernel's default (64 KiB) and grows to this once a
 // direction carries a bulk stream (the pipe half full): fewer, larger
-// splices for bulk data, while short connections keep the small pipe (an
-// unprivileged user's pipes count against pipe-user-pages-soft).
-constexpr int kBulkPipeSize = 256 * 1024;
+// splices for bulk data (1 MiB, pipe-max-size's default, as Go's splice
+// path uses; less relay CPU per Gbit/s here than 256 KiB), while short
+// connections keep the small pipe. An unprivileged user's pipes count
+// against pipe-user-pages-soft; growing is best effort.
+constexpr int kBulkPipeSize = 1024 * 1024;
 constexpr uint32_t kForceCopy = 1;  // relayStart flag: read/write instead of splice (bench, tests)
 
 // Counters of one group (one forwarder), or of the whole process; readable
@@ -209,6 +211,7 @@ struct Pair {
   Direction ab, ba;
   bool connecting = false;
   bool closed = false;
+  bool sole = false;  // the relay holds the only fd of each socket (accepted, pooled)
   sockaddr_storage addr{};
   socklen_t addrlen = 0;  // 0: b is already connected
 };
@@ -253,7 +256,7 @@ void Grow(Direction& d) {
 // that ends the pair. Loops while anything moved, so with edge triggering it
 // only stops on EAGAIN (an edge will follow) or a full pipe or buffer (then
 // the write just returned EAGAIN, an edge will follow).
-int Pump(Direction& d, Counters& group, Counters& totals) {
+int Pump(Direction& d, const Direction& other, Counters& group, Counters& totals) {
   while (!d.done) {
     bool moved = false;
     if (d.pending > 0) {
@@ -293,7 +296,9 @@ int Pump(Direction& d, Counters& group, Counters& totals) {
     if (d.eof && d.pending == 0) {
       // Half-close: the peer sees EOF and can still answer the other way.
       // ENOTCONN: the other side is gone already; the other direction tells.
-      if (shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) return errno;
+      // Not needed when the other way is done too: closing the pair sends
+      // the FIN (both sides read to EOF, so close() does not reset).
+      if (!other.done && shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) return errno;
       d.done = true;
     }
     if (!moved) break;
@@ -806,6 +811,7 @@ class Relay {
     p->b.fd = inner;
     p->addr = l.addr;
     p->addrlen = l.addrlen;
+    p->sole = true;
     if (!TakePipe(*l.group, p->ab, client, inner) || !TakePipe(*l.group, p->ba, inner, client)) {
       // No pipe (fds or memory): this client is refused.
       linger lg{1, 0};
@@ -870,8 +876,8 @@ class Relay {
       if (err != 0) return Finish(p, err);
       p.connecting = false;
     }
-    int err = Pump(p.ab, p.group->stats, totals_);
-    if (err == 0) err = Pump(p.ba, p.group->stats, totals_);
+    int err = Pump(p.ab, p.ba, p.group->stats, totals_);
+    if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_);
     if (err != 0 || (p.ab.done && p.ba.done)) Finish(p, err);
   }
 
@@ -889,7 +895,8 @@ class Relay {
     }
     for (End* e : {&p.a, &p.b}) {
       if (e->fd < 0) continue;
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+      // close() alone unregisters an fd no other descriptor shares.
+      if (!p.sole) epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
       if (err != 0) {
         linger lg{1, 0};
         setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
