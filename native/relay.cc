@@ -9,7 +9,7 @@
 // group's UDP pool is connected to the container's address (a flow), and
 // datagrams are relayed both ways with recvmmsg/sendmmsg on this thread;
 // replies go back to the client with its address. A flow idle for longer
-// than its port's timeout is closed, as rootlessport and podman do.
+// than its port's timeout is closed, as rootlesskit's UDP proxy does.
 //
 // The thread also accepts on the forwarder's listening sockets, so a
 // connection involves no JavaScript at all: each accepted client is paired
@@ -163,7 +163,7 @@ struct UdpPort : Watch {
   std::shared_ptr<Group> group;
   sockaddr_storage addr{};  // the container's address and port
   socklen_t addrlen = 0;
-  int64_t idleMs = 60000;
+  int64_t idleMs = 0;  // set by relayUdp
   size_t maxFlows = 4096;
   std::unordered_map<std::string, std::unique_ptr<Flow>> flows;
   std::list<Flow*> lru;  // least recently used first
@@ -468,7 +468,8 @@ class Relay {
     if (due == 0) return -1;
     int64_t wait = due - NowMs();
     if (wait < 0) return 0;
-    return wait > 60000 ? 60000 : static_cast<int>(wait) + 1;
+    // +1: epoll rounds down, and waking just before the deadline would spin.
+    return wait > 3600000 ? 3600000 : static_cast<int>(wait) + 1;
   }
 
   void Loop() {

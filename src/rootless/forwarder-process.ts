@@ -35,7 +35,7 @@ export interface DetachedForwarderOptions {
   containerAddress: string;
   /** Ports to publish. */
   mappings: PortMapping[];
-  /** Idle timeout of UDP flows (default 60 s). */
+  /** Idle timeout of UDP flows (default 90 s, as PortForwarder.start). */
   udpIdleTimeoutMs?: number;
   /**
    * What besides SIGTERM ends the forwarder, as slirp4netns's exit fd does:

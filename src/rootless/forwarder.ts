@@ -50,7 +50,11 @@ export interface ForwardedPort {
 
 /** Options of {@link PortForwarder.start}. */
 export interface PortForwarderOptions {
-  /** The container's network namespace: connections are opened inside it. */
+  /**
+   * The container's network namespace: connections are opened inside it.
+   * It must stay open while the forwarder runs: once it is closed the pool
+   * cannot be refilled, and new clients wait in the backlog.
+   */
   netns: NetworkNamespace;
   /** Ports to publish (podman's PortMapping; ranges are expanded). */
   mappings: PortMapping[];
@@ -61,8 +65,9 @@ export interface PortForwarderOptions {
   containerAddress: string;
   /**
    * How long a UDP flow (one client address:port) lives without a datagram
-   * either way before its socket in the namespace is closed; default 60 s,
-   * rootlessport's and podman's choice. A later datagram starts a new flow.
+   * either way before its socket in the namespace is closed; default 90 s,
+   * the timeout of rootlesskit's builtin port driver (Docker's userland
+   * proxy before it). A later datagram starts a new flow.
    */
   udpIdleTimeoutMs?: number;
 }
@@ -175,7 +180,7 @@ const POOL = {
   tcp: { batch: 64, low: 32 },
   udp: { batch: 16, low: 8 },
 } as const;
-const DEFAULT_UDP_IDLE_TIMEOUT_MS = 60_000;
+const DEFAULT_UDP_IDLE_TIMEOUT_MS = 90_000;
 /** UDP flows per host port; at the limit the least recently used one makes room. */
 const MAX_UDP_FLOWS = 4096;
 /** After a failed refill, how long before the relay may ask again. */
