@@ -39,9 +39,10 @@ const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const IFNAMSIZ = 16;
-// A bound on one batch of `sockets()`: enough for any pool, and a mistaken
-// count cannot exhaust the fd table in one call.
-const MAX_SOCKET_BATCH = 4096;
+// A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
+// (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
+// plenty for a pool.
+const MAX_SOCKET_BATCH = 253;
 
 /** Where namespaces are mounted unless told otherwise. */
 export interface NamespaceLocation {

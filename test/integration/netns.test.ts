@@ -381,7 +381,7 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
     await new Promise((r) => server.close(r));
     const udp = await a.sockets({ type: 'udp6', count: 2 });
     for (const fd of udp) closeSync(fd);
-    for (const count of [0, 1.5, 5000, undefined]) {
+    for (const count of [0, 1.5, 254, undefined]) {
       await expect(a.sockets({ type: 'tcp4', count: count as number })).rejects.toBeInstanceOf(
         InvalidArgumentError,
       );
