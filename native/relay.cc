@@ -19,11 +19,12 @@
 // function, for another batch; while it is empty, clients wait in the
 // listening socket's backlog.
 //
-// Every socket is registered edge-triggered for both directions. The rule
-// that keeps that from stalling: on any event of a pair, each direction is
-// pumped until it cannot move (see Pump), and it only stops when a call
-// returned EAGAIN (the kernel will report the next edge) or the pipe is full
-// (then the write side has just returned EAGAIN, whose edge will come).
+// Every socket of a pair is registered edge-triggered for both directions.
+// The rule that keeps that from stalling: on any event of a pair, each
+// direction is pumped until it cannot move (see Pump), and it only stops
+// when a call returned EAGAIN (the kernel will report the next edge) or the
+// pipe is full (then the write side has just returned EAGAIN, whose edge
+// will come). UDP sockets are level-triggered instead (see AddUdpPort).
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -354,6 +355,9 @@ constexpr int kRetryMs = 100;
 // anything larger is dropped).
 constexpr int kBatch = 32;
 constexpr size_t kMaxDatagram = 65536;
+// recvmmsg batches per wake-up of one UDP socket (level-triggered: the rest
+// waits for the next round of the loop, after the other sockets).
+constexpr int kUdpRounds = 4;
 // Bound on a group's kept pipes (Group::freePipes): each holds a little
 // kernel memory.
 constexpr size_t kMaxFreePipes = 128;
@@ -609,7 +613,9 @@ class Relay {
     }
     if (!dgram_) dgram_.reset(new char[kBatch * kMaxDatagram]);
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLET;  // read until EAGAIN on every event
+    // Level-triggered: each wake-up takes a few batches at most, so a flood
+    // on one port cannot hold the thread; what is left wakes it again.
+    ev.events = EPOLLIN;
     ev.data.ptr = u.get();
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, u->fd, &ev) != 0) return CloseFd(u->fd);
     udpPorts_.push_back(u.release());
@@ -680,7 +686,7 @@ class Relay {
     f->clientlen = len;
     f->last = now_;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLET;
+    ev.events = EPOLLIN;  // level-triggered, as the host port
     ev.data.ptr = f.get();
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
       close(fd);
@@ -715,12 +721,12 @@ class Relay {
 
   // Datagrams from clients on a host port, each to its flow's socket.
   void FromClients(UdpPort& u) {
-    for (;;) {
+    for (int round = 0; round < kUdpRounds; round++) {
       ArmReceive();
       int n = recvmmsg(u.fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return;  // EAGAIN: drained (the next datagram makes a new edge)
+        return;  // EAGAIN: nothing left
       }
       int64_t sent = 0, bytes = 0, dropped = 0;
       for (int i = 0; i < n; i++) {
@@ -745,7 +751,7 @@ class Relay {
   // Datagrams from the container on a flow, back to its client.
   void FromContainer(Flow& f) {
     UdpPort& u = *f.port;
-    for (;;) {
+    for (int round = 0; round < kUdpRounds; round++) {
       ArmReceive();
       int n = recvmmsg(f.fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
       if (n < 0) {
