@@ -92,7 +92,7 @@ struct Group {
   size_t low[kPoolKinds] = {0, 0};       // ask for more at or below this
   bool requested[kPoolKinds] = {false, false};
   bool closed = false;
-  bool canRefill = false;  // tsfn holds the JS callback
+  bool canRefill = false;  // tsfn holds the JS callback and may be called
   Napi::ThreadSafeFunction tsfn;
   // Relay thread only: empty pipes of finished pairs, kept for new pairs so
   // a short connection costs no pipe2/fcntl/close. Per group, so closing a
@@ -963,7 +963,18 @@ Napi::Value JsGroup(const Napi::CallbackInfo& info) {
   uint32_t id;
   std::shared_ptr<Group> g = TheRelay().NewGroup(&id);
   if (info.Length() > 0 && info[0].IsFunction()) {
-    g->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "podnet:relay", 0, 1);
+    // The finalizer runs after relayCloseGroup's release, or when the
+    // environment ends without one (a worker thread exiting): from then on
+    // the relay thread must not call the function.
+    auto* keep = new std::shared_ptr<Group>(g);
+    g->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "podnet:relay", 0, 1, keep,
+                                            [](Napi::Env, std::shared_ptr<Group>* gp) {
+                                              {
+                                                std::lock_guard<std::mutex> lock((*gp)->mu);
+                                                (*gp)->canRefill = false;
+                                              }
+                                              delete gp;
+                                            });
     g->canRefill = true;
   }
   return Napi::Number::New(env, id);
@@ -1141,7 +1152,11 @@ Napi::Value StatsObject(Napi::Env env, const Counters* s) {
 // closed (undefined for an unknown group).
 Napi::Value JsCloseGroup(const Napi::CallbackInfo& info) {
   auto g = TheRelay().CloseGroup(info[0].As<Napi::Number>().Uint32Value());
-  if (g && g->canRefill) g->tsfn.Release();  // the relay thread no longer calls it
+  if (g) {
+    // The relay thread no longer calls it (the group is closed).
+    std::lock_guard<std::mutex> lock(g->mu);
+    if (g->canRefill) g->tsfn.Release();
+  }
   return StatsObject(info.Env(), g ? &g->stats : nullptr);
 }
 
