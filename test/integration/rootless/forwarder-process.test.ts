@@ -10,12 +10,16 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../../dist/index.js';
-import { ForwarderProcessError, PortForwarder } from '../../../dist/rootless/index.js';
+import { NetworkNamespace } from '../../../src/index.js';
 import { freePort, isRoot, type NetnsDir, run, running, tempNetnsDir } from '../../helpers/host.js';
 
 const dist = new URL('../../../dist/', import.meta.url);
 const main = fileURLToPath(new URL('rootless/forwarder-main.js', dist));
+// The built package, whose PortForwarder finds forwarder-main.js beside it
+// (imported by URL, so type checking does not need dist/).
+const { ForwarderProcessError, PortForwarder } = (await import(
+  new URL('rootless/index.js', dist).href
+)) as typeof import('../../../src/rootless/index.js');
 
 /** Pids of forwarder processes of this checkout. */
 function forwarderPids(): number[] {
