@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace podnet {
 
@@ -18,6 +19,10 @@ struct Outcome {
   const char* syscall = nullptr;
   std::string path;
   int64_t value = -1;
+  // OkFds: several fds, resolved as an array (value unused). Owned by the
+  // Outcome until it reaches JavaScript: closed if it never does.
+  bool isList = false;
+  std::vector<int> fds;
 
   static Outcome Fail(int e, const char* call, std::string p = std::string()) {
     Outcome o;
@@ -29,6 +34,12 @@ struct Outcome {
   static Outcome Ok(int64_t v = 0) {
     Outcome o;
     o.value = v;
+    return o;
+  }
+  static Outcome OkFds(std::vector<int> fds) {
+    Outcome o;
+    o.isList = true;
+    o.fds = std::move(fds);
     return o;
   }
 };
@@ -44,7 +55,7 @@ Napi::Value OutcomeToPromise(Napi::Env env, std::function<Outcome()> fn);
 Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o);
 
 // Runs fn on a brand-new detached native thread and resolves to its
-// Outcome.value on the JS thread (no libuv pool hop). fn may switch the
+// Outcome.value (an array for OkFds) on the JS thread (no libuv pool hop). fn may switch the
 // thread's namespace: the thread ends with it.
 Napi::Value OnFreshThread(Napi::Env env, std::function<Outcome()> fn);
 

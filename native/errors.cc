@@ -1,4 +1,5 @@
 #include <pthread.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -80,12 +81,18 @@ struct DetachedJob {
 };
 
 void SettleOnJsThread(Napi::Env env, Napi::Function, DetachedJob* job) {
-  if (env != nullptr) {
-    if (job->out.err != 0) {
-      job->deferred.Reject(SysError(env, job->out.err, job->out.syscall, job->out.path).Value());
-    } else {
-      job->deferred.Resolve(Napi::Number::New(env, static_cast<double>(job->out.value)));
-    }
+  Outcome& out = job->out;
+  if (env == nullptr) {
+    // The environment is shutting down: nobody will receive the fds.
+    for (int fd : out.fds) close(fd);
+  } else if (out.err != 0) {
+    job->deferred.Reject(SysError(env, out.err, out.syscall, out.path).Value());
+  } else if (out.isList) {
+    Napi::Array fds = Napi::Array::New(env, out.fds.size());
+    for (uint32_t i = 0; i < out.fds.size(); i++) fds.Set(i, Napi::Number::New(env, out.fds[i]));
+    job->deferred.Resolve(fds);
+  } else {
+    job->deferred.Resolve(Napi::Number::New(env, static_cast<double>(out.value)));
   }
   delete job;
 }

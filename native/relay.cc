@@ -5,23 +5,42 @@
 // namespace: a socket keeps the namespace it was opened in, so the relay can
 // join a host socket with one opened inside a container.
 //
-// Every socket is registered edge-triggered for both directions. The rule
-// that keeps that from stalling: on any event of a pair, each direction is
-// pumped until it cannot move (see Pump), and it only stops when a call
-// returned EAGAIN (the kernel will report the next edge) or the pipe is full
-// (then the write side has just returned EAGAIN, whose edge will come).
+// UDP: for each client address seen on a host UDP port, a socket from the
+// group's UDP pool is connected to the container's address (a flow), and
+// datagrams are relayed both ways with recvmmsg/sendmmsg on this thread;
+// replies go back to the client with its address. A flow idle for longer
+// than its port's timeout is closed, as rootlesskit's UDP proxy does.
+//
+// The thread also accepts on the forwarder's listening sockets, so a
+// connection involves no JavaScript at all: each accepted client is paired
+// with a socket from its group's pool (sockets JavaScript opened inside the
+// namespace in batches), which is then connected to the container's address.
+// When a pool runs low the thread asks JavaScript, through a thread-safe
+// function, for another batch; while it is empty, clients wait in the
+// listening socket's backlog.
+//
+// Every socket of a pair is registered edge-triggered for both directions.
+// The rule that keeps that from stalling: on any event of a pair, each
+// direction is pumped until it cannot move (see Pump), and it only stops
+// when a call returned EAGAIN (the kernel will report the next edge) or the
+// pipe is full (then the write side has just returned EAGAIN, whose edge
+// will come). UDP sockets are level-triggered instead (see AddUdpPort).
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <list>
 #include <memory>
+#include <string>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -34,25 +53,140 @@ namespace {
 constexpr int kMaxEvents = 128;
 // A pipe starts at the kernel's default (64 KiB) and grows to this once a
 // direction carries a bulk stream (the pipe half full): fewer, larger
-// splices for bulk data, while short connections keep the small pipe (an
-// unprivileged user's pipes count against pipe-user-pages-soft).
-constexpr int kBulkPipeSize = 256 * 1024;
+// splices for bulk data (1 MiB, pipe-max-size's default, as Go's splice
+// path uses; less relay CPU per Gbit/s here than 256 KiB), while short
+// connections keep the small pipe. An unprivileged user's pipes count
+// against pipe-user-pages-soft; growing is best effort.
+constexpr int kBulkPipeSize = 1024 * 1024;
 constexpr uint32_t kForceCopy = 1;  // relayStart flag: read/write instead of splice (bench, tests)
 
-// Counters of one group of pairs (one forwarder), readable from the JS thread.
-struct GroupStats {
+// Counters of one group (one forwarder), or of the whole process; readable
+// from the JS thread.
+struct Counters {
   std::atomic<int64_t> active{0};
   std::atomic<int64_t> pairs{0};
   std::atomic<int64_t> failed{0};
   std::atomic<int64_t> bytes{0};
+  std::atomic<int64_t> dropped{0};  // accepted, but no pair could be made
+  std::atomic<int64_t> flows{0};     // UDP flows ever made
+  std::atomic<int64_t> activeFlows{0};
+  std::atomic<int64_t> datagrams{0};         // relayed, both directions
+  std::atomic<int64_t> datagramsDropped{0};  // no flow socket, or a send failed
+};
+
+enum PoolKind { kTcpPool = 0, kUdpPool = 1, kPoolKinds = 2 };
+
+// A refill request on its way to the JS thread.
+struct RefillRequest {
+  int kind;
+  int size;  // what was left in the pool
+};
+
+// One forwarder: its counters and its pools of sockets opened inside the
+// namespace. The pools are filled from the JS thread and drained by the
+// relay thread, hence the mutex.
+struct Group {
+  Counters stats;
+  std::mutex mu;  // guards everything below
+  std::vector<int> pool[kPoolKinds];
+  size_t low[kPoolKinds] = {0, 0};       // ask for more at or below this
+  bool requested[kPoolKinds] = {false, false};
+  bool closed = false;
+  bool canRefill = false;  // tsfn holds the JS callback and may be called
+  Napi::ThreadSafeFunction tsfn;
+  // Relay thread only: empty pipes of finished pairs, kept for new pairs so
+  // a short connection costs no pipe2/fcntl/close. Per group, so closing a
+  // forwarder closes them too.
+  struct FreePipe {
+    int fds[2];
+    size_t cap;
+  };
+  std::vector<FreePipe> freePipes;
+
+  // A socket of the pool, or -1 when it is empty. Asks for a refill (once
+  // until it comes) when the pool is at or below its low-water mark.
+  int Take(int kind) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<int>& p = pool[kind];
+    int fd = -1;
+    if (!p.empty()) {
+      fd = p.back();
+      p.pop_back();
+    }
+    if (p.size() <= low[kind] && !requested[kind] && canRefill && !closed) {
+      auto* req = new RefillRequest{kind, static_cast<int>(p.size())};
+      if (tsfn.NonBlockingCall(req, CallRefill) == napi_ok) {
+        requested[kind] = true;
+      } else {
+        delete req;
+      }
+    }
+    return fd;
+  }
+
+  // Gives back a socket taken by Take but not used.
+  void PutBack(int kind, int fd) {
+    std::lock_guard<std::mutex> lock(mu);
+    pool[kind].push_back(fd);
+  }
+
+  static void CallRefill(Napi::Env env, Napi::Function fn, RefillRequest* req) {
+    if (env != nullptr) fn.Call({Napi::Number::New(env, req->kind), Napi::Number::New(env, req->size)});
+    delete req;
+  }
+};
+
+// What epoll_event.data.ptr points to; kind says which struct it is.
+struct Watch {
+  enum Kind { kEnd, kListener, kUdpPort, kFlow } kind;
+  explicit Watch(Kind k) : kind(k) {}
+};
+
+struct UdpPort;
+
+// One client of a UDP port: its address, and the socket opened inside the
+// namespace and connected to the container that speaks for it there.
+struct Flow : Watch {
+  Flow() : Watch(kFlow) {}
+  UdpPort* port = nullptr;
+  int fd = -1;  // -1 once closed (the struct is freed after the epoll batch)
+  std::string key;
+  sockaddr_storage client{};
+  socklen_t clientlen = 0;
+  int64_t last = 0;  // monotonic ms of the last datagram either way
+  std::list<Flow*>::iterator lru;
+};
+
+// A host UDP port and its flows.
+struct UdpPort : Watch {
+  UdpPort() : Watch(kUdpPort) {}
+  int fd = -1;
+  std::shared_ptr<Group> group;
+  sockaddr_storage addr{};  // the container's address and port
+  socklen_t addrlen = 0;
+  int64_t idleMs = 0;  // set by relayUdp
+  size_t maxFlows = 4096;
+  std::unordered_map<std::string, std::unique_ptr<Flow>> flows;
+  std::list<Flow*> lru;  // least recently used first
+};
+
+// A listening TCP socket whose clients go to its group's pool sockets.
+struct Listener : Watch {
+  Listener() : Watch(kListener) {}
+  int fd = -1;
+  std::shared_ptr<Group> group;
+  sockaddr_storage addr{};  // the container's address and port
+  socklen_t addrlen = 0;
+  bool starved = false;  // stopped accepting for want of a socket (or of fds)
 };
 
 struct Pair;
 
-// One socket's epoll registration; epoll_event.data.ptr points here.
-struct End {
+// One socket's epoll registration.
+struct End : Watch {
+  End(Pair* p) : Watch(kEnd), pair(p) {}
   Pair* pair;
-  int fd;
+  int fd = -1;
 };
 
 // Bytes flowing from src to dst: through a pipe (splice), or through a
@@ -72,12 +206,13 @@ struct Direction {
 
 struct Pair {
   uint64_t id = 0;
-  std::shared_ptr<GroupStats> group;
-  End a{this, -1};
-  End b{this, -1};
+  std::shared_ptr<Group> group;
+  End a{this};
+  End b{this};
   Direction ab, ba;
   bool connecting = false;
   bool closed = false;
+  bool sole = false;  // the relay holds the only fd of each socket (accepted, pooled)
   sockaddr_storage addr{};
   socklen_t addrlen = 0;  // 0: b is already connected
 };
@@ -122,7 +257,7 @@ void Grow(Direction& d) {
 // that ends the pair. Loops while anything moved, so with edge triggering it
 // only stops on EAGAIN (an edge will follow) or a full pipe or buffer (then
 // the write just returned EAGAIN, an edge will follow).
-int Pump(Direction& d, GroupStats& group, GroupStats& totals) {
+int Pump(Direction& d, const Direction& other, Counters& group, Counters& totals) {
   while (!d.done) {
     bool moved = false;
     if (d.pending > 0) {
@@ -162,7 +297,9 @@ int Pump(Direction& d, GroupStats& group, GroupStats& totals) {
     if (d.eof && d.pending == 0) {
       // Half-close: the peer sees EOF and can still answer the other way.
       // ENOTCONN: the other side is gone already; the other direction tells.
-      if (shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) return errno;
+      // Not needed when the other way is done too: closing the pair sends
+      // the FIN (both sides read to EOF, so close() does not reset).
+      if (!other.done && shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) return errno;
       d.done = true;
     }
     if (!moved) break;
@@ -186,12 +323,44 @@ int InitDirection(Direction& d, int src, int dst, bool copy) {
   return 0;
 }
 
+// Closes the sockets and pipes of a pair that never reached the relay loop.
+void Discard(Pair& p) {
+  CloseFd(p.a.fd);
+  CloseFd(p.b.fd);
+  for (Direction* d : {&p.ab, &p.ba}) {
+    CloseFd(d->pipe[0]);
+    CloseFd(d->pipe[1]);
+  }
+}
+
+int SetNonBlocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno;
+  return 0;
+}
+
 struct Command {
-  enum Kind { kStart, kCloseGroup } kind;
+  enum Kind { kStart, kListen, kUdp, kRetry, kCloseGroup } kind;
   Pair* pair = nullptr;          // kStart
-  GroupStats* group = nullptr;   // kCloseGroup
+  Listener* listener = nullptr;  // kListen
+  UdpPort* udp = nullptr;        // kUdp
+  Group* group = nullptr;        // kCloseGroup
   bool* done = nullptr;          // kCloseGroup: set under the mutex when finished
 };
+
+// How long a listener that ran out of fds (EMFILE and the like) waits
+// before accepting again: the backlog keeps the clients meanwhile.
+constexpr int kRetryMs = 100;
+// recvmmsg/sendmmsg batch, and the largest datagram relayed (IPv4's limit;
+// anything larger is dropped).
+constexpr int kBatch = 32;
+constexpr size_t kMaxDatagram = 65536;
+// recvmmsg batches per wake-up of one UDP socket (level-triggered: the rest
+// waits for the next round of the loop, after the other sockets).
+constexpr int kUdpRounds = 4;
+// Bound on a group's kept pipes (Group::freePipes): each holds a little
+// kernel memory.
+constexpr size_t kMaxFreePipes = 128;
 
 class Relay {
  public:
@@ -224,40 +393,41 @@ class Relay {
     return 0;
   }
 
-  std::shared_ptr<GroupStats> NewGroup(uint32_t* id) {
+  std::shared_ptr<Group> NewGroup(uint32_t* id) {
     std::lock_guard<std::mutex> lock(mu_);
     *id = ++lastGroup_;
-    auto g = std::make_shared<GroupStats>();
+    auto g = std::make_shared<Group>();
     groups_[*id] = g;
     return g;
   }
 
-  std::shared_ptr<GroupStats> FindGroup(uint32_t id) {
+  std::shared_ptr<Group> FindGroup(uint32_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = groups_.find(id);
     return it == groups_.end() ? nullptr : it->second;
   }
 
-  const GroupStats& Totals() const { return totals_; }
+  const Counters& Totals() const { return totals_; }
 
-  uint64_t Submit(Pair* p) {
+  uint64_t NextPairId() { return ++lastPair_; }
+
+  void Submit(Command c) {
     std::lock_guard<std::mutex> lock(mu_);
-    p->id = ++lastPair_;
-    queue_.push_back(Command{Command::kStart, p, nullptr, nullptr});
+    queue_.push_back(c);
     Wake();
-    return p->id;
   }
 
-  // Closes every pair of the group and forgets it; returns (its final
-  // counters) once done, so the caller can count on the fds being closed.
-  std::shared_ptr<GroupStats> CloseGroup(uint32_t id) {
+  // Closes every pair, listener and pooled socket of the group and forgets
+  // it; returns (its final counters) once done, so the caller can count on
+  // the fds being closed and on no more refill requests being made.
+  std::shared_ptr<Group> CloseGroup(uint32_t id) {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = groups_.find(id);
     if (it == groups_.end()) return nullptr;
-    std::shared_ptr<GroupStats> g = it->second;
+    std::shared_ptr<Group> g = it->second;
     groups_.erase(it);
     bool done = false;
-    queue_.push_back(Command{Command::kCloseGroup, nullptr, g.get(), &done});
+    queue_.push_back(Command{Command::kCloseGroup, nullptr, nullptr, nullptr, g.get(), &done});
     Wake();
     cv_.wait(lock, [&] { return done; });
     return g;
@@ -284,22 +454,61 @@ class Relay {
     return nullptr;
   }
 
+  static int64_t NowMs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+  }
+
+  // epoll_wait's timeout: until the listeners' retry or the first flow to
+  // expire (-1: nothing is due).
+  int NextTimeout() {
+    int64_t due = retryAt_;
+    for (UdpPort* u : udpPorts_) {
+      if (u->lru.empty()) continue;
+      int64_t t = u->lru.front()->last + u->idleMs;
+      if (due == 0 || t < due) due = t;
+    }
+    if (due == 0) return -1;
+    int64_t wait = due - NowMs();
+    if (wait < 0) return 0;
+    // +1: epoll rounds down, and waking just before the deadline would spin.
+    return wait > 3600000 ? 3600000 : static_cast<int>(wait) + 1;
+  }
+
   void Loop() {
     epoll_event events[kMaxEvents];
     for (;;) {
-      int n = epoll_wait(epfd_, events, kMaxEvents, -1);
-      if (n < 0) continue;  // EINTR; nothing else can happen to a valid epoll fd
+      int n = epoll_wait(epfd_, events, kMaxEvents, NextTimeout());
+      now_ = NowMs();
       for (int i = 0; i < n; i++) {
-        auto* end = static_cast<End*>(events[i].data.ptr);
-        if (end == nullptr) {
+        auto* w = static_cast<Watch*>(events[i].data.ptr);
+        if (w == nullptr) {
           TakeCommands();
-        } else if (!end->pair->closed) {
-          Handle(*end->pair, end == &end->pair->b);
+        } else if (w->kind == Watch::kListener) {
+          AcceptOn(*static_cast<Listener*>(w));
+        } else if (w->kind == Watch::kUdpPort) {
+          FromClients(*static_cast<UdpPort*>(w));
+        } else if (w->kind == Watch::kFlow) {
+          auto* f = static_cast<Flow*>(w);
+          if (f->fd >= 0) FromContainer(*f);
+        } else {
+          auto* end = static_cast<End*>(w);
+          if (!end->pair->closed) Handle(*end->pair, end == &end->pair->b);
         }
       }
-      // Freed only now: a later event in the same batch may name the pair.
+      if (retryAt_ != 0 && now_ >= retryAt_) {
+        retryAt_ = 0;
+        RetryStarved();
+      }
+      for (UdpPort* u : udpPorts_) {
+        while (!u->lru.empty() && u->lru.front()->last + u->idleMs <= now_) CloseFlow(*u->lru.front());
+      }
+      // Freed only now: a later event in the same batch may name them.
       for (uint64_t id : dead_) pairs_.erase(id);
       dead_.clear();
+      deadFlows_.clear();
+      deadUdp_.clear();
     }
   }
 
@@ -313,16 +522,64 @@ class Relay {
       cmds.swap(queue_);
     }
     for (Command& c : cmds) {
-      if (c.kind == Command::kStart) {
-        Begin(c.pair);
+      switch (c.kind) {
+        case Command::kStart:
+          Begin(c.pair);
+          break;
+        case Command::kListen:
+          AddListener(c.listener);
+          break;
+        case Command::kUdp:
+          AddUdpPort(c.udp);
+          break;
+        case Command::kRetry:
+          RetryStarved();
+          break;
+        case Command::kCloseGroup:
+          Close(c.group);
+          std::lock_guard<std::mutex> lock(mu_);
+          *c.done = true;
+          cv_.notify_all();
+          break;
+      }
+    }
+  }
+
+  void Close(Group* g) {
+    for (auto& [id, p] : pairs_) {
+      if (p->group.get() == g && !p->closed) Finish(*p, ECONNABORTED);
+    }
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      if ((*it)->group.get() != g) {
+        ++it;
         continue;
       }
-      for (auto& [id, p] : pairs_) {
-        if (p->group.get() == c.group && !p->closed) Finish(*p, ECONNABORTED);
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, (*it)->fd, nullptr);
+      CloseFd((*it)->fd);
+      it = listeners_.erase(it);
+    }
+    for (const Group::FreePipe& f : g->freePipes) {
+      close(f.fds[0]);
+      close(f.fds[1]);
+    }
+    g->freePipes.clear();
+    for (auto it = udpPorts_.begin(); it != udpPorts_.end();) {
+      UdpPort* u = *it;
+      if (u->group.get() != g) {
+        ++it;
+        continue;
       }
-      std::lock_guard<std::mutex> lock(mu_);
-      *c.done = true;
-      cv_.notify_all();
+      while (!u->lru.empty()) CloseFlow(*u->lru.front());
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, u->fd, nullptr);
+      CloseFd(u->fd);
+      it = udpPorts_.erase(it);
+      deadUdp_.emplace_back(u);  // its flows may still be named in this batch
+    }
+    std::lock_guard<std::mutex> lock(g->mu);
+    g->closed = true;
+    for (std::vector<int>& pool : g->pool) {
+      for (int fd : pool) close(fd);
+      pool.clear();
     }
   }
 
@@ -333,13 +590,279 @@ class Relay {
     return epoll_ctl(epfd_, EPOLL_CTL_ADD, end.fd, &ev) == 0;
   }
 
+  void AddListener(Listener* raw) {
+    std::unique_ptr<Listener> l(raw);
+    {
+      std::lock_guard<std::mutex> lock(l->group->mu);
+      if (l->group->closed) return CloseFd(l->fd);
+    }
+    epoll_event ev{};
+    // Edge-triggered: AcceptOn accepts until EAGAIN, or marks the listener
+    // starved and RetryStarved picks it up again.
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.ptr = l.get();
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, l->fd, &ev) != 0) return CloseFd(l->fd);
+    listeners_.push_back(std::move(l));
+  }
+
+  void AddUdpPort(UdpPort* raw) {
+    std::unique_ptr<UdpPort> u(raw);
+    {
+      std::lock_guard<std::mutex> lock(u->group->mu);
+      if (u->group->closed) return CloseFd(u->fd);
+    }
+    if (!dgram_) dgram_.reset(new char[kBatch * kMaxDatagram]);
+    epoll_event ev{};
+    // Level-triggered: each wake-up takes a few batches at most, so a flood
+    // on one port cannot hold the thread; what is left wakes it again.
+    ev.events = EPOLLIN;
+    ev.data.ptr = u.get();
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, u->fd, &ev) != 0) return CloseFd(u->fd);
+    udpPorts_.push_back(u.release());
+  }
+
+  // Prepares msgs_ for a recvmmsg of up to kBatch datagrams.
+  void ArmReceive() {
+    for (int i = 0; i < kBatch; i++) {
+      iovs_[i] = iovec{dgram_.get() + static_cast<size_t>(i) * kMaxDatagram, kMaxDatagram};
+      msgs_[i].msg_hdr = msghdr{};
+      msgs_[i].msg_hdr.msg_name = &names_[i];
+      msgs_[i].msg_hdr.msg_namelen = sizeof names_[i];
+      msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+      msgs_[i].msg_len = 0;
+    }
+  }
+
+  void Count(Group& g, int64_t datagrams, int64_t bytes, int64_t dropped) {
+    g.stats.datagrams += datagrams;
+    totals_.datagrams += datagrams;
+    g.stats.bytes += bytes;
+    totals_.bytes += bytes;
+    if (dropped > 0) {
+      g.stats.datagramsDropped += dropped;
+      totals_.datagramsDropped += dropped;
+    }
+  }
+
+  // The flow key: family, port and address of the client, nothing else of
+  // its sockaddr.
+  static std::string FlowKey(const sockaddr_storage& a) {
+    if (a.ss_family == AF_INET) {
+      auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+      std::string k(1, '4');
+      k.append(reinterpret_cast<const char*>(&in->sin_port), sizeof in->sin_port);
+      k.append(reinterpret_cast<const char*>(&in->sin_addr), sizeof in->sin_addr);
+      return k;
+    }
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
+    std::string k(1, '6');
+    k.append(reinterpret_cast<const char*>(&in6->sin6_port), sizeof in6->sin6_port);
+    k.append(reinterpret_cast<const char*>(&in6->sin6_addr), sizeof in6->sin6_addr);
+    k.append(reinterpret_cast<const char*>(&in6->sin6_scope_id), sizeof in6->sin6_scope_id);
+    return k;
+  }
+
+  // The flow of a client, made (from the UDP pool) if it has none; nullptr
+  // when no socket is to be had.
+  Flow* FlowFor(UdpPort& u, const sockaddr_storage& client, socklen_t len) {
+    std::string key = FlowKey(client);
+    auto it = u.flows.find(key);
+    if (it != u.flows.end()) return it->second.get();
+    if (u.flows.size() >= u.maxFlows) CloseFlow(*u.lru.front());
+    int fd = u.group->Take(kUdpPool);
+    if (fd < 0) return nullptr;
+    // UDP connect only sets the peer: it does not block. Replies from any
+    // other address are then filtered out by the kernel.
+    if (connect(fd, reinterpret_cast<sockaddr*>(&u.addr), u.addrlen) != 0) {
+      close(fd);
+      return nullptr;
+    }
+    auto f = std::make_unique<Flow>();
+    f->port = &u;
+    f->fd = fd;
+    f->key = key;
+    f->client = client;
+    f->clientlen = len;
+    f->last = now_;
+    epoll_event ev{};
+    ev.events = EPOLLIN;  // level-triggered, as the host port
+    ev.data.ptr = f.get();
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      close(fd);
+      return nullptr;
+    }
+    f->lru = u.lru.insert(u.lru.end(), f.get());
+    Flow* raw = f.get();
+    u.flows.emplace(std::move(key), std::move(f));
+    u.group->stats.flows++;
+    u.group->stats.activeFlows++;
+    totals_.flows++;
+    totals_.activeFlows++;
+    return raw;
+  }
+
+  void Touch(Flow& f) {
+    f.last = now_;
+    f.port->lru.splice(f.port->lru.end(), f.port->lru, f.lru);
+  }
+
+  void CloseFlow(Flow& f) {
+    UdpPort& u = *f.port;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, f.fd, nullptr);
+    CloseFd(f.fd);
+    u.lru.erase(f.lru);
+    u.group->stats.activeFlows--;
+    totals_.activeFlows--;
+    auto it = u.flows.find(f.key);
+    deadFlows_.push_back(std::move(it->second));  // freed after the epoll batch
+    u.flows.erase(it);
+  }
+
+  // Datagrams from clients on a host port, each to its flow's socket.
+  void FromClients(UdpPort& u) {
+    for (int round = 0; round < kUdpRounds; round++) {
+      ArmReceive();
+      int n = recvmmsg(u.fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;  // EAGAIN: nothing left
+      }
+      int64_t sent = 0, bytes = 0, dropped = 0;
+      for (int i = 0; i < n; i++) {
+        if (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) {
+          dropped++;
+          continue;
+        }
+        Flow* f = FlowFor(u, names_[i], msgs_[i].msg_hdr.msg_namelen);
+        if (f == nullptr || send(f->fd, iovs_[i].iov_base, msgs_[i].msg_len, MSG_DONTWAIT) < 0) {
+          dropped++;  // no socket for a new client, or the send buffer is full
+          continue;
+        }
+        Touch(*f);
+        sent++;
+        bytes += msgs_[i].msg_len;
+      }
+      Count(*u.group, sent, bytes, dropped);
+      if (n < kBatch) return;
+    }
+  }
+
+  // Datagrams from the container on a flow, back to its client.
+  void FromContainer(Flow& f) {
+    UdpPort& u = *f.port;
+    for (int round = 0; round < kUdpRounds; round++) {
+      ArmReceive();
+      int n = recvmmsg(f.fd, msgs_, kBatch, MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        // ECONNREFUSED: an ICMP port unreachable from the container for an
+        // earlier datagram; reading reported it, so read on.
+        if (errno == ECONNREFUSED) continue;
+        return;
+      }
+      int ok = 0;
+      for (int i = 0; i < n; i++) {
+        msgs_[i].msg_hdr.msg_name = &f.client;
+        msgs_[i].msg_hdr.msg_namelen = f.clientlen;
+        iovs_[i].iov_len = msgs_[i].msg_len;
+      }
+      int64_t bytes = 0;
+      while (ok < n) {
+        int m = sendmmsg(u.fd, msgs_ + ok, static_cast<unsigned>(n - ok), MSG_DONTWAIT);
+        if (m <= 0) break;  // the host socket's buffer is full: the rest is dropped
+        for (int i = ok; i < ok + m; i++) bytes += msgs_[i].msg_len;
+        ok += m;
+      }
+      Count(*u.group, ok, bytes, n - ok);
+      Touch(f);
+      if (n < kBatch) return;
+    }
+  }
+
+  void RetryStarved() {
+    for (auto& l : listeners_) {
+      if (l->starved) AcceptOn(*l);
+    }
+  }
+
+  // Accepts every waiting client that a pool socket is there for.
+  void AcceptOn(Listener& l) {
+    l.starved = false;
+    for (;;) {
+      int inner = l.group->Take(kTcpPool);
+      if (inner < 0) {
+        l.starved = true;  // a refill (kRetry) resumes it
+        return;
+      }
+      int client = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (client < 0) {
+        int e = errno;
+        l.group->PutBack(kTcpPool, inner);
+        if (e == EINTR || e == ECONNABORTED) continue;
+        if (e != EAGAIN) {
+          // Out of fds or memory: the clients wait in the backlog.
+          l.starved = true;
+          if (retryAt_ == 0) retryAt_ = NowMs() + kRetryMs;
+        }
+        return;
+      }
+      StartPair(l, client, inner);
+    }
+  }
+
+  void StartPair(Listener& l, int client, int inner) {
+    auto p = std::make_unique<Pair>();
+    p->group = l.group;
+    p->a.fd = client;
+    p->b.fd = inner;
+    p->addr = l.addr;
+    p->addrlen = l.addrlen;
+    p->sole = true;
+    if (!TakePipe(*l.group, p->ab, client, inner) || !TakePipe(*l.group, p->ba, inner, client)) {
+      // No pipe (fds or memory): this client is refused.
+      linger lg{1, 0};
+      setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      Discard(*p);
+      l.group->stats.dropped++;
+      totals_.dropped++;
+      return;
+    }
+    p->id = ++lastPair_;
+    Begin(p.release());
+  }
+
+  // A pipe for a direction: a kept one, or a new one.
+  bool TakePipe(Group& g, Direction& d, int src, int dst) {
+    if (g.freePipes.empty()) return InitDirection(d, src, dst, false) == 0;
+    d.src = src;
+    d.dst = dst;
+    const Group::FreePipe& f = g.freePipes.back();
+    d.pipe[0] = f.fds[0];
+    d.pipe[1] = f.fds[1];
+    d.cap = f.cap;
+    g.freePipes.pop_back();
+    return true;
+  }
+
+  // Keeps an empty pipe of the default size for a later pair, or closes it.
+  void ReleasePipe(Group& g, Direction& d) {
+    if (d.pipe[0] >= 0 && d.pending == 0 && !d.grown && !g.closed && g.freePipes.size() < kMaxFreePipes) {
+      g.freePipes.push_back(Group::FreePipe{{d.pipe[0], d.pipe[1]}, d.cap});
+      d.pipe[0] = d.pipe[1] = -1;
+      return;
+    }
+    CloseFd(d.pipe[0]);
+    CloseFd(d.pipe[1]);
+  }
+
   void Begin(Pair* raw) {
     pairs_.emplace(raw->id, std::unique_ptr<Pair>(raw));
     Pair& p = *raw;
     totals_.active++;
     totals_.pairs++;
-    p.group->active++;
-    p.group->pairs++;
+    p.group->stats.active++;
+    p.group->stats.pairs++;
     if (p.addrlen > 0) {
       if (connect(p.b.fd, reinterpret_cast<sockaddr*>(&p.addr), p.addrlen) != 0) {
         if (errno != EINPROGRESS) return Finish(p, errno);
@@ -360,8 +883,8 @@ class Relay {
       if (err != 0) return Finish(p, err);
       p.connecting = false;
     }
-    int err = Pump(p.ab, *p.group, totals_);
-    if (err == 0) err = Pump(p.ba, *p.group, totals_);
+    int err = Pump(p.ab, p.ba, p.group->stats, totals_);
+    if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_);
     if (err != 0 || (p.ab.done && p.ba.done)) Finish(p, err);
   }
 
@@ -372,40 +895,50 @@ class Relay {
     // Counted first: whoever sees the sockets close also sees the counters.
     p.closed = true;
     totals_.active--;
-    p.group->active--;
+    p.group->stats.active--;
     if (err != 0) {
       totals_.failed++;
-      p.group->failed++;
+      p.group->stats.failed++;
     }
     for (End* e : {&p.a, &p.b}) {
       if (e->fd < 0) continue;
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+      // close() alone unregisters an fd no other descriptor shares.
+      if (!p.sole) epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
       if (err != 0) {
         linger lg{1, 0};
         setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       }
       CloseFd(e->fd);
     }
-    for (Direction* d : {&p.ab, &p.ba}) {
-      CloseFd(d->pipe[0]);
-      CloseFd(d->pipe[1]);
-    }
+    for (Direction* d : {&p.ab, &p.ba}) ReleasePipe(*p.group, *d);
     dead_.push_back(p.id);
   }
 
-  std::mutex mu_;  // guards queue_, groups_, lastGroup_, lastPair_, started_
+  std::mutex mu_;  // guards queue_, groups_, lastGroup_, started_
   std::condition_variable cv_;
   std::vector<Command> queue_;
-  std::unordered_map<uint32_t, std::shared_ptr<GroupStats>> groups_;
+  std::unordered_map<uint32_t, std::shared_ptr<Group>> groups_;
   uint32_t lastGroup_ = 0;
-  uint64_t lastPair_ = 0;
   bool started_ = false;
   int epfd_ = -1;
   int wakefd_ = -1;
-  GroupStats totals_;
+  Counters totals_;
+  std::atomic<uint64_t> lastPair_{0};
   // Relay thread only:
   std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
   std::vector<uint64_t> dead_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  int64_t retryAt_ = 0;  // when starved listeners try again after EMFILE (0: not due)
+  int64_t now_ = 0;      // monotonic ms, read once per epoll batch
+  std::vector<UdpPort*> udpPorts_;
+  // Closed with their group, freed after the epoll batch like pairs.
+  std::vector<std::unique_ptr<UdpPort>> deadUdp_;
+  std::vector<std::unique_ptr<Flow>> deadFlows_;
+  // Datagram buffers for recvmmsg/sendmmsg, made on first UDP use.
+  std::unique_ptr<char[]> dgram_;
+  mmsghdr msgs_[kBatch];
+  iovec iovs_[kBatch];
+  sockaddr_storage names_[kBatch];
 };
 
 // Process-wide and never destroyed: the detached thread uses it until exit.
@@ -419,13 +952,41 @@ Napi::Value Throw(Napi::Env env, int err, const char* syscall) {
   return env.Undefined();
 }
 
-// relayGroup(): a new group id (one per forwarder), starting the relay thread.
+// relayGroup(onRefill?): a new group id (one per forwarder), starting the
+// relay thread. onRefill(kind, left) is called when a pool runs low (once
+// until relayPoolAdd answers); while the group is open it keeps the event
+// loop alive, as a listening server would.
 Napi::Value JsGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   const char* syscall = nullptr;
-  if (int e = TheRelay().Ensure(&syscall)) return Throw(info.Env(), e, syscall);
+  if (int e = TheRelay().Ensure(&syscall)) return Throw(env, e, syscall);
   uint32_t id;
-  TheRelay().NewGroup(&id);
-  return Napi::Number::New(info.Env(), id);
+  std::shared_ptr<Group> g = TheRelay().NewGroup(&id);
+  if (info.Length() > 0 && info[0].IsFunction()) {
+    // The finalizer runs after relayCloseGroup's release, or when the
+    // environment ends without one (a worker thread exiting): from then on
+    // the relay thread must not call the function.
+    auto* keep = new std::shared_ptr<Group>(g);
+    g->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "podnet:relay", 0, 1, keep,
+                                            [](Napi::Env, std::shared_ptr<Group>* gp) {
+                                              {
+                                                std::lock_guard<std::mutex> lock((*gp)->mu);
+                                                (*gp)->canRefill = false;
+                                              }
+                                              delete gp;
+                                            });
+    g->canRefill = true;
+  }
+  return Napi::Number::New(env, id);
+}
+
+bool ReadAddr(const Napi::Value& v, sockaddr_storage* addr, socklen_t* len) {
+  if (!v.IsBuffer()) return false;
+  auto b = v.As<Napi::Buffer<char>>();
+  if (b.Length() < sizeof(sa_family_t) || b.Length() > sizeof *addr) return false;
+  memcpy(addr, b.Data(), b.Length());
+  *len = static_cast<socklen_t>(b.Length());
+  return true;
 }
 
 // relayStart(group, fdA, fdB, addr?, flags?): hands two sockets to the relay,
@@ -440,59 +1001,210 @@ Napi::Value JsStart(const Napi::CallbackInfo& info) {
   p->a.fd = fdA;
   p->b.fd = fdB;
   auto fail = [&](int e, const char* call) {
-    CloseFd(p->a.fd);
-    CloseFd(p->b.fd);
-    for (Direction* d : {&p->ab, &p->ba}) {
-      CloseFd(d->pipe[0]);
-      CloseFd(d->pipe[1]);
-    }
+    Discard(*p);
     return Throw(env, e, call);
   };
   p->group = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
   if (!p->group) return fail(ENOENT, "relayStart");
-  if (info.Length() > 3 && info[3].IsBuffer()) {
-    auto addr = info[3].As<Napi::Buffer<char>>();
-    if (addr.Length() < sizeof(sa_family_t) || addr.Length() > sizeof p->addr) return fail(EINVAL, "connect");
-    memcpy(&p->addr, addr.Data(), addr.Length());
-    p->addrlen = static_cast<socklen_t>(addr.Length());
-  }
+  if (info.Length() > 3 && !info[3].IsUndefined() && !ReadAddr(info[3], &p->addr, &p->addrlen))
+    return fail(EINVAL, "connect");
   uint32_t flags = info.Length() > 4 ? info[4].As<Napi::Number>().Uint32Value() : 0;
   for (int fd : {fdA, fdB}) {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return fail(errno, "fcntl");
+    if (int e = SetNonBlocking(fd)) return fail(e, "fcntl");
   }
   bool copy = (flags & kForceCopy) != 0;
   if (int e = InitDirection(p->ab, fdA, fdB, copy)) return fail(e, "pipe2");
   if (int e = InitDirection(p->ba, fdB, fdA, copy)) return fail(e, "pipe2");
-  uint64_t id = TheRelay().Submit(p.release());
+  p->id = TheRelay().NextPairId();
+  uint64_t id = p->id;
+  TheRelay().Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
-Napi::Value StatsObject(Napi::Env env, const GroupStats* s) {
+// relayListen(group, fd, addr): hands a listening TCP socket to the relay,
+// which owns it from here on: each client it accepts is paired with a socket
+// of the group's TCP pool, connected to addr (a raw sockaddr).
+Napi::Value JsListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto l = std::make_unique<Listener>();
+  l->fd = info[1].As<Napi::Number>().Int32Value();
+  l->group = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
+  if (!l->group) {
+    CloseFd(l->fd);
+    return Throw(env, ENOENT, "relayListen");
+  }
+  if (!ReadAddr(info[2], &l->addr, &l->addrlen)) {
+    CloseFd(l->fd);
+    return Throw(env, EINVAL, "connect");
+  }
+  if (int e = SetNonBlocking(l->fd)) {
+    CloseFd(l->fd);
+    return Throw(env, e, "fcntl");
+  }
+  TheRelay().Submit(Command{Command::kListen, nullptr, l.release(), nullptr, nullptr, nullptr});
+  return env.Undefined();
+}
+
+// relayUdp(group, fd, addr, idleMs, maxFlows): hands a bound host UDP
+// socket to the relay, which owns it from here on: each client address gets
+// a socket of the group's UDP pool, connected to addr (a raw sockaddr),
+// closed after idleMs without a datagram either way; at maxFlows the least
+// recently used flow makes room.
+Napi::Value JsUdp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto u = std::make_unique<UdpPort>();
+  u->fd = info[1].As<Napi::Number>().Int32Value();
+  u->group = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
+  if (!u->group) {
+    CloseFd(u->fd);
+    return Throw(env, ENOENT, "relayUdp");
+  }
+  if (!ReadAddr(info[2], &u->addr, &u->addrlen)) {
+    CloseFd(u->fd);
+    return Throw(env, EINVAL, "connect");
+  }
+  u->idleMs = info[3].As<Napi::Number>().Int64Value();
+  u->maxFlows = info[4].As<Napi::Number>().Uint32Value();
+  if (u->idleMs < 1 || u->maxFlows < 1) {
+    CloseFd(u->fd);
+    return Throw(env, EINVAL, "relayUdp");
+  }
+  if (int e = SetNonBlocking(u->fd)) {
+    CloseFd(u->fd);
+    return Throw(env, e, "fcntl");
+  }
+  TheRelay().Submit(Command{Command::kUdp, nullptr, nullptr, u.release(), nullptr, nullptr});
+  return env.Undefined();
+}
+
+// relayPoolAdd(group, kind, fds): adds sockets (opened inside the namespace)
+// to a pool of the group, which owns them from here on, and answers the
+// group's refill request. Returns false (the fds closed) for a closed group.
+Napi::Value JsPoolAdd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Group> g = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
+  int kind = info[1].As<Napi::Number>().Int32Value();
+  Napi::Array arr = info[2].As<Napi::Array>();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  bool added = false;
+  if (g && kind >= 0 && kind < kPoolKinds) {
+    // Non-blocking here, once, rather than on the relay thread per connection.
+    for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);
+    std::lock_guard<std::mutex> lock(g->mu);
+    if (!g->closed) {
+      g->pool[kind].insert(g->pool[kind].end(), fds.begin(), fds.end());
+      g->requested[kind] = false;
+      added = true;
+    }
+  }
+  if (!added) {
+    for (int fd : fds) close(fd);
+    return Napi::Boolean::New(env, false);
+  }
+  TheRelay().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
+  return Napi::Boolean::New(env, true);
+}
+
+// relayPoolLow(group, kind, low): the pool size at or below which the group
+// asks for a refill.
+Napi::Value JsPoolLow(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Group> g = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
+  int kind = info[1].As<Napi::Number>().Int32Value();
+  if (g && kind >= 0 && kind < kPoolKinds) {
+    std::lock_guard<std::mutex> lock(g->mu);
+    g->low[kind] = info[2].As<Napi::Number>().Uint32Value();
+  }
+  return info.Env().Undefined();
+}
+
+// relayPoolFailed(group, kind): a refill could not be made. The request is
+// cleared and starved listeners try again, which asks anew if the pool is
+// still low; the clients waiting meanwhile stay in the backlog.
+Napi::Value JsPoolFailed(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Group> g = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
+  int kind = info[1].As<Napi::Number>().Int32Value();
+  if (g && kind >= 0 && kind < kPoolKinds) {
+    std::lock_guard<std::mutex> lock(g->mu);
+    g->requested[kind] = false;
+  }
+  TheRelay().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
+  return info.Env().Undefined();
+}
+
+Napi::Value StatsObject(Napi::Env env, const Counters* s) {
   if (s == nullptr) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
   o.Set("active", Napi::Number::New(env, static_cast<double>(s->active.load())));
   o.Set("pairs", Napi::Number::New(env, static_cast<double>(s->pairs.load())));
   o.Set("failed", Napi::Number::New(env, static_cast<double>(s->failed.load())));
   o.Set("bytes", Napi::Number::New(env, static_cast<double>(s->bytes.load())));
+  o.Set("dropped", Napi::Number::New(env, static_cast<double>(s->dropped.load())));
+  o.Set("flows", Napi::Number::New(env, static_cast<double>(s->flows.load())));
+  o.Set("activeFlows", Napi::Number::New(env, static_cast<double>(s->activeFlows.load())));
+  o.Set("datagrams", Napi::Number::New(env, static_cast<double>(s->datagrams.load())));
+  o.Set("datagramsDropped", Napi::Number::New(env, static_cast<double>(s->datagramsDropped.load())));
   return o;
 }
 
-// relayCloseGroup(group): resets and closes every pair of the group; returns
-// its final counters once they are closed (undefined for an unknown group).
+// relayCloseGroup(group): resets and closes every pair of the group, its
+// listeners and pooled sockets; returns its final counters once they are
+// closed (undefined for an unknown group).
 Napi::Value JsCloseGroup(const Napi::CallbackInfo& info) {
   auto g = TheRelay().CloseGroup(info[0].As<Napi::Number>().Uint32Value());
-  return StatsObject(info.Env(), g.get());
+  if (g) {
+    // The relay thread no longer calls it (the group is closed).
+    std::lock_guard<std::mutex> lock(g->mu);
+    if (g->canRefill) g->tsfn.Release();
+  }
+  return StatsObject(info.Env(), g ? &g->stats : nullptr);
 }
 
-// relayStats(group?): { active, pairs, failed, bytes } of a group, or of the
-// whole process without one (undefined for an unknown group).
+// relayStats(group?): the counters of a group, or of the whole process
+// without one (undefined for an unknown group).
 Napi::Value JsStats(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) {
     auto g = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
-    return StatsObject(info.Env(), g.get());
+    return StatsObject(info.Env(), g ? &g->stats : nullptr);
   }
   return StatsObject(info.Env(), &TheRelay().Totals());
+}
+
+// hostSocket(addr, type): a socket bound to addr (a raw sockaddr) in this
+// process's namespace, listening when type is SOCK_STREAM; returns [fd,
+// port]. IPv6 sockets are IPv6 only, so a v4 and a v6 mapping of one port
+// do not collide. Plain system calls: the main thread may make them.
+Napi::Value JsHostSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  if (!ReadAddr(info[0], &addr, &len)) return Throw(env, EINVAL, "bind");
+  int type = info[1].As<Napi::Number>().Int32Value();
+  int fd = socket(addr.ss_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Throw(env, errno, "socket");
+  auto fail = [&](const char* call) {
+    int e = errno;
+    close(fd);
+    return Throw(env, e, call);
+  };
+  int one = 1;
+  // As Node's listen does: a port whose old connections linger in
+  // TIME_WAIT can be listened on again at once.
+  if (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    return fail("setsockopt");
+  if (addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+    return fail("setsockopt");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) return fail("bind");
+  if (type == SOCK_STREAM && listen(fd, SOMAXCONN) != 0) return fail("listen");
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen) != 0) return fail("getsockname");
+  // sin_port and sin6_port sit at the same offset.
+  uint16_t port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, fd));
+  out.Set(1u, Napi::Number::New(env, port));
+  return out;
 }
 
 // dupFd(fd): a duplicate with O_CLOEXEC, so a socket libuv owns can be handed
@@ -508,10 +1220,18 @@ Napi::Value JsDup(const Napi::CallbackInfo& info) {
 void InitRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("relayGroup", Napi::Function::New(env, JsGroup, "relayGroup"));
   exports.Set("relayStart", Napi::Function::New(env, JsStart, "relayStart"));
+  exports.Set("relayListen", Napi::Function::New(env, JsListen, "relayListen"));
+  exports.Set("relayUdp", Napi::Function::New(env, JsUdp, "relayUdp"));
+  exports.Set("relayPoolAdd", Napi::Function::New(env, JsPoolAdd, "relayPoolAdd"));
+  exports.Set("relayPoolLow", Napi::Function::New(env, JsPoolLow, "relayPoolLow"));
+  exports.Set("relayPoolFailed", Napi::Function::New(env, JsPoolFailed, "relayPoolFailed"));
   exports.Set("relayCloseGroup", Napi::Function::New(env, JsCloseGroup, "relayCloseGroup"));
   exports.Set("relayStats", Napi::Function::New(env, JsStats, "relayStats"));
+  exports.Set("hostSocket", Napi::Function::New(env, JsHostSocket, "hostSocket"));
   exports.Set("dupFd", Napi::Function::New(env, JsDup, "dupFd"));
   exports.Set("RELAY_FORCE_COPY", Napi::Number::New(env, kForceCopy));
+  exports.Set("POOL_TCP", Napi::Number::New(env, kTcpPool));
+  exports.Set("POOL_UDP", Napi::Number::New(env, kUdpPool));
 }
 
 }  // namespace podnet

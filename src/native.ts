@@ -31,6 +31,14 @@ export interface NativeBinding {
     protocol: number,
     addr?: Buffer,
   ): Promise<number>;
+  /** COUNT sockets opened inside the namespace on one fresh thread (all or none). */
+  socketsIn(
+    nsfd: number,
+    domain: number,
+    type: number,
+    protocol: number,
+    count: number,
+  ): Promise<number[]>;
   socketInSync(nsfd: number, domain: number, type: number, protocol: number, addr?: Buffer): number;
   closeFd(fd: number): void;
   RtnlSocket: new (fd: number) => NativeRtnlSocket;
@@ -38,8 +46,14 @@ export interface NativeBinding {
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;
   STATS_MALFORMED: number;
   STATS_MISSING: number;
-  /** A new relay group (one per port forwarder); starts the relay thread on first use. */
-  relayGroup(): number;
+  /**
+   * A new relay group (one per port forwarder); starts the relay thread on
+   * first use. `onRefill(kind, left)` is called when one of the group's
+   * socket pools is at or below its low-water mark (once until
+   * relayPoolAdd or relayPoolFailed answers); while the group is open it
+   * keeps the event loop alive, as a listening server does.
+   */
+  relayGroup(onRefill?: (kind: number, left: number) => void): number;
   /**
    * Hands two connected stream sockets to the native relay, which owns them
    * from then on (it closes them on error too). With `addr` (a raw
@@ -48,12 +62,40 @@ export interface NativeBinding {
    */
   relayStart(group: number, fdA: number, fdB: number, addr?: Buffer, flags?: number): number;
   /**
+   * Hands a listening TCP socket to the relay, which owns it from then on:
+   * each client it accepts is paired with a socket of the group's TCP pool,
+   * connected to `addr` (a raw sockaddr).
+   */
+  relayListen(group: number, fd: number, addr: Buffer): void;
+  /**
+   * Hands a bound host UDP socket to the relay, which owns it from then on:
+   * each client address gets a socket of the group's UDP pool connected to
+   * `addr`, closed after `idleMs` without a datagram; at `maxFlows` the
+   * least recently used flow makes room.
+   */
+  relayUdp(group: number, fd: number, addr: Buffer, idleMs: number, maxFlows: number): void;
+  /**
+   * Adds sockets to one of the group's pools (POOL_TCP, POOL_UDP), which
+   * owns them from then on, answering its refill request. False (and the
+   * fds closed) when the group is closed.
+   */
+  relayPoolAdd(group: number, kind: number, fds: number[]): boolean;
+  /** Sets the pool size at or below which the group asks for a refill. */
+  relayPoolLow(group: number, kind: number, low: number): void;
+  /** Clears a refill request that could not be met, and lets waiting listeners ask again. */
+  relayPoolFailed(group: number, kind: number): void;
+  /**
    * Resets and closes every pair of a group and forgets it; returns its
    * final counters once they are closed (undefined for an unknown group).
    */
   relayCloseGroup(group: number): RelayStats | undefined;
   /** Counters of a group (undefined once closed), or of the whole process without one. */
   relayStats(group?: number): RelayStats | undefined;
+  /**
+   * A socket bound to `addr` (a raw sockaddr) in this process's namespace,
+   * listening when `type` is SOCK_STREAM (IPv6 ones IPv6-only): [fd, port].
+   */
+  hostSocket(addr: Buffer, type: number): [number, number];
   /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same socket. */
   dupFd(fd: number): number;
   /** relayStart flag: read/write through a buffer instead of splice (benchmarks, tests). */
@@ -72,6 +114,10 @@ export interface NativeBinding {
     count: number,
     addr?: Buffer,
   ): number[];
+  /** The pool of TCP sockets (relayPoolAdd's kind). */
+  POOL_TCP: number;
+  /** The pool of UDP sockets (relayPoolAdd's kind). */
+  POOL_UDP: number;
 }
 
 /** Counters of the native relay, for one forwarder or the whole process. */
@@ -82,8 +128,18 @@ export interface RelayStats {
   pairs: number;
   /** Pairs that ended with an error (connect failed, reset, or closed by the forwarder). */
   failed: number;
-  /** Bytes written, both directions together. */
+  /** Bytes written, both directions together (UDP payloads included). */
   bytes: number;
+  /** Clients accepted but refused before relaying (no pipe could be made). */
+  dropped: number;
+  /** UDP flows ever made. */
+  flows: number;
+  /** UDP flows open now. */
+  activeFlows: number;
+  /** UDP datagrams relayed, both directions. */
+  datagrams: number;
+  /** UDP datagrams dropped (no flow socket, a full buffer, or truncated). */
+  datagramsDropped: number;
 }
 
 const require = createRequire(import.meta.url);

@@ -39,6 +39,10 @@ const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const IFNAMSIZ = 16;
+// A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
+// (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
+// plenty for a pool.
+const MAX_SOCKET_BATCH = 253;
 
 /** Where namespaces are mounted unless told otherwise. */
 export interface NamespaceLocation {
@@ -324,12 +328,11 @@ export class NetworkNamespace implements AsyncDisposable {
 
   async #rtnlAsync(): Promise<NativeRtnlSocket> {
     if (this.#rtnl) return this.#rtnl;
-    const fd = await this.#open(
-      `opening a netlink socket in '${this.path}'`,
-      AF_NETLINK,
-      SOCK_RAW,
-      NETLINK_ROUTE,
-    );
+    const fd = await this.#openOne(`opening a netlink socket in '${this.path}'`, {
+      domain: AF_NETLINK,
+      type: SOCK_RAW,
+      protocol: NETLINK_ROUTE,
+    });
     if (this.#rtnl || this.#fd === undefined) {
       native.closeFd(fd); // lost a race with another caller, or closed meanwhile
       return this.#rtnlSync();
@@ -504,34 +507,66 @@ export class NetworkNamespace implements AsyncDisposable {
    */
   async socket(opts: { type: SocketType }): Promise<number> {
     const p = socketParams(opts?.type);
-    return this.#open(
-      `opening a ${opts.type} socket in '${this.path}'`,
-      p.domain,
-      p.type,
-      p.protocol,
-    );
+    return this.#openOne(`opening a ${opts.type} socket in '${this.path}'`, p);
+  }
+
+  /**
+   * Opens COUNT sockets inside the namespace at once and returns their fds
+   * (O_CLOEXEC), the caller owning them as with {@link socket}. One thread
+   * and one namespace switch (or one request to the helper of an
+   * unprivileged namespace) serve the whole batch, which is what makes it
+   * cheap: the port forwarder keeps a pool filled this way. All or nothing:
+   * on a failure none stays open.
+   */
+  async sockets(opts: { type: SocketType; count: number }): Promise<number[]> {
+    const count = opts?.count;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_SOCKET_BATCH) {
+      throw new InvalidArgumentError(
+        `socket count must be an integer from 1 to ${MAX_SOCKET_BATCH}, not ${String(count)}`,
+      );
+    }
+    const p = socketParams(opts.type);
+    return this.#open(`opening ${count} ${opts.type} sockets in '${this.path}'`, p, count);
+  }
+
+  async #openOne(
+    what: string,
+    p: { domain: number; type: number; protocol: number },
+    addr?: Buffer,
+  ): Promise<number> {
+    const [fd] = await this.#open(what, p, 1, addr);
+    return fd as number;
   }
 
   // Every socket opened inside goes through here: a throwaway thread that
   // enters the namespace, or the SocketSource of openWith.
   async #open(
     what: string,
-    domain: number,
-    type: number,
-    protocol: number,
+    p: { domain: number; type: number; protocol: number },
+    count: number,
     addr?: Buffer,
-  ): Promise<number> {
+  ): Promise<number[]> {
     const nsfd = this.#nsfd();
-    if (!this.#source) return call(what, native.socketIn(nsfd, domain, type, protocol, addr));
-    const req = { domain, type, protocol, count: 1, ...(addr ? { addr } : {}) };
-    const [fd] = await this.#source.openSockets(req).catch((err: unknown) => {
+    if (!this.#source) {
+      if (addr)
+        return [await call(what, native.socketIn(nsfd, p.domain, p.type, p.protocol, addr))];
+      return call(what, native.socketsIn(nsfd, p.domain, p.type, p.protocol, count));
+    }
+    const req = {
+      domain: p.domain,
+      type: p.type,
+      protocol: p.protocol,
+      count,
+      ...(addr ? { addr } : {}),
+    };
+    const fds = await this.#source.openSockets(req).catch((err: unknown) => {
       throw systemError(what, err);
     });
     if (this.#fd === undefined) {
-      native.closeFd(fd!);
+      for (const fd of fds) native.closeFd(fd);
       throw new ClosedError(`network namespace '${this.path}'`);
     }
-    return fd!;
+    return fds;
   }
 
   /**
@@ -543,13 +578,7 @@ export class NetworkNamespace implements AsyncDisposable {
     const port = checkPort(opts.port ?? 0);
     const { family, addr } = encodeSockaddr(host, port);
     const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
-    const fd = await this.#open(
-      `binding ${host}:${port} in '${this.path}'`,
-      p.domain,
-      p.type,
-      p.protocol,
-      addr,
-    );
+    const fd = await this.#openOne(`binding ${host}:${port} in '${this.path}'`, p, addr);
     await new Promise<void>((resolvePromise, reject) => {
       const onError = (err: Error): void => reject(err);
       server.once('error', onError);
@@ -579,7 +608,7 @@ export class NetworkNamespace implements AsyncDisposable {
     if (port === 0) throw new InvalidArgumentError('cannot connect to port 0');
     const { family } = encodeSockaddr(opts.host, port);
     const p = socketParams(family === 4 ? 'tcp4' : 'tcp6');
-    const fd = await this.#open(`opening a socket in '${this.path}'`, p.domain, p.type, p.protocol);
+    const fd = await this.#openOne(`opening a socket in '${this.path}'`, p);
     const socket = new net.Socket({ fd, readable: true, writable: true });
     return new Promise((resolvePromise, reject) => {
       const onError = (err: Error): void => {

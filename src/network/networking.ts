@@ -8,7 +8,6 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CniAttachment,
   type CniNetworkList,
@@ -18,6 +17,7 @@ import {
 import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError, isPodnetError, PodnetError } from '../errors.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
+import { processAlive, processIdentity, terminateProcess } from '../process.js';
 import {
   checkRootlessPorts,
   findExecutable,
@@ -34,13 +34,7 @@ import {
   UserNamespace,
 } from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
-import {
-  checkContainerId,
-  currentOwner,
-  ownerAlive,
-  processIdentity,
-  StateStore,
-} from './state.js';
+import { checkContainerId, currentOwner, StateStore } from './state.js';
 import { summarizeStats } from './stats.js';
 import type {
   AttachedNetwork,
@@ -176,26 +170,7 @@ async function stopHelpers(helpers: readonly HelperProcess[]): Promise<number[]>
     (a, b) => Number(b.kind === 'keeper') - Number(a.kind === 'keeper'),
   );
   for (const helper of ordered) {
-    if (!ownerAlive(helper)) continue;
-    try {
-      process.kill(helper.pid, 'SIGTERM');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') continue;
-      throw err;
-    }
-    signalled.push(helper.pid);
-    for (let i = 0; i < 150 && ownerAlive(helper); i++) await sleep(20);
-    if (ownerAlive(helper)) {
-      // Its process group, so a keeper's engines go with it.
-      for (const target of [-helper.pid, helper.pid]) {
-        try {
-          process.kill(target, 'SIGKILL');
-          break;
-        } catch {
-          // No such group (it did not lead one), or it just ended.
-        }
-      }
-    }
+    if (await terminateProcess(helper)) signalled.push(helper.pid);
   }
   return signalled;
 }
@@ -305,7 +280,7 @@ export class Attachment implements AsyncDisposable {
     const helper = this.#state.helpers.find((h) => h.kind === 'userns');
     if (helper === undefined || process.geteuid?.() === 0)
       return NetworkNamespace.open(this.#state.netnsPath);
-    if (!ownerAlive(helper)) {
+    if (!processAlive(helper)) {
       throw new PodnetError(
         'ERR_PODNET_NAMESPACE_GONE',
         `the namespaces of container '${this.#state.id}' are gone (their helper exited)`,
@@ -623,12 +598,12 @@ export class Networking {
     for (const b of bad) report.errors.push(b.message);
     const kept = new Set<string>();
     for (const state of states) {
-      const crashed = state.phase === 'setup' && !ownerAlive(state.owner);
+      const crashed = state.phase === 'setup' && !processAlive(state.owner);
       const running = state.phase === 'setup' && !crashed;
       const gone =
         state.phase === 'ready' &&
         (heldByProcess(state)
-          ? !ownerAlive(state.helpers.find((h) => h.kind === 'userns'))
+          ? !processAlive(state.helpers.find((h) => h.kind === 'userns'))
           : !(await isNamespace(state.netnsPath)));
       if (running || (!crashed && !gone)) {
         kept.add(state.id);
@@ -707,7 +682,7 @@ export class Networking {
     }
     // An engine that stopped with its owner dead left its private directory.
     for (const h of state.helpers) {
-      if (h.dir && /^podnet-(slirp4netns|pasta)-[^/]+$/.test(basename(h.dir)) && !ownerAlive(h))
+      if (h.dir && /^podnet-(slirp4netns|pasta)-[^/]+$/.test(basename(h.dir)) && !processAlive(h))
         await rm(h.dir, { recursive: true, force: true }).catch((e: unknown) => errors.push(e));
     }
     const targets =

@@ -3,12 +3,12 @@
 // old file or the new one, never half of one. Files are read as untrusted
 // input: a file that does not validate is reported, never half-used.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseNetworkList, parseResult } from '../cni/index.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
+import { processIdentity } from '../process.js';
 import type { ContainerState, SetupOwner } from './types.js';
 
 /** Container IDs are CNI container IDs: they name files, so they are checked strictly. */
@@ -236,37 +236,4 @@ function parseState(path: string, text: string): ContainerState {
 /** Identifies the current process for the state's `owner` field. */
 export function currentOwner(): SetupOwner {
   return processIdentity(process.pid);
-}
-
-/** A process's pid and start time, which together never name another process. */
-export function processIdentity(pid: number): SetupOwner {
-  return { pid, startTime: processStartTime(pid) ?? '' };
-}
-
-/** Whether the process named by `owner` is still running (same pid, same start time). */
-export function ownerAlive(owner: SetupOwner | undefined): boolean {
-  if (!owner) return false;
-  const stat = processStat(owner.pid);
-  // A zombie has ended; only its parent's wait (or init's, later) removes it.
-  return (
-    stat !== undefined &&
-    stat.startTime === owner.startTime &&
-    stat.state !== 'Z' &&
-    stat.state !== 'X'
-  );
-}
-
-function processStartTime(pid: number): string | undefined {
-  return processStat(pid)?.startTime;
-}
-
-function processStat(pid: number): { state: string; startTime: string } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
-  } catch {
-    return undefined;
-  }
 }

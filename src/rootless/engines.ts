@@ -56,16 +56,16 @@ export async function startPasta(
   };
 }
 
-/** slirp4netns's API forwards IPv4 only; podnet's forwarder TCP only (so far). */
+/**
+ * slirp4netns's API forwards IPv4 host addresses only; podnet's forwarder
+ * (port_handler=rootlesskit) takes TCP and UDP from any host address.
+ */
 export function checkRootlessPorts(ports: readonly PortMapping[], handler: PortHandler): void {
   for (const p of ports) {
     if (handler === 'slirp4netns' && p.hostIP && isIP(p.hostIP) !== 4) {
       throw new InvalidArgumentError(
         `port_handler=slirp4netns forwards IPv4 host addresses only, not '${p.hostIP}'`,
       );
-    }
-    if (handler === 'rootlesskit' && (p.protocol ?? 'tcp') !== 'tcp') {
-      throw new InvalidArgumentError('port_handler=rootlesskit forwards TCP only so far');
     }
   }
 }

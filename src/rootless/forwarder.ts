@@ -1,14 +1,22 @@
-// The port forwarder (rootlessport's job), as root: host TCP ports are
-// forwarded to the container's own address inside its network namespace.
-// JavaScript only accepts a connection and opens the socket inside the
-// namespace; the native relay (native/relay.cc) connects it and moves the
-// bytes with splice(), so no data passes through JavaScript.
+// The port forwarder (rootlessport's job), as root: host TCP and UDP ports
+// are forwarded to the container's own address inside its network
+// namespace. The native relay (native/relay.cc) accepts, connects a socket
+// opened inside the namespace and moves the bytes (splice() for TCP,
+// recvmmsg/sendmmsg for UDP), so neither a connection nor its data passes
+// through JavaScript. JavaScript keeps the relay's pools of namespace
+// sockets filled, a batch at a time.
 import net from 'node:net';
+import { constants } from 'node:os';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../errors.js';
 import { native, type RelayStats, systemError } from '../native.js';
 import type { NetworkNamespace } from '../netns/namespace.js';
 import { encodeSockaddr } from '../netns/sockaddr.js';
 import type { PortMapping } from '../ports.js';
+import {
+  type DetachedForwarderOptions,
+  type DetachedPortForwarder,
+  spawnForwarderProcess,
+} from './forwarder-process.js';
 
 /** A host port that is already taken: nothing of the forwarder stays listening. */
 export class PortInUseError extends PodnetError {
@@ -28,7 +36,7 @@ export class PortInUseError extends PodnetError {
   }
 }
 
-/** One forwarded TCP port, after ranges are expanded. */
+/** One forwarded port, after ranges are expanded. */
 export interface ForwardedPort {
   /** Host address listened on ('0.0.0.0' when the mapping named none). */
   hostIP: string;
@@ -36,13 +44,17 @@ export interface ForwardedPort {
   hostPort: number;
   /** Port dialled at the container's address. */
   containerPort: number;
-  /** Always 'tcp' for now: UDP forwarding is not implemented yet. */
-  protocol: 'tcp';
+  /** The protocol forwarded. */
+  protocol: 'tcp' | 'udp';
 }
 
 /** Options of {@link PortForwarder.start}. */
 export interface PortForwarderOptions {
-  /** The container's network namespace: connections are opened inside it. */
+  /**
+   * The container's network namespace: connections are opened inside it.
+   * It must stay open while the forwarder runs: once it is closed the pool
+   * cannot be refilled, and new clients wait in the backlog.
+   */
   netns: NetworkNamespace;
   /** Ports to publish (podman's PortMapping; ranges are expanded). */
   mappings: PortMapping[];
@@ -51,20 +63,35 @@ export interface PortForwarderOptions {
    * connection dials. Never a loopback address (CVE-2021-20199).
    */
   containerAddress: string;
+  /**
+   * How long a UDP flow (one client address:port) lives without a datagram
+   * either way before its socket in the namespace is closed; default 90 s,
+   * the timeout of rootlesskit's builtin port driver (Docker's userland
+   * proxy before it). A later datagram starts a new flow.
+   */
+  udpIdleTimeoutMs?: number;
 }
 
 /** Counters of one forwarder. */
 export interface ForwarderStats {
-  /** Connections being relayed now. */
+  /** TCP connections being relayed now. */
   active: number;
-  /** Connections handed to the relay since start. */
+  /** TCP connections handed to the relay since start. */
   connections: number;
-  /** Connections that ended with an error (the container refused or reset, or close() cut them). */
+  /** TCP connections that ended with an error (the container refused or reset, or close() cut them). */
   failed: number;
-  /** Connections dropped before reaching the relay (no socket could be opened in the namespace). */
+  /** TCP connections accepted but refused before relaying (no pipe could be made: out of fds or memory). */
   dropped: number;
-  /** Bytes relayed, both directions together. */
+  /** Bytes relayed, both directions and both protocols together (UDP: payload bytes). */
   bytes: number;
+  /** UDP flows (client address:port) made since start. */
+  flows: number;
+  /** UDP flows open now (not yet expired). */
+  activeFlows: number;
+  /** UDP datagrams relayed, both directions together. */
+  datagrams: number;
+  /** UDP datagrams dropped: no socket for a new flow, a full send buffer, or larger than 64 KiB. */
+  datagramsDropped: number;
 }
 
 function formatHostPort(hostIP: string, port: number): string {
@@ -81,10 +108,10 @@ function checkPortNumber(value: unknown, what: string, min: number): number {
 }
 
 /**
- * Expands port mappings into one entry per port, validated: ports in range,
- * ranges within 65535, host 0 (any free port) only without a range, host IP
- * an IP literal, no host address and port twice. UDP mappings are refused:
- * UDP forwarding is not implemented yet.
+ * Expands port mappings into one entry per port, validated: protocol tcp
+ * (the default) or udp, ports in range, ranges within 65535, host 0 (any
+ * free port) only without a range, host IP an IP literal, no host address,
+ * port and protocol twice.
  */
 export function expandMappings(mappings: readonly PortMapping[]): ForwardedPort[] {
   if (!Array.isArray(mappings)) throw new InvalidArgumentError('mappings must be an array');
@@ -92,12 +119,7 @@ export function expandMappings(mappings: readonly PortMapping[]): ForwardedPort[
   const seen = new Set<string>();
   for (const m of mappings) {
     const protocol = m.protocol ?? 'tcp';
-    if (protocol === 'udp') {
-      throw new InvalidArgumentError(
-        `cannot forward UDP port ${m.hostPort}: UDP forwarding is not implemented yet`,
-      );
-    }
-    if (protocol !== 'tcp')
+    if (protocol !== 'tcp' && protocol !== 'udp')
       throw new InvalidArgumentError(`unknown protocol '${String(protocol)}'`);
     const hostIP = m.hostIP === undefined || m.hostIP === '' ? '0.0.0.0' : m.hostIP;
     if (net.isIP(hostIP) === 0) {
@@ -116,40 +138,68 @@ export function expandMappings(mappings: readonly PortMapping[]): ForwardedPort[
     if (hostPort !== 0) checkPortNumber(hostPort + range - 1, 'last host port of the range', 1);
     for (let i = 0; i < range; i++) {
       const port = hostPort === 0 ? 0 : hostPort + i;
-      const key = `${hostIP}|${port}`;
+      const key = `${hostIP}|${port}|${protocol}`;
       if (port !== 0 && seen.has(key)) {
-        throw new InvalidArgumentError(`${formatHostPort(hostIP, port)} is forwarded twice`);
+        throw new InvalidArgumentError(
+          `${formatHostPort(hostIP, port)}/${protocol} is forwarded twice`,
+        );
       }
       seen.add(key);
-      out.push({ hostIP, hostPort: port, containerPort: containerPort + i, protocol: 'tcp' });
+      out.push({ hostIP, hostPort: port, containerPort: containerPort + i, protocol });
     }
   }
   return out;
 }
 
-/** The fd of a socket libuv holds (undefined once it is closed). */
-function socketFd(socket: net.Socket): number | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+function poolKind(proto: 'tcp' | 'udp'): number {
+  return proto === 'udp' ? native.POOL_UDP : native.POOL_TCP;
 }
 
-async function listen(server: net.Server, hostIP: string, port: number): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: hostIP, port, exclusive: true }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return (server.address() as net.AddressInfo).port;
+/** Binds (and, for TCP, listens on) a host port: [fd, port]. */
+function bindHost(p: ForwardedPort): [number, number] {
+  try {
+    const type = p.protocol === 'udp' ? SOCK_DGRAM : SOCK_STREAM;
+    return native.hostSocket(encodeSockaddr(p.hostIP, p.hostPort).addr, type);
+  } catch (err) {
+    if ((err as { errno?: unknown }).errno === constants.errno.EADDRINUSE)
+      throw new PortInUseError(p.hostIP, p.hostPort, { cause: err });
+    throw systemError(`listening on ${formatHostPort(p.hostIP, p.hostPort)}`, err);
+  }
 }
+
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+/**
+ * Sockets opened inside the namespace per batch, and the pool size at which
+ * the next batch is asked for. A batch costs one thread and one setns
+ * (about 0.1 ms for 64 sockets here); 64 cover 16 concurrent TCP clients
+ * for a few milliseconds at full rate, while the next batch is opened. UDP
+ * sockets serve flows, which last: fewer are kept waiting.
+ */
+const POOL = {
+  tcp: { batch: 64, low: 32 },
+  udp: { batch: 16, low: 8 },
+} as const;
+const DEFAULT_UDP_IDLE_TIMEOUT_MS = 90_000;
+/** UDP flows per host port; at the limit the least recently used one makes room. */
+const MAX_UDP_FLOWS = 4096;
+/** After a failed refill, how long before the relay may ask again. */
+const REFILL_RETRY_MS = 500;
 
 /**
- * Forwards host TCP ports into a network namespace, as root: each host
- * connection is accepted by a net.Server, a socket is opened inside the
- * namespace (on a throwaway thread) and both go to the native relay, which
- * connects the inner one to `containerAddress:containerPort` and splices
- * bytes both ways, half-close included.
+ * Forwards host TCP and UDP ports into a network namespace, as root.
+ *
+ * TCP: the native relay accepts each connection itself, takes a socket from
+ * a pool of sockets already opened inside the namespace, connects it to
+ * `containerAddress:containerPort` and splices bytes both ways, half-close
+ * included; no JavaScript runs per connection. The pool is refilled in the
+ * background, a batch per thread ({@link NetworkNamespace.sockets}); while
+ * it is empty, new clients wait in the listening socket's backlog.
+ *
+ * UDP: each client address:port is a flow with its own pooled socket inside
+ * the namespace, connected to the container's address; datagrams are
+ * relayed both ways on the relay thread and replies go back to the client
+ * from the host port. A flow idle for `udpIdleTimeoutMs` is closed.
  *
  * What the server in the container sees as its peer: the socket is opened
  * inside the namespace and not bound, so the kernel picks its source address
@@ -159,31 +209,25 @@ async function listen(server: net.Server, hostIP: string, port: number): Promise
  * address is not kept (that needs the unprivileged SCM_RIGHTS helper or
  * kernel DNAT).
  *
- * UDP is not forwarded yet: a UDP mapping is an InvalidArgumentError.
+ * While open, a forwarder keeps the event loop alive, as a listening
+ * server does.
  */
 export class PortForwarder implements AsyncDisposable {
   /** The ports forwarded, with the host ports actually bound. */
   readonly ports: readonly ForwardedPort[];
   readonly #netns: NetworkNamespace;
-  readonly #servers: net.Server[];
   readonly #group: number;
-  // Client fds taken from libuv whose namespace socket is still being opened.
-  readonly #pending = new Set<number>();
-  #dropped = 0;
+  readonly #family: 4 | 6;
+  readonly #retries = new Set<NodeJS.Timeout>();
   #closed = false;
   // The relay's last counters, kept when close() ends the group.
   #final: RelayStats | undefined;
 
-  private constructor(
-    netns: NetworkNamespace,
-    servers: net.Server[],
-    ports: ForwardedPort[],
-    group: number,
-  ) {
+  private constructor(netns: NetworkNamespace, family: 4 | 6, ports: ForwardedPort[]) {
     this.#netns = netns;
-    this.#servers = servers;
+    this.#family = family;
     this.ports = ports;
-    this.#group = group;
+    this.#group = native.relayGroup((kind) => this.#refill(kind));
   }
 
   /**
@@ -204,52 +248,71 @@ export class PortForwarder implements AsyncDisposable {
         `container address must be the container's own address, not ${opts.containerAddress}: dialling loopback would make every connection come from loopback (CVE-2021-20199)`,
       );
     }
-    const servers: net.Server[] = [];
+    const idleMs = opts.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS;
+    if (!Number.isInteger(idleMs) || idleMs < 1 || idleMs > 2 ** 31 - 1) {
+      throw new InvalidArgumentError(
+        `udpIdleTimeoutMs must be a positive integer of milliseconds, not ${String(idleMs)}`,
+      );
+    }
     const ports: ForwardedPort[] = [];
-    const group = native.relayGroup();
-    // Filled in once every server listens; connections arriving before wait.
-    let self: PortForwarder | undefined;
-    const early: [net.Socket, Buffer][] = [];
+    const self = new PortForwarder(opts.netns, family as 4 | 6, ports);
+    const bound: number[] = [];
     try {
+      // Filled first, so the first clients find sockets waiting.
+      for (const proto of ['tcp', 'udp'] as const) {
+        if (!wanted.some((p) => p.protocol === proto)) continue;
+        const kind = poolKind(proto);
+        native.relayPoolLow(self.#group, kind, POOL[proto].low);
+        native.relayPoolAdd(self.#group, kind, await self.#openBatch(kind));
+      }
+      // Every port is bound before any is handed over: a port in use then
+      // leaves nothing that ever accepted a client.
       for (const p of wanted) {
-        const addr = encodeSockaddr(opts.containerAddress, p.containerPort).addr;
-        const server = net.createServer({ pauseOnConnect: true }, (socket) => {
-          if (self) self.#accept(socket, addr, family);
-          else early.push([socket, addr]);
-        });
-        servers.push(server);
-        let hostPort: number;
-        try {
-          hostPort = await listen(server, p.hostIP, p.hostPort);
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          if (e.code === 'EADDRINUSE')
-            throw new PortInUseError(p.hostIP, p.hostPort, { cause: err });
-          throw systemError(`listening on ${formatHostPort(p.hostIP, p.hostPort)}`, err);
-        }
+        const [fd, hostPort] = bindHost(p);
+        bound.push(fd);
         ports.push({ ...p, hostPort });
       }
     } catch (err) {
-      for (const [socket] of early) socket.destroy();
-      await Promise.all(servers.map(closeServer));
-      native.relayCloseGroup(group);
+      for (const fd of bound) native.closeFd(fd);
+      await self.close();
       throw err;
     }
-    self = new PortForwarder(opts.netns, servers, ports, group);
-    for (const [socket, addr] of early) self.#accept(socket, addr, family);
+    for (const [i, fd] of bound.entries()) {
+      const p = ports[i]!;
+      const addr = encodeSockaddr(opts.containerAddress, p.containerPort).addr;
+      if (p.protocol === 'udp') native.relayUdp(self.#group, fd, addr, idleMs, MAX_UDP_FLOWS);
+      else native.relayListen(self.#group, fd, addr);
+    }
     return self;
   }
 
-  /** Counters of this forwarder's connections. */
+  /**
+   * Starts a forwarder in a detached process of its own (its own process
+   * group), as podman's rootlessport is, and resolves once it forwards
+   * every port: it can outlive this process, and `identity` (pid and start
+   * time) lets gc stop it later. The job goes as JSON on its stdin; it
+   * reports the bound ports, or a typed error (a ForwarderProcessError
+   * carrying its code, ERR_PODNET_PORT_IN_USE and the like), on fd 3. It
+   * stops on SIGTERM, and on EOF of its exit fd when given one (`exitFd`).
+   */
+  static spawnDetached(opts: DetachedForwarderOptions): Promise<DetachedPortForwarder> {
+    return spawnForwarderProcess(opts);
+  }
+
+  /** Counters of this forwarder's connections and flows. */
   stats(): ForwarderStats {
-    const s = this.#final ??
-      native.relayStats(this.#group) ?? { active: 0, pairs: 0, failed: 0, bytes: 0 };
+    // Undefined only if the group vanished without close(): nothing to count.
+    const s = this.#final ?? native.relayStats(this.#group);
     return {
-      active: s.active,
-      connections: s.pairs,
-      failed: s.failed,
-      dropped: this.#dropped,
-      bytes: s.bytes,
+      active: s?.active ?? 0,
+      connections: s?.pairs ?? 0,
+      failed: s?.failed ?? 0,
+      dropped: s?.dropped ?? 0,
+      bytes: s?.bytes ?? 0,
+      flows: s?.flows ?? 0,
+      activeFlows: s?.activeFlows ?? 0,
+      datagrams: s?.datagrams ?? 0,
+      datagramsDropped: s?.datagramsDropped ?? 0,
     };
   }
 
@@ -258,73 +321,46 @@ export class PortForwarder implements AsyncDisposable {
     return this.#closed;
   }
 
-  // Takes the accepted socket away from libuv and hands it to the relay.
-  // pauseOnConnect means libuv never read from it. The relay needs an fd of
-  // its own that libuv will not close, so it gets a duplicate (O_CLOEXEC) and
-  // the JS socket is destroyed: that closes libuv's fd (after removing it
-  // from libuv's epoll set) but not the connection, which lives on in the
-  // duplicate.
-  #accept(socket: net.Socket, addr: Buffer, family: number): void {
-    const fd = socketFd(socket);
-    let client: number | undefined;
-    try {
-      if (fd !== undefined && !this.#closed) client = native.dupFd(fd);
-    } catch {
-      // EMFILE and the like: the client sees the connection close.
-    }
-    socket.destroy();
-    if (client === undefined) {
-      this.#dropped++;
-      return;
-    }
-    this.#pending.add(client);
-    this.#netns.socket({ type: family === 6 ? 'tcp6' : 'tcp4' }).then(
-      (inner) => this.#relay(client, inner, addr),
-      () => this.#drop(client),
+  #openBatch(kind: number): Promise<number[]> {
+    const proto = kind === native.POOL_UDP ? 'udp' : 'tcp';
+    return this.#netns.sockets({ type: `${proto}${this.#family}`, count: POOL[proto].batch });
+  }
+
+  // The relay's pool ran low: opens the next batch off the JS thread. A
+  // failure (the namespace closed, out of fds) leaves the clients waiting;
+  // the relay may ask again after a pause.
+  #refill(kind: number): void {
+    if (this.#closed) return;
+    this.#openBatch(kind).then(
+      (fds) => {
+        // False: closed meanwhile, and the relay closed the fds.
+        native.relayPoolAdd(this.#group, kind, fds);
+      },
+      () => {
+        if (this.#closed) return;
+        const timer = setTimeout(() => {
+          this.#retries.delete(timer);
+          if (!this.#closed) native.relayPoolFailed(this.#group, kind);
+        }, REFILL_RETRY_MS);
+        this.#retries.add(timer);
+      },
     );
-  }
-
-  #relay(client: number, inner: number, addr: Buffer): void {
-    if (!this.#pending.delete(client)) {
-      native.closeFd(inner); // close() ran meanwhile and closed the client
-      return;
-    }
-    try {
-      native.relayStart(this.#group, client, inner, addr);
-    } catch {
-      this.#dropped++; // the relay closed both fds
-    }
-  }
-
-  #drop(client: number): void {
-    if (!this.#pending.delete(client)) return;
-    native.closeFd(client);
-    this.#dropped++;
   }
 
   /**
    * Stops listening, resets every forwarded connection and closes its
-   * sockets. Idempotent.
+   * sockets and the pooled ones. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const closing = Promise.all(this.#servers.map(closeServer));
-    for (const fd of this.#pending) native.closeFd(fd);
-    this.#pending.clear();
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
     this.#final = native.relayCloseGroup(this.#group);
-    await closing;
   }
 
   /** Same as close(). */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-function closeServer(server: net.Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) resolve();
-    else server.close(() => resolve());
-  });
 }

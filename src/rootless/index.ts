@@ -35,6 +35,13 @@ export {
   type PortForwarderOptions,
   PortInUseError,
 } from './forwarder.js';
+export {
+  type DetachedForwarderOptions,
+  DetachedPortForwarder,
+  type ForwarderJob,
+  ForwarderProcessError,
+  parseForwarderJob,
+} from './forwarder-process.js';
 export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper.js';
 export {
   DEFAULT_PASTA_START_TIMEOUT_MS,

@@ -5,10 +5,10 @@
 // engines run (or why they could not start), then lives until SIGTERM, when
 // it stops them and exits. If the engine dies, it exits too, so a keeper
 // never outlives the network it keeps.
-import { createWriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import { NetworkNamespace } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
+import { runDetached } from './detached.js';
 import {
   enginePid,
   type RootlessEngines,
@@ -28,16 +28,8 @@ interface KeeperJob {
   ports: PortMapping[];
 }
 
-const report = createWriteStream('', { fd: 3 });
-
-function reply(message: object): Promise<void> {
-  return new Promise((resolve) => report.end(`${JSON.stringify(message)}\n`, () => resolve()));
-}
-
-async function main(): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  const job = JSON.parse(Buffer.concat(chunks).toString('utf8')) as KeeperJob;
+void runDetached('ERR_PODNET_KEEPER', async (raw) => {
+  const job = raw as KeeperJob;
   // 'userns': an unprivileged user's namespaces, made and held here.
   const userns = job.netns === 'userns' ? await UserNamespace.create() : undefined;
   const ns = userns?.netns ?? (await NetworkNamespace.open(job.netns));
@@ -77,20 +69,9 @@ async function main(): Promise<void> {
   void (engines.slirp ?? engines.pasta)!.exited.then((e) => {
     if (!e.requested) void stop(1);
   });
-  await reply({
-    ok: true,
+  return {
     enginePid: enginePid(engines),
     engineDir: dirname((engines.slirp ?? engines.pasta)!.logPath),
     ...(userns ? { usernsPid: userns.pid } : {}),
-  });
-}
-
-main().catch(async (err: unknown) => {
-  const e = err as { code?: unknown; message?: unknown };
-  await reply({
-    ok: false,
-    code: String(e.code ?? 'ERR_PODNET_KEEPER'),
-    message: String(e.message ?? err),
-  });
-  process.exit(1);
+  };
 });

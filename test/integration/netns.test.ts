@@ -352,6 +352,45 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
     );
   });
 
+  it('sockets() opens a batch inside the namespace, all O_CLOEXEC, or refuses a bad count', async () => {
+    const a = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'a' }));
+    await a.setLinkUp('lo');
+    const server = net.createServer((s) => s.end('inside'));
+    const { port } = await a.listen(server, { host: '127.0.0.1' });
+    const fds = await a.sockets({ type: 'tcp4', count: 5 });
+    expect(new Set(fds).size).toBe(5);
+    for (const fd of fds) {
+      const flags = /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      expect(Number.parseInt(flags ?? '0', 8) & 0o2000000).not.toBe(0); // O_CLOEXEC
+    }
+    // Each reaches the server on the namespace's own loopback.
+    const replies = await Promise.all(
+      fds.map(
+        (fd) =>
+          new Promise<string>((resolve, reject) => {
+            const s = new net.Socket({ fd, readable: true, writable: true });
+            const chunks: Buffer[] = [];
+            s.on('data', (d: Buffer) => chunks.push(d));
+            s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+            s.on('error', reject);
+            s.connect(port, '127.0.0.1');
+          }),
+      ),
+    );
+    expect(replies).toEqual(Array(5).fill('inside'));
+    await new Promise((r) => server.close(r));
+    const udp = await a.sockets({ type: 'udp6', count: 2 });
+    for (const fd of udp) closeSync(fd);
+    for (const count of [0, 1.5, 254, undefined]) {
+      await expect(a.sockets({ type: 'tcp4', count: count as number })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      );
+    }
+    await expect(a.sockets({ type: 'sctp' as never, count: 1 })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+  });
+
   it('reports a missing interface by name and namespace; close keeps the mount', async () => {
     const a = track(await NetworkNamespace.create({ dir: tmp.dir, name: 'a' }));
     expect(() => a.linkStatsSync()).toThrow(LinkNotFoundError);

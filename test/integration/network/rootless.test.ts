@@ -1,6 +1,8 @@
 // The 'slirp4netns' mode of Networking, as root: a new namespace with
 // slirp4netns on tap0, ports published through slirp4netns's API or
 // podnet's forwarder, and the engine's death seen by the attachment.
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -60,6 +62,59 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     });
   }
+
+  it('port_handler=rootlesskit forwards UDP, and TCP from an IPv6 host address', async () => {
+    const env = await envs.use(0);
+    const [udpPort, tcpPort] = [await freePort(), await freePort()];
+    const a = await env.net().setup({
+      id: 'slirp-udp',
+      name: 's',
+      mode: 'slirp4netns',
+      modeOptions: ['port_handler=rootlesskit'],
+      portMappings: [
+        { hostIP: '127.0.0.1', hostPort: udpPort, containerPort: 5353, protocol: 'udp' },
+        { hostIP: '::1', hostPort: tcpPort, containerPort: 8080 },
+      ],
+    });
+    // A UDP echo inside the namespace, in a process of its own.
+    const echo = spawn(
+      'nsenter',
+      [
+        `--net=${a.netns!.path}`,
+        process.execPath,
+        '-e',
+        `const s = require('node:dgram').createSocket('udp4');
+         s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from('echo '), m]), r.port, r.address));
+         s.bind(5353, '0.0.0.0', () => console.log('ready'));`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
+    try {
+      await new Promise((r) => echo.stdout!.once('data', r));
+      const client = dgram.createSocket('udp4');
+      const reply = new Promise<string>((r) => client.once('message', (m) => r(m.toString())));
+      client.send('hello', udpPort, '127.0.0.1');
+      expect(await reply).toBe('echo hello');
+      client.close();
+      await a.netns!.listen(server, { port: 8080 });
+      const tcp = await new Promise<string>((resolve, reject) => {
+        const c = net.connect(tcpPort, '::1');
+        const chunks: Buffer[] = [];
+        c.on('data', (d: Buffer) => chunks.push(d));
+        c.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        c.on('error', reject);
+      });
+      expect(tcp).toMatch(/^peer /);
+      expect(tcp).not.toBe('peer 127.0.0.1');
+    } finally {
+      server.close();
+      const exited = new Promise((r) => echo.once('exit', r));
+      echo.kill('SIGKILL');
+      await exited;
+      await a.teardown();
+    }
+  });
 
   it('the attachment reports when slirp4netns dies, and teardown still cleans up', async () => {
     const env = await envs.use(0);

@@ -1,9 +1,12 @@
 // The port forwarder as root: host 127.0.0.1 -> a server inside a namespace,
 // through the native splice relay. All traffic stays on the host's loopback
 // and inside the namespace the test makes.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
 import { PortForwarder, PortInUseError } from '../../../src/rootless/index.js';
@@ -111,6 +114,29 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
     expect(peers.filter((p) => p === '127.0.0.1')).toEqual([]);
   });
 
+  it('serves 500 short connections, 50 at a time, from its pool, and close() leaks no fd', async () => {
+    // The relay thread's epoll and eventfd live as long as the process.
+    await (await start()).close();
+    const before = openFds();
+    const fwd = await start();
+    const hostPort = fwd.ports[0]!.hostPort;
+    const first = peers.length;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < 500) {
+        const i = next++;
+        expect((await exchange(hostPort, Buffer.from(`#${i}`))).toString()).toBe(`#${i}BYE`);
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, worker));
+    expect(fwd.stats()).toMatchObject({ connections: 500, failed: 0, dropped: 0, active: 0 });
+    // 500 connections through a pool refilled in batches, each dialling the
+    // container's own address from inside.
+    expect(new Set(peers.slice(first))).toEqual(new Set([addr]));
+    await fwd.close();
+    expect(openFds()).toBe(before);
+  });
+
   it('a port in use is a PortInUseError naming it, and nothing stays listening', async () => {
     const busy = net.createServer();
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
@@ -172,5 +198,160 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
     const err = await exchange(fwd.ports[0]!.hostPort, Buffer.from('x')).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ECONNRESET' });
     expect(fwd.stats()).toMatchObject({ connections: 1, failed: 1, active: 0 });
+  });
+});
+
+// A UDP echo server in its own process inside the namespace (nsenter): it
+// answers each datagram with "<sender address> <datagram>", so a test sees
+// both its own payload and whom the server saw.
+const UDP_ECHO = `
+  const s = require('node:dgram').createSocket('udp4');
+  s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from(r.address + ' '), m]), r.port, r.address));
+  s.bind(0, process.argv[1], () => console.log('ready ' + s.address().port));`;
+
+/** A client socket on 127.0.0.1 that collects what comes back. */
+async function udpClient(): Promise<{ socket: dgram.Socket; got: string[] }> {
+  const socket = dgram.createSocket('udp4');
+  const got: string[] = [];
+  socket.on('message', (m) => got.push(m.toString()));
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
+  return { socket, got };
+}
+
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  for (let t = 0; !cond(); t += 10) {
+    if (t > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
+  let tmp: NetnsDir;
+  let ns: NetworkNamespace;
+  let echo: ChildProcess;
+  let port: number; // the echo server's port inside the namespace
+  const addr = `10.233.${Math.floor(Math.random() * 250) + 1}.2`;
+
+  beforeAll(async () => {
+    tmp = tempNetnsDir();
+    ns = await NetworkNamespace.create({ dir: tmp.dir });
+    await ns.addVeth('eth0', { name: 'peer0' });
+    await ns.addAddress('eth0', `${addr}/24`);
+    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+    echo = spawn('nsenter', [`--net=${ns.path}`, process.execPath, '-e', UDP_ECHO, addr], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      echo.stdout!.on('data', (d) => {
+        out += d;
+        const m = /ready (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      echo.on('exit', (code) => reject(new Error(`UDP echo server exited (${code})`)));
+    });
+  });
+
+  afterAll(async () => {
+    if (echo && echo.exitCode === null) {
+      const exited = new Promise((r) => echo.once('exit', r));
+      echo.kill('SIGKILL');
+      await exited;
+    }
+    await ns?.remove();
+    await tmp?.cleanup();
+  });
+
+  const start = (udpIdleTimeoutMs?: number): Promise<PortForwarder> =>
+    PortForwarder.start({
+      netns: ns,
+      containerAddress: addr,
+      mappings: [{ hostIP: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'udp' }],
+      ...(udpIdleTimeoutMs === undefined ? {} : { udpIdleTimeoutMs }),
+    });
+
+  it('relays datagrams both ways, each client getting its own replies from a non-loopback peer', async () => {
+    await using fwd = await start();
+    const [mapped] = fwd.ports;
+    expect(mapped).toMatchObject({ hostIP: '127.0.0.1', containerPort: port, protocol: 'udp' });
+    const clients = await Promise.all(Array.from({ length: 5 }, udpClient));
+    try {
+      for (let round = 0; round < 3; round++) {
+        for (const [i, c] of clients.entries())
+          c.socket.send(`client ${i} round ${round}`, mapped!.hostPort, '127.0.0.1');
+      }
+      await until('the replies', () => clients.every((c) => c.got.length === 3));
+      for (const [i, c] of clients.entries()) {
+        expect(c.got.sort()).toEqual([0, 1, 2].map((r) => `${addr} client ${i} round ${r}`));
+      }
+      expect(fwd.stats()).toMatchObject({
+        flows: 5,
+        activeFlows: 5,
+        datagrams: 30,
+        datagramsDropped: 0,
+        connections: 0,
+      });
+      const payload = clients.reduce((n, c) => n + c.got.join('').length, 0);
+      expect(fwd.stats().bytes).toBe(payload * 2 - 15 * (addr.length + 1));
+    } finally {
+      for (const c of clients) c.socket.close();
+    }
+  });
+
+  it('closes an idle flow after udpIdleTimeoutMs; the next datagram starts a new one; no fd leaks', async () => {
+    await (await start()).close(); // the relay thread's own fds exist from here on
+    const before = openFds();
+    const fwd = await start(200);
+    const hostPort = fwd.ports[0]!.hostPort;
+    const c = await udpClient();
+    try {
+      c.socket.send('one', hostPort, '127.0.0.1');
+      await until('the first reply', () => c.got.length === 1);
+      expect(fwd.stats()).toMatchObject({ flows: 1, activeFlows: 1 });
+      await until('the flow to expire', () => fwd.stats().activeFlows === 0, 2000);
+      c.socket.send('two', hostPort, '127.0.0.1');
+      await until('the second reply', () => c.got.length === 2);
+      expect(c.got).toEqual([`${addr} one`, `${addr} two`]);
+      expect(fwd.stats()).toMatchObject({ flows: 2, activeFlows: 1, datagrams: 4 });
+    } finally {
+      c.socket.close();
+    }
+    await fwd.close();
+    expect(fwd.stats().activeFlows).toBe(0);
+    expect(openFds()).toBe(before);
+  });
+
+  it('a UDP port in use is a PortInUseError, and nothing stays bound', async () => {
+    const busy = dgram.createSocket('udp4');
+    await new Promise<void>((r) => busy.bind(0, '127.0.0.1', r));
+    const busyPort = busy.address().port;
+    const first = await freePort();
+    try {
+      const err = await PortForwarder.start({
+        netns: ns,
+        containerAddress: addr,
+        mappings: [
+          { hostIP: '127.0.0.1', hostPort: first, containerPort: port, protocol: 'udp' },
+          { hostIP: '127.0.0.1', hostPort: busyPort, containerPort: port, protocol: 'udp' },
+        ],
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PortInUseError);
+      expect(err).toMatchObject({ hostIP: '127.0.0.1', hostPort: busyPort });
+      // The first port was released: binding it again works.
+      const again = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => {
+        again.once('error', reject);
+        again.bind(first, '127.0.0.1', resolve);
+      });
+      again.close();
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('rejects a bad udpIdleTimeoutMs', async () => {
+    for (const bad of [0, -1, 1.5, 2 ** 31]) {
+      await expect(start(bad)).rejects.toMatchObject({ code: 'ERR_PODNET_INVALID_ARGUMENT' });
+    }
   });
 });

@@ -37,7 +37,7 @@ describe('expandMappings', () => {
     [{ hostPort: 80, containerPort: 80, range: 0 }, /range must be a positive integer/],
     [{ hostPort: 0, containerPort: 80, range: 2 }, /needs an explicit host port/],
     [{ hostIP: 'localhost', hostPort: 80, containerPort: 80 }, /must be an IP address/],
-    [{ hostPort: 53, containerPort: 53, protocol: 'udp' as const }, /UDP forwarding is not/],
+    [{ hostPort: 53, containerPort: 53, protocol: 'sctp' as never }, /unknown protocol 'sctp'/],
   ])('refuses %o', (mapping, message) => {
     expect(() => expandMappings([mapping])).toThrow(InvalidArgumentError);
     expect(() => expandMappings([mapping])).toThrow(message);
@@ -49,12 +49,30 @@ describe('expandMappings', () => {
         { hostPort: 8080, containerPort: 80, range: 2 },
         { hostPort: 8081, containerPort: 90 },
       ]),
-    ).toThrow(/0\.0\.0\.0:8081 is forwarded twice/);
+    ).toThrow(/0\.0\.0\.0:8081\/tcp is forwarded twice/);
     expect(() =>
       expandMappings([
         { hostIP: '::', hostPort: 1, containerPort: 1 },
         { hostIP: '::', hostPort: 1, containerPort: 2 },
       ]),
-    ).toThrow(/\[::\]:1 is forwarded twice/);
+    ).toThrow(/\[::\]:1\/tcp is forwarded twice/);
+    expect(() =>
+      expandMappings([
+        { hostPort: 53, containerPort: 53, protocol: 'udp' },
+        { hostPort: 50, containerPort: 50, range: 5, protocol: 'udp' },
+      ]),
+    ).toThrow(/0\.0\.0\.0:53\/udp is forwarded twice/);
+  });
+
+  it('forwards UDP, and one host port as TCP and as UDP at once', () => {
+    expect(
+      expandMappings([
+        { hostIP: '127.0.0.1', hostPort: 53, containerPort: 53, protocol: 'udp' },
+        { hostIP: '127.0.0.1', hostPort: 53, containerPort: 53, protocol: 'tcp' },
+      ]),
+    ).toEqual([
+      { hostIP: '127.0.0.1', hostPort: 53, containerPort: 53, protocol: 'udp' },
+      { hostIP: '127.0.0.1', hostPort: 53, containerPort: 53, protocol: 'tcp' },
+    ]);
   });
 });

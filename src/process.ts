@@ -1,0 +1,70 @@
+// Processes named by pid and start time together, which never name another
+// process even after the pid is reused. Helper processes that outlive the
+// one that started them (a keeper, a detached forwarder, slirp4netns) are
+// recorded this way, so gc can find them again and never signals a stranger.
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A process's pid and start time (/proc/PID/stat field 22). */
+export interface ProcessIdentity {
+  pid: number;
+  /** The start time, in clock ticks since boot, as /proc prints it ('' if unknown). */
+  startTime: string;
+}
+
+/** The identity of a running process (startTime '' when it does not run). */
+export function processIdentity(pid: number): ProcessIdentity {
+  return { pid, startTime: processStat(pid)?.startTime ?? '' };
+}
+
+/** Whether the process is still running: same pid, same start time, not a zombie. */
+export function processAlive(id: ProcessIdentity | undefined): boolean {
+  if (!id) return false;
+  const stat = processStat(id.pid);
+  // A zombie has ended; only its parent's wait (or init's, later) removes it.
+  return (
+    stat !== undefined &&
+    stat.startTime === id.startTime &&
+    stat.state !== 'Z' &&
+    stat.state !== 'X'
+  );
+}
+
+/**
+ * Stops a process: SIGTERM, then SIGKILL to its process group (so what it
+ * started goes too), or to it alone when it leads none, if it has not ended
+ * within `graceMs`. A process whose identity no longer matches is left
+ * alone. Resolves to whether it was signalled.
+ */
+export async function terminateProcess(id: ProcessIdentity, graceMs = 3000): Promise<boolean> {
+  if (!processAlive(id)) return false;
+  try {
+    process.kill(id.pid, 'SIGTERM');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+  for (let waited = 0; waited < graceMs && processAlive(id); waited += 20) await sleep(20);
+  if (processAlive(id)) {
+    for (const target of [-id.pid, id.pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+        break;
+      } catch {
+        // No such group (it did not lead one), or it just ended.
+      }
+    }
+  }
+  return true;
+}
+
+function processStat(pid: number): { state: string; startTime: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,140 @@
+// Detached helper processes (the keeper, the detached port forwarder): a
+// small Node program started in its own process group, so it can outlive
+// the process that started it. Its job comes as JSON on stdin; it reports
+// once on fd 3, `{ ok: true, ... }` when it runs or `{ ok: false, code,
+// message }` when it could not start, and closes fd 3. Both sides live here.
+import { spawn } from 'node:child_process';
+import { closeSync, writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { InvalidArgumentError, type PodnetError } from '../errors.js';
+
+/** What {@link spawnDetached} starts. */
+export interface DetachedSpawnOptions<T> {
+  /** The program (a compiled .js file of this package). */
+  main: string;
+  /** Written to its stdin as JSON. */
+  job: unknown;
+  /** How long to wait for its report. */
+  timeoutMs: number;
+  /** Given to it as fd 4 (an exit fd it watches for EOF), if any. */
+  fd4?: number | 'pipe';
+  /** Checks an `ok: true` report and picks what the caller needs; throws if it is wrong. */
+  accept: (report: Record<string, unknown>) => T;
+  /** Makes the error for a failure: the helper's own code, or ERR_..._TIMEOUT and the like. */
+  error: (code: string, message: string, cause?: unknown) => PodnetError;
+  /** The code of a failure that has none of its own (no report, bad report, spawn error). */
+  code: string;
+}
+
+/** A started helper: its pid, what it reported, and fd 4's other end when it was 'pipe'. */
+export interface DetachedStarted<T> {
+  pid: number;
+  report: T;
+  /** This process's end of fd 4 (fd4 'pipe'); unreferenced, so it keeps nothing alive. */
+  fd4?: Readable;
+}
+
+/**
+ * Starts a helper and resolves once it reports that it runs. On any failure
+ * (its own report, no report, a report that does not check out, the
+ * timeout) its process group is killed and the promise rejects, so nothing
+ * is left.
+ */
+export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<DetachedStarted<T>> {
+  const child = spawn(process.execPath, [opts.main], {
+    stdio: ['pipe', 'ignore', 'ignore', 'pipe', ...(opts.fd4 === undefined ? [] : [opts.fd4])],
+    detached: true,
+  });
+  const reportFd = child.stdio[3] as Readable;
+  const fd4 =
+    opts.fd4 === 'pipe' ? (child.stdio[4] as Readable & { unref?: () => void }) : undefined;
+  // A helper that exits at once must not fail this process with EPIPE.
+  child.stdin?.on('error', () => undefined);
+  child.stdin?.end(JSON.stringify(opts.job));
+  return new Promise<DetachedStarted<T>>((resolve, reject) => {
+    let text = '';
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+      fd4?.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(opts.error(`${opts.code}_TIMEOUT`, `no report within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    child.on('error', (err) => fail(opts.error(opts.code, err.message, err)));
+    reportFd.on('data', (d: Buffer) => {
+      text += d.toString('utf8');
+    });
+    reportFd.on('end', () => {
+      if (settled) return;
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        fail(
+          opts.error(opts.code, `exited without a report (${JSON.stringify(text.slice(0, 200))})`),
+        );
+        return;
+      }
+      if (msg?.['ok'] !== true || child.pid === undefined) {
+        fail(opts.error(String(msg?.['code'] ?? opts.code), String(msg?.['message'] ?? 'failed')));
+        return;
+      }
+      let report: T;
+      try {
+        report = opts.accept(msg);
+      } catch (err) {
+        fail(opts.error(opts.code, `bad report: ${(err as Error).message}`, err));
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      child.unref();
+      fd4?.unref?.();
+      resolve({ pid: child.pid, report, ...(fd4 ? { fd4 } : {}) });
+    });
+  });
+}
+
+function report(message: object): void {
+  writeSync(3, `${JSON.stringify(message)}\n`);
+  closeSync(3);
+}
+
+/**
+ * The helper's side: reads the job from stdin (not JSON: an
+ * InvalidArgumentError), runs `start`, and reports what it returns as
+ * `{ ok: true, ... }`, or the error's code (`code` when it has none) and
+ * message, then exits 1. `start` sets up whatever keeps the process running.
+ */
+export async function runDetached(
+  code: string,
+  start: (job: unknown) => Promise<object>,
+): Promise<void> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    let job: unknown;
+    try {
+      job = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch (err) {
+      throw new InvalidArgumentError('the job on stdin is not JSON', { cause: err });
+    }
+    report({ ok: true, ...(await start(job)) });
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    report({ ok: false, code: String(e?.code ?? code), message: String(e?.message ?? err) });
+    process.exit(1);
+  }
+}
