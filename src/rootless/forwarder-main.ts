@@ -8,12 +8,15 @@ import { NetworkNamespace } from '../netns/index.js';
 import { runDetached } from './detached.js';
 import { PortForwarder } from './forwarder.js';
 import { parseForwarderJob } from './forwarder-process.js';
+import { UserNamespace } from './userns.js';
 
 const EXIT_FD = 4;
 
 void runDetached('ERR_PODNET_FORWARDER', async (raw) => {
   const job = parseForwarderJob(raw);
-  const ns = await NetworkNamespace.open(job.netns);
+  // An unprivileged user's namespace is reached through a helper inside it.
+  const userns = job.usernsPid === undefined ? undefined : await UserNamespace.join(job.usernsPid);
+  const ns = userns?.netns ?? (await NetworkNamespace.open(job.netns!));
   let fwd: PortForwarder;
   try {
     fwd = await PortForwarder.start({
@@ -24,6 +27,7 @@ void runDetached('ERR_PODNET_FORWARDER', async (raw) => {
     });
   } catch (err) {
     ns.close();
+    await userns?.close();
     throw err;
   }
   let stopping = false;
@@ -32,6 +36,7 @@ void runDetached('ERR_PODNET_FORWARDER', async (raw) => {
     stopping = true;
     await fwd.close();
     ns.close();
+    await userns?.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());

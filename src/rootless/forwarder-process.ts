@@ -29,8 +29,17 @@ export class ForwarderProcessError extends PodnetError {
 
 /** Options of {@link PortForwarder.spawnDetached}. */
 export interface DetachedForwarderOptions {
-  /** Path of the container's network namespace (the process opens it itself). */
-  netns: string;
+  /**
+   * Path of the container's network namespace (the process opens it
+   * itself). Give this or `usernsPid`.
+   */
+  netns?: string;
+  /**
+   * For an unprivileged user's namespace, which a path cannot open: the pid
+   * of the UserNamespace helper holding it (`userns.pid`). The forwarder
+   * process joins it with a helper of its own (UserNamespace.join).
+   */
+  usernsPid?: number;
   /** The container's own address, never loopback (as for PortForwarder.start). */
   containerAddress: string;
   /** Ports to publish. */
@@ -53,7 +62,8 @@ export interface DetachedForwarderOptions {
 
 /** The job sent to forwarder-main.ts on stdin. */
 export interface ForwarderJob {
-  netns: string;
+  netns?: string;
+  usernsPid?: number;
   containerAddress: string;
   mappings: PortMapping[];
   udpIdleTimeoutMs?: number;
@@ -62,7 +72,8 @@ export interface ForwarderJob {
 }
 
 const ForwarderJobSchema = v.strictObject({
-  netns: v.pipe(v.string(), v.minLength(1)),
+  netns: v.exactOptional(v.pipe(v.string(), v.minLength(1))),
+  usernsPid: v.exactOptional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   containerAddress: v.string(),
   mappings: v.array(
     v.strictObject({
@@ -88,6 +99,8 @@ export function parseForwarderJob(raw: unknown): ForwarderJob {
     const where = issue.path?.map((p) => String(p.key)).join('.') ?? '(job)';
     throw new InvalidArgumentError(`forwarder job: ${where}: ${issue.message}`);
   }
+  if ((parsed.output.netns === undefined) === (parsed.output.usernsPid === undefined))
+    throw new InvalidArgumentError('forwarder job: needs exactly one of netns and usernsPid');
   return parsed.output;
 }
 
@@ -140,7 +153,8 @@ export async function spawnForwarderProcess(
     throw new InvalidArgumentError(`exitFd must be an fd or 'pipe', not ${String(exitFd)}`);
   }
   const job: ForwarderJob = {
-    netns: opts.netns,
+    ...(opts.netns === undefined ? {} : { netns: opts.netns }),
+    ...(opts.usernsPid === undefined ? {} : { usernsPid: opts.usernsPid }),
     containerAddress: opts.containerAddress,
     mappings: opts.mappings,
     ...(opts.udpIdleTimeoutMs === undefined ? {} : { udpIdleTimeoutMs: opts.udpIdleTimeoutMs }),

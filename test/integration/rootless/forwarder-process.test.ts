@@ -128,6 +128,49 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
     await expect(ping(fwd.hostPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it("reaches a UserNamespace's network namespace through the helper's pid", async () => {
+    const { UserNamespace } = (await import(
+      new URL('index.js', dist).href
+    )) as typeof import('../../../src/index.js');
+    const userns = await UserNamespace.create();
+    try {
+      // A bridge with an address: the namespace's own, which the forwarder dials.
+      const own = `10.233.${Math.floor(Math.random() * 250) + 1}.2`;
+      await userns.netns.addLink('br0', 'bridge');
+      await userns.netns.addAddress('br0', `${own}/24`);
+      for (const link of ['lo', 'br0']) await userns.netns.setLinkUp(link);
+      const inside = net.createServer((sock) => {
+        // The forwarder may reset the inner connection once the client is done.
+        sock.on('error', () => undefined);
+        sock.end(`peer ${sock.remoteAddress}`);
+      });
+      const { port: innerPort } = await userns.netns.listen(inside, { host: own });
+      const fwd = await PortForwarder.spawnDetached({
+        usernsPid: userns.pid,
+        containerAddress: own,
+        mappings: [{ hostIP: '127.0.0.1', hostPort: 0, containerPort: innerPort }],
+        exitFd: 'pipe',
+      });
+      try {
+        const reply = await new Promise<string>((resolve, reject) => {
+          const c = net.connect({ host: '127.0.0.1', port: fwd.ports[0]!.hostPort });
+          let text = '';
+          c.on('data', (d: Buffer) => {
+            text += d;
+          });
+          c.on('end', () => resolve(text));
+          c.on('error', reject);
+        });
+        expect(reply).toBe(`peer ${own}`);
+      } finally {
+        await fwd.stop();
+        inside.close();
+      }
+    } finally {
+      await userns.close();
+    }
+  });
+
   it("with exitFd 'pipe' it ends with the process that started it", async () => {
     const fwd = await startFromChild('pipe');
     await until('the forwarder to exit', () => !running(fwd.pid));

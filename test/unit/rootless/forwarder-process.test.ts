@@ -12,9 +12,14 @@ describe('parseForwarderJob', () => {
     ],
     exitFd: true,
   };
+  const { netns: _netns, ...withoutNetns } = job;
 
   it('accepts a well-formed job as it is', () => {
     expect(parseForwarderJob(job)).toEqual(job);
+    expect(parseForwarderJob({ ...withoutNetns, usernsPid: 4321 })).toEqual({
+      ...withoutNetns,
+      usernsPid: 4321,
+    });
     expect(parseForwarderJob({ ...job, udpIdleTimeoutMs: 1000 })).toMatchObject({
       udpIdleTimeoutMs: 1000,
     });
@@ -29,6 +34,10 @@ describe('parseForwarderJob', () => {
     [{ ...job, mappings: [{ hostPort: 80, containerPort: 80, extra: 1 }] }, /extra/],
     [{ ...job, command: 'rm -rf /' }, /command/],
     [{ ...job, udpIdleTimeoutMs: '60s' }, /udpIdleTimeoutMs/],
+    [{ ...job, usernsPid: 4321 }, /exactly one of netns and usernsPid/],
+    [{ ...job, netns: undefined }, /netns/],
+    [{ ...withoutNetns, usernsPid: 0 }, /usernsPid/],
+    [withoutNetns, /exactly one of netns and usernsPid/],
   ])('refuses %j', (raw, where) => {
     expect(() => parseForwarderJob(raw)).toThrow(InvalidArgumentError);
     expect(() => parseForwarderJob(raw)).toThrow(where);
