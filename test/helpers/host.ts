@@ -7,6 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { NetworkNamespace } from '../../src/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -184,4 +185,30 @@ export function running(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Waits until `cond()` holds, polling every 20 ms; throws naming `what` after `ms`. */
+export async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  for (let t = 0; !cond(); t += 20) {
+    if (t > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * A new namespace in DIR with a non-loopback address of its own, as a
+ * container's: a veth whose two ends both stay inside (eth0 with ADDR/24,
+ * peer0), all up, so nothing is attached to the host.
+ */
+export async function namespaceWithAddress(dir: string, addr: string): Promise<NetworkNamespace> {
+  const ns = await NetworkNamespace.create({ dir });
+  try {
+    await ns.addVeth('eth0', { name: 'peer0' });
+    await ns.addAddress('eth0', `${addr}/24`);
+    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+  } catch (err) {
+    await ns.remove();
+    throw err;
+  }
+  return ns;
 }

@@ -7,11 +7,19 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../../src/index.js';
-import { freePort, isRoot, type NetnsDir, run, running, tempNetnsDir } from '../../helpers/host.js';
+import type { NetworkNamespace } from '../../../src/index.js';
+import {
+  freePort,
+  isRoot,
+  type NetnsDir,
+  namespaceWithAddress,
+  run,
+  running,
+  tempNetnsDir,
+  until,
+} from '../../helpers/host.js';
 
 const dist = new URL('../../../dist/', import.meta.url);
 const main = fileURLToPath(new URL('rootless/forwarder-main.js', dist));
@@ -47,13 +55,6 @@ function ping(port: number): Promise<string> {
   });
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  for (let t = 0; !cond(); t += 20) {
-    if (t > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
   let tmp: NetnsDir;
   let ns: NetworkNamespace;
@@ -63,10 +64,7 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
-    ns = await NetworkNamespace.create({ dir: tmp.dir });
-    await ns.addVeth('eth0', { name: 'peer0' });
-    await ns.addAddress('eth0', `${addr}/24`);
-    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+    ns = await namespaceWithAddress(tmp.dir, addr);
     server = net.createServer((s) => {
       s.on('error', () => undefined);
       s.pipe(s, { end: false });

@@ -6,11 +6,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../../src/index.js';
+import type { NetworkNamespace } from '../../../src/index.js';
 import { PortForwarder, PortInUseError } from '../../../src/rootless/index.js';
-import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
+import {
+  freePort,
+  isRoot,
+  type NetnsDir,
+  namespaceWithAddress,
+  tempNetnsDir,
+  until,
+} from '../../helpers/host.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
@@ -48,12 +54,8 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
-    ns = await NetworkNamespace.create({ dir: tmp.dir });
-    // A non-loopback address for the "container": a veth whose ends both
-    // live in the namespace, so nothing is attached to the host.
-    await ns.addVeth('eth0', { name: 'peer0' });
-    await ns.addAddress('eth0', `${addr}/24`);
-    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+    // A non-loopback address for the "container", attached to nothing on the host.
+    ns = await namespaceWithAddress(tmp.dir, addr);
     // Echoes everything, and after the client's EOF still answers "BYE":
     // the half-close has to reach it, and the way back has to stay open.
     server = net.createServer((s) => {
@@ -218,13 +220,6 @@ async function udpClient(): Promise<{ socket: dgram.Socket; got: string[] }> {
   return { socket, got };
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  for (let t = 0; !cond(); t += 10) {
-    if (t > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
   let tmp: NetnsDir;
   let ns: NetworkNamespace;
@@ -234,10 +229,7 @@ describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
-    ns = await NetworkNamespace.create({ dir: tmp.dir });
-    await ns.addVeth('eth0', { name: 'peer0' });
-    await ns.addAddress('eth0', `${addr}/24`);
-    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
+    ns = await namespaceWithAddress(tmp.dir, addr);
     echo = spawn('nsenter', [`--net=${ns.path}`, process.execPath, '-e', UDP_ECHO, addr], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
