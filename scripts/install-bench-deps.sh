@@ -16,14 +16,6 @@ packages=(
   gcc libc6-dev               # bench/c/*.c (cc -O2)
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  # The bench starts its own iperf3 servers inside its namespaces: no daemon.
-  echo 'iperf3 iperf3/start_daemon boolean false' | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# The bench starts its own iperf3 servers inside its namespaces: no daemon.
+echo 'iperf3 iperf3/start_daemon boolean false' | debconf-set-selections
+bash "$(dirname "$0")/apt-install-missing.sh" "${packages[@]}"
