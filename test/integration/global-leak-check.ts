@@ -1,7 +1,7 @@
 // Runs once around the whole integration suite: records what the host holds
 // before, and fails the run if anything podnet's tests make is left after:
 // namespaces, nsfs and test-dir mounts, links, iptables rules, IPAM leases,
-// CNI cache files, temp dirs, helper processes.
+// CNI cache files, temp dirs, helper processes, test users.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,6 +72,11 @@ function snapshot(): Record<string, string[]> {
       (n) => n.startsWith('podnet-') && !n.startsWith('podnet-bench-'),
     ),
     'helper processes': helperProcesses(),
+    // The unprivileged tests create a user of their own.
+    'test users': readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':')[0] ?? '')
+      .filter((n) => n.startsWith('podnet-test-')),
   };
 }
 
