@@ -11,6 +11,7 @@ import {
   chmodSync,
   chownSync,
   cpSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -31,9 +32,16 @@ const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as {
 };
 const inCI = process.env['CI'] !== undefined;
 
+/** useradd and userdel live in /usr/sbin, which a root PATH may lack. */
+function sbin(name: string): string {
+  return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : name;
+}
+
 /** Why these tests cannot run here, or undefined. In CI that is a failure, not a skip. */
 async function missing(): Promise<string | undefined> {
   if (!isRoot) return 'they need root (to create a user)';
+  if (!existsSync(sbin('useradd')) || !existsSync(sbin('userdel')))
+    return 'useradd/userdel (Debian package passwd) are not installed';
   const tun = await lstat('/dev/net/tun').catch(() => undefined);
   if (!tun) return '/dev/net/tun does not exist';
   if ((tun.mode & 0o666) !== 0o666)
@@ -155,7 +163,14 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
 
   beforeAll(async () => {
     const name = `${TEST_PREFIX}${uniq(4)}`;
-    await run(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+    await run([
+      sbin('useradd'),
+      '--system',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      name,
+    ]);
     userName = name;
     const uid = Number(await run(['id', '-u', name]));
     const gid = Number(await run(['id', '-g', name]));
@@ -201,7 +216,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
   });
 
   afterAll(async () => {
-    if (userName) await run(['userdel', userName]).catch(() => '');
+    if (userName) await run([sbin('userdel'), userName]).catch(() => '');
     if (pkgDir) rmSync(pkgDir, { recursive: true, force: true });
   });
 
