@@ -461,8 +461,11 @@ export class Networking {
     try {
       throwIfAborted(options.signal, id);
       const where = { dir: this.netnsDir, name: state.netnsPath.slice(this.netnsDir.length + 1) };
-      if (this.rootless && this.keeper && rootless) {
-        // The keeper makes and holds the namespaces (below).
+      // An unprivileged user's namespaces live as long as the process holding
+      // them: for a caller that exits (keeper), a keeper makes and holds them.
+      const kept = this.rootless && this.keeper;
+      if (kept) {
+        // Below, with the engine.
       } else if (this.rootless) {
         userns = await UserNamespace.create(options.signal ? { signal: options.signal } : {});
         netns = userns.netns;
@@ -476,28 +479,28 @@ export class Networking {
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
       if (netns && (mode === 'none' || rootless)) await netns.setLinkUp('lo');
-      if (rootless) {
-        const engine = slirp ? 'slirp4netns' : 'pasta';
+      if (rootless || kept) {
+        const engine = slirp ? 'slirp4netns' : pasta ? 'pasta' : 'none';
         if (this.keeper) {
-          const kept = await startKeeper({
+          const keeper = await startKeeper({
             engine,
             netns: netns?.path ?? 'userns',
             options: options.modeOptions ?? [],
             ports: portMappings,
           });
-          state.helpers.push(
-            { kind: 'keeper', ...processIdentity(kept.pid) },
-            {
+          state.helpers.push({ kind: 'keeper', ...processIdentity(keeper.pid) });
+          if (engine !== 'none' && keeper.enginePid !== undefined) {
+            state.helpers.push({
               kind: engine,
-              ...processIdentity(kept.enginePid),
-              ...(kept.engineDir ? { dir: kept.engineDir } : {}),
-            },
-          );
-          if (kept.usernsPid !== undefined) {
-            state.helpers.push({ kind: 'userns', ...processIdentity(kept.usernsPid) });
-            state.netnsPath = `/proc/${kept.usernsPid}/ns/net`;
+              ...processIdentity(keeper.enginePid),
+              ...(keeper.engineDir ? { dir: keeper.engineDir } : {}),
+            });
           }
-        } else {
+          if (keeper.usernsPid !== undefined) {
+            state.helpers.push({ kind: 'userns', ...processIdentity(keeper.usernsPid) });
+            state.netnsPath = `/proc/${keeper.usernsPid}/ns/net`;
+          }
+        } else if (engine !== 'none') {
           engines = slirp
             ? await startSlirp4netns(netns!, slirp, portMappings, options.signal, userns?.pid)
             : await startPasta(

@@ -21,11 +21,6 @@ export interface RootlessEngines {
   forwarder?: PortForwarder;
 }
 
-/** The engine process's pid. */
-export function enginePid(engines: RootlessEngines): number {
-  return (engines.slirp ?? engines.pasta)!.pid;
-}
-
 /**
  * Where an engine attaches: the namespace's path, or (for an unprivileged
  * user's namespace, which only a process inside the user namespace may

@@ -2,7 +2,6 @@ export { type EngineExit, EngineProcess, type EngineProcessInit } from './engine
 export {
   checkRootlessPorts,
   type EngineTarget,
-  enginePid,
   type RootlessEngines,
   slirpGuestAddress,
   startPasta,

@@ -9,19 +9,13 @@ import { dirname } from 'node:path';
 import { NetworkNamespace } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
 import { runDetached } from './detached.js';
-import {
-  enginePid,
-  type RootlessEngines,
-  startPasta,
-  startSlirp4netns,
-  stopEngines,
-} from './engines.js';
+import { type RootlessEngines, startPasta, startSlirp4netns, stopEngines } from './engines.js';
 import { parseSlirp4netnsOptions } from './slirp4netns-options.js';
 import { UserNamespace } from './userns.js';
 
 /** What the keeper is asked to run (stdin, JSON). */
 interface KeeperJob {
-  engine: 'slirp4netns' | 'pasta';
+  engine: 'slirp4netns' | 'pasta' | 'none';
   /** A namespace path, or 'userns' (see KeeperOptions.netns). */
   netns: string;
   options: string[];
@@ -37,15 +31,17 @@ void runDetached('ERR_PODNET_KEEPER', async (raw) => {
   try {
     if (userns) await ns.setLinkUp('lo');
     engines =
-      job.engine === 'pasta'
-        ? await startPasta(ns, job.options, job.ports, undefined, userns?.pid)
-        : await startSlirp4netns(
-            ns,
-            parseSlirp4netnsOptions(job.options),
-            job.ports,
-            undefined,
-            userns?.pid,
-          );
+      job.engine === 'none'
+        ? {}
+        : job.engine === 'pasta'
+          ? await startPasta(ns, job.options, job.ports, undefined, userns?.pid)
+          : await startSlirp4netns(
+              ns,
+              parseSlirp4netnsOptions(job.options),
+              job.ports,
+              undefined,
+              userns?.pid,
+            );
   } catch (err) {
     ns.close();
     await userns?.close();
@@ -66,12 +62,16 @@ void runDetached('ERR_PODNET_KEEPER', async (raw) => {
   };
   process.on('SIGTERM', () => void stop(0));
   process.on('SIGINT', () => void stop(0));
-  void (engines.slirp ?? engines.pasta)!.exited.then((e) => {
+  const engine = engines.slirp ?? engines.pasta;
+  void engine?.exited.then((e) => {
     if (!e.requested) void stop(1);
   });
+  // Nor does it outlive the namespaces it holds.
+  void userns?.exited.then(() => {
+    if (!stopping) void stop(1);
+  });
   return {
-    enginePid: enginePid(engines),
-    engineDir: dirname((engines.slirp ?? engines.pasta)!.logPath),
+    ...(engine ? { enginePid: engine.pid, engineDir: dirname(engine.logPath) } : {}),
     ...(userns ? { usernsPid: userns.pid } : {}),
   };
 });

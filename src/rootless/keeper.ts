@@ -15,8 +15,8 @@ export class KeeperError extends PodnetError {
 export interface KeeperInfo {
   /** The keeper's pid (it leads its own process group). */
   pid: number;
-  /** The engine's pid (slirp4netns or pasta). */
-  enginePid: number;
+  /** The engine's pid (slirp4netns or pasta; none for engine 'none'). */
+  enginePid?: number;
   /** The engine's private directory. */
   engineDir?: string;
   /** The pid of the UserNamespace helper holding the namespaces (`userns` jobs). */
@@ -25,8 +25,11 @@ export interface KeeperInfo {
 
 /** Options of {@link startKeeper}. */
 export interface KeeperOptions {
-  /** Which engine to run. */
-  engine: 'slirp4netns' | 'pasta';
+  /**
+   * Which engine to run; 'none' runs none and only holds a 'userns'
+   * namespace (an unprivileged user's network of mode 'none').
+   */
+  engine: 'slirp4netns' | 'pasta' | 'none';
   /**
    * The namespace to attach the engine to; or 'userns': the keeper makes
    * a UserNamespace (an unprivileged user's namespaces) and holds it.
@@ -55,12 +58,13 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     error: (code, message, cause) => new KeeperError(code, message, { cause }),
     accept: (msg) => {
       const { enginePid, engineDir, usernsPid } = msg;
-      if (typeof enginePid !== 'number') throw new Error('no engine pid');
+      if ((opts.engine !== 'none') !== (typeof enginePid === 'number'))
+        throw new Error('no engine pid');
       // A 'userns' job reports the helper holding the namespaces, and only it does.
       if ((opts.netns === 'userns') !== (typeof usernsPid === 'number'))
         throw new Error('no user namespace helper pid');
       return {
-        enginePid,
+        ...(typeof enginePid === 'number' ? { enginePid } : {}),
         ...(typeof engineDir === 'string' ? { engineDir } : {}),
         ...(typeof usernsPid === 'number' ? { usernsPid } : {}),
       };

@@ -251,6 +251,9 @@ export class UserNamespace implements AsyncDisposable {
         stdio: ['ignore', 'ignore', 'pipe', theirs],
         detached: true,
       });
+    } catch (err) {
+      native.closeFd(ours);
+      throw new UserNamespaceError(`cannot start '${program}'`, '', { cause: err });
     } finally {
       native.closeFd(theirs);
     }

@@ -319,6 +319,23 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     }
   });
 
+  it('`podnet up --mode none` as the user: the keeper holds the namespaces alone', async () => {
+    const id = `none-${uniq()}`;
+    const bin = join(user.pkg, 'bin/podnet.js');
+    const up = await runAsUser([bin, 'up', id, '--mode', 'none', '--json']);
+    expect(up.code, up.stderr).toBe(0);
+    try {
+      const kinds = (await processesOf(user.uid)).map((p) => p.split(' ').slice(1).join(' '));
+      expect(kinds.filter((k) => k.includes('keeper-main'))).toHaveLength(1);
+      expect(kinds.filter((k) => k.includes('userns-main'))).toHaveLength(1);
+      const stats = await runAsUser([bin, 'stats', id, '--json']);
+      expect(stats.code, stats.stderr).toBe(0);
+    } finally {
+      const down = await runAsUser([bin, 'down', id]);
+      expect(down.code, down.stderr).toBe(0);
+    }
+  });
+
   it('`podnet up` as the user: a keeper holds the namespaces; stats joins them; down ends all', async () => {
     const hostPort = await freePort();
     const id = `cli-${uniq()}`;
