@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { PodnetError, type PodnetErrorOptions } from '../errors.js';
 
 /** The rootless engines podnet runs. */
@@ -75,13 +76,24 @@ export interface EngineStartInfo {
  * with EACCES.
  */
 export function engineFailureHint(log: string): string | undefined {
-  if (/\/dev\/net\/tun/.test(log) && /EACCES|Permission denied/i.test(log)) {
+  const denied = /\/dev\/net\/tun/.test(log) && /EACCES|Permission denied/i.test(log);
+  // pasta only says it could not open the tun device: look at its mode.
+  const pastaTun = /failed to open tun/i.test(log) && tunNotWorldWritable();
+  if (denied || pastaTun) {
     return (
       'cannot open /dev/net/tun (EACCES): unprivileged users need it to be mode 0666, ' +
       'as distributions ship it; as root run `chmod 0666 /dev/net/tun`'
     );
   }
   return undefined;
+}
+
+function tunNotWorldWritable(): boolean {
+  try {
+    return (statSync('/dev/net/tun').mode & 0o006) !== 0o006;
+  } catch {
+    return false;
+  }
 }
 
 /** An engine could not be started or did not become ready. */

@@ -292,6 +292,25 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     });
   }
 
+  for (const mode of ['slirp4netns', 'pasta'] as const) {
+    it(`${mode} with /dev/net/tun at 0600 (no udev): a typed error that says to chmod it, nothing left`, async () => {
+      const child = spawnAsUser([
+        join(user.pkg, 'child.mjs'),
+        JSON.stringify({ id: `tun-${uniq()}`, mode, hostPort: await freePort() }),
+      ]);
+      const next = jsonLines(child);
+      chmodSync('/dev/net/tun', 0o600);
+      try {
+        const { error } = (await next()) as { error: { code: string; message: string } };
+        expect(error.code).toBe(`ERR_PODNET_${mode.toUpperCase()}_START`);
+        expect(error.message).toContain('chmod 0666 /dev/net/tun');
+      } finally {
+        chmodSync('/dev/net/tun', 0o666);
+        child.kill('SIGKILL');
+      }
+    });
+  }
+
   it('an owner killed with SIGKILL takes its helpers with it; gc removes the state', async () => {
     const id = `k-${uniq()}`;
     const child = spawnAsUser([
