@@ -42,7 +42,9 @@ export class UserNamespaceError extends PodnetError {
 
 /** A hint for the usual reasons an unprivileged user namespace is refused. */
 function usernsHint(log: string): string | undefined {
-  if (/unshare failed|Operation not permitted|No space left on device/i.test(log)) {
+  // unshare(1) says 'unshare failed: Operation not permitted' (or 'No space left
+  // on device' when user.max_user_namespaces is 0); nsenter's refusals are other matters.
+  if (/unshare failed/i.test(log)) {
     return (
       'the kernel refused a user namespace to this user; check `sysctl user.max_user_namespaces` ' +
       '(must be > 0) and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns'
