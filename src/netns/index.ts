@@ -9,6 +9,7 @@ export {
   namespacePath,
   type SocketRequest,
   type SocketSource,
+  userRuntimeDir,
 } from './namespace.js';
 export {
   decodeLinkStats,

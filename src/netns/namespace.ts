@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { fstatSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import { readdir, statfs } from 'node:fs/promises';
 import net from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -125,9 +125,27 @@ const forgotten = new FinalizationRegistry<number>((fd) => {
  * $XDG_RUNTIME_DIR/netns for other users (as rootless podman does).
  */
 export function defaultNetnsDir(): string {
+  const runtime = userRuntimeDir();
+  return runtime === undefined ? '/run/netns' : join(runtime, 'netns');
+}
+
+/**
+ * An unprivileged user's runtime directory, as podman finds it:
+ * $XDG_RUNTIME_DIR, else /run/user/UID when it exists and is theirs (what
+ * systemd-logind makes at login, also when a su or sudo session did not
+ * set the variable). Undefined for root, and when there is none.
+ */
+export function userRuntimeDir(): string | undefined {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0) return undefined;
   const xdg = process.env['XDG_RUNTIME_DIR'];
-  if (process.getuid?.() !== 0 && xdg) return join(xdg, 'netns');
-  return '/run/netns';
+  if (xdg) return xdg;
+  const dir = `/run/user/${uid}`;
+  try {
+    return statSync(dir).uid === uid ? dir : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function checkName(name: unknown): string {

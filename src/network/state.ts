@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseNetworkList, parseResult } from '../cni/index.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
+import { userRuntimeDir } from '../netns/index.js';
 import { processIdentity } from '../process.js';
 import type { ContainerState, SetupOwner } from './types.js';
 
@@ -26,15 +27,15 @@ export function checkContainerId(id: unknown): string {
 
 /**
  * Default state directory: $PODNET_STATE_DIR, else /run/podnet for root and
- * $XDG_RUNTIME_DIR/podnet for other users (tmpfs: gone at reboot, like the
- * namespaces it describes).
+ * podnet/ in the runtime directory for other users ($XDG_RUNTIME_DIR, or
+ * /run/user/UID: see userRuntimeDir); tmpfs, gone at reboot like the
+ * namespaces it describes.
  */
 export function defaultStateDir(): string {
   const env = process.env['PODNET_STATE_DIR'];
   if (env) return env;
-  const xdg = process.env['XDG_RUNTIME_DIR'];
-  if (process.getuid?.() !== 0 && xdg) return join(xdg, 'podnet');
-  return '/run/podnet';
+  const runtime = userRuntimeDir();
+  return runtime === undefined ? '/run/podnet' : join(runtime, 'podnet');
 }
 
 /** A state file that could not be read or did not validate. */

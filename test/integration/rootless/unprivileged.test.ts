@@ -311,6 +311,33 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     });
   }
 
+  it("without XDG_RUNTIME_DIR the defaults are in /run/user/UID when it is theirs, else root's", async () => {
+    const script = `const m = await import(process.env.PODNET_PKG + '/dist/index.js');
+      console.log(JSON.stringify([m.defaultStateDir(), m.defaultNetnsDir()]));`;
+    const defaults = async (): Promise<unknown> => {
+      const child = spawnAsUser(['--input-type=module', '-e', script], {
+        XDG_RUNTIME_DIR: '',
+        PODNET_STATE_DIR: '',
+      });
+      child.stdin!.end();
+      const out: Buffer[] = [];
+      child.stdout!.on('data', (d: Buffer) => out.push(d));
+      await new Promise((r) => child.once('close', r));
+      return JSON.parse(Buffer.concat(out).toString());
+    };
+    const runUser = `/run/user/${user.uid}`;
+    const madeParent = !existsSync('/run/user');
+    mkdirSync(runUser, { recursive: true, mode: 0o700 });
+    try {
+      chownSync(runUser, user.uid, user.gid);
+      expect(await defaults()).toEqual([`${runUser}/podnet`, `${runUser}/netns`]);
+      chownSync(runUser, 0, 0); // not theirs: not used
+      expect(await defaults()).toEqual(['/run/podnet', '/run/netns']);
+    } finally {
+      rmSync(madeParent ? '/run/user' : runUser, { recursive: true, force: true });
+    }
+  });
+
   it('an owner killed with SIGKILL takes its helpers with it; gc removes the state', async () => {
     const id = `k-${uniq()}`;
     const child = spawnAsUser([
