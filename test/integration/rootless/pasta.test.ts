@@ -1,7 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import {
   existsSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -9,19 +8,19 @@ import {
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AbortError, InvalidArgumentError } from '../../../src/errors.js';
-import { NetworkNamespace } from '../../../src/netns/index.js';
+import type { NetworkNamespace } from '../../../src/netns/index.js';
 import {
   Pasta,
   type PastaExit,
   PastaProbeError,
   PastaStartError,
 } from '../../../src/rootless/index.js';
-import { isRoot, type NetnsDir, run, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot, run } from '../../helpers/host.js';
+import { engineEnvPerTest } from './engine-env.js';
 
 const fixture = (name: string) =>
   new URL(`../../fixtures/rootless/${name}`, import.meta.url).pathname;
@@ -87,46 +86,14 @@ function processGroup(pgid: number): number[] {
 }
 
 describe.skipIf(!isRoot)('Pasta', () => {
-  let tmp: NetnsDir;
   let runDir: string;
   let ns: NetworkNamespace | undefined;
-  const started: Pasta[] = [];
-  const children: ChildProcess[] = [];
-  const servers: net.Server[] = [];
-
-  const start = async (opts: Parameters<typeof Pasta.start>[0]) => {
-    const pasta = await Pasta.start({ runDir, ...opts });
-    started.push(pasta);
-    return pasta;
-  };
-  const serve = (server: net.Server) => {
-    servers.push(server);
-    return server;
-  };
-
-  beforeEach(async () => {
-    tmp = tempNetnsDir();
-    runDir = mkdtempSync(join(tmpdir(), TEST_PREFIX));
-    ns = await NetworkNamespace.create({ dir: tmp.dir });
+  const env = engineEnvPerTest<Pasta>((state) => {
+    ({ runDir, ns } = state);
   });
-
-  afterEach(async () => {
-    for (const p of started.splice(0)) await p.stop();
-    for (const srv of servers.splice(0)) await new Promise((r) => srv.close(r));
-    for (const c of children.splice(0)) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGKILL');
-        await gone;
-      }
-    }
-    await ns?.remove();
-    ns = undefined;
-    await tmp.cleanup();
-    // stop() and failed starts removed their private directories: anything left is a leak.
-    expect(readdirSync(runDir)).toEqual([]);
-    rmSync(runDir, { recursive: true, force: true });
-  });
+  const { serve, children } = env;
+  const start = async (opts: Parameters<typeof Pasta.start>[0]) =>
+    env.track(await Pasta.start({ runDir: runDir, ...opts }));
 
   it('probes the installed pasta (Debian prints no version)', async () => {
     const binary = await Pasta.probe();

@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../../src/netns/index.js';
+import type { NetworkNamespace } from '../../../src/netns/index.js';
 import {
   Slirp4netns,
   Slirp4netnsApiError,
@@ -13,7 +13,8 @@ import {
   type Slirp4netnsExit,
   Slirp4netnsStartError,
 } from '../../../src/rootless/index.js';
-import { isRoot, type NetnsDir, run, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot, run, TEST_PREFIX } from '../../helpers/host.js';
+import { engineEnvPerTest } from './engine-env.js';
 
 const fixture = (name: string) =>
   new URL(`../../fixtures/rootless/${name}`, import.meta.url).pathname;
@@ -95,46 +96,14 @@ interface IpAddr {
 }
 
 describe.skipIf(!isRoot)('Slirp4netns', () => {
-  let tmp: NetnsDir;
   let runDir: string;
   let ns: NetworkNamespace | undefined;
-  const started: Slirp4netns[] = [];
-  const children: ChildProcess[] = [];
-  const servers: net.Server[] = [];
-
-  const start = async (opts: Parameters<typeof Slirp4netns.start>[0]) => {
-    const slirp = await Slirp4netns.start({ apiSocketDir: runDir, ...opts });
-    started.push(slirp);
-    return slirp;
-  };
-  const serve = (server: net.Server) => {
-    servers.push(server);
-    return server;
-  };
-
-  beforeEach(async () => {
-    tmp = tempNetnsDir();
-    runDir = mkdtempSync(join(tmpdir(), TEST_PREFIX));
-    ns = await NetworkNamespace.create({ dir: tmp.dir });
+  const env = engineEnvPerTest<Slirp4netns>((state) => {
+    ({ runDir, ns } = state);
   });
-
-  afterEach(async () => {
-    for (const s of started.splice(0)) await s.stop();
-    for (const srv of servers.splice(0)) await new Promise((r) => srv.close(r));
-    for (const c of children.splice(0)) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGKILL');
-        await gone;
-      }
-    }
-    await ns?.remove();
-    ns = undefined;
-    await tmp.cleanup();
-    // stop() removed the private directories inside it: anything left is a leak.
-    expect(readdirSync(runDir)).toEqual([]);
-    rmSync(runDir, { recursive: true, force: true });
-  });
+  const { serve, children } = env;
+  const start = async (opts: Parameters<typeof Slirp4netns.start>[0]) =>
+    env.track(await Slirp4netns.start({ apiSocketDir: runDir, ...opts }));
 
   it('attaches by path: tap0 up with 10.0.2.100/24 and a default route; stop closes the exit fd', async () => {
     const slirp = await start({ netns: ns!.path });
