@@ -21,23 +21,28 @@ if (!isRoot && process.env['CI']) {
 if (!isRoot)
   console.warn('skipping integration tests: they need root (real namespaces, mounts and links)');
 
+/** Where Debian installs the CNI plugins. */
+export const PLUGIN_DIR = '/usr/lib/cni';
+/** The CNI plugins the integration tests run. */
+export const CNI_PLUGINS = [
+  'bridge',
+  'host-local',
+  'portmap',
+  'firewall',
+  'tuning',
+  'ptp',
+  'macvlan',
+  'loopback',
+  'static',
+];
+
 /** Every program the integration tests run; a test skips (with the reason) where one is missing. */
 const TOOLS = [
   '/usr/bin/slirp4netns',
   '/usr/bin/pasta',
   '/usr/bin/nsenter',
   '/usr/sbin/iptables-save',
-  ...[
-    'bridge',
-    'host-local',
-    'portmap',
-    'firewall',
-    'tuning',
-    'ptp',
-    'macvlan',
-    'loopback',
-    'static',
-  ].map((p) => `/usr/lib/cni/${p}`),
+  ...CNI_PLUGINS.map((p) => `${PLUGIN_DIR}/${p}`),
 ];
 const missingTools = TOOLS.filter(
   (t) => !existsSync(t) && !existsSync(t.replace('/usr/sbin/', '/sbin/')),

@@ -4,23 +4,11 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CniRuntime, type CniRuntimeOptions } from '../../../src/cni/index.js';
-import { isRoot, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { CNI_PLUGINS, isRoot, PLUGIN_DIR, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
 
-/** Debian's plugin dir. */
-export const PLUGIN_DIR = '/usr/lib/cni';
+export { PLUGIN_DIR };
 
-const needed = [
-  'bridge',
-  'host-local',
-  'portmap',
-  'firewall',
-  'tuning',
-  'ptp',
-  'macvlan',
-  'loopback',
-  'static',
-];
-const missing = needed.filter((p) => !existsSync(join(PLUGIN_DIR, p)));
+const missing = CNI_PLUGINS.filter((p) => !existsSync(join(PLUGIN_DIR, p)));
 
 /** Why the CNI integration tests cannot run here, or undefined when they can. */
 export const skipReason = !isRoot
