@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnPlugin } from '../dist/cni/exec.js';
 import { CniRuntime, parseNetworkList } from '../dist/cni/index.js';
+import { iptablesLines, removeNewCniChains } from './lib/iptables.js';
 import { median, printTable } from './lib/util.js';
 
 const ITER = Number(process.env.BENCH_ITER ?? 20);
@@ -29,52 +30,6 @@ if (process.getuid?.() !== 0) {
 
 const sh = (cmd, args) =>
   execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-
-function iptablesLines() {
-  const out = [];
-  for (const tool of ['iptables', 'ip6tables']) {
-    let table = '';
-    for (const line of sh(`${tool}-save`, []).split('\n')) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (line.startsWith('-') || line.startsWith(':'))
-        out.push(`${tool} ${table} ${line.replace(/\[\d+:\d+\]/, '').trim()}`);
-    }
-  }
-  return out;
-}
-
-function splitRule(rule) {
-  return [...rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) =>
-    m[1] === undefined ? m[2] : m[1].replace(/\\(.)/g, '$1'),
-  );
-}
-
-// firewall makes CNI-FORWARD/CNI-ADMIN once and never removes them: remove
-// whatever chains (and jumps to them) this run created.
-function removeNewChains(before) {
-  const had = new Set(before);
-  const extra = iptablesLines().filter((l) => !had.has(l));
-  const chains = extra
-    .filter((l) => l.split(' ')[2].startsWith(':'))
-    .map((l) => l.split(' ').slice(0, 3));
-  for (const line of extra) {
-    const [tool, table, ...rest] = line.split(' ');
-    if (rest[0].startsWith(':')) continue;
-    const args = splitRule(rest.join(' '));
-    if (!chains.some(([t, tb, c]) => t === tool && tb === table && c.slice(1) === args[1])) {
-      try {
-        sh(tool, ['-w', '-t', table, '-D', ...args.slice(1)]);
-      } catch {}
-    }
-  }
-  for (const op of ['-F', '-X']) {
-    for (const [tool, table, chain] of chains) {
-      try {
-        sh(tool, ['-w', '-t', table, op, chain.slice(1)]);
-      } catch {}
-    }
-  }
-}
 
 // The floor: spawn, write stdin, read stdout, wait. No validation, no cache.
 function runDirect(path, stdin, env) {
@@ -238,7 +193,8 @@ try {
   try {
     sh('ip', ['link', 'del', bridge]);
   } catch {}
-  removeNewChains(iptablesBefore);
+  // firewall makes CNI-FORWARD/CNI-ADMIN once and never removes them.
+  removeNewCniChains(iptablesBefore);
   try {
     sh('umount', [netnsPath]);
   } catch {}
