@@ -4,7 +4,7 @@
 // child killed, then a check that the engines removed their private
 // directories (anything left in the run directory is a leak).
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,4 +66,21 @@ export function engineEnvPerTest<E extends { stop(): Promise<unknown> }>(
     },
     children,
   };
+}
+
+/** Pids of live processes in process group `pgid`. */
+export function processGroup(pgid: number): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // fields[0] is the state, [2] the process group; zombies are already dead.
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(pid));
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return out;
 }

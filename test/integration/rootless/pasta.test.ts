@@ -1,12 +1,5 @@
 import { spawn } from 'node:child_process';
-import {
-  existsSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,8 +12,8 @@ import {
   PastaProbeError,
   PastaStartError,
 } from '../../../src/rootless/index.js';
-import { isRoot, run } from '../../helpers/host.js';
-import { engineEnvPerTest } from './engine-env.js';
+import { freePort, isRoot, run } from '../../helpers/host.js';
+import { engineEnvPerTest, processGroup } from './engine-env.js';
 
 const fixture = (name: string) =>
   new URL(`../../fixtures/rootless/${name}`, import.meta.url).pathname;
@@ -58,31 +51,6 @@ function echoFromHost(port: number, text: string): Promise<string> {
     });
     sock.once('error', reject);
   });
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-/** Pids of live processes in process group `pgid`. */
-function processGroup(pgid: number): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is the state, [2] the process group; zombies are already dead.
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(pid));
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  return out;
 }
 
 describe.skipIf(!isRoot)('Pasta', () => {
@@ -148,7 +116,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
   it('publishes a host loopback port (ports) to a server inside; the server sees the peer as 127.0.0.1', async () => {
     const peers: string[] = [];
     await ns!.listen(serve(echoServer(peers)), { port: 8080, host: '0.0.0.0' });
-    const hostPort = await freeLoopbackPort();
+    const hostPort = await freePort();
     const pasta = await start({
       netns: ns!.path,
       ports: [{ hostIP: '127.0.0.1', hostPort, containerPort: 8080 }],
@@ -163,7 +131,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
   it('publishes ports given as pasta options (-t ADDR/RANGE:RANGE)', async () => {
     const peers: string[] = [];
     await ns!.listen(serve(echoServer(peers)), { port: 9001, host: '127.0.0.1' });
-    const hostPort = await freeLoopbackPort();
+    const hostPort = await freePort();
     await start({ netns: ns!.path, options: ['-t', `127.0.0.1/${hostPort}:9001`] });
     expect(await echoFromHost(hostPort, 'via options')).toBe('via options');
     expect(peers).toEqual(['127.0.0.1']);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +13,8 @@ import {
   type Slirp4netnsExit,
   Slirp4netnsStartError,
 } from '../../../src/rootless/index.js';
-import { isRoot, run, TEST_PREFIX } from '../../helpers/host.js';
-import { engineEnvPerTest } from './engine-env.js';
+import { freePort, isRoot, run, TEST_PREFIX } from '../../helpers/host.js';
+import { engineEnvPerTest, processGroup } from './engine-env.js';
 
 const fixture = (name: string) =>
   new URL(`../../fixtures/rootless/${name}`, import.meta.url).pathname;
@@ -61,31 +61,6 @@ function hostConnect(port: number): Promise<net.Socket> {
     const sock = net.connect({ host: '127.0.0.1', port }, () => resolve(sock));
     sock.once('error', reject);
   });
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-/** Pids of live processes in process group `pgid`. */
-function processGroup(pgid: number): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is the state, [2] the process group; zombies are already dead.
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(pid));
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  return out;
 }
 
 interface IpAddr {
@@ -190,7 +165,7 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     const slirp = await start({ netns: ns!.path, options: ['port_handler=slirp4netns'] });
     expect(slirp.apiSocket).toBeDefined();
 
-    const hostPort = await freeLoopbackPort();
+    const hostPort = await freePort();
     const id = await slirp.addPortForward({
       proto: 'tcp',
       hostAddr: '127.0.0.1',
