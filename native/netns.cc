@@ -145,7 +145,9 @@ Outcome OpenNetns(const std::string& path) {
 Outcome RemoveNetns(const std::string& path) {
   // MNT_DETACH: a namespace still in use elsewhere must not make removal
   // fail; EINVAL means it was not mounted (already unmounted or never was).
-  if (umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+  // UMOUNT_NOFOLLOW: a symlink put in place of the mount point must not make
+  // us unmount whatever it points at (unlink never follows one).
+  if (umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT) {
     return Outcome::Fail(errno, "umount2", path);
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return Outcome::Fail(errno, "unlink", path);

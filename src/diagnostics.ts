@@ -14,6 +14,8 @@ export const channelNames = [
   'podnet:network:setup',
   'podnet:network:teardown',
   'podnet:network:gc',
+  // Before gc checks whether one container is alive (tests inject faults here).
+  'podnet:network:gc:check',
   'podnet:slirp:start',
   'podnet:slirp:exit',
   'podnet:slirp:api',

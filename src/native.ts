@@ -41,6 +41,12 @@ export interface NativeBinding {
   ): Promise<number[]>;
   socketInSync(nsfd: number, domain: number, type: number, protocol: number, addr?: Buffer): number;
   closeFd(fd: number): void;
+  /**
+   * Opens (creating, never through a symlink) a lock file and takes an
+   * exclusive flock without blocking: the fd, or a thrown EWOULDBLOCK when
+   * another holder has it. Closing the fd releases the lock.
+   */
+  tryLockFile(path: string): number;
   RtnlSocket: new (fd: number) => NativeRtnlSocket;
   /** The stats fast path's C++ decoder over captured bytes (for tests). */
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;

@@ -58,13 +58,46 @@ export async function terminateProcess(id: ProcessIdentity, graceMs = 3000): Pro
   return true;
 }
 
-function processStat(pid: number): { state: string; startTime: string } | undefined {
+/**
+ * What can be said for certain about a process: 'dead' only on a definite
+ * answer (no such pid, another start time, a zombie); 'unknown' when /proc
+ * could not be read for another reason (EMFILE, EACCES, ...), which a
+ * caller deciding whether to tear something down must treat as alive.
+ */
+export function processStatus(id: ProcessIdentity | undefined): 'alive' | 'dead' | 'unknown' {
+  if (!id) return 'dead';
+  let stat: { state: string; startTime: string } | undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+    stat = readStat(id.pid);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ESRCH' ? 'dead' : 'unknown';
+  }
+  if (stat.startTime !== id.startTime || stat.state === 'Z' || stat.state === 'X') return 'dead';
+  return 'alive';
+}
+
+/** A process's argv from /proc/PID/cmdline, or undefined when it cannot be read. */
+export function processArgv(pid: number): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return raw.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
   } catch {
     return undefined;
   }
+}
+
+function processStat(pid: number): { state: string; startTime: string } | undefined {
+  try {
+    return readStat(pid);
+  } catch {
+    return undefined;
+  }
+}
+
+function readStat(pid: number): { state: string; startTime: string } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
 }

@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { CniCacheError } from './errors.js';
+import { ifNameProblem, nameProblem } from './validate.js';
 
 /** The `kind` libcni writes into its result cache files. */
 export const CACHE_KIND = 'cniCacheV1';
@@ -126,6 +127,13 @@ export class ResultCache {
     const parsed = v.safeParse(CacheFile, raw);
     if (!parsed.success) throw new CniCacheError(path, v.summarize(parsed.issues));
     const c = parsed.output;
+    // The names become paths and plugin arguments: an entry is used only when
+    // they are valid CNI names and are the ones its own file name was made of.
+    const problem =
+      nameProblem(c.networkName) ?? nameProblem(c.containerId) ?? ifNameProblem(c.ifName);
+    if (problem !== undefined) throw new CniCacheError(path, problem);
+    if (this.pathFor(c.networkName, c.containerId, c.ifName) !== path)
+      throw new CniCacheError(path, 'its network, containerId and ifName do not name this file');
     return {
       network: c.networkName,
       containerId: c.containerId,

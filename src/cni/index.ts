@@ -50,8 +50,11 @@ export {
   parseResult,
 } from './result.js';
 export {
+  type CniAddOptions,
+  type CniAddProgress,
   type CniAttachment,
   type CniCallOptions,
+  type CniDelOptions,
   type CniGcAttachment,
   type CniGcOptions,
   type CniPluginVersionInfo,

@@ -78,6 +78,37 @@ export interface CniCallOptions {
   timeoutMs?: number;
 }
 
+/** Where an ADD has got to: reported before each plugin of the list runs. */
+export interface CniAddProgress {
+  /** Index of the plugin about to run. */
+  plugin: number;
+  /** What it gets as prevResult (undefined for the first plugin). */
+  prevResult: CniResult | undefined;
+}
+
+/** Options of {@link CniRuntime.add}. */
+export interface CniAddOptions extends CniCallOptions {
+  /**
+   * Awaited before each plugin runs. A caller that keeps a journal records
+   * how far the chain got, so that after a crash a DEL asks exactly the
+   * plugins that ran, with the last result known (the result cache is only
+   * written once the whole chain has succeeded).
+   */
+  onPlugin?: (progress: CniAddProgress) => Promise<void> | void;
+}
+
+/** Options of {@link CniRuntime.del}. */
+export interface CniDelOptions extends CniCallOptions {
+  /**
+   * Index of the last plugin an interrupted ADD started: DEL asks that one
+   * and those before it, not the plugins that never ran (some, such as
+   * firewall, refuse a DEL without a prevResult). Default: all of them.
+   */
+  reached?: number;
+  /** prevResult for DEL when the cache holds none (a journal's last known result). */
+  prevResult?: CniResult;
+}
+
 /** An attachment GC must keep (the spec's `cni.dev/valid-attachments` entries). */
 export interface CniGcAttachment {
   containerId: string;
@@ -181,14 +212,17 @@ export class CniRuntime {
   async add(
     list: CniNetworkList,
     attachment: CniAttachment,
-    options: CniCallOptions = {},
+    options: CniAddOptions = {},
   ): Promise<CniResult> {
     const a = this.#prepare(list, attachment, 'ADD');
     const paths = this.#resolvePlugins(list);
     return this.#locked(list.name, a, async () => {
       let prev: CniResult | undefined;
+      let reached = -1;
       try {
         for (const [i, plugin] of list.plugins.entries()) {
+          await options.onPlugin?.({ plugin: i, prevResult: prev });
+          reached = i;
           const call = { plugin: plugin.type, command: 'ADD' as const, network: list.name };
           const stdin = this.#pluginConfig(list, i, a, prev);
           const out = await this.#invoke(
@@ -214,7 +248,7 @@ export class CniRuntime {
           result: prev,
         });
       } catch (error) {
-        await this.#rollback(list, a, paths, prev, options.timeoutMs);
+        await this.#rollback(list, a, paths, prev, reached, options.timeoutMs);
         throw error;
       }
       publish('podnet:cni:result', {
@@ -236,7 +270,7 @@ export class CniRuntime {
   async del(
     list: CniNetworkList,
     attachment: CniAttachment,
-    options: CniCallOptions = {},
+    options: CniDelOptions = {},
   ): Promise<void> {
     const a = this.#prepare(list, attachment, 'DEL');
     const paths = this.#resolvePlugins(list);
@@ -406,11 +440,13 @@ export class CniRuntime {
     list: CniNetworkList,
     a: Prepared,
     paths: readonly string[],
-    options: CniCallOptions,
+    options: CniDelOptions,
   ): Promise<void> {
     let cached: CniResult | undefined;
-    if (versionAtLeast(list.cniVersion, '0.4.0')) cached = await this.#cachedResult(list, a, true);
-    for (let i = list.plugins.length - 1; i >= 0; i--) {
+    if (versionAtLeast(list.cniVersion, '0.4.0'))
+      cached = (await this.#cachedResult(list, a, true)) ?? options.prevResult;
+    const last = Math.min(options.reached ?? list.plugins.length - 1, list.plugins.length - 1);
+    for (let i = last; i >= 0; i--) {
       const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
       const stdin = this.#pluginConfig(list, i, a, cached);
       await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('DEL', a), a, options);
@@ -418,18 +454,20 @@ export class CniRuntime {
     await this.cache.remove(list.name, a.containerId, a.ifName);
   }
 
-  // DEL after a failed ADD: every plugin is asked, even after one fails, and
-  // without the caller's signal (an aborted ADD must still be undone).
+  // DEL after a failed ADD: every plugin that ran is asked (the failed one
+  // too: it may have half done its work), even after one fails, and without
+  // the caller's signal (an aborted ADD must still be undone).
   async #rollback(
     list: CniNetworkList,
     a: Prepared,
     paths: readonly string[],
     prev: CniResult | undefined,
+    reached: number,
     timeoutMs: number | undefined,
   ): Promise<void> {
     const cached = versionAtLeast(list.cniVersion, '0.4.0') ? prev : undefined;
     let failed = false;
-    for (let i = list.plugins.length - 1; i >= 0; i--) {
+    for (let i = reached; i >= 0; i--) {
       const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
       const stdin = this.#pluginConfig(list, i, a, cached);
       const options = timeoutMs === undefined ? {} : { timeoutMs };

@@ -1,11 +1,16 @@
+export { Attachment } from './attachment.js';
+export type { GcReport } from './gc.js';
 export { buildNetworkSettings } from './inspect.js';
+export { ContainerBusyError } from './lock.js';
+export { Networking, type NetworkingOptions } from './networking.js';
+export { NoSuchContainerError } from './plan.js';
 export {
-  Attachment,
-  type GcReport,
-  Networking,
-  type NetworkingOptions,
-  NoSuchContainerError,
-} from './networking.js';
-export { checkContainerId, defaultStateDir, StateFileError, StateStore } from './state.js';
+  ContainerExistsError,
+  checkContainerId,
+  defaultStateDir,
+  StateFileError,
+  StateStore,
+} from './state.js';
 export { type InterfaceRates, statsRates, summarizeStats } from './stats.js';
 export type * from './types.js';
+export { TeardownError } from './undo.js';

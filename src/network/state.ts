@@ -1,13 +1,19 @@
 // One JSON file per container in the state directory, written atomically
 // (temp file, fsync, rename, directory fsync) so a crash leaves either the
-// old file or the new one, never half of one. Files are read as untrusted
-// input: a file that does not validate is reported, never half-used.
+// old file or the new one, never half of one; the first write creates it
+// exclusively (link, which fails if the name exists). While a setup runs the
+// file is its journal (see ContainerState). Files are read as untrusted
+// input: a file that does not validate, or names a path podnet would not
+// have put there, is reported, never half-used; and the directory itself
+// must be the caller's (checkPrivateDir) before anything in it is read.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseNetworkList, parseResult } from '../cni/index.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
+import { checkPrivateDir, checkRecordedPath, resolveDir } from '../fsafe.js';
 import { userRuntimeDir } from '../netns/index.js';
 import { processIdentity } from '../process.js';
 import type { ContainerState, SetupOwner } from './types.js';
@@ -50,6 +56,7 @@ export class StateFileError extends PodnetError {
 }
 
 const Protocol = v.picklist(['tcp', 'udp']);
+const IfName = v.pipe(v.string(), v.regex(/^eth\d{1,4}$/));
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const Mode = v.union([
   v.picklist(['bridge', 'none', 'slirp4netns', 'pasta']),
@@ -57,8 +64,13 @@ const Mode = v.union([
   v.strictObject({ path: v.string() }),
   v.strictObject({ container: v.string() }),
 ]);
+const RuntimeConf = v.strictObject({
+  netns: v.string(),
+  args: v.array(v.tuple([v.string(), v.string()])),
+  capabilityArgs: v.record(v.string(), v.unknown()),
+});
 const StateSchema = v.strictObject({
-  version: v.literal(1),
+  version: v.literal(2),
   phase: v.picklist(['setup', 'ready']),
   owner: v.optional(
     v.strictObject({ pid: v.pipe(v.number(), v.integer()), startTime: v.string() }),
@@ -73,9 +85,20 @@ const StateSchema = v.strictObject({
   networks: v.array(
     v.strictObject({
       name: v.string(),
-      ifName: v.string(),
+      ifName: IfName,
       config: v.string(),
+      runtime: RuntimeConf,
       result: v.looseObject({}),
+    }),
+  ),
+  adding: v.optional(
+    v.strictObject({
+      name: v.string(),
+      ifName: IfName,
+      config: v.string(),
+      runtime: RuntimeConf,
+      reached: v.pipe(v.number(), v.integer(), v.minValue(-1)),
+      prevResult: v.optional(v.looseObject({})),
     }),
   ),
   portMappings: v.array(
@@ -102,13 +125,35 @@ const StateSchema = v.strictObject({
   created: v.string(),
 });
 
+/** Where podnet puts what a state file names: recorded paths must lie there. */
+export interface StatePlaces {
+  /** The namespace directory (resolved). */
+  netnsDir: string;
+  /** Where rootless engines' private directories are made (default the temp dir). */
+  engineDir?: string;
+}
+
+/** Names podnet gives the namespaces it makes (NetworkNamespace.create's default). */
+const NETNS_NAME = /^cni-[0-9a-f-]{36}$/;
+/** Names of rootless engines' private directories (mkdtemp). */
+const ENGINE_DIR_NAME = /^podnet-(slirp4netns|pasta)-[A-Za-z0-9]{6}$/;
+
 /** The state files of one directory. */
 export class StateStore {
-  /** The directory. */
+  /** The directory, resolved once (see resolveDir). */
   readonly dir: string;
+  readonly #places: Required<StatePlaces> | undefined;
 
-  constructor(dir: string = defaultStateDir()) {
-    this.dir = dir;
+  /**
+   * `places`: where recorded paths must lie; without it (a store used only
+   * to list or inspect) states are checked for shape alone.
+   */
+  constructor(dir: string = defaultStateDir(), places?: StatePlaces) {
+    this.dir = resolveDir(dir);
+    this.#places =
+      places === undefined
+        ? undefined
+        : { netnsDir: places.netnsDir, engineDir: resolveDir(places.engineDir ?? tmpdir()) };
   }
 
   /** Path of a container's state file. */
@@ -116,20 +161,51 @@ export class StateStore {
     return join(this.dir, `${checkContainerId(id)}.json`);
   }
 
-  /** Writes (or replaces) a container's state atomically. */
-  async write(state: ContainerState): Promise<void> {
+  /** Path of a container's lock file (see lock.ts). */
+  lockPathOf(id: string): string {
+    return join(this.dir, `${checkContainerId(id)}.lock`);
+  }
+
+  /**
+   * Makes the directory (0700) if missing, then checks it is the caller's
+   * alone: UnsafePathError otherwise, before anything in it is read.
+   */
+  async prepare(): Promise<void> {
+    checkPrivateDir(this.dir);
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const target = this.pathOf(state.id);
-    const tmp = join(this.dir, `.${state.id}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await open(tmp, 'wx', 0o600);
+    checkPrivateDir(this.dir);
+  }
+
+  /** Checks the directory without making it (for readers). */
+  check(): void {
+    checkPrivateDir(this.dir);
+  }
+
+  /**
+   * Creates a container's state; ContainerExistsError when it has one. The
+   * content is complete before the name appears (temp file, then link).
+   */
+  async create(state: ContainerState): Promise<void> {
+    await this.prepare();
+    const tmp = await this.#writeTemp(state);
     try {
-      await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-      await fh.sync();
+      await link(tmp, this.pathOf(state.id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw new ContainerExistsError(state.id, this.dir);
+      throw err;
     } finally {
-      await fh.close();
+      await unlink(tmp).catch(() => undefined);
     }
+    await this.#syncDir();
+  }
+
+  /** Replaces a container's state atomically. */
+  async write(state: ContainerState): Promise<void> {
+    await this.prepare();
+    const tmp = await this.#writeTemp(state);
     try {
-      await rename(tmp, target);
+      await rename(tmp, this.pathOf(state.id));
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       throw err;
@@ -139,6 +215,7 @@ export class StateStore {
 
   /** A container's state, or undefined when it has none. Throws StateFileError for a bad file. */
   async read(id: string): Promise<ContainerState | undefined> {
+    this.check();
     const path = this.pathOf(id);
     let text: string;
     try {
@@ -147,7 +224,9 @@ export class StateStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    return parseState(path, text);
+    const state = this.#parse(path, text);
+    if (state.id !== id) throw new StateFileError(path, `it is the state of '${state.id}'`);
+    return state;
   }
 
   /** Deletes a container's state; a missing file is fine. */
@@ -161,25 +240,34 @@ export class StateStore {
     await this.#syncDir();
   }
 
-  /** Every state in the directory, and the files that did not validate. */
-  async list(): Promise<{ states: ContainerState[]; bad: StateFileError[] }> {
+  /** The IDs that have a state file (whatever its content). */
+  async ids(): Promise<string[]> {
+    this.check();
     let names: string[];
     try {
       names = await readdir(this.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { states: [], bad: [] };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
+    return names
+      .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .filter((id) => ID_PATTERN.test(id) && id.length <= 255)
+      .sort();
+  }
+
+  /** Every state in the directory, and the files that did not validate. */
+  async list(): Promise<{ states: ContainerState[]; bad: StateFileError[] }> {
     const states: ContainerState[] = [];
     const bad: StateFileError[] = [];
-    for (const name of names.sort()) {
-      if (!name.endsWith('.json') || name.startsWith('.')) continue;
-      const path = join(this.dir, name);
+    for (const id of await this.ids()) {
       try {
-        states.push(parseState(path, await readFile(path, 'utf8')));
+        const state = await this.read(id);
+        if (state) states.push(state);
       } catch (err) {
         if (err instanceof StateFileError) bad.push(err);
-        else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        else throw err;
       }
     }
     return { states, bad };
@@ -189,8 +277,29 @@ export class StateStore {
   async tempFiles(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
     return names
-      .filter((n) => n.startsWith('.') && n.endsWith('.tmp'))
+      .filter((n) => /^\.[A-Za-z0-9][A-Za-z0-9_.-]*\.[0-9a-f]{12}\.tmp$/.test(n))
       .map((n) => join(this.dir, n));
+  }
+
+  async #writeTemp(state: ContainerState): Promise<string> {
+    const tmp = join(this.dir, `.${state.id}.${randomBytes(6).toString('hex')}.tmp`);
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+      await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    return tmp;
+  }
+
+  #parse(path: string, text: string): ContainerState {
+    const state = parseState(path, text);
+    if (this.#places) checkPlaces(path, state, this.#places);
+    return state;
   }
 
   async #syncDir(): Promise<void> {
@@ -201,6 +310,37 @@ export class StateStore {
     } finally {
       await dh.close();
     }
+  }
+}
+
+/** A container ID already has state: a second setup changes nothing. */
+export class ContainerExistsError extends PodnetError {
+  constructor(id: string, dir: string) {
+    super(
+      'ERR_PODNET_CONTAINER_EXISTS',
+      `container '${id}' already has a network (state in '${dir}')`,
+    );
+  }
+}
+
+// The paths a state names are ones teardown will unmount, unlink or remove
+// as the caller: each must be where podnet itself would have put it.
+function checkPlaces(file: string, state: ContainerState, places: Required<StatePlaces>): void {
+  try {
+    const userns = state.helpers.find((h) => h.kind === 'userns');
+    if (userns !== undefined) {
+      if (state.netnsPath !== '' && state.netnsPath !== `/proc/${userns.pid}/ns/net`)
+        throw new StateFileError(file, `netnsPath must be its helper's /proc/${userns.pid}/ns/net`);
+    } else if (state.ownsNetns && state.netnsPath !== '') {
+      checkRecordedPath(state.netnsPath, places.netnsDir, NETNS_NAME, 'a namespace podnet made');
+    }
+    for (const h of state.helpers) {
+      if (h.dir !== undefined)
+        checkRecordedPath(h.dir, places.engineDir, ENGINE_DIR_NAME, "an engine's directory");
+    }
+  } catch (err) {
+    if (err instanceof StateFileError) throw err;
+    throw new StateFileError(file, (err as Error).message, { cause: err });
   }
 }
 
@@ -217,15 +357,25 @@ function parseState(path: string, text: string): ContainerState {
     const where = issue.path?.map((p) => String(p.key)).join('.') ?? '(file)';
     throw new StateFileError(path, `${where}: ${issue.message}`);
   }
+  if (parsed.output.networks.some((n) => n.runtime.netns !== parsed.output.netnsPath))
+    throw new StateFileError(path, "a network's netns is not the container's");
   // Results are checked by the CNI result parser, in their list's version.
-  const { networks, ...rest } = parsed.output;
+  const { networks, adding, ...rest } = parsed.output;
   try {
+    const version = (config: string) => parseNetworkList(config, path).cniVersion;
     return {
       ...rest,
-      networks: networks.map((n) => ({
-        ...n,
-        result: parseResult(n.result, parseNetworkList(n.config, path).cniVersion),
-      })),
+      networks: networks.map((n) => ({ ...n, result: parseResult(n.result, version(n.config)) })),
+      ...(adding === undefined
+        ? {}
+        : {
+            adding: {
+              ...adding,
+              ...(adding.prevResult === undefined
+                ? {}
+                : { prevResult: parseResult(adding.prevResult, version(adding.config)) }),
+            },
+          }),
     } as ContainerState;
   } catch (err) {
     throw new StateFileError(path, `a network's config or result: ${(err as Error).message}`, {

@@ -64,6 +64,19 @@ export interface SetupOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The runtime config an ADD was run with (libcni's RuntimeConf less the
+ * container ID and interface name, kept beside it): DEL gets exactly this.
+ */
+export interface RecordedRuntimeConf {
+  /** CNI_NETNS. */
+  netns: string;
+  /** CNI_ARGS pairs. */
+  args: [string, string][];
+  /** Capability arguments (portMappings, ips, mac). */
+  capabilityArgs: Record<string, unknown>;
+}
+
 /** One CNI network a container is attached to, as kept in its state. */
 export interface AttachedNetwork {
   /** Network (list) name. */
@@ -72,8 +85,27 @@ export interface AttachedNetwork {
   ifName: string;
   /** The network list's JSON as used at ADD time (DEL uses the same). */
   config: string;
+  /** The runtime config ADD got. */
+  runtime: RecordedRuntimeConf;
   /** The ADD result in the list's cniVersion. */
   result: CniResult;
+}
+
+/**
+ * The journal entry of a network ADD in progress, written (and fsynced)
+ * before each of its plugins runs: after a crash, DEL asks the plugins up
+ * to `reached` with the last result known, whether or not the CNI cache
+ * (written only once the whole chain has run) has an entry.
+ */
+export interface PendingNetwork {
+  name: string;
+  ifName: string;
+  config: string;
+  runtime: RecordedRuntimeConf;
+  /** Index of the last plugin started (-1: none yet). */
+  reached: number;
+  /** What that plugin got as prevResult, in the list's cniVersion. */
+  prevResult?: CniResult;
 }
 
 /** A helper process a container's network needs (slirp4netns, a port forwarder). */
@@ -98,10 +130,16 @@ export interface SetupOwner {
   startTime: string;
 }
 
-/** Everything kept on disk about one container (stateDir/ID.json). */
+/**
+ * Everything kept on disk about one container (stateDir/ID.json). While a
+ * setup runs the file is its journal: each step is recorded before it is
+ * taken (the namespace path before the namespace is made, each network in
+ * `adding` before each of its plugins runs, a helper as soon as it has a
+ * pid), so teardown and gc undo exactly what may exist.
+ */
 export interface ContainerState {
   /** Format version of this file. */
-  version: 1;
+  version: 2;
   /**
    * 'setup' while a setup runs (written before anything is made, so a crash
    * at any point leaves state gc can finish), 'ready' once it completed.
@@ -120,7 +158,10 @@ export interface ContainerState {
   ownsNetns: boolean;
   /** Whether networks were requested explicitly (inspect then lists Networks). */
   networksRequested: boolean;
+  /** Networks whose ADD completed, in order. */
   networks: AttachedNetwork[];
+  /** The network ADD in progress (phase 'setup' only). */
+  adding?: PendingNetwork;
   portMappings: PortMapping[];
   exposedPorts: ExposedPort[];
   staticIP?: string;

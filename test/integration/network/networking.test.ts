@@ -200,7 +200,7 @@ describe.skipIf(!isRoot)('Networking', () => {
       writeFileSync(
         join(env.stateDir, `${id}.json`),
         JSON.stringify({
-          version: 1,
+          version: 2,
           phase: 'ready',
           id,
           name: id,
@@ -319,19 +319,17 @@ describe.skipIf(!isRoot)('Networking', () => {
     await again.teardown();
   });
 
-  it('gc removes unnamed cni-* mounts and leaves running setups and used namespaces alone', async () => {
+  it('gc removes only namespaces a journal names: running setups and unnamed cni-* mounts stay', async () => {
     const env = await envs.use(1);
     const nw = env.net();
     const live = await nw.setup({ id: 'live', name: 'l' });
+    // podman names its namespaces cni-* too: one no state names is not podnet's.
     const stray = await NetworkNamespace.create({ dir: env.netnsDir, name: 'cni-stray' });
     stray.close();
-    const other = await NetworkNamespace.create({ dir: env.netnsDir, name: 'not-ours' });
-    other.close();
     const report = await nw.gc();
-    expect(report.removedMounts).toEqual([stray.path]);
-    expect(report.removedStates).toEqual([]);
+    expect(report).toMatchObject({ removedMounts: [], removedStates: [], errors: [] });
     expect(existsSync(live.state.netnsPath)).toBe(true);
-    await (await NetworkNamespace.open(other.path)).remove();
+    await (await NetworkNamespace.open(stray.path)).remove();
     await live.teardown();
   });
 });

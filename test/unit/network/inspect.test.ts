@@ -29,7 +29,7 @@ const bridge100: CniResult100 = {
 // Not annotated, so the helper type-checks whether or not ContainerState
 // requires `phase` (being added alongside): only the result is checked.
 const baseState = {
-  version: 1 as const,
+  version: 2 as const,
   phase: 'ready' as const,
   id: 'c0ffee',
   name: 'web',
@@ -52,6 +52,7 @@ const attached = (name: string, result: AttachedNetwork['result'], ifName = 'eth
   name,
   ifName,
   config: '{}',
+  runtime: { netns: NETNS, args: [], capabilityArgs: {} },
   result,
 });
 

@@ -1,0 +1,161 @@
+// A container's network as a handle: what setup returns and load finds.
+// Inspect and stats read it; teardown is explicit, and dispose tears down
+// only a network this handle set up (a handle from load() is someone
+// else's container: disposing it just closes it).
+import { PodnetError } from '../errors.js';
+import { NetworkNamespace } from '../netns/index.js';
+import { processAlive } from '../process.js';
+import {
+  type Pasta,
+  type RootlessEngines,
+  type Slirp4netns,
+  stopEngines,
+  UserNamespace,
+} from '../rootless/index.js';
+import { buildNetworkSettings } from './inspect.js';
+import { summarizeStats } from './stats.js';
+import type { AttachedNetwork, ContainerState, ContainerStats, NetworkSettings } from './types.js';
+
+/** What an attachment's teardown asks of its Networking: undo the container under its lock. */
+export type TeardownById = (id: string) => Promise<void>;
+
+/** How an attachment came to be, and what it holds in this process. */
+export interface AttachmentInit {
+  state: ContainerState;
+  netns: NetworkNamespace | undefined;
+  /** Set up by this handle (dispose tears down), or loaded (dispose closes). */
+  owned: boolean;
+  engines?: RootlessEngines | undefined;
+  userns?: UserNamespace | undefined;
+}
+
+/**
+ * A container's network as set up (or loaded from state): inspect it, read
+ * its statistics, tear it down.
+ */
+export class Attachment implements AsyncDisposable {
+  readonly #teardown: TeardownById;
+  readonly #state: ContainerState;
+  readonly #owned: boolean;
+  #netns: NetworkNamespace | undefined;
+  #engines: RootlessEngines | undefined;
+  // The helper holding a rootless namespace this process set up (ended by teardown).
+  #userns: UserNamespace | undefined;
+  // A helper joined to reach a rootless namespace set up elsewhere (ended by close).
+  #joined: UserNamespace | undefined;
+
+  /** @internal Made by Networking.setup/load. */
+  constructor(teardown: TeardownById, init: AttachmentInit) {
+    this.#teardown = teardown;
+    this.#state = init.state;
+    this.#netns = init.netns;
+    this.#owned = init.owned;
+    this.#engines = init.engines;
+    this.#userns = init.userns;
+  }
+
+  /**
+   * The slirp4netns process of a 'slirp4netns' container set up by this
+   * process: its `exited` promise and 'exit' event say when it dies.
+   */
+  get slirp4netns(): Slirp4netns | undefined {
+    return this.#engines?.slirp;
+  }
+
+  /** The pasta process of a 'pasta' container set up by this process. */
+  get pasta(): Pasta | undefined {
+    return this.#engines?.pasta;
+  }
+
+  /** Container ID. */
+  get id(): string {
+    return this.#state.id;
+  }
+
+  /** The state as kept on disk. */
+  get state(): ContainerState {
+    return this.#state;
+  }
+
+  /** The container's namespace (undefined once closed, or when it is gone). */
+  get netns(): NetworkNamespace | undefined {
+    return this.#netns;
+  }
+
+  /** The CNI results, one per network, in the networks' order. */
+  get results(): AttachedNetwork[] {
+    return this.#state.networks;
+  }
+
+  /** Docker-compatible NetworkSettings, as podman's inspect shows them. */
+  inspect(): NetworkSettings {
+    return buildNetworkSettings(this.#state);
+  }
+
+  /** Counters of every non-loopback interface in the namespace, and their sum. */
+  async stats(): Promise<ContainerStats> {
+    this.#netns ??= await this.#open();
+    return summarizeStats(await this.#netns.links());
+  }
+
+  // Only a process inside an unprivileged user's user namespace may open
+  // sockets in its network namespace: join one there (root can enter it).
+  async #open(): Promise<NetworkNamespace> {
+    const helper = this.#state.helpers.find((h) => h.kind === 'userns');
+    if (helper === undefined || process.geteuid?.() === 0)
+      return NetworkNamespace.open(this.#state.netnsPath);
+    if (!processAlive(helper)) {
+      throw new PodnetError(
+        'ERR_PODNET_NAMESPACE_GONE',
+        `the namespaces of container '${this.#state.id}' are gone (their helper exited)`,
+      );
+    }
+    this.#joined = await UserNamespace.join(helper.pid);
+    return this.#joined.netns;
+  }
+
+  /**
+   * Tears the container's network down, whoever set it up: its in-process
+   * engines stop, then, under the container's lock (waiting for a setup
+   * still in progress), everything its state names is undone and the state
+   * deleted. Throws a TeardownError, keeping the state, if a step failed.
+   * Running it twice is fine.
+   */
+  async teardown(): Promise<void> {
+    const engines = this.#engines;
+    this.#engines = undefined;
+    const stopped = engines
+      ? await stopEngines(engines).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+      : undefined;
+    this.close();
+    const userns = this.#userns;
+    this.#userns = undefined;
+    await userns?.close();
+    await this.#teardown(this.#state.id);
+    if (stopped !== undefined) throw stopped;
+  }
+
+  /**
+   * Releases podnet's fds for the namespace; it stays mounted (podman's
+   * closeNetNS). A rootless namespace this process set up stays as long as
+   * this process runs, or until teardown.
+   */
+  close(): void {
+    this.#netns?.close();
+    this.#netns = undefined;
+    void this.#joined?.close();
+    this.#joined = undefined;
+  }
+
+  /**
+   * Tears down a network this handle set up; only closes one it loaded
+   * (another process's container is never torn down by leaving a scope).
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#owned) await this.teardown();
+    else this.close();
+  }
+}

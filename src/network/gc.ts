@@ -1,0 +1,202 @@
+// gc: finishing what dead containers left, trusting nothing. A container is
+// dead only on a definite answer: a setup whose lock can be taken (its
+// process is gone: the kernel dropped the lock), or a ready container whose
+// namespace is gone (ENOENT, or no longer a namespace) or whose namespace
+// helper is gone (no such pid, another start time). Any other answer (an
+// EMFILE, an EACCES) keeps the container and goes into the report. Each
+// container is examined under its own lock, so gc never races a setup or a
+// teardown, and only what a journal names is ever removed: a namespace in
+// the directory that no state names belongs to somebody else (podman names
+// its namespaces cni-* too).
+import { unlink } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parseNetworkList } from '../cni/index.js';
+import { publish } from '../diagnostics.js';
+import { checkPrivateDir } from '../fsafe.js';
+import { processStatus } from '../process.js';
+import { tryLock } from './lock.js';
+import type { StateStore } from './state.js';
+import type { ContainerState } from './types.js';
+import { heldByProcess, namespaceStatus, type UndoContext, undo } from './undo.js';
+
+/** What {@link Networking.gc} did, and what it could not decide or do. */
+export interface GcReport {
+  /** Containers whose state was removed (crashed setups, namespaces gone). */
+  removedStates: string[];
+  /** Namespaces of those containers, unmounted and removed. */
+  removedMounts: string[];
+  /** Cached CNI attachments with no container, DELeted (their IPAM leases freed). */
+  releasedAttachments: { network: string; containerId: string; ifName: string }[];
+  /** Helper processes stopped. */
+  killedPids: number[];
+  /** Things gc kept or could not clean, each naming the container or file, with why. */
+  errors: string[];
+}
+
+/** What gc needs from its Networking. */
+export interface GcContext extends UndoContext {
+  store: StateStore;
+  /** Whether the CNI cache is ours to sweep (root's; a rootless gc leaves it). */
+  sweepCniCache: boolean;
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Runs gc; see {@link GcReport}. Throws UnsafePathError if the state dir is not the caller's. */
+export async function collectGarbage(ctx: GcContext): Promise<GcReport> {
+  const report: GcReport = {
+    removedStates: [],
+    removedMounts: [],
+    releasedAttachments: [],
+    killedPids: [],
+    errors: [],
+  };
+  const { store } = ctx;
+  store.check();
+  const ids = await store.ids();
+  for (const id of ids) await examine(ctx, id, report);
+
+  if (ctx.sweepCniCache) await sweepCache(ctx, new Set(ids), report);
+
+  // A write that crashed before its rename left a temp file; one being
+  // written right now belongs to a live lock holder, so only take those
+  // whose container's lock is free.
+  for (const tmp of await store.tempFiles()) {
+    const id = basename(tmp)
+      .slice(1)
+      .replace(/\.[0-9a-f]{12}\.tmp$/, '');
+    const held = tryLockQuietly(store, id, report);
+    if (!held) continue;
+    try {
+      await unlink(tmp).catch(() => undefined);
+    } finally {
+      if ((await store.read(id).catch(() => 'bad')) === undefined) held.removeAndRelease();
+      else held.release();
+    }
+  }
+  publish('podnet:network:gc', report);
+  return report;
+}
+
+function tryLockQuietly(
+  store: StateStore,
+  id: string,
+  report: GcReport,
+): ReturnType<typeof tryLock> {
+  try {
+    return tryLock(store.lockPathOf(id));
+  } catch (err) {
+    report.errors.push(`container '${id}' kept: cannot take its lock: ${message(err)}`);
+    return undefined;
+  }
+}
+
+async function examine(ctx: GcContext, id: string, report: GcReport): Promise<void> {
+  // A lock held by someone else: a setup or teardown is running. Leave it.
+  const held = tryLockQuietly(ctx.store, id, report);
+  if (!held) return;
+  let removed = false;
+  try {
+    let state: ContainerState | undefined;
+    try {
+      state = await ctx.store.read(id);
+    } catch (err) {
+      report.errors.push(`container '${id}' kept: ${message(err)}`);
+      return;
+    }
+    if (state === undefined) {
+      removed = true; // torn down meanwhile
+      return;
+    }
+    publish('podnet:network:gc:check', { id });
+    const verdict = await liveness(state);
+    if (verdict.status === 'alive') return;
+    if (verdict.status === 'unknown') {
+      report.errors.push(`container '${id}' kept: ${verdict.why}`);
+      return;
+    }
+    try {
+      report.killedPids.push(...(await undo(ctx, state)));
+      report.removedStates.push(id);
+      if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '')
+        report.removedMounts.push(state.netnsPath);
+      removed = true;
+    } catch (err) {
+      report.errors.push(`container '${id}': ${message(err)}`);
+    }
+  } finally {
+    if (removed) held.removeAndRelease();
+    else held.release();
+  }
+}
+
+/**
+ * Whether a container (whose lock the caller holds) is alive. A state still
+ * in 'setup' whose lock was free has lost its process: the kernel releases
+ * the lock when the holder dies, whatever killed it.
+ */
+async function liveness(
+  state: ContainerState,
+): Promise<{ status: 'alive' | 'dead' } | { status: 'unknown'; why: string }> {
+  if (state.phase === 'setup') return { status: 'dead' };
+  if (heldByProcess(state)) {
+    const helper = state.helpers.find((h) => h.kind === 'userns');
+    const status = processStatus(helper);
+    return status === 'unknown'
+      ? { status, why: `cannot read /proc/${helper?.pid}/stat of its namespace helper` }
+      : { status };
+  }
+  const ns = await namespaceStatus(state.netnsPath);
+  if (ns === 'present') return { status: 'alive' };
+  if (ns === 'gone') return { status: 'dead' };
+  return {
+    status: 'unknown',
+    why: `cannot tell whether its namespace '${state.netnsPath}' exists`,
+  };
+}
+
+/**
+ * Cached CNI attachments of no container and whose namespace is definitely
+ * gone (after a reboot, say): DEL frees their leases and rules. The cache
+ * may be shared with podman, so an attachment whose namespace still exists
+ * is never touched; an ID that has a podnet state is examined above instead.
+ */
+async function sweepCache(ctx: GcContext, ids: Set<string>, report: GcReport): Promise<void> {
+  try {
+    checkPrivateDir(ctx.cni.cache.dir);
+  } catch (err) {
+    report.errors.push(`CNI cache not swept: ${message(err)}`);
+    return;
+  }
+  for (const cached of await ctx.cni.cachedAttachments()) {
+    if (ids.has(cached.containerId)) continue;
+    if ((await namespaceStatus(cached.netns)) !== 'gone') continue;
+    const held = tryLockQuietly(ctx.store, cached.containerId, report);
+    if (!held) continue;
+    try {
+      // A setup of this ID may have begun since the list was made.
+      if ((await ctx.store.read(cached.containerId).catch(() => 'bad')) !== undefined) continue;
+      const entry = await ctx.cni.cache.read(cached.network, cached.containerId, cached.ifName);
+      if (!entry?.config) throw new Error('it holds no config');
+      const list = parseNetworkList(entry.config, cached.path);
+      // The recorded namespace is gone; an empty CNI_NETNS keeps plugins off
+      // whatever may appear at that path later.
+      await ctx.cni.del(list, {
+        containerId: cached.containerId,
+        netns: '',
+        ifName: cached.ifName,
+        args: cached.args,
+        capabilityArgs: cached.capabilityArgs,
+      });
+      report.releasedAttachments.push({
+        network: cached.network,
+        containerId: cached.containerId,
+        ifName: cached.ifName,
+      });
+    } catch (err) {
+      report.errors.push(`cached attachment '${cached.path}': ${message(err)}`);
+    } finally {
+      held.removeAndRelease();
+    }
+  }
+}

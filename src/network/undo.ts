@@ -1,0 +1,193 @@
+// Undoing a container's network from its journal (the state file): the one
+// path that a failed setup's rollback, teardown and gc all take. Everything
+// the journal names is undone, each step tried even when an earlier one
+// failed: helpers stopped (only when they are verifiably what the journal
+// says), every network DELeted with the runtime config its ADD got (an ADD
+// cut short gets a DEL of the plugins it reached, with the last result
+// known), the namespace removed if podnet made it. The state is deleted
+// only when all of that succeeded, so a failure can be retried.
+import { lstat, rm, unlink } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/index.js';
+import { publish } from '../diagnostics.js';
+import { isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
+import { NetworkNamespace } from '../netns/index.js';
+import { processArgv, processStatus, terminateProcess } from '../process.js';
+import type { StateStore } from './state.js';
+import type { ContainerState, HelperProcess, RecordedRuntimeConf } from './types.js';
+
+/** Several steps of a teardown, rollback or gc failed: all of them in `errors`, the first as `cause`. */
+export class TeardownError extends PodnetError {
+  /** Every failure, in the order they happened. */
+  readonly errors: unknown[];
+
+  constructor(id: string, errors: unknown[]) {
+    super(
+      'ERR_PODNET_TEARDOWN',
+      `tearing down container '${id}': ${errors.map((e) => (e as Error).message).join('; ')} (its state is kept: tear down again or run gc)`,
+      { cause: errors[0] },
+    );
+    this.errors = errors;
+  }
+}
+
+/** What undoing needs from its Networking. */
+export interface UndoContext {
+  cni: CniRuntime;
+  store: StateStore;
+}
+
+/** Whether the container's namespace is held by a UserNamespace helper rather than a mount. */
+export function heldByProcess(state: ContainerState): boolean {
+  return state.helpers.some((h) => h.kind === 'userns');
+}
+
+/**
+ * Undoes everything the journal names and deletes the state; the caller
+ * holds the container's lock. Returns the pids it signalled. Throws a
+ * TeardownError (state kept) if any step failed.
+ */
+export async function undo(ctx: UndoContext, state: ContainerState): Promise<number[]> {
+  const errors: unknown[] = [];
+  const killed = await stopHelpers(state.helpers, errors);
+  // An engine that stopped with its owner dead left its private directory
+  // (its path was checked against where engines make them when the state was read).
+  for (const h of state.helpers) {
+    if (h.dir && processStatus(h) === 'dead')
+      await rm(h.dir, { recursive: true, force: true }).catch((e: unknown) => errors.push(e));
+  }
+  // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
+  // for one, finds its rules through the portMappings capability.
+  if (state.adding) {
+    const a = state.adding;
+    await del(ctx.cni, state, a.config, a.ifName, a.runtime, {
+      reached: a.reached,
+      ...(a.prevResult === undefined ? {} : { prevResult: a.prevResult }),
+    }).catch((e: unknown) => errors.push(e));
+  }
+  for (const n of [...state.networks].reverse()) {
+    await del(ctx.cni, state, n.config, n.ifName, n.runtime, {}).catch((e: unknown) =>
+      errors.push(e),
+    );
+  }
+  // A namespace held by a helper went with it (stopped above).
+  if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '')
+    await removeNamespace(state.netnsPath).catch((e: unknown) => errors.push(e));
+  publish('podnet:network:teardown', { id: state.id, errors: errors.length });
+  if (errors.length) throw new TeardownError(state.id, errors);
+  await ctx.store.remove(state.id);
+  return killed;
+}
+
+async function del(
+  cni: CniRuntime,
+  state: ContainerState,
+  config: string,
+  ifName: string,
+  runtime: RecordedRuntimeConf,
+  options: CniDelOptions,
+): Promise<void> {
+  const list = parseNetworkList(config, `the state of container '${state.id}'`);
+  // A DEL with the reached count of -1 asks no plugin: the ADD never began.
+  if (options.reached === -1) return;
+  await cni.del(
+    list,
+    {
+      containerId: state.id,
+      netns: runtime.netns,
+      ifName,
+      args: runtime.args,
+      capabilityArgs: runtime.capabilityArgs,
+    },
+    options,
+  );
+}
+
+/**
+ * Unmounts and unlinks a namespace podnet made. A symlink in its place is
+ * refused (it could point at another namespace's mount); a file that is no
+ * longer a namespace (a mount point whose setup died before mounting, or
+ * whose mount was already removed) is unlinked.
+ */
+async function removeNamespace(path: string): Promise<void> {
+  let st: Awaited<ReturnType<typeof lstat>>;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (st.isSymbolicLink())
+    throw new PodnetError('ERR_PODNET_UNSAFE_PATH', `refusing '${path}': is a symbolic link`);
+  let ns: NetworkNamespace;
+  try {
+    ns = await NetworkNamespace.open(path);
+  } catch (err) {
+    if (err instanceof NotANamespaceError) {
+      await unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+      return;
+    }
+    throw err;
+  }
+  await ns.remove();
+}
+
+/** What each kind of helper's command line looks like, so a planted pid is never signalled. */
+const HELPER_ARGV: Record<HelperProcess['kind'], (argv: string[]) => boolean> = {
+  slirp4netns: (argv) => basename(argv[0] ?? '') === 'slirp4netns',
+  pasta: (argv) => /^(pasta|passt)(\.avx2)?$/.test(basename(argv[0] ?? '')),
+  keeper: (argv) => argv.some((a) => /\/keeper-main\.[jt]s$/.test(a)),
+  userns: (argv) => argv.some((a) => /\/userns-main\.[jt]s$/.test(a)),
+  forwarder: (argv) => argv.some((a) => /\/forwarder-main\.[jt]s$/.test(a)),
+};
+
+/**
+ * Stops helper processes, keeper first (it stops its engines itself). A
+ * helper is signalled only while its pid, start time and command line all
+ * match the journal; one that cannot be checked is an error, not a guess.
+ */
+async function stopHelpers(
+  helpers: readonly HelperProcess[],
+  errors: unknown[],
+): Promise<number[]> {
+  const signalled: number[] = [];
+  const ordered = [...helpers].sort(
+    (a, b) => Number(b.kind === 'keeper') - Number(a.kind === 'keeper'),
+  );
+  for (const helper of ordered) {
+    const status = processStatus(helper);
+    if (status === 'dead') continue;
+    const argv = status === 'alive' ? processArgv(helper.pid) : undefined;
+    if (argv === undefined) {
+      errors.push(
+        new PodnetError(
+          'ERR_PODNET_TEARDOWN',
+          `cannot tell whether ${helper.kind} process ${helper.pid} still runs`,
+        ),
+      );
+      continue;
+    }
+    if (!HELPER_ARGV[helper.kind](argv)) continue; // another program now holds that identity
+    try {
+      if (await terminateProcess(helper)) signalled.push(helper.pid);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  return signalled;
+}
+
+/** Whether a namespace exists at `path`: 'unknown' unless the answer is definite. */
+export async function namespaceStatus(path: string): Promise<'present' | 'gone' | 'unknown'> {
+  if (path === '') return 'gone';
+  try {
+    (await NetworkNamespace.open(path)).close();
+    return 'present';
+  } catch (err) {
+    if (err instanceof NotANamespaceError) return 'gone';
+    if (isPodnetError(err) && err.code === 'ENOENT') return 'gone';
+    return 'unknown';
+  }
+}
