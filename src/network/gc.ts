@@ -56,7 +56,11 @@ export async function collectGarbage(ctx: GcContext): Promise<GcReport> {
   const ids = await store.ids();
   for (const id of ids) await examine(ctx, id, report);
 
-  if (ctx.sweepCniCache) await sweepCache(ctx, new Set(ids), report);
+  if (ctx.sweepCniCache) {
+    await sweepCache(ctx, new Set(ids), report).catch((err: unknown) => {
+      report.errors.push(`CNI cache not swept: ${message(err)}`);
+    });
+  }
 
   // A write that crashed before its rename left a temp file; one being
   // written right now belongs to a live lock holder, so only take those
@@ -67,12 +71,8 @@ export async function collectGarbage(ctx: GcContext): Promise<GcReport> {
       .replace(/\.[0-9a-f]{12}\.tmp$/, '');
     const held = tryLockQuietly(store, id, report);
     if (!held) continue;
-    try {
-      await unlink(tmp).catch(() => undefined);
-    } finally {
-      if ((await store.read(id).catch(() => 'bad')) === undefined) held.removeAndRelease();
-      else held.release();
-    }
+    await unlink(tmp).catch(() => undefined);
+    held.release();
   }
   publish('podnet:network:gc', report);
   return report;
@@ -95,7 +95,6 @@ async function examine(ctx: GcContext, id: string, report: GcReport): Promise<vo
   // A lock held by someone else: a setup or teardown is running. Leave it.
   const held = tryLockQuietly(ctx.store, id, report);
   if (!held) return;
-  let removed = false;
   try {
     let state: ContainerState | undefined;
     try {
@@ -104,10 +103,7 @@ async function examine(ctx: GcContext, id: string, report: GcReport): Promise<vo
       report.errors.push(`container '${id}' kept: ${message(err)}`);
       return;
     }
-    if (state === undefined) {
-      removed = true; // torn down meanwhile
-      return;
-    }
+    if (state === undefined) return; // torn down meanwhile
     publish('podnet:network:gc:check', { id });
     const verdict = await liveness(state);
     if (verdict.status === 'alive') return;
@@ -120,13 +116,13 @@ async function examine(ctx: GcContext, id: string, report: GcReport): Promise<vo
       report.removedStates.push(id);
       if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '')
         report.removedMounts.push(state.netnsPath);
-      removed = true;
     } catch (err) {
       report.errors.push(`container '${id}': ${message(err)}`);
     }
   } finally {
-    if (removed) held.removeAndRelease();
-    else held.release();
+    // Safe whatever became of the container: whoever locks next checks that
+    // the file they locked is still the one at the path (see lock.ts).
+    held.release();
   }
 }
 
@@ -196,7 +192,7 @@ async function sweepCache(ctx: GcContext, ids: Set<string>, report: GcReport): P
     } catch (err) {
       report.errors.push(`cached attachment '${cached.path}': ${message(err)}`);
     } finally {
-      held.removeAndRelease();
+      held.release();
     }
   }
 }

@@ -21,12 +21,14 @@ export class ContainerBusyError extends PodnetError {
   }
 }
 
-/** A held container lock. */
+/**
+ * A held container lock. Releasing it also removes the lock file, so none
+ * pile up: whoever locks next checks that the file they locked is still the
+ * one at the path, and starts again if not (native tryLockFile).
+ */
 export interface ContainerLock {
-  /** Releases the lock. */
+  /** Removes the lock file and releases the lock. */
   release(): void;
-  /** Removes the lock file, then releases the lock (for a container that is gone). */
-  removeAndRelease(): void;
 }
 
 /**
@@ -51,17 +53,14 @@ export function tryLock(path: string): ContainerLock | undefined {
   let held = true;
   return {
     release() {
-      if (held) closeSync(fd);
-      held = false;
-    },
-    removeAndRelease() {
       if (!held) return;
+      held = false;
       try {
         unlinkSync(path);
-      } finally {
-        closeSync(fd);
-        held = false;
+      } catch {
+        // Already gone, or not ours to remove: the lock is released all the same.
       }
+      closeSync(fd);
     },
   };
 }

@@ -270,10 +270,10 @@ export class Networking {
       await userns?.close().catch((e: unknown) => cleanup.push(e));
       try {
         await undo(this, state);
-        held.removeAndRelease();
       } catch (e) {
         // The journal stays, for teardown or gc to finish.
         cleanup.push(...((e as { errors?: unknown[] }).errors ?? [e]));
+      } finally {
         held.release();
       }
       throw withCleanupErrors(err, cleanup);
@@ -321,10 +321,8 @@ export class Networking {
     try {
       const state = await this.store.read(id);
       if (state) await undo(this, state);
-      held.removeAndRelease();
-    } catch (err) {
+    } finally {
       held.release();
-      throw err;
     }
   }
 }
