@@ -20,6 +20,7 @@ import {
   CniGcError,
   type CniNetworkList,
   CniOutputError,
+  type CniResult,
   CniRuntime,
   CniUnsupportedError,
   type PluginExecutor,
@@ -205,7 +206,7 @@ describe('ADD', () => {
     });
   });
 
-  it('on a failure at position k, DELs the whole list in reverse and leaves no cache', async () => {
+  it('on a failure at position k, DELs the plugins that ran, in reverse, and leaves no cache', async () => {
     respond = (c) => {
       if (c.plugin === 'p2' && c.command === 'ADD') {
         return {
@@ -225,15 +226,58 @@ describe('ADD', () => {
       plugin: 'p2',
       command: 'ADD',
     });
+    // p3 never ran: it is not asked (firewall, for one, refuses a DEL without prevResult).
     expect(calls.map((c) => `${c.plugin} ${c.command}`)).toEqual([
       'p1 ADD',
       'p2 ADD',
-      'p3 DEL',
       'p2 DEL',
       'p1 DEL',
     ]);
     expect(calls[2]!.stdin['prevResult']).toEqual(JSON.parse(result100(1)));
     expect(await cni.cachedAttachments()).toEqual([]);
+  });
+
+  it('reports how far the chain got before each plugin, and a DEL can ask only those', async () => {
+    respond = (c) => (c.command === 'ADD' ? ok(result100(1)) : ok());
+    const cni = runtime();
+    const seen: [number, CniResult | undefined][] = [];
+    await cni.add(list(), attachment, {
+      onPlugin: ({ plugin, prevResult }) => {
+        // Called before the plugin runs: exactly `plugin` plugins have run so far.
+        expect(calls.length).toBe(plugin);
+        seen.push([plugin, prevResult]);
+      },
+    });
+    expect(seen.map(([i]) => i)).toEqual([0, 1, 2]);
+    expect(seen[0]![1]).toBeUndefined();
+    expect(seen[2]![1]).toBeDefined();
+    // What a journal holds after a crash inside p2: DEL p2 then p1, with the
+    // last result known as prevResult when the cache has none.
+    const prev = seen[1]![1]!;
+    await cni.cache.remove(list().name, attachment.containerId, attachment.ifName);
+    calls.length = 0;
+    await cni.del(list(), attachment, { reached: 1, prevResult: prev });
+    expect(calls.map((c) => `${c.plugin} ${c.command}`)).toEqual(['p2 DEL', 'p1 DEL']);
+    expect(calls[0]!.stdin['prevResult']).toEqual(JSON.parse(result100(1)));
+  });
+
+  it('an error from onPlugin stops the chain, and the plugins that ran are undone', async () => {
+    respond = (c) => (c.command === 'ADD' ? ok(result100(1)) : ok());
+    const cni = runtime();
+    const err = await cni
+      .add(list(), attachment, {
+        onPlugin: ({ plugin }) => {
+          if (plugin === 2) throw new Error('journal full');
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: 'journal full' });
+    expect(calls.map((c) => `${c.plugin} ${c.command}`)).toEqual([
+      'p1 ADD',
+      'p2 ADD',
+      'p2 DEL',
+      'p1 DEL',
+    ]);
   });
 
   it('keeps a cache entry when the rollback DEL fails too, so GC can finish it', async () => {
