@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { CniRuntime } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
 import { AbortError } from '../errors.js';
-import { resolveDir } from '../fsafe.js';
+import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import { processIdentity } from '../process.js';
 import {
@@ -118,6 +118,10 @@ export class Networking {
     const plan = await planSetup(this, options);
     const { state } = plan;
     await this.store.prepare();
+    // Plugins read and write the cache, and a namespace is mounted in the
+    // netns dir: neither may be writable by anyone else.
+    checkPrivateDir(this.cni.cache.dir);
+    if (state.ownsNetns && !this.rootless) checkPrivateDir(this.netnsDir);
     const held = await lock(this.store.lockPathOf(state.id), state.id, this.#lockTimeoutMs);
     try {
       // Whatever is there (even a file that does not validate) is somebody's.
