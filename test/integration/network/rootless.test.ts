@@ -248,6 +248,24 @@ describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
     await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it("pasta's own -t is refused where this pasta would splice loopback clients, and nothing is left", async () => {
+    const env = await envs.use(0);
+    const port = await freePort();
+    const setup = env
+      .net()
+      .setup({ id: 'own-t', name: 'p', mode: 'pasta', modeOptions: ['-t', `${port}:8080`] });
+    if ((await probePasta()).splicesLoopback) {
+      await expect(setup).rejects.toThrow(
+        new RegExp(`^pasta option '-t ${port}:8080': this pasta .* would splice loopback clients`),
+      );
+    } else {
+      const a = await setup;
+      expect(a.pasta!.args).toEqual(expect.arrayContaining(['-t', `${port}:8080`]));
+      await a.teardown();
+    }
+    expect(await env.leftovers()).toEqual([]);
+  });
+
   it("as root, pasta's --pcap is refused before anything is made", async () => {
     const env = await envs.use(0);
     const nw = env.net();
