@@ -1,8 +1,9 @@
 // The rootless engines of one container: slirp4netns or pasta on its
 // namespace, and the port forwarder when podnet forwards the ports
-// (port_handler=rootlesskit, podman's default; and a pasta that would
-// splice loopback clients into the container's loopback). Shared by a container set up in-process and by the
-// keeper process that runs them for a container set up by `podnet up`.
+// (port_handler=rootlesskit, podman's default; and for a pasta that would
+// splice loopback clients into the container's loopback). Shared by a
+// container set up in-process and by the keeper process that runs them for
+// a container set up by `podnet up`.
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';

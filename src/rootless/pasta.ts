@@ -166,11 +166,12 @@ export async function probePasta(path?: string): Promise<PastaBinary> {
   for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
     if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
   }
-  const binary: PastaBinary = {
+  // Frozen: the cache hands the same object to every caller.
+  const binary: PastaBinary = Object.freeze({
     path: found,
     version,
     splicesLoopback: pastaSplicesLoopback(help, version),
-  };
+  });
   if (stamp !== undefined) probes.set(found, { stamp, binary });
   return binary;
 }
