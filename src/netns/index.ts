@@ -12,9 +12,12 @@ export {
   userRuntimeDir,
 } from './namespace.js';
 export {
+  decodeAddresses,
   decodeLinkStats,
   decodeLinks,
+  encodeGetAddr,
   encodeGetLink,
+  type InterfaceAddress,
   type Link,
   type LinkStats,
   type LinkStatsField,

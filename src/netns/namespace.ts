@@ -16,9 +16,12 @@ import {
 import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
 import {
   checkAck,
+  decodeAddresses,
   decodeLinkStats,
   decodeLinks,
+  encodeGetAddr,
   encodeGetLink,
+  type InterfaceAddress,
   type Link,
   type LinkStats,
   linkStatsFields,
@@ -365,6 +368,14 @@ export class NetworkNamespace implements AsyncDisposable {
     const rtnl = await this.#rtnlAsync();
     const reply = await call(what, rtnl.requestAsync(encodeGetLink()));
     return decodeLinks(reply, reply.length, what);
+  }
+
+  /** Every IPv4 and IPv6 address in the namespace, with its link index, scope and flags. */
+  async addresses(): Promise<InterfaceAddress[]> {
+    const what = `listing addresses in '${this.path}'`;
+    const rtnl = await this.#rtnlAsync();
+    const reply = await call(what, rtnl.requestAsync(encodeGetAddr()));
+    return decodeAddresses(reply, reply.length, what);
   }
 
   async #ack(what: string, req: Buffer): Promise<void> {

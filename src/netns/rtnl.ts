@@ -1,8 +1,9 @@
-// rtnetlink codec: builds RTM_GETLINK requests and decodes RTM_NEWLINK
-// replies. Pure functions over bytes, so they are tested from captured
+// rtnetlink codec: builds RTM_GETLINK and RTM_GETADDR requests and decodes
+// RTM_NEWLINK and RTM_NEWADDR replies. Pure functions over bytes, so they are tested from captured
 // replies without root. Every length is checked against the bytes that are
 // really there; a malformed reply throws NetlinkDecodeError, never reads out
 // of bounds.
+import ipaddr from 'ipaddr.js';
 import { NetlinkDecodeError, PodnetSystemError } from '../errors.js';
 
 const NLMSG_HDRLEN = 16;
@@ -388,4 +389,97 @@ export function decodeLinkStats(
     throw new NetlinkDecodeError('RTM_NEWLINK without IFLA_STATS64');
   }
   throw new NetlinkDecodeError('no RTM_NEWLINK in reply');
+}
+
+const RTM_NEWADDR = 20;
+const RTM_GETADDR = 22;
+const IFADDRMSG_LEN = 8;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_LABEL = 3;
+const IFA_FLAGS = 8;
+
+/** An interface address as the kernel describes it (RTM_NEWADDR). */
+export interface InterfaceAddress {
+  /** Index of the link it is on. */
+  index: number;
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** The address itself (IFA_LOCAL where the kernel sends one, as for IPv4; else IFA_ADDRESS). */
+  address: string;
+  /** Prefix length of its subnet. */
+  prefixLength: number;
+  /** RT_SCOPE_*: 0 global (universe), 200 site, 253 link, 254 host. */
+  scope: number;
+  /** IFA_F_* flags (0x40 tentative, 0x20 deprecated, 0x08 DAD failed, ...). */
+  flags: number;
+  /** IPv4 label (e.g. `eth0:1`), when the kernel sends one. */
+  label?: string;
+}
+
+/** Builds an RTM_GETADDR dump request for every address of every family. */
+export function encodeGetAddr(): Buffer {
+  const total = NLMSG_HDRLEN + IFADDRMSG_LEN;
+  const b = Buffer.alloc(total);
+  b.writeUInt32LE(total, 0);
+  b.writeUInt16LE(RTM_GETADDR, 4);
+  b.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
+  // ifaddrmsg stays zero: family AF_UNSPEC, every link.
+  return b;
+}
+
+function decodeAddress(buf: Buffer, m: Message): InterfaceAddress | undefined {
+  if (m.type !== RTM_NEWADDR) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
+  if (m.end - m.start < IFADDRMSG_LEN) throw new NetlinkDecodeError('truncated ifaddrmsg');
+  const familyByte = buf[m.start]!;
+  // Other families (none today on an inet dump) are not this type's business.
+  if (familyByte !== 2 && familyByte !== 10) return undefined;
+  const family = familyByte === 2 ? 4 : 6;
+  const size = family === 4 ? 4 : 16;
+  let local: Buffer | undefined;
+  let address: Buffer | undefined;
+  let flags: number = buf[m.start + 2]!;
+  let label: string | undefined;
+  eachAttr(buf, m.start + IFADDRMSG_LEN, m.end, (type, at, len) => {
+    switch (type) {
+      case IFA_ADDRESS:
+      case IFA_LOCAL:
+        if (len !== size) throw new NetlinkDecodeError(`IPv${family} address of ${len} bytes`);
+        if (type === IFA_LOCAL) local = buf.subarray(at, at + len);
+        else address = buf.subarray(at, at + len);
+        break;
+      case IFA_FLAGS:
+        // The full 32 bits; ifa_flags holds only the low 8.
+        flags = u32(buf, at, len, 'IFA_FLAGS');
+        break;
+      case IFA_LABEL:
+        label = cString(buf, at, len);
+        break;
+    }
+  });
+  const bytes = local ?? address;
+  if (bytes === undefined) throw new NetlinkDecodeError('an address message without an address');
+  return {
+    index: buf.readUInt32LE(m.start + 4),
+    family,
+    address: ipaddr.fromByteArray([...bytes]).toString(),
+    prefixLength: buf[m.start + 1]!,
+    scope: buf[m.start + 3]!,
+    flags,
+    ...(label === undefined ? {} : { label }),
+  };
+}
+
+/** Decodes an RTM_GETADDR dump reply into addresses, in kernel order. */
+export function decodeAddresses(
+  buf: Buffer,
+  len = buf.length,
+  what = 'listing addresses',
+): InterfaceAddress[] {
+  const out: InterfaceAddress[] = [];
+  for (const m of messages(buf, len, what)) {
+    const a = decodeAddress(buf, m);
+    if (a) out.push(a);
+  }
+  return out;
 }

@@ -181,6 +181,28 @@ export class PastaStartError extends EngineStartError {
   }
 }
 
+/**
+ * pasta gave the namespace no address podnet's forwarder may dial (a
+ * global, non-loopback one): the host it copies from has none, or the
+ * caller's options left none.
+ */
+export class PastaAddressError extends PodnetError {
+  /** The namespace that was read. */
+  readonly netns: string;
+  /** Every address found there, as ADDRESS/PREFIX. */
+  readonly addresses: readonly string[];
+
+  constructor(netns: string, addresses: readonly string[], options: PodnetErrorOptions = {}) {
+    super(
+      'ERR_PODNET_PASTA_ADDRESS',
+      `pasta configured no address in '${netns}' that podnet's port forwarder can dial (found: ${addresses.join(', ') || 'none'}); give pasta one with '-a ADDRESS'`,
+      options,
+    );
+    this.netns = netns;
+    this.addresses = addresses;
+  }
+}
+
 /** slirp4netns answered an API request with `{"error":{"desc":...}}`. */
 export class Slirp4netnsApiError extends PodnetError {
   /** The request that failed (`add_hostfwd`, ...). */

@@ -12,6 +12,7 @@ import {
   processIdentity,
   terminateProcess,
 } from '../process.js';
+import { checkContainerAddress, containerAddressProblem } from './container-address.js';
 import { spawnDetached } from './detached.js';
 import type { ForwardedPort } from './forwarder.js';
 
@@ -74,7 +75,10 @@ export interface ForwarderJob {
 const ForwarderJobSchema = v.strictObject({
   netns: v.exactOptional(v.pipe(v.string(), v.minLength(1))),
   usernsPid: v.exactOptional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-  containerAddress: v.string(),
+  containerAddress: v.pipe(
+    v.string(),
+    v.check((a) => containerAddressProblem(a) === undefined, 'not a container address to dial'),
+  ),
   mappings: v.array(
     v.strictObject({
       hostIP: v.exactOptional(v.string()),
@@ -89,8 +93,10 @@ const ForwarderJobSchema = v.strictObject({
 });
 
 /**
- * Checks the shape of a forwarder job (untrusted: it comes through a pipe).
- * Port numbers, addresses and the timeout are checked by PortForwarder.start.
+ * Checks the shape of a forwarder job (untrusted: it comes through a pipe),
+ * and its container address by class (no loopback or unspecified address in
+ * any spelling). Port numbers, host addresses and the timeout are checked by
+ * PortForwarder.start.
  */
 export function parseForwarderJob(raw: unknown): ForwarderJob {
   const parsed = v.safeParse(ForwarderJobSchema, raw);
@@ -152,6 +158,8 @@ export async function spawnForwarderProcess(
   if (exitFd !== undefined && exitFd !== 'pipe' && !(Number.isInteger(exitFd) && exitFd >= 0)) {
     throw new InvalidArgumentError(`exitFd must be an fd or 'pipe', not ${String(exitFd)}`);
   }
+  // Refused here too, so a bad address starts no process.
+  checkContainerAddress(opts.containerAddress);
   const job: ForwarderJob = {
     ...(opts.netns === undefined ? {} : { netns: opts.netns }),
     ...(opts.usernsPid === undefined ? {} : { usernsPid: opts.usernsPid }),

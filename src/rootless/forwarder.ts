@@ -12,6 +12,7 @@ import { native, type RelayStats, systemError } from '../native.js';
 import type { NetworkNamespace } from '../netns/namespace.js';
 import { encodeSockaddr } from '../netns/sockaddr.js';
 import type { PortMapping } from '../ports.js';
+import { checkContainerAddress } from './container-address.js';
 import {
   type DetachedForwarderOptions,
   type DetachedPortForwarder,
@@ -60,7 +61,8 @@ export interface PortForwarderOptions {
   mappings: PortMapping[];
   /**
    * The container's own IP address inside the namespace, which every
-   * connection dials. Never a loopback address (CVE-2021-20199).
+   * connection dials. Never loopback or unspecified, in any spelling
+   * (CVE-2021-20199): see {@link checkContainerAddress}.
    */
   containerAddress: string;
   /**
@@ -237,17 +239,7 @@ export class PortForwarder implements AsyncDisposable {
    */
   static async start(opts: PortForwarderOptions): Promise<PortForwarder> {
     const wanted = expandMappings(opts.mappings);
-    const family = net.isIP(opts.containerAddress);
-    if (family === 0) {
-      throw new InvalidArgumentError(
-        `container address must be an IP address, not '${String(opts.containerAddress)}'`,
-      );
-    }
-    if (/^127\.|^0\.0\.0\.0$|^::1?$|^::ffff:127\./i.test(opts.containerAddress)) {
-      throw new InvalidArgumentError(
-        `container address must be the container's own address, not ${opts.containerAddress}: dialling loopback would make every connection come from loopback (CVE-2021-20199)`,
-      );
-    }
+    const { family } = checkContainerAddress(opts.containerAddress);
     const idleMs = opts.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS;
     if (!Number.isInteger(idleMs) || idleMs < 1 || idleMs > 2 ** 31 - 1) {
       throw new InvalidArgumentError(
@@ -255,7 +247,7 @@ export class PortForwarder implements AsyncDisposable {
       );
     }
     const ports: ForwardedPort[] = [];
-    const self = new PortForwarder(opts.netns, family as 4 | 6, ports);
+    const self = new PortForwarder(opts.netns, family, ports);
     const bound: number[] = [];
     try {
       // Filled first, so the first clients find sockets waiting.

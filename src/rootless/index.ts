@@ -1,7 +1,13 @@
+export {
+  type ContainerAddress,
+  checkContainerAddress,
+  containerAddressProblem,
+} from './container-address.js';
 export { type EngineExit, EngineProcess, type EngineProcessInit } from './engine-process.js';
 export {
   checkRootlessPorts,
   type EngineTarget,
+  pastaContainerAddress,
   type RootlessEngines,
   slirpGuestAddress,
   startPasta,
@@ -16,6 +22,7 @@ export {
   type EngineStartFailure,
   type EngineStartInfo,
   engineFailureHint,
+  PastaAddressError,
   PastaMissingError,
   PastaProbeError,
   PastaStartError,
@@ -49,10 +56,13 @@ export {
   type PastaExit,
   type PastaStartOptions,
   parsePastaVersion,
+  pastaSplicesLoopback,
   probePasta,
 } from './pasta.js';
 export {
   buildPastaArgs,
+  checkPastaOptionsForRoot,
+  type ParsePastaOptionsOptions,
   type PastaArgsInput,
   type PastaOptions,
   type PastaTarget,

@@ -7,23 +7,14 @@
 // never outlives the network it keeps.
 import { dirname } from 'node:path';
 import { NetworkNamespace } from '../netns/index.js';
-import type { PortMapping } from '../ports.js';
 import { runDetached } from './detached.js';
 import { type RootlessEngines, startPasta, startSlirp4netns, stopEngines } from './engines.js';
+import { parseKeeperJob } from './keeper.js';
 import { parseSlirp4netnsOptions } from './slirp4netns-options.js';
 import { UserNamespace } from './userns.js';
 
-/** What the keeper is asked to run (stdin, JSON). */
-interface KeeperJob {
-  engine: 'slirp4netns' | 'pasta' | 'none';
-  /** A namespace path, or 'userns' (see KeeperOptions.netns). */
-  netns: string;
-  options: string[];
-  ports: PortMapping[];
-}
-
 void runDetached('ERR_PODNET_KEEPER', async (raw) => {
-  const job = raw as KeeperJob;
+  const job = parseKeeperJob(raw);
   // 'userns': an unprivileged user's namespaces, made and held here.
   const userns = job.netns === 'userns' ? await UserNamespace.create() : undefined;
   const ns = userns?.netns ?? (await NetworkNamespace.open(job.netns));

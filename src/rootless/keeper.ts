@@ -1,8 +1,49 @@
 // Starting a keeper process (keeper-main.ts) and waiting for its report.
 import { fileURLToPath } from 'node:url';
-import { PodnetError } from '../errors.js';
+import * as v from 'valibot';
+import { InvalidArgumentError, PodnetError } from '../errors.js';
 import type { PortMapping } from '../ports.js';
 import { spawnDetached } from './detached.js';
+
+/** What the keeper is asked to run (JSON on its stdin); see {@link KeeperOptions}. */
+export interface KeeperJob {
+  engine: 'slirp4netns' | 'pasta' | 'none';
+  /** A namespace path, or 'userns'. */
+  netns: string;
+  options: string[];
+  ports: PortMapping[];
+}
+
+const KeeperJobSchema = v.strictObject({
+  engine: v.picklist(['slirp4netns', 'pasta', 'none']),
+  netns: v.pipe(v.string(), v.minLength(1)),
+  options: v.array(v.string()),
+  ports: v.array(
+    v.strictObject({
+      hostIP: v.exactOptional(v.string()),
+      hostPort: v.number(),
+      containerPort: v.number(),
+      protocol: v.exactOptional(v.picklist(['tcp', 'udp'])),
+      range: v.exactOptional(v.number()),
+    }),
+  ),
+});
+
+/**
+ * Checks the shape of a keeper job (untrusted: it comes through a pipe).
+ * Options and ports are checked by the engines that take them, and the
+ * address the forwarder dials by PortForwarder.start, whatever the keeper
+ * derives it from (slirp4netns's cidr, pasta's namespace).
+ */
+export function parseKeeperJob(raw: unknown): KeeperJob {
+  const parsed = v.safeParse(KeeperJobSchema, raw);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const where = issue.path?.map((p) => String(p.key)).join('.') ?? '(job)';
+    throw new InvalidArgumentError(`keeper job: ${where}: ${issue.message}`);
+  }
+  return parsed.output;
+}
 
 /** A keeper failed to start its engines; `code` is the engine's error code. */
 export class KeeperError extends PodnetError {
@@ -52,7 +93,12 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
   const { pid, report } = await spawnDetached({
     // Compiled next to this file (dist/rootless/keeper-main.js).
     main: fileURLToPath(new URL('./keeper-main.js', import.meta.url)),
-    job: { engine: opts.engine, netns: opts.netns, options: opts.options, ports: opts.ports },
+    job: {
+      engine: opts.engine,
+      netns: opts.netns,
+      options: [...opts.options],
+      ports: [...opts.ports],
+    } satisfies KeeperJob,
     timeoutMs: opts.timeoutMs ?? 15_000,
     code: 'ERR_PODNET_KEEPER',
     error: (code, message, cause) => new KeeperError(code, message, { cause }),

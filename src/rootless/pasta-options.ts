@@ -210,6 +210,34 @@ const REFUSED = new Map<string, string>([
   ...['socket', 's', 'fd', 'F', 'one-off', '1'].map((n) => [n, 'it is a passt option'] as const),
 ]);
 
+/**
+ * Options refused when podnet runs as root, and why: pasta then runs as
+ * root too (`--runas 0`, so it can join the namespace), and each of these
+ * would have it write a file wherever the option says, with root's rights.
+ * (The other file-writing options, `--log-file` and `--pid`, and `--runas`,
+ * which would run it as another user, are refused for everyone.)
+ */
+const REFUSED_AS_ROOT = new Map<string, string>(
+  ['pcap', 'p'].map((n) => [n, "as root, pasta would write the capture file with root's rights"]),
+);
+
+/** Options of {@link parsePastaOptions}. */
+export interface ParsePastaOptionsOptions {
+  /**
+   * Whether pasta will run as root, which refuses the options that make it
+   * write files ({@link REFUSED_AS_ROOT}); default: whether this process is root.
+   */
+  root?: boolean;
+}
+
+/** Throws for a parsed option that root may not give pasta (see {@link ParsePastaOptionsOptions.root}). */
+export function checkPastaOptionsForRoot(options: PastaOptions): void {
+  for (const long of options.given) {
+    const why = REFUSED_AS_ROOT.get(long);
+    if (why !== undefined) throw invalid(`--${long}`, why);
+  }
+}
+
 function hasControlCharacters(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -226,10 +254,15 @@ const BY_SHORT = new Map(ACCEPTED.flatMap((s) => (s.short === undefined ? [] : [
  * '--no-dhcp']`; `--opt=value` and `-tVALUE` are accepted too). Throws
  * InvalidArgumentError naming the option for anything unknown, anything
  * podnet sets itself (log file, pid file, namespace, user, foreground), passt-only options,
+ * options that make a root pasta write files (`--pcap`, when `opts.root`),
  * positional arguments, control characters, or a value that does not fit
  * the option. Nothing is run.
  */
-export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions {
+export function parsePastaOptions(
+  tokens: readonly string[] = [],
+  opts: ParsePastaOptionsOptions = {},
+): PastaOptions {
+  const root = opts.root ?? process.getuid?.() === 0;
   const args: string[] = [];
   const given = new Set<string>();
   let mapGw = false;
@@ -259,7 +292,7 @@ export function parsePastaOptions(tokens: readonly string[] = []): PastaOptions 
         `pasta option '${token}': not an option (podnet gives pasta its namespace; positional arguments are not accepted)`,
       );
     }
-    const why = REFUSED.get(name);
+    const why = REFUSED.get(name) ?? (root ? REFUSED_AS_ROOT.get(name) : undefined);
     if (why !== undefined) throw invalid(token, why);
     if (spec === undefined) throw invalid(token, 'unknown option');
     const shown = spec.short === name ? `-${name}` : `--${name}`;
@@ -328,10 +361,13 @@ export function pastaPortSpec(mapping: PortMapping): { option: '-t' | '-u'; spec
  * default `auto` would publish whatever listens, both ways, including the
  * host's loopback services into the namespace) and `--no-map-gw` (so the
  * gateway address does not lead to the host) unless `--map-gw` was given;
- * last the namespace.
+ * last the namespace. With `runAsRoot`, options that would make pasta write
+ * files (`--pcap`) are refused (InvalidArgumentError).
  */
 export function buildPastaArgs(input: PastaArgsInput): string[] {
   const { options } = input;
+  // Options parsed elsewhere (or for another user) are checked again here.
+  if (input.runAsRoot) checkPastaOptionsForRoot(options);
   const verbosity = ['quiet', 'debug', 'trace'].some((o) => options.given.has(o));
   const args = [
     '--foreground',

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,6 +37,15 @@ export interface PastaBinary {
    * does not know it: Debian's prints `pasta unknown version`.
    */
   version: string | undefined;
+  /**
+   * Whether this pasta splices a loopback client of a port it publishes to
+   * the namespace's loopback (passt before 2024_10_30): the server inside
+   * then sees 127.0.0.1 as its peer, and a service bound only to the
+   * container's 127.0.0.1 answers on the published host port
+   * (CVE-2021-20199 again; podman issue 24045). podnet then publishes ports
+   * through its own forwarder instead ({@link startPasta}).
+   */
+  splicesLoopback: boolean;
 }
 
 /** Options of {@link Pasta.start}. Give exactly one of `netns` and `pid`. */
@@ -91,14 +100,60 @@ export function parsePastaVersion(text: string): string | undefined | null {
   return m[1] === 'unknown version' ? undefined : m[1]!;
 }
 
+/** The first passt release whose spliced forwards dial the namespace's own address. */
+const UNSPLICED_SINCE = '2024_10_30';
+
 /**
- * Locates pasta (on PATH unless `path` is given) and reads its version.
- * Throws PastaMissingError when there is no such executable, PastaProbeError
- * when it does not answer like pasta or lacks an option podnet relies on.
+ * Whether a pasta splices loopback clients of its published ports into the
+ * namespace's loopback, judged from its `--help` text and version.
+ *
+ * The release that stopped it (2024_10_30, passt commit "fwd: Direct
+ * inbound spliced forwards to the guest's external address") added
+ * `--host-lo-to-ns-lo` to ask for the old behaviour back, so a help text
+ * listing that option means the new default. Debian's builds print no
+ * version, which leaves the help text; a dated version from that release
+ * on counts as new too, should a later release drop the deprecated option.
+ * Anything else is taken to splice, the side on which podnet's forwarder
+ * is used: slower, never unsafe.
+ */
+export function pastaSplicesLoopback(help: string, version: string | undefined): boolean {
+  if (/^\s*--host-lo-to-ns-lo\b/m.test(help)) return false;
+  const date = /^(\d{4}_\d{2}_\d{2})\./.exec(version ?? '')?.[1];
+  return date === undefined || date < UNSPLICED_SINCE;
+}
+
+interface CachedProbe {
+  /** What identifies the file's contents cheaply: inode, size, change times. */
+  stamp: string;
+  binary: PastaBinary;
+}
+
+/** Probes by absolute path, each kept until the file changes (two runs of it per probe are slow). */
+const probes = new Map<string, CachedProbe>();
+
+async function fileStamp(path: string): Promise<string | undefined> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Locates pasta (on PATH unless `path` is given), reads its version and
+ * judges from its help whether it splices loopback clients (see
+ * {@link pastaSplicesLoopback}). A binary is probed once until its file
+ * changes. Throws PastaMissingError when there is no such executable,
+ * PastaProbeError when it does not answer like pasta or lacks an option
+ * podnet relies on.
  */
 export async function probePasta(path?: string): Promise<PastaBinary> {
   const found = await findExecutable(path ?? 'pasta');
   if (found === undefined) throw new PastaMissingError(path);
+  const stamp = await fileStamp(found);
+  const cached = probes.get(found);
+  if (cached !== undefined && stamp !== undefined && cached.stamp === stamp) return cached.binary;
   const versionText = await runForOutput(found, '--version');
   const version = parsePastaVersion(versionText);
   if (version === null) {
@@ -111,7 +166,14 @@ export async function probePasta(path?: string): Promise<PastaBinary> {
   for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
     if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
   }
-  return { path: found, version };
+  // Frozen: the cache hands the same object to every caller.
+  const binary: PastaBinary = Object.freeze({
+    path: found,
+    version,
+    splicesLoopback: pastaSplicesLoopback(help, version),
+  });
+  if (stamp !== undefined) probes.set(found, { stamp, binary });
+  return binary;
 }
 
 /** The tail of pasta's log file and of what it wrote to stdout/stderr before logging started. */
@@ -162,8 +224,9 @@ export class Pasta extends EngineProcess<PastaBinary> {
   }
 
   /**
-   * Locates pasta (on PATH unless `path` is given) and reads its version.
-   * Throws PastaMissingError (code ERR_PODNET_PASTA_MISSING) when there is none.
+   * Locates pasta (on PATH unless `path` is given), reads its version and
+   * whether it splices loopback clients. Throws PastaMissingError (code
+   * ERR_PODNET_PASTA_MISSING) when there is none.
    */
   static probe(path?: string): Promise<PastaBinary> {
     return probePasta(path);
@@ -172,7 +235,10 @@ export class Pasta extends EngineProcess<PastaBinary> {
   /**
    * Starts pasta on a namespace (by path or pid) and resolves once it has
    * configured the namespace's interface and bound the published ports
-   * (it writes its pid file only then). Options are validated first
+   * (it writes its pid file only then). pasta publishes `ports` itself:
+   * with a binary whose `splicesLoopback` is true, a loopback client then
+   * reaches the namespace's loopback, so {@link startPasta} publishes
+   * through podnet's forwarder instead. Options are validated first
    * (InvalidArgumentError, nothing started). Rejects with PastaStartError at
    * once when pasta exits first (its log's tail in the message), or when
    * `timeoutMs` passes; in every failure the process group is killed and the

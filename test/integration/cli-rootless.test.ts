@@ -5,7 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../src/index.js';
+import { NetworkNamespace, pastaContainerAddress } from '../../src/index.js';
 import {
   freePort,
   isRoot,
@@ -87,23 +87,46 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
   });
 
   it.skipIf(!existsSync('/usr/bin/pasta'))(
-    'up --mode pasta publishes a port through a keeper; down stops it',
+    'up --mode pasta publishes ports through a keeper: a non-loopback peer inside, nothing of 127.0.0.1 inside; down stops it',
     async () => {
-      const port = await freePort();
-      expect(
-        (await podnet(['up', 'pasta1', '--mode', 'pasta', '-p', `127.0.0.1:${port}:8080`, ...dirs]))
-          .code,
-      ).toBe(0);
+      const [port, loPort] = [await freePort(), await freePort()];
+      const up = await podnet([
+        'up',
+        'pasta1',
+        '--mode',
+        'pasta',
+        '-p',
+        `127.0.0.1:${port}:8080`,
+        '-p',
+        `127.0.0.1:${loPort}:8081`,
+        ...dirs,
+      ]);
+      expect(up.stderr).toBe('');
+      expect(up.code).toBe(0);
       const { helpers, netnsPath } = state('pasta1');
       expect(helpers.map((h: { kind: string }) => h.kind)).toEqual(['keeper', 'pasta']);
       expect(readFileSync(`/proc/${helpers[1].pid}/comm`, 'utf8').trim()).toMatch(/^pas(ta|st)/); // pasta runs as passt.avx2 where the CPU allows
       const inside = await NetworkNamespace.open(netnsPath);
-      const server = net.createServer((s) => s.end('from inside'));
+      const address = await pastaContainerAddress(inside);
+      const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
       await inside.listen(server, { port: 8080 });
-      const reply = await readFromLoopback(port);
-      server.close();
-      inside.close();
-      expect(reply).toBe('from inside');
+      const local = net.createServer((s) => s.end('loopback only'));
+      await inside.listen(local, { port: 8081, host: '127.0.0.1' });
+      try {
+        // Whoever publishes (pasta itself, or the keeper's forwarder where
+        // this pasta would splice loopback clients), the peer is the
+        // container's own address (CVE-2021-20199).
+        expect(await readFromLoopback(port)).toBe(`peer ${address}`);
+        const reached = await readFromLoopback(loPort).then(
+          (text) => `reply ${JSON.stringify(text)}`,
+          (err: NodeJS.ErrnoException) => `error ${err.code}`,
+        );
+        expect(reached).toMatch(/^(reply ""|error ECONNRESET)$/);
+      } finally {
+        server.close();
+        local.close();
+        inside.close();
+      }
       expect((await podnet(['down', 'pasta1', ...dirs])).code).toBe(0);
       for (const h of helpers) expect(running(h.pid)).toBe(false);
     },

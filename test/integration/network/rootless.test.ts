@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../../src/index.js';
+import { InvalidArgumentError, pastaContainerAddress, probePasta } from '../../../src/index.js';
 import { freePort, isRoot, readFromLoopback, running } from '../../helpers/host.js';
 import { netEnvPerTest } from './env.js';
 
@@ -180,17 +180,28 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
   });
 });
 
+/** What a client on the host's loopback gets from a port: the reply, or the error's code. */
+function replyOrError(port: number): Promise<string> {
+  return readFromLoopback(port).then(
+    (text) => `reply ${JSON.stringify(text)}`,
+    (err: NodeJS.ErrnoException) => `error ${err.code}`,
+  );
+}
+
 describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
   const envs = netEnvPerTest();
 
-  it('publishes a port with pasta; its interface shows in stats; teardown stops pasta', async () => {
+  it('publishes ports with a non-loopback peer inside; a server on 127.0.0.1 inside is not reachable; teardown stops all', async () => {
     const env = await envs.use(0);
-    const port = await freePort();
+    const [port, loPort] = [await freePort(), await freePort()];
     const a = await env.net().setup({
       id: 'pasta-1',
       name: 'p',
       mode: 'pasta',
-      portMappings: [{ hostIP: '127.0.0.1', hostPort: port, containerPort: 8080 }],
+      portMappings: [
+        { hostIP: '127.0.0.1', hostPort: port, containerPort: 8080 },
+        { hostIP: '127.0.0.1', hostPort: loPort, containerPort: 8081 },
+      ],
     });
     const pasta = a.pasta!;
     expect(a.state.helpers).toEqual([
@@ -201,15 +212,66 @@ describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
         dir: dirname(pasta.logPath),
       },
     ]);
+    const binary = await probePasta();
+    // This machine's pasta decides who publishes: podnet's forwarder when
+    // pasta would splice a loopback client into the namespace's loopback.
+    expect(pasta.args.includes(`127.0.0.1/${port}:8080`)).toBe(!binary.splicesLoopback);
+    const address = await pastaContainerAddress(a.netns!);
     const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
     await a.netns!.listen(server, { port: 8080 });
-    // pasta splices host-loopback connections to the namespace's loopback.
-    expect(await readFromLoopback(port)).toBe('peer 127.0.0.1');
-    server.close();
+    const local = net.createServer((s) => s.end('loopback only'));
+    await a.netns!.listen(local, { port: 8081, host: '127.0.0.1' });
+    try {
+      // The forwarder (or a new pasta) dials the container's own address:
+      // the peer is that address, never 127.0.0.1 (CVE-2021-20199).
+      expect(await readFromLoopback(port)).toBe(`peer ${address}`);
+      expect(address).not.toMatch(/^127\./);
+      // The loopback-only server answers inside, and not on its published port.
+      const inside = await a.netns!.connect({ host: '127.0.0.1', port: 8081 });
+      const text = await new Promise<string>((resolve) => {
+        let t = '';
+        inside.on('data', (d: Buffer) => {
+          t += d;
+        });
+        inside.on('end', () => resolve(t));
+      });
+      expect(text).toBe('loopback only');
+      expect(await replyOrError(loPort)).toMatch(/^(reply ""|error ECONNRESET)$/);
+    } finally {
+      server.close();
+      local.close();
+    }
     const stats = await a.stats();
     expect(stats.interfaces.length).toBeGreaterThan(0);
     await a.teardown();
     expect(running(pasta.pid)).toBe(false);
     await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  it("pasta's own -t is refused where this pasta would splice loopback clients, and nothing is left", async () => {
+    const env = await envs.use(0);
+    const port = await freePort();
+    const setup = env
+      .net()
+      .setup({ id: 'own-t', name: 'p', mode: 'pasta', modeOptions: ['-t', `${port}:8080`] });
+    if ((await probePasta()).splicesLoopback) {
+      await expect(setup).rejects.toThrow(
+        new RegExp(`^pasta option '-t ${port}:8080': this pasta .* would splice loopback clients`),
+      );
+    } else {
+      const a = await setup;
+      expect(a.pasta!.args).toEqual(expect.arrayContaining(['-t', `${port}:8080`]));
+      await a.teardown();
+    }
+    expect(await env.leftovers()).toEqual([]);
+  });
+
+  it("as root, pasta's --pcap is refused before anything is made", async () => {
+    const env = await envs.use(0);
+    const nw = env.net();
+    await expect(
+      nw.setup({ id: 'pcap', name: 'p', mode: 'pasta', modeOptions: ['--pcap', '/tmp/x.pcap'] }),
+    ).rejects.toThrow(/^pasta option '--pcap': as root/);
+    expect(await env.leftovers()).toEqual([]);
   });
 });

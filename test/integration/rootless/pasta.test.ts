@@ -205,7 +205,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: { path: fixture('pasta-garbage'), version: undefined },
+      binary: { path: fixture('pasta-garbage'), version: undefined, splicesLoopback: true },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PastaStartError);
     expect((err as PastaStartError).reason).toBe('exited');

@@ -20,11 +20,13 @@ import {
 } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, isRoot, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
+import { freePort, isRoot, readFromLoopback, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as {
@@ -231,11 +233,11 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
   ];
   for (const c of cases) {
     it(`${c.label}: a published port reachable from the host, counters in-process, nothing left`, async () => {
-      const hostPort = await freePort();
+      const [hostPort, loPort] = [await freePort(), await freePort()];
       const id = `c-${uniq()}`;
       const child = spawnAsUser([
         join(user.pkg, 'child.mjs'),
-        JSON.stringify({ id, mode: c.mode, modeOptions: c.modeOptions, hostPort }),
+        JSON.stringify({ id, mode: c.mode, modeOptions: c.modeOptions, hostPort, loPort }),
       ]);
       let stderr = '';
       child.stderr!.on('data', (d: Buffer) => {
@@ -271,13 +273,27 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
           expect(peer).toBe('10.0.2.100');
         }
         expect(peer).not.toMatch(/^$/);
+        if (c.mode === undefined) {
+          // pasta: whoever publishes (pasta itself, or podnet's forwarder
+          // where this pasta would splice loopback clients into the
+          // container's loopback), the peer is the address pasta copied in.
+          expect(peer).toBe(ready['address']);
+        }
+        expect(peer).not.toMatch(/^(127\.|::1$|::ffff:127\.)/);
+        // A server bound only to the container's 127.0.0.1 is not reachable
+        // through its published port, whichever engine publishes it.
+        const reached = await fetch(`http://127.0.0.1:${loPort}/`).then(
+          async (r) => `reply ${await r.text()}`,
+          () => 'refused',
+        );
+        expect(reached).toBe('refused');
 
         child.stdin!.write('stats\n');
         const { stats } = (await next()) as { stats: { rxBytes: number; txBytes: number } };
         // The interface has sent (router solicitations at least). Only
         // slirp4netns's own forwards come in through it: podnet's forwarder
         // dials the container's address from inside, and pasta splices a
-        // loopback client to the namespace's loopback.
+        // loopback client to that address, both over the namespace's lo.
         expect(stats.txBytes).toBeGreaterThan(0);
         if (c.modeOptions.length) expect(stats.rxBytes).toBeGreaterThan(0);
 
@@ -405,6 +421,51 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       expect(kinds.some((k) => k.includes('slirp4netns'))).toBe(true);
       expect(kinds.some((k) => k.includes('userns-main'))).toBe(true);
     } finally {
+      const down = await runAsUser([bin, 'down', id]);
+      expect(down.code, down.stderr).toBe(0);
+    }
+  });
+
+  it('`podnet up -p` as the user in the default mode (pasta): a non-loopback peer inside, nothing of 127.0.0.1 inside', async () => {
+    const [hostPort, loPort] = [await freePort(), await freePort()];
+    const id = `pasta-${uniq()}`;
+    const bin = join(user.pkg, 'bin/podnet.js');
+    const up = await runAsUser([
+      bin,
+      'up',
+      id,
+      '-p',
+      `127.0.0.1:${hostPort}:8080`,
+      '-p',
+      `127.0.0.1:${loPort}:8081`,
+      '--json',
+    ]);
+    expect(up.code, up.stderr).toBe(0);
+    let inside: NetworkNamespace | undefined;
+    const servers: net.Server[] = [];
+    try {
+      const state = JSON.parse(
+        await readFile(join(user.runtime, 'podnet', `${id}.json`), 'utf8'),
+      ) as { mode: string; netnsPath: string; helpers: { kind: string }[] };
+      expect(state.mode).toBe('pasta');
+      expect(state.helpers.map((h) => h.kind).sort()).toEqual(['keeper', 'pasta', 'userns']);
+      // The test (root) serves inside the user's namespace itself.
+      inside = await NetworkNamespace.open(state.netnsPath);
+      const address = await pastaContainerAddress(inside);
+      const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
+      const local = net.createServer((s) => s.end('loopback only'));
+      servers.push(server, local);
+      await inside.listen(server, { port: 8080 });
+      await inside.listen(local, { port: 8081, host: '127.0.0.1' });
+      expect(await readFromLoopback(hostPort)).toBe(`peer ${address}`);
+      const reached = await readFromLoopback(loPort).then(
+        (text) => `reply ${JSON.stringify(text)}`,
+        (err: NodeJS.ErrnoException) => `error ${err.code}`,
+      );
+      expect(reached).toMatch(/^(reply ""|error ECONNRESET)$/);
+    } finally {
+      for (const s of servers) s.close();
+      inside?.close();
       const down = await runAsUser([bin, 'down', id]);
       expect(down.code, down.stderr).toBe(0);
     }

@@ -103,7 +103,6 @@ describe('parsePastaOptions', () => {
     [['-M', '02:00:00:00:00'], /MAC/],
     [['-I', 'a-very-long-interface'], /interface name/],
     [['-S', 'a.com;b'], /domains/],
-    [['--pcap', 'rel/file.pcap'], /absolute path/],
     [['--constructor'], /unknown option/],
   ])('refuses %j', (tokens, message) => {
     expect(() => parsePastaOptions(tokens)).toThrow(InvalidArgumentError);
@@ -112,27 +111,80 @@ describe('parsePastaOptions', () => {
 
   it('accepts addresses, netmasks, MACs and domain lists', () => {
     expect(
-      parsePastaOptions([
-        '-a',
-        '10.1.2.3',
-        '-a',
-        'fd00::5',
-        '-n',
-        '24',
-        '-n',
-        '255.255.255.0',
-        '-g',
-        '10.1.2.1',
-        '--ns-mac-addr',
-        '02:00:00:aa:bb:cc',
-        '-S',
-        'example.com corp.example',
-        '--dns-forward',
-        '10.1.2.53',
-        '--pcap',
-        '/tmp/p.pcap',
-      ]).args,
+      parsePastaOptions(
+        [
+          '-a',
+          '10.1.2.3',
+          '-a',
+          'fd00::5',
+          '-n',
+          '24',
+          '-n',
+          '255.255.255.0',
+          '-g',
+          '10.1.2.1',
+          '--ns-mac-addr',
+          '02:00:00:aa:bb:cc',
+          '-S',
+          'example.com corp.example',
+          '--dns-forward',
+          '10.1.2.53',
+          '--pcap',
+          '/tmp/p.pcap',
+        ],
+        { root: false },
+      ).args,
     ).toHaveLength(18);
+  });
+
+  it('for an unprivileged pasta, --pcap takes an absolute path', () => {
+    expect(() => parsePastaOptions(['--pcap', 'rel/file.pcap'], { root: false })).toThrow(
+      /absolute path/,
+    );
+  });
+
+  it.each([
+    ['--pcap', '/tmp/p.pcap'],
+    ['--pcap=/etc/shadow'],
+    ['-p', '/tmp/p.pcap'],
+    ['-p/tmp/p.pcap'],
+  ])('as root, refuses %j, which would have pasta write a file as root', (...tokens) => {
+    let err: unknown;
+    try {
+      parsePastaOptions(tokens, { root: true });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
+    expect((err as Error).message).toMatch(/^pasta option '[^']+': as root, pasta would write/);
+    expect((err as Error).message).not.toContain('\n');
+  });
+
+  it('as root by default when this process is root, and the other file-writing or user options for everyone', () => {
+    const root = process.getuid?.() === 0;
+    expect(() => parsePastaOptions(['--pcap', '/tmp/p.pcap'])).toThrow(
+      ...(root ? [/as root/] : []),
+    );
+    if (!root) expect(parsePastaOptions(['--pcap', '/tmp/p.pcap']).given.has('pcap')).toBe(true);
+    for (const tokens of [
+      ['--log-file', '/tmp/l'],
+      ['-l', '/tmp/l'],
+      ['--pid', '/tmp/p'],
+      ['-P', '/tmp/p'],
+      ['--runas', '1000'],
+    ]) {
+      for (const rootFlag of [true, false])
+        expect(() => parsePastaOptions(tokens, { root: rootFlag })).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it('buildPastaArgs refuses, as root, options parsed for an unprivileged pasta', () => {
+    const options = parsePastaOptions(['--pcap', '/tmp/p.pcap'], { root: false });
+    expect(() => buildPastaArgs(base({ options, runAsRoot: true }))).toThrow(/as root/);
+    expect(buildPastaArgs(base({ options, runAsRoot: false }))).toEqual(
+      expect.arrayContaining(['--pcap', '/tmp/p.pcap']),
+    );
   });
 });
 

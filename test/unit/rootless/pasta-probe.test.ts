@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import {
   PastaMissingError,
   PastaProbeError,
   parsePastaVersion,
+  pastaSplicesLoopback,
   probePasta,
 } from '../../../src/rootless/index.js';
 
@@ -30,6 +31,45 @@ describe('pasta --version parsing', () => {
     expect(parsePastaVersion('slirp4netns version 1.2.0\n')).toBeNull();
     expect(parsePastaVersion('')).toBeNull();
     expect(parsePastaVersion('garbage\npasta 1.0\n')).toBeNull();
+  });
+});
+
+// `pasta --help` of Debian 12's passt (0.0~git20230309.7c7625d-1), as this
+// machine prints it (on stderr, status 1): with no syslog socket, each line
+// is preceded by pasta's report that sending it to syslog failed.
+const debianHelp = readFileSync(fixture('pasta-debian12-help.txt'), 'utf8');
+// The same text with the lines passt 2024_10_30 added to its usage, where
+// it added them (after -U's block), for the release that changed the
+// splice's target to the namespace's own address.
+const newHelp = debianHelp.replace(
+  '  --userns NSPATH',
+  '  --host-lo-to-ns-lo\tDEPRECATED:\n\t\t\tTranslate host-loopback forwards to\n\t\t\tnamespace loopback\n  --userns NSPATH',
+);
+
+describe('whether a pasta splices loopback clients into the namespace', () => {
+  it("Debian 12's pasta (no version, no --host-lo-to-ns-lo) does", () => {
+    expect(debianHelp).toContain('--config-net');
+    expect(pastaSplicesLoopback(debianHelp, undefined)).toBe(true);
+  });
+
+  it('a pasta whose help lists --host-lo-to-ns-lo does not, whatever its version says', () => {
+    expect(newHelp).not.toBe(debianHelp);
+    expect(pastaSplicesLoopback(newHelp, undefined)).toBe(false);
+    expect(pastaSplicesLoopback(newHelp, '2024_10_30.ee7d0b6')).toBe(false);
+  });
+
+  it('judges a dated version when the help does not list the option', () => {
+    expect(pastaSplicesLoopback(debianHelp, '2024_09_06.6b38f07')).toBe(true);
+    expect(pastaSplicesLoopback(debianHelp, '2023_03_09.7c7625d')).toBe(true);
+    expect(pastaSplicesLoopback(debianHelp, '2024_10_30.ee7d0b6')).toBe(false);
+    expect(pastaSplicesLoopback(debianHelp, '2025_01_21.4f2c8e7')).toBe(false);
+    // Not a date: podnet cannot tell, and takes the safe side.
+    expect(pastaSplicesLoopback(debianHelp, 'git-7c7625d')).toBe(true);
+  });
+
+  it('the option named in prose, not as an option of its own, does not count', () => {
+    const prose = `${debianHelp}\n    (see also --host-lo-to-ns-lo in newer versions)\n`;
+    expect(pastaSplicesLoopback(prose, undefined)).toBe(true);
   });
 });
 
@@ -72,7 +112,33 @@ describe('probePasta', () => {
 
   it('accepts a version-less pasta whose --help (on stderr, status 1) lists what podnet needs', async () => {
     const path = fixture('pasta-hang');
-    expect(await probePasta(path)).toEqual({ path, version: undefined });
+    expect(await probePasta(path)).toEqual({ path, version: undefined, splicesLoopback: true });
+  });
+
+  it('reads the splice behaviour from --help, once per binary until the file changes', async () => {
+    const runs = join(dir, 'runs');
+    writeFileSync(runs, '');
+    const help = join(dir, 'help.txt');
+    writeFileSync(help, debianHelp);
+    const fake = (version: string) =>
+      script(
+        'pasta-cached',
+        `echo run >> ${runs}\ncase "$1" in --version) echo "pasta ${version}";; *) cat ${help} >&2; exit 1;; esac`,
+      );
+    const path = fake('unknown version');
+    const first = await probePasta(path);
+    expect(first).toEqual({ path, version: undefined, splicesLoopback: true });
+    expect(await probePasta(path)).toBe(first);
+    expect(readFileSync(runs, 'utf8').split('\n').filter(Boolean)).toHaveLength(2);
+    // A new build at the same path is probed again.
+    writeFileSync(help, newHelp);
+    fake('2024_10_30.ee7d0b6');
+    expect(await probePasta(path)).toEqual({
+      path,
+      version: '2024_10_30.ee7d0b6',
+      splicesLoopback: false,
+    });
+    expect(readFileSync(runs, 'utf8').split('\n').filter(Boolean)).toHaveLength(4);
   });
 
   it('refuses a pasta whose --help lacks an option podnet relies on', async () => {
