@@ -13,6 +13,7 @@ import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import { processIdentity } from '../process.js';
 import {
+  type KeeperInfo,
   type RootlessEngines,
   startKeeper,
   startPasta,
@@ -152,6 +153,7 @@ export class Networking {
     let netns: NetworkNamespace | undefined;
     let userns: UserNamespace | undefined;
     let engines: RootlessEngines | undefined;
+    let keeper: KeeperInfo | undefined;
     try {
       throwIfAborted(signal, id);
       const mode = state.mode;
@@ -177,7 +179,7 @@ export class Networking {
       if (plan.engine !== undefined) {
         const engine = plan.engine;
         if (this.keeper) {
-          const keeper = await startKeeper({
+          keeper = await startKeeper({
             engine,
             netns: netns?.path ?? 'userns',
             options: modeOptions,
@@ -207,8 +209,10 @@ export class Networking {
           });
         }
         // Recorded at once: if this process dies before the setup completes,
-        // gc must find and stop them (a keeper, or pasta, outlives it).
+        // gc must find and stop them (a keeper, or pasta, outlives it). A
+        // keeper stops by itself if this process dies before confirming.
         await journal();
+        keeper?.confirm();
         step(engine);
       }
 

@@ -1,8 +1,13 @@
 // Detached helper processes (the keeper, the detached port forwarder): a
 // small Node program started in its own process group, so it can outlive
-// the process that started it. Its job comes as JSON on stdin; it reports
-// once on fd 3, `{ ok: true, ... }` when it runs or `{ ok: false, code,
-// message }` when it could not start, and closes fd 3. Both sides live here.
+// the process that started it. Its job comes as one line of JSON on stdin;
+// it reports once on fd 3, `{ ok: true, ... }` when it runs or `{ ok: false,
+// code, message }` when it could not start, and closes fd 3. Then it waits
+// for a second line on stdin, the starter's confirmation that it has
+// recorded the helper (in a container's journal, say): if stdin ends
+// first, the starter died before anyone could find the helper again, so the
+// helper stops itself (SIGTERM to itself) rather than run on unowned.
+// Both sides live here.
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -32,6 +37,11 @@ export interface DetachedStarted<T> {
   report: T;
   /** This process's end of fd 4 (fd4 'pipe'); unreferenced, so it keeps nothing alive. */
   fd4?: Readable;
+  /**
+   * Tells the helper it has been recorded and may outlive this process.
+   * Until then, this process's death makes it stop.
+   */
+  confirm(): void;
 }
 
 /**
@@ -50,7 +60,7 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
     opts.fd4 === 'pipe' ? (child.stdio[4] as Readable & { unref?: () => void }) : undefined;
   // A helper that exits at once must not fail this process with EPIPE.
   child.stdin?.on('error', () => undefined);
-  child.stdin?.end(JSON.stringify(opts.job));
+  child.stdin?.write(`${JSON.stringify(opts.job)}\n`);
   return new Promise<DetachedStarted<T>>((resolve, reject) => {
     let text = '';
     let settled = false;
@@ -66,6 +76,7 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
         }
       }
       fd4?.destroy();
+      child.stdin?.destroy();
       reject(err);
     };
     const timer = setTimeout(
@@ -102,7 +113,10 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
       clearTimeout(timer);
       child.unref();
       fd4?.unref?.();
-      resolve({ pid: child.pid, report, ...(fd4 ? { fd4 } : {}) });
+      const confirm = (): void => {
+        child.stdin?.end('ok\n');
+      };
+      resolve({ pid: child.pid, report, ...(fd4 ? { fd4 } : {}), confirm });
     });
   });
 }
@@ -122,19 +136,62 @@ export async function runDetached(
   code: string,
   start: (job: unknown) => Promise<object>,
 ): Promise<void> {
+  const lines = stdinLines();
   try {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
     let job: unknown;
     try {
-      job = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      job = JSON.parse(await lines.next());
     } catch (err) {
-      throw new InvalidArgumentError('the job on stdin is not JSON', { cause: err });
+      throw new InvalidArgumentError('the job on stdin is not a line of JSON', { cause: err });
     }
     report({ ok: true, ...(await start(job)) });
+    // `start` has installed its SIGTERM handler, which stops what it started.
+    void lines.next().then(
+      (line) => {
+        if (line !== 'ok') process.kill(process.pid, 'SIGTERM');
+      },
+      () => process.kill(process.pid, 'SIGTERM'),
+    );
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
     report({ ok: false, code: String(e?.code ?? code), message: String(e?.message ?? err) });
     process.exit(1);
   }
+}
+
+/** Reads stdin a line at a time; `next` rejects at end of input. */
+function stdinLines(): { next(): Promise<string> } {
+  let buffered = '';
+  let ended = false;
+  const waiting: (() => void)[] = [];
+  const wake = (): void => {
+    for (const w of waiting.splice(0)) w();
+  };
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (d: string) => {
+    buffered += d;
+    wake();
+  });
+  process.stdin.on('end', () => {
+    ended = true;
+    wake();
+  });
+  process.stdin.on('error', () => {
+    ended = true;
+    wake();
+  });
+  return {
+    async next(): Promise<string> {
+      for (;;) {
+        const nl = buffered.indexOf('\n');
+        if (nl >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          return line;
+        }
+        if (ended) throw new Error('end of input');
+        await new Promise<void>((r) => waiting.push(r));
+      }
+    },
+  };
 }

@@ -181,5 +181,7 @@ export async function spawnForwarderProcess(
       return msg['ports'] as ForwardedPort[];
     },
   });
+  // The caller records `identity` itself; from here the forwarder outlives this process.
+  started.confirm();
   return new DetachedPortForwarder(processIdentity(started.pid), started.report, started.fd4);
 }

@@ -62,6 +62,11 @@ export interface KeeperInfo {
   engineDir?: string;
   /** The pid of the UserNamespace helper holding the namespaces (`userns` jobs). */
   usernsPid?: number;
+  /**
+   * Call once the keeper is recorded (in the container's journal): until
+   * then, the keeper stops everything and exits if this process dies.
+   */
+  confirm(): void;
 }
 
 /** Options of {@link startKeeper}. */
@@ -86,11 +91,12 @@ export interface KeeperOptions {
 
 /**
  * Starts a detached keeper that runs slirp4netns (and the forwarder) or pasta for a
- * container and outlives this process; resolves once it reports the engines
- * running. On any failure the keeper is killed and nothing is left.
+ * container and outlives this process once confirmed; resolves once it
+ * reports the engines running. On any failure the keeper is killed and
+ * nothing is left.
  */
 export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
-  const { pid, report } = await spawnDetached({
+  const { pid, report, confirm } = await spawnDetached({
     // Compiled next to this file (dist/rootless/keeper-main.js).
     main: fileURLToPath(new URL('./keeper-main.js', import.meta.url)),
     job: {
@@ -116,5 +122,5 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
       };
     },
   });
-  return { pid, ...report };
+  return { pid, ...report, confirm };
 }

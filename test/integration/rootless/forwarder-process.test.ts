@@ -245,7 +245,7 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
     expect(JSON.parse(Buffer.concat(chunks).toString())).toMatchObject({
       ok: false,
       code: 'ERR_PODNET_INVALID_ARGUMENT',
-      message: expect.stringContaining('not JSON'),
+      message: expect.stringContaining('not a line of JSON'),
     });
     expect(code).toBe(1);
 
