@@ -124,9 +124,9 @@ describe.skipIf(skipReason !== undefined)(
           );
           const later = await settledDiff(host, baseline);
           expect(
-            { afterGc, later },
-            `gc exited ${gc.code}: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
-          ).toEqual({ afterGc: [], later: [] });
+            { gcExit: gc.code, afterGc, later },
+            `gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+          ).toEqual({ gcExit: 0, afterGc: [], later: [] });
           clean();
         }),
     );
@@ -205,7 +205,13 @@ describe.skipIf(skipReason !== undefined)('podnet up SIGKILLed at 24 points of i
           expect(down.code, `${where}: podnet down: ${down.stderr}`).toBe(0);
         }
         const diff = await settledDiff(host, baseline);
-        expect(diff, `${where}; gc: ${gc.stdout.trim()} ${gc.stderr.trim()}`).toEqual([]);
+        expect(
+          { gcExit: gc.code, diff },
+          `${where}; gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+        ).toEqual({
+          gcExit: 0,
+          diff: [],
+        });
         clean();
       }),
   );
