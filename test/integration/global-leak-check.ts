@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { IPTABLES_TABLES, iptablesContent } from '../helpers/iptables.js';
 
 const sh = (cmd: string, args: string[]): string => {
   try {
@@ -53,17 +54,15 @@ function snapshot(): Record<string, string[]> {
       .split('\n')
       .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
       .filter(Boolean),
-    'iptables rules': ['filter', 'nat', 'mangle'].flatMap((t) =>
-      sh('iptables-save', ['-t', t])
-        .split('\n')
-        .filter((l) => l.startsWith('-') || l.startsWith(':'))
-        .map((l) => l.replace(/\[\d+:\d+\]/, '')),
-    ),
-    'ip6tables rules': ['filter', 'nat'].flatMap((t) =>
-      sh('ip6tables-save', ['-t', t])
-        .split('\n')
-        .filter((l) => l.startsWith('-') || l.startsWith(':'))
-        .map((l) => l.replace(/\[\d+:\d+\]/, '')),
+    // Every table of both families, by content (counters stripped): a rule
+    // left in mangle or raw is as much a leak as one in nat.
+    ...Object.fromEntries(
+      (['iptables', 'ip6tables'] as const).flatMap((family) =>
+        IPTABLES_TABLES.map((t) => [
+          `${family} ${t} rules`,
+          iptablesContent(sh(`${family}-save`, ['-t', t])),
+        ]),
+      ),
     ),
     'CNI state in /var/lib/cni': files('/var/lib/cni'),
     'podnet state in /run/podnet': files('/run/podnet'),

@@ -1,0 +1,218 @@
+// A `podnet up` SIGKILLed anywhere in its run, then `podnet gc` (and
+// `podnet down` when the container was complete): the host must equal what
+// it held before, by content: namespaces, mounts, links, addresses, every
+// table of iptables and ip6tables, host-local leases, the CNI cache, podnet's
+// state, processes. Each case runs in a throwaway host of its own
+// (test/helpers/throwaway-host.ts), so the machine's rules and other runs
+// are never touched or seen. The cost of that recovery (gc's wall time) is
+// printed at the end.
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLUGIN_DIR, TEST_PREFIX, uniq, until } from '../../helpers/host.js';
+import { settledDiff } from '../../helpers/throwaway-host.js';
+import {
+  CONF_FLAGS,
+  type KillPoint,
+  median,
+  ok,
+  type ProgressEvent,
+  skipReason,
+  stateOf,
+  WarmHostPool,
+  type WatchedRun,
+  watchedPodnet,
+} from './lifecycle-env.js';
+
+const SLOW_ADD = new URL('../../fixtures/cni/slow-add', import.meta.url).pathname;
+/** How long the slow plugin waits: far longer than the kill takes to follow its mark. */
+const SLOW_SECONDS = 2;
+
+/** gc wall times after a kill left something to recover. */
+const recoveryMs: number[] = [];
+const pool = new WarmHostPool();
+
+// Two cases at a time on two cores; each has its own host.
+const slots = (() => {
+  let free = 2;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (free === 0) await new Promise<void>((r) => waiting.push(r));
+    else free--;
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    }
+  };
+})();
+
+afterAll(async () => {
+  await pool.close();
+  if (recoveryMs.length === 0) return;
+  const [recovery, idle] = [median(recoveryMs), median(pool.idleGcMs)];
+  console.log(
+    `podnet gc after a SIGKILLed podnet up: median ${recovery.toFixed(0)} ms ` +
+      `(min ${Math.min(...recoveryMs).toFixed(0)}, max ${Math.max(...recoveryMs).toFixed(0)}, ` +
+      `${recoveryMs.length} runs); with nothing to clean: median ${idle.toFixed(0)} ms; ` +
+      `so recovering costs ~${(recovery - idle).toFixed(0)} ms over node starting the CLI`,
+  );
+});
+
+describe.skipIf(skipReason !== undefined)(
+  'SIGKILL while a plugin of the default chain runs',
+  () => {
+    // [plugin the slow stand-in replaces, when it waits]; tuning 'after' is
+    // "after the last plugin": the whole chain has run, podnet has not heard.
+    const positions: [string, 'before' | 'after'][] = [
+      ['bridge', 'before'],
+      ['host-local', 'before'],
+      ['portmap', 'before'],
+      ['firewall', 'before'],
+      ['tuning', 'before'],
+      ['tuning', 'after'],
+    ];
+
+    it.concurrent.for(positions)(
+      'owner killed in %s (%s its work), then gc: the host is as it was',
+      // Cases wait for a slot, and that counts towards the timeout.
+      { timeout: 180_000 },
+      ([plugin, when], { expect, onTestFinished }) =>
+        slots(async () => {
+          const { host, baseline, clean } = await pool.lease(onTestFinished);
+          const dir = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+          onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+          symlinkSync(SLOW_ADD, join(dir, plugin));
+          writeFileSync(
+            join(dir, 'slow.conf'),
+            `SLOW_SECONDS=${SLOW_SECONDS}\nSLOW_WHEN=${when}\n`,
+          );
+          const pluginFlags = ['--cni-plugin-dir', dir, '--cni-plugin-dir', PLUGIN_DIR];
+          const id = `crash-${uniq()}`;
+
+          const up = host.spawnPodnet([
+            'up',
+            id,
+            '-p',
+            '127.0.0.1:8080:80',
+            ...pluginFlags,
+            ...CONF_FLAGS,
+          ]);
+          const exited = new Promise((r) => up.on('close', r));
+          const marker = join(dir, `${plugin}.started`);
+          await until(
+            `${plugin} to start`,
+            () => existsSync(marker) || up.exitCode !== null,
+            20_000,
+          );
+          expect(up.exitCode, 'podnet up ended before the slow plugin ran').toBeNull();
+          up.kill('SIGKILL');
+          const killedAt = Date.now();
+          await exited;
+
+          const t0 = performance.now();
+          const gc = await host.podnet(['gc', ...pluginFlags, ...CONF_FLAGS]);
+          recoveryMs.push(performance.now() - t0);
+          const afterGc = await settledDiff(host, baseline);
+          // The killed owner's plugin may still be running: nothing it does
+          // once it wakes may outlive gc either.
+          await new Promise((r) =>
+            setTimeout(r, Math.max(0, killedAt + SLOW_SECONDS * 1000 + 500 - Date.now())),
+          );
+          const later = await settledDiff(host, baseline);
+          expect(
+            { gcExit: gc.code, afterGc, later },
+            `gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+          ).toEqual({ gcExit: 0, afterGc: [], later: [] });
+          clean();
+        }),
+    );
+  },
+);
+
+/**
+ * Kill points over a calibrated run: two during node's start (before the
+ * first event), one at each event, and the rest spread evenly in time over
+ * the run, each keyed to the last event before it (so a slower run under
+ * load still dies in the same stretch of work).
+ */
+function killPoints(events: ProgressEvent[], totalMs: number, count: number): KillPoint[] {
+  const first = events[0]?.at ?? totalMs;
+  const points: KillPoint[] = [
+    { event: 0, ms: first * 0.3 },
+    { event: 0, ms: first * 0.8 },
+  ];
+  for (let k = 1; k <= events.length && points.length < count; k++)
+    points.push({ event: k, ms: 0 });
+  const rest = count - points.length;
+  for (let j = 0; j < rest; j++) {
+    const at = first + ((j + 0.5) * (totalMs - first)) / rest;
+    const k = events.filter((e) => e.at <= at).length;
+    points.push({ event: k, ms: at - (events[k - 1]?.at ?? 0) });
+  }
+  return points;
+}
+
+const POINTS = 24;
+
+describe.skipIf(skipReason !== undefined)('podnet up SIGKILLed at 24 points of its run', () => {
+  let calibration: WatchedRun;
+  let points: KillPoint[] = [];
+
+  beforeAll(async () => {
+    const warm = await pool.acquire();
+    const id = `cal-${uniq()}`;
+    try {
+      calibration = await watchedPodnet(warm.host, ['up', id, '-p', '127.0.0.1:8080:80']);
+      expect(calibration.code).toBe(0);
+      await ok(warm.host, ['down', id]);
+      expect(await settledDiff(warm.host, warm.baseline)).toEqual([]);
+      pool.release(warm);
+    } catch (err) {
+      await warm.host.close();
+      throw err;
+    }
+    points = killPoints(calibration.events, calibration.ms, POINTS);
+    console.log(
+      `calibration: podnet up took ${calibration.ms.toFixed(0)} ms; events at ` +
+        calibration.events.map((e) => `${e.at.toFixed(0)} ${e.label}`).join(', '),
+    );
+  }, 60_000);
+
+  it.concurrent.for(Array.from({ length: POINTS }, (_, i) => i))(
+    'kill point %i, then gc (and down if it had finished): the host is as it was',
+    { timeout: 180_000 },
+    (i, { expect, onTestFinished }) =>
+      slots(async () => {
+        const point = points[i]!;
+        const { host, baseline, clean } = await pool.lease(onTestFinished);
+        const id = `kill-${i}-${uniq()}`;
+        const run = await watchedPodnet(host, ['up', id, '-p', '127.0.0.1:8080:80'], point);
+        const where = `${run.killedAfter === undefined ? 'not killed (finished first)' : `killed ${point.ms.toFixed(0)} ms after event ${point.event} (last seen: ${run.killedAfter})`}`;
+        console.log(`kill point ${i}: ${where}`);
+        const hadState = (await stateOf(host, id)) !== undefined;
+        const t0 = performance.now();
+        const gc = await host.podnet(['gc', ...CONF_FLAGS]);
+        if (run.killedAfter !== undefined && hadState) recoveryMs.push(performance.now() - t0);
+        const state = await stateOf(host, id);
+        if (run.code === 0)
+          expect(state?.phase, `${where}: gc must keep a finished container`).toBe('ready');
+        if (state?.phase === 'ready') {
+          const down = await host.podnet(['down', id, ...CONF_FLAGS]);
+          expect(down.code, `${where}: podnet down: ${down.stderr}`).toBe(0);
+        }
+        const diff = await settledDiff(host, baseline);
+        expect(
+          { gcExit: gc.code, diff },
+          `${where}; gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+        ).toEqual({
+          gcExit: 0,
+          diff: [],
+        });
+        clean();
+      }),
+  );
+});
