@@ -2,7 +2,7 @@
 // process even after the pid is reused. Helper processes that outlive the
 // one that started them (a keeper, a detached forwarder, slirp4netns) are
 // recorded this way, so gc can find them again and never signals a stranger.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A process's pid and start time (/proc/PID/stat field 22). */
@@ -75,6 +75,54 @@ export function processStatus(id: ProcessIdentity | undefined): 'alive' | 'dead'
   }
   if (stat.startTime !== id.startTime || stat.state === 'Z' || stat.state === 'X') return 'dead';
   return 'alive';
+}
+
+/**
+ * SIGKILLs what is left of the process group `leader` led (a CNI plugin and
+ * what it started), and waits up to `timeoutMs` for all of it to end. A pid
+ * is not reused while a group of that number has members, so a live
+ * process at the leader's pid with another start time means the group is
+ * long gone: nothing is signalled then. Returns whether any was signalled.
+ */
+export async function killProcessGroup(
+  leader: ProcessIdentity,
+  timeoutMs = 5000,
+): Promise<boolean> {
+  try {
+    if (readStat(leader.pid).startTime !== leader.startTime) return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ESRCH') throw err;
+  }
+  if (groupMembers(leader.pid).length === 0) return false;
+  try {
+    process.kill(-leader.pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+  for (let waited = 0; groupMembers(leader.pid).length > 0; waited += 10) {
+    if (waited >= timeoutMs)
+      throw new Error(`process group ${leader.pid} still runs ${timeoutMs} ms after SIGKILL`);
+    await sleep(10);
+  }
+  return true;
+}
+
+/** Live (not zombie) processes whose process group is `pgid`. */
+function groupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z' && fields[0] !== 'X')
+        members.push(Number(name));
+    } catch {
+      // It ended while we looked.
+    }
+  }
+  return members;
 }
 
 /** A process's argv from /proc/PID/cmdline, or undefined when it cannot be read. */

@@ -18,7 +18,8 @@ export type PluginExecFailure =
   | { kind: 'timeout' }
   | { kind: 'aborted'; reason: unknown }
   | { kind: 'too-large'; limit: number }
-  | { kind: 'spawn'; error: NodeJS.ErrnoException };
+  | { kind: 'spawn'; error: NodeJS.ErrnoException }
+  | { kind: 'hook'; error: unknown };
 
 /** Thrown by {@link execPlugin} when the process did not run to its end. */
 export class PluginExecError extends Error {
@@ -29,7 +30,7 @@ export class PluginExecError extends Error {
   constructor(failure: PluginExecFailure) {
     super(
       `plugin execution failed: ${failure.kind}`,
-      failure.kind === 'spawn' ? { cause: failure.error } : {},
+      failure.kind === 'spawn' || failure.kind === 'hook' ? { cause: failure.error } : {},
     );
     this.failure = failure;
   }
@@ -43,11 +44,21 @@ export interface ExecPluginOptions {
   maxOutputBytes: number;
   /** Kill the plugin when this aborts. */
   signal?: AbortSignal | undefined;
+  /**
+   * Awaited once the plugin process exists, before it gets its config on
+   * stdin: a plugin does nothing before reading its config, so a caller
+   * can record the pid first (a journal), and a crash of the caller before
+   * that leaves a plugin that only reads EOF and exits. If it throws, the
+   * plugin is killed and the execution rejects with that error.
+   */
+  onSpawn?: ((pid: number) => Promise<void> | void) | undefined;
 }
 
 /**
  * Runs a plugin binary: how the runtime executes one plugin call. Replaceable
  * (like libcni's Exec interface) so the protocol can be tested without root.
+ * An executor must await `options.onSpawn` (when given) before the plugin
+ * gets its config: ADD's progress and rollback depend on it.
  */
 export type PluginExecutor = (
   path: string,
@@ -153,7 +164,20 @@ export function spawnPlugin(
     // A plugin may exit without reading its config (EPIPE): its exit status
     // and output say what happened, so write errors are not failures.
     child.stdin.on('error', () => {});
-    child.stdin.end(stdin);
+    const onSpawn = options.onSpawn;
+    if (onSpawn === undefined || child.pid === undefined) {
+      child.stdin.end(stdin);
+      return;
+    }
+    Promise.resolve()
+      .then(() => onSpawn(child.pid!))
+      .then(
+        () => child.stdin.end(stdin),
+        (error: unknown) => {
+          stop({ kind: 'hook', error });
+          child.stdin.destroy();
+        },
+      );
   });
 }
 

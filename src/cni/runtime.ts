@@ -78,21 +78,29 @@ export interface CniCallOptions {
   timeoutMs?: number;
 }
 
-/** Where an ADD has got to: reported before each plugin of the list runs. */
+/**
+ * Where an ADD has got to: reported for each plugin of the list once its
+ * process exists and before it reads its config (so before it can act).
+ */
 export interface CniAddProgress {
   /** Index of the plugin about to run. */
   plugin: number;
   /** What it gets as prevResult (undefined for the first plugin). */
   prevResult: CniResult | undefined;
+  /** Its pid, which leads its own process group (its children are in it too). */
+  pid: number;
 }
 
 /** Options of {@link CniRuntime.add}. */
 export interface CniAddOptions extends CniCallOptions {
   /**
-   * Awaited before each plugin runs. A caller that keeps a journal records
-   * how far the chain got, so that after a crash a DEL asks exactly the
-   * plugins that ran, with the last result known (the result cache is only
-   * written once the whole chain has succeeded).
+   * Awaited for each plugin once its process exists, before it reads its
+   * config. A caller that keeps a journal records how far the chain got
+   * and the plugin's process group, so that after a crash the group can be
+   * killed and a DEL asks exactly the plugins that ran, with the last
+   * result known (the result cache is only written once the whole chain has
+   * succeeded). If it throws, the plugin is killed and the ADD fails (and is
+   * rolled back).
    */
   onPlugin?: (progress: CniAddProgress) => Promise<void> | void;
 }
@@ -221,10 +229,9 @@ export class CniRuntime {
       let reached = -1;
       try {
         for (const [i, plugin] of list.plugins.entries()) {
-          await options.onPlugin?.({ plugin: i, prevResult: prev });
-          reached = i;
           const call = { plugin: plugin.type, command: 'ADD' as const, network: list.name };
           const stdin = this.#pluginConfig(list, i, a, prev);
+          const prevResult = prev;
           const out = await this.#invoke(
             call,
             paths[i]!,
@@ -232,6 +239,11 @@ export class CniRuntime {
             this.#attachmentEnv('ADD', a),
             a,
             options,
+            async (pid) => {
+              await options.onPlugin?.({ plugin: i, prevResult, pid });
+              // From here the plugin may act: it is undone on failure.
+              reached = i;
+            },
           );
           prev = this.#parsePluginResult(call, out.stdout, list.cniVersion);
         }
@@ -658,6 +670,7 @@ export class CniRuntime {
     env: Record<string, string>,
     a: Prepared | undefined,
     options: CniCallOptions,
+    onSpawn?: (pid: number) => Promise<void>,
   ): Promise<PluginOutput> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const started = performance.now();
@@ -668,6 +681,7 @@ export class CniRuntime {
         timeoutMs,
         maxOutputBytes: this.maxOutputBytes,
         signal: options.signal,
+        onSpawn,
       });
       if (out.exitCode !== 0) throw this.#pluginError(call, out);
       return out;
@@ -703,6 +717,8 @@ export class CniRuntime {
           { errno: f.error.errno ?? 0, syscall: 'spawn', path },
           { cause: f.error },
         );
+      case 'hook':
+        return f.error instanceof Error ? f.error : new Error(String(f.error));
     }
   }
 

@@ -238,11 +238,13 @@ export class Networking {
           },
           {
             ...(signal ? { signal } : {}),
-            // The journal says how far the chain got before each plugin runs.
-            onPlugin: async ({ plugin, prevResult }) => {
+            // Before each plugin reads its config, the journal says how far
+            // the chain got and which process group runs the plugin.
+            onPlugin: async ({ plugin, prevResult, pid }) => {
               adding.reached = plugin;
               if (prevResult === undefined) delete adding.prevResult;
               else adding.prevResult = prevResult;
+              adding.plugin = processIdentity(pid);
               await journal();
             },
           },

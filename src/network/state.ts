@@ -99,6 +99,12 @@ const StateSchema = v.strictObject({
       runtime: RuntimeConf,
       reached: v.pipe(v.number(), v.integer(), v.minValue(-1)),
       prevResult: v.optional(v.looseObject({})),
+      plugin: v.optional(
+        v.strictObject({
+          pid: v.pipe(v.number(), v.integer(), v.minValue(2)),
+          startTime: v.string(),
+        }),
+      ),
     }),
   ),
   portMappings: v.array(

@@ -106,6 +106,12 @@ export interface PendingNetwork {
   reached: number;
   /** What that plugin got as prevResult, in the list's cniVersion. */
   prevResult?: CniResult;
+  /**
+   * That plugin's process, which leads a process group: if the setup's
+   * process dies, the plugin (and what it started) is killed before DEL, so
+   * an ADD still running cannot finish after its undo.
+   */
+  plugin?: { pid: number; startTime: string };
 }
 
 /** A helper process a container's network needs (slirp4netns, a port forwarder). */

@@ -12,7 +12,7 @@ import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/in
 import { publish } from '../diagnostics.js';
 import { isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
-import { processArgv, processStatus, terminateProcess } from '../process.js';
+import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
 import type { ContainerState, HelperProcess, RecordedRuntimeConf } from './types.js';
 
@@ -60,6 +60,9 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   // for one, finds its rules through the portMappings capability.
   if (state.adding) {
     const a = state.adding;
+    // A plugin whose setup process died may still be running its ADD: it
+    // must end before the DEL, or it could finish after it.
+    if (a.plugin) await killProcessGroup(a.plugin).catch((e: unknown) => errors.push(e));
     await del(ctx.cni, state, a.config, a.ifName, a.runtime, {
       reached: a.reached,
       ...(a.prevResult === undefined ? {} : { prevResult: a.prevResult }),

@@ -52,7 +52,9 @@ let dir: string;
 let calls: Call[];
 let respond: Responder;
 
-const executor: PluginExecutor = async (path, stdin, env) => {
+const executor: PluginExecutor = async (path, stdin, env, options) => {
+  // As the real executor: the process exists (a made-up pid) before it reads its config.
+  await options.onSpawn?.(4242);
   const call = {
     plugin: basename(path),
     command: env['CNI_COMMAND']!,
@@ -243,7 +245,7 @@ describe('ADD', () => {
     const seen: [number, CniResult | undefined][] = [];
     await cni.add(list(), attachment, {
       onPlugin: ({ plugin, prevResult }) => {
-        // Called before the plugin runs: exactly `plugin` plugins have run so far.
+        // Called before the plugin reads its config: exactly `plugin` plugins have run so far.
         expect(calls.length).toBe(plugin);
         seen.push([plugin, prevResult]);
       },
@@ -314,7 +316,7 @@ describe('ADD', () => {
     expect(calls.map((c) => `${c.plugin} ${c.command}`)).toEqual([
       'p1 ADD',
       'p2 ADD',
-      'p3 DEL',
+      // p3 was never started (the abort came first): it has nothing to undo.
       'p2 DEL',
       'p1 DEL',
     ]);
