@@ -145,8 +145,18 @@ export interface RelayStats {
 const require = createRequire(import.meta.url);
 const loadBinding = require('node-gyp-build') as (dir: string) => NativeBinding;
 
-/** The loaded addon: build/Release when built locally, else the prebuild shipped in prebuilds/. */
-export const native: NativeBinding = loadBinding(fileURLToPath(new URL('..', import.meta.url)));
+// PODNET_ADDON_PATH names another build of the addon (a .node file) to load
+// instead: the sanitizer build of scripts/build-sanitized.js, which the
+// sanitizer tests run the native unit tests against. Not for production use.
+const override = process.env['PODNET_ADDON_PATH'];
+
+/**
+ * The loaded addon: build/Release when built locally, else the prebuild
+ * shipped in prebuilds/ (or the file PODNET_ADDON_PATH names).
+ */
+export const native: NativeBinding = override
+  ? (require(override) as NativeBinding)
+  : loadBinding(fileURLToPath(new URL('..', import.meta.url)));
 
 interface RawNativeError {
   errno?: unknown;
