@@ -1,6 +1,7 @@
 // The native relay under churn: a listener with a pool, a flood of loopback
-// clients, the group closed while clients are still arriving (so the close
-// command and the listener's events land in one epoll batch), and
+// clients from a worker thread, the group closed while clients are still
+// arriving (so the close command and the listener's events land in one
+// epoll batch), and
 // child_process.spawn in a loop all along (each fork holds every relay fd
 // for a moment, which is what keeps an epoll registration alive when an fd
 // is closed without EPOLL_CTL_DEL). Run under the sanitizer build too
@@ -9,14 +10,14 @@
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
 import { encodeSockaddr } from '../../../src/netns/sockaddr.js';
 
 const AF_INET = 2;
 const SOCK_STREAM = 1;
-const ROUNDS = 12;
-const CLIENTS = 80;
+const ROUNDS = 20;
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
@@ -44,22 +45,54 @@ function spawnLoop(): { stop: () => Promise<number> } {
   };
 }
 
-/** One client: connects, sends a line, waits for its echo or the end, whichever comes. */
-function client(port: number): Promise<'echoed' | 'ended'> {
-  return new Promise((resolve) => {
-    const c = net.connect({ host: '127.0.0.1', port });
-    let got = '';
-    c.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got === 'ping\n') {
-        c.destroy();
-        resolve('echoed');
-      }
-    });
-    c.on('error', () => undefined);
-    c.on('close', () => resolve(got === 'ping\n' ? 'echoed' : 'ended'));
-    c.write('ping\n');
+// Connects to PORT over and over, CONCURRENCY at a time, each connection
+// sending a line and closing at its echo (or at a reset), until told to
+// stop; then reports how many were echoed. A thread of its own, so that
+// clients keep arriving while the JS thread is blocked in relayCloseGroup.
+const FLOOD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const net = require('node:net');
+let stopping = false;
+let live = 0;
+let echoed = 0;
+function one() {
+  live++;
+  const c = net.connect({ host: '127.0.0.1', port: workerData.port });
+  c.on('error', () => undefined);
+  c.on('data', () => { if (echoed++ === 0) parentPort.postMessage('first'); c.destroy(); });
+  c.on('close', () => {
+    live--;
+    if (!stopping) setImmediate(one);
+    else if (live === 0) parentPort.postMessage({ echoed });
   });
+  c.write('ping\\n');
+}
+parentPort.on('message', () => { stopping = true; if (live === 0) parentPort.postMessage({ echoed }); });
+for (let i = 0; i < workerData.concurrency; i++) one();
+`;
+
+function flood(port: number): { first: Promise<void>; stop: () => Promise<number> } {
+  const w = new Worker(FLOOD, { eval: true, workerData: { port, concurrency: 24 } });
+  let first!: () => void;
+  const firstEcho = new Promise<void>((r) => {
+    first = r;
+  });
+  const done = new Promise<number>((resolve, reject) => {
+    w.on('message', (m: 'first' | { echoed: number }) => {
+      if (m === 'first') first();
+      else resolve(m.echoed);
+    });
+    w.once('error', reject);
+  });
+  return {
+    first: firstEcho,
+    stop: async () => {
+      w.postMessage('stop');
+      const echoed = await done;
+      await w.terminate();
+      return echoed;
+    },
+  };
 }
 
 describe('native relay under churn', () => {
@@ -100,13 +133,14 @@ describe('native relay under churn', () => {
         );
         const [lfd, port] = native.hostSocket(encodeSockaddr('127.0.0.1', 0).addr, SOCK_STREAM);
         native.relayListen(group, lfd, upstreamAddr);
-        const clients = Array.from({ length: CLIENTS }, () => client(port));
-        // Half the rounds close at once, half after some clients were relayed.
-        if (round % 2 === 1) await Promise.race(clients);
+        const clients = flood(port);
+        // Close while clients keep arriving: once they are being relayed,
+        // sooner or later.
+        await clients.first;
+        await new Promise((r) => setTimeout(r, (round % 4) * 5));
         const final = native.relayCloseGroup(group)!;
         expect(final.active).toBe(0);
-        const outcomes = await Promise.all(clients);
-        echoed += outcomes.filter((o) => o === 'echoed').length;
+        echoed += await clients.stop();
         expect(native.relayStats(group)).toBeUndefined();
       }
     } finally {
@@ -119,5 +153,5 @@ describe('native relay under churn', () => {
     // Every socket, pipe and listener of every group is closed (the
     // upstream server's side of the last connections may take a moment).
     await expect.poll(openFds, { timeout: 2000 }).toBe(fdsBefore);
-  });
+  }, 30_000);
 });
