@@ -114,6 +114,11 @@ export interface NativeBinding {
     count: number,
     addr?: Buffer,
   ): number[];
+  /**
+   * [domain, type, protocol] of a socket (SO_DOMAIN, SO_TYPE, SO_PROTOCOL),
+   * for checking fds another process sent; throws (ENOTSOCK) for a non-socket.
+   */
+  socketInfo(fd: number): [number, number, number];
   /** The pool of TCP sockets (relayPoolAdd's kind). */
   POOL_TCP: number;
   /** The pool of UDP sockets (relayPoolAdd's kind). */
