@@ -112,7 +112,12 @@ describe('the addon under AddressSanitizer and UBSan', () => {
     );
     const report = `${run.stdout}\n${run.stderr}`;
     // The child's own summary, so a CI log shows what ran under the sanitizers.
-    console.log(report.split('\n').filter((l) => /Test Files|Tests {2}/.test(l)).join('\n'));
+    console.log(
+      report
+        .split('\n')
+        .filter((l) => /Test Files|Tests {2}/.test(l))
+        .join('\n'),
+    );
     expect(report).not.toMatch(/AddressSanitizer|runtime error:/);
     expect(run.code, report).toBe(0);
     // Every file ran (the loader test among them: the sanitizer build was the one loaded).
