@@ -56,7 +56,8 @@ Napi::Value OutcomeToValue(Napi::Env env, const Outcome& o);
 
 // Runs fn on a brand-new detached native thread and resolves to its
 // Outcome.value (an array for OkFds) on the JS thread (no libuv pool hop). fn may switch the
-// thread's namespace: the thread ends with it.
+// thread's namespace: the thread ends with it. fn is destroyed on the thread once it has run,
+// so an fd it owns (each thread's own dup of a namespace fd) is closed there.
 Napi::Value OnFreshThread(Napi::Env env, std::function<Outcome()> fn);
 
 // Runs fn on a brand-new native thread and waits for it. Used for every call

@@ -57,6 +57,7 @@ struct ThreadJob {
 void* ThreadMain(void* arg) {
   auto* job = static_cast<ThreadJob*>(arg);
   job->out = job->fn();
+  job->fn = nullptr;  // as in DetachedMain
   return nullptr;
 }
 
@@ -100,6 +101,9 @@ void SettleOnJsThread(Napi::Env env, Napi::Function, DetachedJob* job) {
 void* DetachedMain(void* arg) {
   auto* job = static_cast<DetachedJob*>(arg);
   job->out = job->fn();
+  // What the job owns (a namespace fd dup'ed for this thread) is released
+  // here, on the thread, not later on the JS thread.
+  job->fn = nullptr;
   Napi::ThreadSafeFunction tsfn = job->tsfn;
   tsfn.BlockingCall(job, SettleOnJsThread);
   tsfn.Release();

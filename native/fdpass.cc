@@ -212,6 +212,26 @@ Napi::Value JsSocketsHere(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// socketInfo(fd): [domain, type, protocol] of a socket (SO_DOMAIN, SO_TYPE,
+// SO_PROTOCOL), so that fds another process sent are checked before use.
+// Throws (ENOTSOCK) for an fd that is not a socket. Plain getsockopt calls:
+// fine on the JS thread.
+Napi::Value JsSocketInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array out = Napi::Array::New(env, 3);
+  const int opts[3] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
+  for (uint32_t i = 0; i < 3; i++) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, opts[i], &v, &len) != 0) {
+      return OutcomeToValue(env, Outcome::Fail(errno, "getsockopt"));
+    }
+    out.Set(i, Napi::Number::New(env, v));
+  }
+  return out;
+}
+
 }  // namespace
 
 void InitFdPass(Napi::Env env, Napi::Object exports) {
@@ -219,6 +239,7 @@ void InitFdPass(Napi::Env env, Napi::Object exports) {
   exports.Set("sendFds", Napi::Function::New(env, JsSend, "sendFds"));
   exports.Set("recvFds", Napi::Function::New(env, JsRecv, "recvFds"));
   exports.Set("socketsHere", Napi::Function::New(env, JsSocketsHere, "socketsHere"));
+  exports.Set("socketInfo", Napi::Function::New(env, JsSocketInfo, "socketInfo"));
 }
 
 }  // namespace podnet

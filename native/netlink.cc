@@ -47,7 +47,10 @@ int DecodeStats(const char* p, size_t len, double* out) {
   size_t off = sizeof(nlmsghdr) + sizeof(ifinfomsg);
   const size_t end = h.nlmsg_len;
   if (off > end) return kMalformed;
-  while (end - off >= sizeof(rtattr)) {
+  // off + header <= end, not end - off >= header: RTA_ALIGN of an unaligned
+  // last attribute steps up to 3 bytes past end, and end - off would then
+  // wrap around as size_t and send the loop past the message.
+  while (off + sizeof(rtattr) <= end) {
     rtattr a;
     memcpy(&a, p + off, sizeof a);
     if (a.rta_len < sizeof(rtattr) || a.rta_len > end - off) return kMalformed;

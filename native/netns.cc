@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 
 #include "common.h"
 
@@ -154,8 +155,37 @@ Outcome RemoveNetns(const std::string& path) {
   return Outcome::Ok();
 }
 
+// A namespace fd of one native thread's own. The fd JavaScript passes may be
+// closed by it while the thread is starting, and its number reused by
+// another namespace (another container's): setns would then join that one.
+// So it is dup'ed on the calling thread before the thread starts, and the
+// dup is closed with the job (on the thread: OnFreshThread destroys the job
+// there), or if the thread never starts.
+class ThreadNsFd {
+ public:
+  explicit ThreadNsFd(int fd) : fd_(fd) {}
+  ~ThreadNsFd() { close(fd_); }
+  ThreadNsFd(const ThreadNsFd&) = delete;
+  ThreadNsFd& operator=(const ThreadNsFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Shared, because a job is a std::function and so must be copyable.
+using NsFd = std::shared_ptr<const ThreadNsFd>;
+
+// F_DUPFD_CLOEXEC of FD, taken on the calling (JS) thread.
+Outcome DupNsFdOnCallingThread(int fd, NsFd* out) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return Outcome::Fail(errno, "fcntl");
+  *out = std::make_shared<const ThreadNsFd>(d);
+  return Outcome::Ok();
+}
+
 struct SocketSpec {
-  int nsfd;
+  NsFd ns;
   int domain;
   int type;
   int protocol;
@@ -166,7 +196,7 @@ struct SocketSpec {
 // the socket (and binds it, when asked); the thread then ends. The socket
 // keeps the namespace it was opened in.
 Outcome OpenSocketOnThisThread(const SocketSpec& s) {
-  if (setns(s.nsfd, CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
+  if (setns(s.ns->get(), CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
   int fd = socket(s.domain, s.type | SOCK_CLOEXEC, s.protocol);
   if (fd < 0) return Outcome::Fail(errno, "socket");
   if (!s.addr.empty()) {
@@ -184,8 +214,8 @@ Outcome OpenSocketOnThisThread(const SocketSpec& s) {
 // Must run on a thread made for this job alone, like OpenSocketOnThisThread:
 // one setns for COUNT sockets, which is what makes a batch cheap. All or
 // nothing: on a failure the sockets already opened are closed.
-Outcome OpenSocketsOnThisThread(int nsfd, int domain, int type, int protocol, int count) {
-  if (setns(nsfd, CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
+Outcome OpenSocketsOnThisThread(const NsFd& ns, int domain, int type, int protocol, int count) {
+  if (setns(ns->get(), CLONE_NEWNET) != 0) return Outcome::Fail(errno, "setns");
   std::vector<int> fds;
   fds.reserve(static_cast<size_t>(count));
   for (int i = 0; i < count; i++) {
@@ -200,14 +230,22 @@ Outcome OpenSocketsOnThisThread(int nsfd, int domain, int type, int protocol, in
   return Outcome::OkFds(std::move(fds));
 }
 
-SocketSpec ReadSocketSpec(const Napi::CallbackInfo& info) {
-  SocketSpec s{info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
-               info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(), std::string()};
+// socketIn's arguments, with the thread's own dup of the namespace fd.
+Outcome ReadSocketSpec(const Napi::CallbackInfo& info, SocketSpec* s) {
+  s->domain = info[1].As<Napi::Number>().Int32Value();
+  s->type = info[2].As<Napi::Number>().Int32Value();
+  s->protocol = info[3].As<Napi::Number>().Int32Value();
   if (info.Length() > 4 && info[4].IsBuffer()) {
     auto b = info[4].As<Napi::Buffer<char>>();
-    s.addr.assign(b.Data(), b.Length());
+    s->addr.assign(b.Data(), b.Length());
   }
-  return s;
+  return DupNsFdOnCallingThread(info[0].As<Napi::Number>().Int32Value(), &s->ns);
+}
+
+Napi::Value Rejected(Napi::Env env, const Outcome& o) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(SysError(env, o.err, o.syscall, o.path).Value());
+  return d.Promise();
 }
 
 Napi::Value JsCreate(const Napi::CallbackInfo& info) {
@@ -231,24 +269,32 @@ Napi::Value JsRemove(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value JsSocket(const Napi::CallbackInfo& info) {
-  SocketSpec s = ReadSocketSpec(info);
+  SocketSpec s;
+  Outcome o = ReadSocketSpec(info, &s);
+  if (o.err) return Rejected(info.Env(), o);
   return OnFreshThread(info.Env(), [s]() { return OpenSocketOnThisThread(s); });
 }
 
 // socketsIn(nsfd, domain, type, protocol, count): COUNT sockets opened inside
 // the namespace on one fresh thread; resolves to their fds.
 Napi::Value JsSockets(const Napi::CallbackInfo& info) {
-  int nsfd = info[0].As<Napi::Number>().Int32Value();
+  NsFd ns;
+  Outcome o = DupNsFdOnCallingThread(info[0].As<Napi::Number>().Int32Value(), &ns);
+  if (o.err) return Rejected(info.Env(), o);
   int domain = info[1].As<Napi::Number>().Int32Value();
   int type = info[2].As<Napi::Number>().Int32Value();
   int protocol = info[3].As<Napi::Number>().Int32Value();
   int count = info[4].As<Napi::Number>().Int32Value();
-  return OnFreshThread(info.Env(), [=]() { return OpenSocketsOnThisThread(nsfd, domain, type, protocol, count); });
+  return OnFreshThread(info.Env(), [=]() { return OpenSocketsOnThisThread(ns, domain, type, protocol, count); });
 }
 
+// The JS thread waits for this thread, so it cannot close the fd meanwhile;
+// the dup is taken all the same, so every namespace thread follows one rule.
 Napi::Value JsSocketSync(const Napi::CallbackInfo& info) {
-  SocketSpec s = ReadSocketSpec(info);
-  return OutcomeToValue(info.Env(), RunOnFreshThread([&s]() { return OpenSocketOnThisThread(s); }));
+  SocketSpec s;
+  Outcome o = ReadSocketSpec(info, &s);
+  if (o.err) return OutcomeToValue(info.Env(), o);
+  return OutcomeToValue(info.Env(), RunOnFreshThread([s]() { return OpenSocketOnThisThread(s); }));
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {

@@ -160,7 +160,7 @@ struct Flow : Watch {
 // A host UDP port and its flows.
 struct UdpPort : Watch {
   UdpPort() : Watch(kUdpPort) {}
-  int fd = -1;
+  int fd = -1;  // -1 once closed (the struct is freed after the epoll batch)
   std::shared_ptr<Group> group;
   sockaddr_storage addr{};  // the container's address and port
   socklen_t addrlen = 0;
@@ -173,7 +173,7 @@ struct UdpPort : Watch {
 // A listening TCP socket whose clients go to its group's pool sockets.
 struct Listener : Watch {
   Listener() : Watch(kListener) {}
-  int fd = -1;
+  int fd = -1;  // -1 once closed (the struct is freed after the epoll batch)
   std::shared_ptr<Group> group;
   sockaddr_storage addr{};  // the container's address and port
   socklen_t addrlen = 0;
@@ -212,7 +212,6 @@ struct Pair {
   Direction ab, ba;
   bool connecting = false;
   bool closed = false;
-  bool sole = false;  // the relay holds the only fd of each socket (accepted, pooled)
   sockaddr_storage addr{};
   socklen_t addrlen = 0;  // 0: b is already connected
 };
@@ -486,9 +485,11 @@ class Relay {
         if (w == nullptr) {
           TakeCommands();
         } else if (w->kind == Watch::kListener) {
-          AcceptOn(*static_cast<Listener*>(w));
+          auto* l = static_cast<Listener*>(w);
+          if (l->fd >= 0) AcceptOn(*l);
         } else if (w->kind == Watch::kUdpPort) {
-          FromClients(*static_cast<UdpPort*>(w));
+          auto* u = static_cast<UdpPort*>(w);
+          if (u->fd >= 0) FromClients(*u);
         } else if (w->kind == Watch::kFlow) {
           auto* f = static_cast<Flow*>(w);
           if (f->fd >= 0) FromContainer(*f);
@@ -509,6 +510,7 @@ class Relay {
       dead_.clear();
       deadFlows_.clear();
       deadUdp_.clear();
+      deadListeners_.clear();
     }
   }
 
@@ -554,8 +556,8 @@ class Relay {
         ++it;
         continue;
       }
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, (*it)->fd, nullptr);
-      CloseFd((*it)->fd);
+      Unwatch((*it)->fd);
+      deadListeners_.push_back(std::move(*it));  // may still be named in this batch
       it = listeners_.erase(it);
     }
     for (const Group::FreePipe& f : g->freePipes) {
@@ -570,8 +572,7 @@ class Relay {
         continue;
       }
       while (!u->lru.empty()) CloseFlow(*u->lru.front());
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, u->fd, nullptr);
-      CloseFd(u->fd);
+      Unwatch(u->fd);
       it = udpPorts_.erase(it);
       deadUdp_.emplace_back(u);  // its flows may still be named in this batch
     }
@@ -581,6 +582,16 @@ class Relay {
       for (int fd : pool) close(fd);
       pool.clear();
     }
+  }
+
+  // Unregisters a watched fd, then closes it. Never close() alone: close
+  // unregisters only when the last fd of the open file goes, and a child
+  // forked at that moment (child_process.spawn) holds them all until its
+  // exec, so the registration, naming freed memory, would stay.
+  void Unwatch(int& fd) {
+    if (fd < 0) return;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+    CloseFd(fd);
   }
 
   bool Register(End& end) {
@@ -709,8 +720,7 @@ class Relay {
 
   void CloseFlow(Flow& f) {
     UdpPort& u = *f.port;
-    epoll_ctl(epfd_, EPOLL_CTL_DEL, f.fd, nullptr);
-    CloseFd(f.fd);
+    Unwatch(f.fd);
     u.lru.erase(f.lru);
     u.group->stats.activeFlows--;
     totals_.activeFlows--;
@@ -818,7 +828,6 @@ class Relay {
     p->b.fd = inner;
     p->addr = l.addr;
     p->addrlen = l.addrlen;
-    p->sole = true;
     if (!TakePipe(*l.group, p->ab, client, inner) || !TakePipe(*l.group, p->ba, inner, client)) {
       // No pipe (fds or memory): this client is refused.
       linger lg{1, 0};
@@ -902,13 +911,11 @@ class Relay {
     }
     for (End* e : {&p.a, &p.b}) {
       if (e->fd < 0) continue;
-      // close() alone unregisters an fd no other descriptor shares.
-      if (!p.sole) epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
       if (err != 0) {
         linger lg{1, 0};
         setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       }
-      CloseFd(e->fd);
+      Unwatch(e->fd);
     }
     for (Direction* d : {&p.ab, &p.ba}) ReleasePipe(*p.group, *d);
     dead_.push_back(p.id);
@@ -928,6 +935,8 @@ class Relay {
   std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
   std::vector<uint64_t> dead_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Closed with their group, freed after the epoll batch like pairs.
+  std::vector<std::unique_ptr<Listener>> deadListeners_;
   int64_t retryAt_ = 0;  // when starved listeners try again after EMFILE (0: not due)
   int64_t now_ = 0;      // monotonic ms, read once per epoll batch
   std::vector<UdpPort*> udpPorts_;

@@ -11,6 +11,8 @@ packages=(
   uidmap                     # newuidmap/newgidmap for rootless tests
   util-linux mount procps    # nsenter, unshare, findmnt, umount, sysctl
   g++ make python3           # node-gyp builds the addon
+  libasan8 libubsan1         # sanitizer build of the addon (libgcc-N-dev, which g++ pulls, links them)
+  binutils                   # nm: the sanitizer test checks that build carries the sanitizers
 )
 
 bash "$(dirname "$0")/apt-install-missing.sh" "${packages[@]}"

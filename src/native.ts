@@ -120,6 +120,11 @@ export interface NativeBinding {
     count: number,
     addr?: Buffer,
   ): number[];
+  /**
+   * [domain, type, protocol] of a socket (SO_DOMAIN, SO_TYPE, SO_PROTOCOL),
+   * for checking fds another process sent; throws (ENOTSOCK) for a non-socket.
+   */
+  socketInfo(fd: number): [number, number, number];
   /** The pool of TCP sockets (relayPoolAdd's kind). */
   POOL_TCP: number;
   /** The pool of UDP sockets (relayPoolAdd's kind). */
@@ -151,8 +156,18 @@ export interface RelayStats {
 const require = createRequire(import.meta.url);
 const loadBinding = require('node-gyp-build') as (dir: string) => NativeBinding;
 
-/** The loaded addon: build/Release when built locally, else the prebuild shipped in prebuilds/. */
-export const native: NativeBinding = loadBinding(fileURLToPath(new URL('..', import.meta.url)));
+// PODNET_ADDON_PATH names another build of the addon (a .node file) to load
+// instead: the sanitizer build of scripts/build-sanitized.js, which the
+// sanitizer tests run the native unit tests against. Not for production use.
+const override = process.env['PODNET_ADDON_PATH'];
+
+/**
+ * The loaded addon: build/Release when built locally, else the prebuild
+ * shipped in prebuilds/ (or the file PODNET_ADDON_PATH names).
+ */
+export const native: NativeBinding = override
+  ? (require(override) as NativeBinding)
+  : loadBinding(fileURLToPath(new URL('..', import.meta.url)));
 
 interface RawNativeError {
   errno?: unknown;

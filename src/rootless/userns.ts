@@ -72,8 +72,50 @@ export interface UserNamespaceOptions {
 }
 
 interface Pending {
+  req: SocketRequest;
   resolve: (fds: number[]) => void;
   reject: (err: unknown) => void;
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+/** The SO_PROTOCOL the kernel reports for a socket opened with `req.protocol`. */
+function expectedProtocol(req: SocketRequest): number {
+  if (req.protocol !== 0 || (req.domain !== AF_INET && req.domain !== AF_INET6))
+    return req.protocol;
+  if (req.type === SOCK_STREAM) return IPPROTO_TCP;
+  if (req.type === SOCK_DGRAM) return IPPROTO_UDP;
+  return 0;
+}
+
+/**
+ * Why the fds of a reply are not what `req` asked for (undefined when they
+ * are): exactly `req.count` sockets, each of the requested domain, type and
+ * protocol. The helper is another process, so what it sends is checked like
+ * any other input: a wrong fd used as a socket of the namespace could be
+ * anything this process is then tricked into reading or writing.
+ */
+export function checkHelperFds(req: SocketRequest, fds: number[]): string | undefined {
+  if (fds.length !== req.count)
+    return `the helper sent ${fds.length} fds for a request of ${req.count}`;
+  const want = [req.domain, req.type, expectedProtocol(req)];
+  for (const fd of fds) {
+    let got: [number, number, number];
+    try {
+      got = native.socketInfo(fd);
+    } catch {
+      return 'the helper sent an fd that is not a socket';
+    }
+    if (got.some((v, i) => v !== want[i])) {
+      return `the helper sent a socket of domain ${got[0]}, type ${got[1]}, protocol ${got[2]} for one of domain ${want[0]}, type ${want[1]}, protocol ${want[2]}`;
+    }
+  }
+  return undefined;
 }
 
 // This side of the helper's socket: requests out, replies (with fds) in,
@@ -107,7 +149,7 @@ class HelperChannel implements SocketSource {
         reject(new UserNamespaceError('the user namespace helper is gone', '', { cause: err }));
         return;
       }
-      this.#queue.push({ resolve, reject });
+      this.#queue.push({ req, resolve, reject });
       this.#pumping ??= this.#pump().finally(() => {
         this.#pumping = undefined;
       });
@@ -136,8 +178,12 @@ class HelperChannel implements SocketSource {
       } catch {
         reply = {};
       }
-      if (reply.ok === true) waiter.resolve(msg.fds);
-      else {
+      const wrong = reply.ok === true ? checkHelperFds(waiter.req, msg.fds) : undefined;
+      if (reply.ok === true && wrong === undefined) waiter.resolve(msg.fds);
+      else if (wrong !== undefined) {
+        for (const fd of msg.fds) native.closeFd(fd);
+        waiter.reject(new UserNamespaceError(wrong));
+      } else {
         for (const fd of msg.fds) native.closeFd(fd);
         // Shaped like the addon's errors, so callers turn it into a PodnetSystemError.
         const syscall = typeof reply.syscall === 'string' ? reply.syscall : 'socket';
