@@ -18,17 +18,20 @@ import {
 const TOOLS = ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/sbin/ip6tables-save'];
 const PLUGINS = ['bridge', 'host-local', 'portmap', 'firewall', 'tuning'];
 
+const missingTool = [...TOOLS, ...PLUGINS.map((p) => join(PLUGIN_DIR, p))].find(
+  (t) => !existsSync(t),
+);
 /** Why these tests cannot run here, or undefined. */
 export const skipReason = !isRoot
-  ? 'not root'
-  : [...TOOLS, ...PLUGINS.map((p) => join(PLUGIN_DIR, p))].find((t) => !existsSync(t));
+  ? 'they need root'
+  : missingTool === undefined
+    ? undefined
+    : `${missingTool} is missing`;
 if (skipReason !== undefined && process.env['CI']) {
-  // In CI a skip would hide a missing install step.
-  throw new Error(
-    `lifecycle tests need ${skipReason}: install it (scripts/install-debian-deps.sh)`,
-  );
+  // In CI a skip would hide a missing install step (scripts/install-debian-deps.sh).
+  throw new Error(`the lifecycle tests cannot run: ${skipReason}`);
 }
-if (skipReason !== undefined) console.warn(`skipping lifecycle tests: ${skipReason} missing`);
+if (skipReason !== undefined) console.warn(`skipping lifecycle tests: ${skipReason}`);
 
 /**
  * Given to every command: an empty config dir inside the host, so the
