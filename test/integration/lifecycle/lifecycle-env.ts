@@ -57,8 +57,6 @@ export function startTogether(ms: number): Record<string, string> {
 export interface WarmHost {
   host: ThrowawayHost;
   baseline: HostSnapshot;
-  /** Wall time of a `podnet gc` with nothing to clean, ms (node's start included). */
-  idleGcMs: number;
 }
 
 /** Runs `podnet ARGS` in HOST and fails the test unless it exits 0. */
@@ -76,10 +74,8 @@ export async function warmHost(): Promise<WarmHost> {
     const id = `warm-${uniq()}`;
     await ok(host, ['up', id, '-p', '127.0.0.1:8080:80']);
     await ok(host, ['down', id]);
-    const t0 = performance.now();
     await ok(host, ['gc']);
-    const idleGcMs = performance.now() - t0;
-    return { host, baseline: await host.snapshot(), idleGcMs };
+    return { host, baseline: await host.snapshot() };
   } catch (err) {
     await host.close();
     throw err;
@@ -93,16 +89,10 @@ export async function warmHost(): Promise<WarmHost> {
  */
 export class WarmHostPool {
   readonly #idle: WarmHost[] = [];
-  /** Wall times of the idle `podnet gc` of every host made, ms. */
-  readonly idleGcMs: number[] = [];
 
   /** A warm host: an idle one, else a new one. */
   async acquire(): Promise<WarmHost> {
-    const reused = this.#idle.pop();
-    if (reused) return reused;
-    const made = await warmHost();
-    this.idleGcMs.push(made.idleGcMs);
-    return made;
+    return this.#idle.pop() ?? (await warmHost());
   }
 
   /**
