@@ -51,7 +51,7 @@ describe.skipIf(skipReason !== undefined)('podnet processes racing on one host',
     const { host, baseline } = warm;
     for (let round = 1; round <= 3; round++) {
       const id = `same-${round}-${uniq()}`;
-      const together = startTogether(500);
+      const together = startTogether(1500);
       const runs = await Promise.all(
         Array.from({ length: 8 }, () =>
           host.podnet(['up', id, '-p', '127.0.0.1:8080:80', '--json', ...CONF_FLAGS], together),

@@ -41,14 +41,17 @@ if (skipReason !== undefined) console.warn(`skipping lifecycle tests: ${skipReas
 export const CONF_FLAGS = ['--cni-config-dir', '/run/podnet-test-net.d'];
 
 const BARRIER = new URL('../../helpers/start-barrier.mjs', import.meta.url).pathname;
+const CLI_MODULE = new URL('../../../dist/cli/index.js', import.meta.url).pathname;
 
 /**
- * Environment that holds a podnet process (before podnet loads) until
- * MS from now: processes started together then race from one instant.
+ * Environment that has a podnet process load the CLI, then wait until MS
+ * from now before running it: processes started together then race from
+ * one instant (give MS enough for all of them to load).
  */
 export function startTogether(ms: number): Record<string, string> {
   return {
     NODE_OPTIONS: `--import=${BARRIER}`,
+    PODNET_TEST_PRELOAD: CLI_MODULE,
     PODNET_TEST_START_AT: String(Date.now() + ms),
   };
 }
