@@ -28,7 +28,10 @@ export interface ThrowawayHost {
   readonly pid: number;
   /** A path inside the host as this process can read it (through /proc/PID/root). */
   path(p: string): string;
-  /** Starts argv inside the host (nsenter execs it: the child's pid is argv's own). */
+  /**
+   * Starts argv inside the host (nsenter execs it: the child's pid is
+   * argv's own), its stdin, stdout and stderr pipes.
+   */
   spawn(argv: string[], env?: Record<string, string>): ChildProcess;
   /** Runs argv inside the host to its end; never rejects on a non-zero exit. */
   run(argv: string[], env?: Record<string, string>): Promise<CliResult>;
@@ -135,7 +138,7 @@ export async function throwawayHost(): Promise<ThrowawayHost> {
     path: (p) => join(root, p),
     spawn: (argv, env) =>
       spawn(enter(argv)[0]!, enter(argv).slice(1), {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['pipe', 'pipe', 'pipe'],
         env: { ...process.env, ...env },
       }),
     run: (argv, env) => exec(enter(argv), env),

@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PLUGIN_DIR, TEST_PREFIX, uniq, until } from '../../helpers/host.js';
-import { settledDiff } from '../../helpers/throwaway-host.js';
+import { type CliResult, PLUGIN_DIR, TEST_PREFIX, uniq, until } from '../../helpers/host.js';
+import { settledDiff, type ThrowawayHost } from '../../helpers/throwaway-host.js';
 import {
   CONF_FLAGS,
   type KillPoint,
@@ -29,8 +29,19 @@ const SLOW_ADD = new URL('../../fixtures/cni/slow-add', import.meta.url).pathnam
 /** How long the slow plugin waits: far longer than the kill takes to follow its mark. */
 const SLOW_SECONDS = 2;
 
-/** gc wall times after a kill left something to recover. */
-const recoveryMs: number[] = [];
+/**
+ * Wall times of the `podnet gc` that recovered a kill, each paired with a
+ * second gc run right after it on the same host (nothing left to do): their
+ * difference is the recovery's own cost, without node's start and the load.
+ */
+const gcTimes: { recovery: number; idle: number }[] = [];
+
+/** Runs `podnet gc` in HOST and times it. */
+async function timedGc(host: ThrowawayHost, flags: string[]): Promise<CliResult & { ms: number }> {
+  const t0 = performance.now();
+  const r = await host.podnet(['gc', ...flags, ...CONF_FLAGS]);
+  return { ...r, ms: performance.now() - t0 };
+}
 const pool = new WarmHostPool();
 
 // Two cases at a time on two cores; each has its own host.
@@ -52,13 +63,14 @@ const slots = (() => {
 
 afterAll(async () => {
   await pool.close();
-  if (recoveryMs.length === 0) return;
-  const [recovery, idle] = [median(recoveryMs), median(pool.idleGcMs)];
+  if (gcTimes.length === 0) return;
+  const recovery = gcTimes.map((t) => t.recovery);
   console.log(
-    `podnet gc after a SIGKILLed podnet up: median ${recovery.toFixed(0)} ms ` +
-      `(min ${Math.min(...recoveryMs).toFixed(0)}, max ${Math.max(...recoveryMs).toFixed(0)}, ` +
-      `${recoveryMs.length} runs); with nothing to clean: median ${idle.toFixed(0)} ms; ` +
-      `so recovering costs ~${(recovery - idle).toFixed(0)} ms over node starting the CLI`,
+    `podnet gc recovering a SIGKILLed podnet up: median ${median(recovery).toFixed(0)} ms ` +
+      `(min ${Math.min(...recovery).toFixed(0)}, max ${Math.max(...recovery).toFixed(0)}, ${gcTimes.length} runs); ` +
+      `the gc right after it, with nothing to do: median ${median(gcTimes.map((t) => t.idle)).toFixed(0)} ms; ` +
+      `recovery over idle, paired: median ${median(gcTimes.map((t) => t.recovery - t.idle)).toFixed(0)} ms ` +
+      '(wall times of the CLI, node start included)',
   );
 });
 
@@ -113,9 +125,7 @@ describe.skipIf(skipReason !== undefined)(
           const killedAt = Date.now();
           await exited;
 
-          const t0 = performance.now();
-          const gc = await host.podnet(['gc', ...pluginFlags, ...CONF_FLAGS]);
-          recoveryMs.push(performance.now() - t0);
+          const gc = await timedGc(host, pluginFlags);
           const afterGc = await settledDiff(host, baseline);
           // The killed owner's plugin may still be running: nothing it does
           // once it wakes may outlive gc either.
@@ -123,6 +133,7 @@ describe.skipIf(skipReason !== undefined)(
             setTimeout(r, Math.max(0, killedAt + SLOW_SECONDS * 1000 + 500 - Date.now())),
           );
           const later = await settledDiff(host, baseline);
+          gcTimes.push({ recovery: gc.ms, idle: (await timedGc(host, pluginFlags)).ms });
           expect(
             { gcExit: gc.code, afterGc, later },
             `gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
@@ -194,9 +205,7 @@ describe.skipIf(skipReason !== undefined)('podnet up SIGKILLed at 24 points of i
         const where = `${run.killedAfter === undefined ? 'not killed (finished first)' : `killed ${point.ms.toFixed(0)} ms after event ${point.event} (last seen: ${run.killedAfter})`}`;
         console.log(`kill point ${i}: ${where}`);
         const hadState = (await stateOf(host, id)) !== undefined;
-        const t0 = performance.now();
-        const gc = await host.podnet(['gc', ...CONF_FLAGS]);
-        if (run.killedAfter !== undefined && hadState) recoveryMs.push(performance.now() - t0);
+        const gc = await timedGc(host, []);
         const state = await stateOf(host, id);
         if (run.code === 0)
           expect(state?.phase, `${where}: gc must keep a finished container`).toBe('ready');
@@ -205,6 +214,8 @@ describe.skipIf(skipReason !== undefined)('podnet up SIGKILLed at 24 points of i
           expect(down.code, `${where}: podnet down: ${down.stderr}`).toBe(0);
         }
         const diff = await settledDiff(host, baseline);
+        if (run.killedAfter !== undefined && hadState)
+          gcTimes.push({ recovery: gc.ms, idle: (await timedGc(host, [])).ms });
         expect(
           { gcExit: gc.code, diff },
           `${where}; gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
