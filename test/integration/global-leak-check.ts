@@ -3,7 +3,7 @@
 // namespaces, nsfs and test-dir mounts, links, iptables rules, IPAM leases,
 // CNI cache files, temp dirs, helper processes, test users.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IPTABLES_TABLES, iptablesContent } from '../helpers/iptables.js';
@@ -16,11 +16,20 @@ const sh = (cmd: string, args: string[]): string => {
   }
 };
 
+// Files only: the directories CNI makes once (networks/NAME, results) stay,
+// as they do after podman, and on a fresh machine they did not exist before.
 function files(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter((f) => !/(^|\/)(lock|last_reserved_ip\.\d+)$/.test(f))
-    .map((f) => join(dir, f));
+    .map((f) => join(dir, f))
+    .filter((f) => {
+      try {
+        return !lstatSync(f).isDirectory();
+      } catch {
+        return false;
+      }
+    });
 }
 
 function helperProcesses(): string[] {
