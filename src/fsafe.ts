@@ -71,22 +71,25 @@ export function checkPrivateDir(dir: string): void {
 }
 
 /**
- * Checks that `path`, read from a record, names an entry directly inside
- * `dir` whose name matches `name`: a recorded path may only point where
- * podnet itself would have put it.
+ * Checks that `path`, read from a record, is absolute, normalised and named
+ * the way podnet names such things (`name`): a recorded path may only be
+ * one podnet itself could have made. Where it lies is checked when it is
+ * used (its directory must then be a private one, see checkPrivateDir), so
+ * a state stays usable with another `--netns-dir` or TMPDIR than it was
+ * made with.
  */
-export function checkRecordedPath(path: string, dir: string, name: RegExp, what: string): string {
-  if (
-    !isAbsolute(path) ||
-    resolve(path) !== path ||
-    dirname(path) !== dir ||
-    !name.test(basename(path))
-  )
-    throw new UnsafePathError(
-      path,
-      `${what} must be an entry of '${dir}' named like ${name.source}`,
-    );
+export function checkRecordedPath(path: string, name: RegExp, what: string): string {
+  if (!isAbsolute(path) || resolve(path) !== path || !name.test(basename(path)))
+    throw new UnsafePathError(path, `${what} must be an absolute path named like ${name.source}`);
   return path;
+}
+
+/** Checks that `path` is a real directory (not a symlink) of the caller's, before removing it. */
+export function checkOwnDir(path: string): void {
+  const st = lstatSync(path);
+  if (!st.isDirectory()) throw new UnsafePathError(path, 'is not a directory');
+  const uid = process.geteuid?.() ?? 0;
+  if (st.uid !== uid) throw new UnsafePathError(path, `is owned by uid ${st.uid}, not ${uid}`);
 }
 
 function mode(m: number): string {

@@ -101,7 +101,7 @@ export class Networking {
     this.cni = options.cni ?? new CniRuntime();
     this.defaultNetwork = options.defaultNetwork ?? 'podman';
     this.netnsDir = resolveDir(options.netnsDir ?? defaultNetnsDir());
-    this.store = new StateStore(options.stateDir, { netnsDir: this.netnsDir });
+    this.store = new StateStore(options.stateDir);
     this.keeper = options.keeper ?? false;
     this.rootless = options.rootless ?? process.geteuid?.() !== 0;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 60_000;

@@ -8,7 +8,6 @@
 // must be the caller's (checkPrivateDir) before anything in it is read.
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseNetworkList, parseResult } from '../cni/index.js';
@@ -131,14 +130,6 @@ const StateSchema = v.strictObject({
   created: v.string(),
 });
 
-/** Where podnet puts what a state file names: recorded paths must lie there. */
-export interface StatePlaces {
-  /** The namespace directory (resolved). */
-  netnsDir: string;
-  /** Where rootless engines' private directories are made (default the temp dir). */
-  engineDir?: string;
-}
-
 /** Names podnet gives the namespaces it makes (NetworkNamespace.create's default). */
 const NETNS_NAME = /^cni-[0-9a-f-]{36}$/;
 /** Names of rootless engines' private directories (mkdtemp). */
@@ -148,18 +139,9 @@ const ENGINE_DIR_NAME = /^podnet-(slirp4netns|pasta)-[A-Za-z0-9]{6}$/;
 export class StateStore {
   /** The directory, resolved once (see resolveDir). */
   readonly dir: string;
-  readonly #places: Required<StatePlaces> | undefined;
 
-  /**
-   * `places`: where recorded paths must lie; without it (a store used only
-   * to list or inspect) states are checked for shape alone.
-   */
-  constructor(dir: string = defaultStateDir(), places?: StatePlaces) {
+  constructor(dir: string = defaultStateDir()) {
     this.dir = resolveDir(dir);
-    this.#places =
-      places === undefined
-        ? undefined
-        : { netnsDir: places.netnsDir, engineDir: resolveDir(places.engineDir ?? tmpdir()) };
   }
 
   /** Path of a container's state file. */
@@ -304,7 +286,7 @@ export class StateStore {
 
   #parse(path: string, text: string): ContainerState {
     const state = parseState(path, text);
-    if (this.#places) checkPlaces(path, state, this.#places);
+    checkPlaces(path, state);
     return state;
   }
 
@@ -330,19 +312,18 @@ export class ContainerExistsError extends PodnetError {
 }
 
 // The paths a state names are ones teardown will unmount, unlink or remove
-// as the caller: each must be where podnet itself would have put it.
-function checkPlaces(file: string, state: ContainerState, places: Required<StatePlaces>): void {
+// as the caller: each must be one podnet itself could have made.
+function checkPlaces(file: string, state: ContainerState): void {
   try {
     const userns = state.helpers.find((h) => h.kind === 'userns');
     if (userns !== undefined) {
       if (state.netnsPath !== '' && state.netnsPath !== `/proc/${userns.pid}/ns/net`)
         throw new StateFileError(file, `netnsPath must be its helper's /proc/${userns.pid}/ns/net`);
     } else if (state.ownsNetns && state.netnsPath !== '') {
-      checkRecordedPath(state.netnsPath, places.netnsDir, NETNS_NAME, 'a namespace podnet made');
+      checkRecordedPath(state.netnsPath, NETNS_NAME, 'a namespace podnet made');
     }
     for (const h of state.helpers) {
-      if (h.dir !== undefined)
-        checkRecordedPath(h.dir, places.engineDir, ENGINE_DIR_NAME, "an engine's directory");
+      if (h.dir !== undefined) checkRecordedPath(h.dir, ENGINE_DIR_NAME, "an engine's directory");
     }
   } catch (err) {
     if (err instanceof StateFileError) throw err;

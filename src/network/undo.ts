@@ -7,10 +7,11 @@
 // known), the namespace removed if podnet made it. The state is deleted
 // only when all of that succeeded, so a failure can be retried.
 import { lstat, rm, unlink } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
 import { isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
+import { checkOwnDir, checkPrivateDir, UnsafePathError } from '../fsafe.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
@@ -51,10 +52,10 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   const errors: unknown[] = [];
   const killed = await stopHelpers(state.helpers, errors);
   // An engine that stopped with its owner dead left its private directory
-  // (its path was checked against where engines make them when the state was read).
+  // (named as engines name them: checked when the state was read).
   for (const h of state.helpers) {
-    if (h.dir && processStatus(h) === 'dead')
-      await rm(h.dir, { recursive: true, force: true }).catch((e: unknown) => errors.push(e));
+    if (h.dir === undefined || processStatus(h) !== 'dead') continue;
+    await removeEngineDir(h.dir).catch((e: unknown) => errors.push(e));
   }
   // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
   // for one, finds its rules through the portMappings capability.
@@ -106,11 +107,23 @@ async function del(
   );
 }
 
+/** Removes an engine's private directory: a real directory of the caller's, never a link. */
+async function removeEngineDir(dir: string): Promise<void> {
+  try {
+    checkOwnDir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
 /**
- * Unmounts and unlinks a namespace podnet made. A symlink in its place is
- * refused (it could point at another namespace's mount); a file that is no
- * longer a namespace (a mount point whose setup died before mounting, or
- * whose mount was already removed) is unlinked.
+ * Unmounts and unlinks a namespace podnet made, in a directory nobody else
+ * can write. A symlink in its place is refused (it could point at another
+ * namespace's mount); an empty file that is not a namespace (a mount point
+ * whose setup died before mounting, or whose mount is gone) is unlinked;
+ * anything else is not podnet's and is refused.
  */
 async function removeNamespace(path: string): Promise<void> {
   let st: Awaited<ReturnType<typeof lstat>>;
@@ -120,19 +133,19 @@ async function removeNamespace(path: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  if (st.isSymbolicLink())
-    throw new PodnetError('ERR_PODNET_UNSAFE_PATH', `refusing '${path}': is a symbolic link`);
+  if (st.isSymbolicLink()) throw new UnsafePathError(path, 'is a symbolic link');
+  checkPrivateDir(dirname(path));
   let ns: NetworkNamespace;
   try {
     ns = await NetworkNamespace.open(path);
   } catch (err) {
-    if (err instanceof NotANamespaceError) {
-      await unlink(path).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-      });
-      return;
-    }
-    throw err;
+    if (!(err instanceof NotANamespaceError)) throw err;
+    if (!st.isFile() || st.size !== 0)
+      throw new UnsafePathError(path, 'is neither a namespace nor an empty mount point');
+    await unlink(path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+    return;
   }
   await ns.remove();
 }

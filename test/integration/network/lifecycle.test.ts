@@ -167,6 +167,18 @@ describe.skipIf(!isRoot)('container lifecycle', () => {
     }
   });
 
+  it('a container set up with one netns dir is torn down by a Networking configured with another', async () => {
+    const env = await envs.use(1);
+    const a = await env.net().setup({ id: 'moved', name: 'm' });
+    const other = new Networking({
+      ...env.options,
+      cni: env.net().cni,
+      netnsDir: join(env.root, 'elsewhere'),
+    });
+    await (await other.load('moved')).teardown();
+    expect(existsSync(a.state.netnsPath)).toBe(false);
+  });
+
   it('a state dir others can write is refused before anything in it is read', async () => {
     const env = await envs.use(1);
     mkdirSync(env.stateDir, { mode: 0o700 });

@@ -42,7 +42,7 @@ function state(over: Partial<ContainerState> = {}): ContainerState {
 
 describe('StateStore', () => {
   it('creates a state exclusively: a second create is ERR_PODNET_CONTAINER_EXISTS', async () => {
-    const store = new StateStore(temp(), { netnsDir: NETNS_DIR });
+    const store = new StateStore(temp());
     await store.create(state());
     await expect(store.create(state({ name: 'other' }))).rejects.toMatchObject({
       code: 'ERR_PODNET_CONTAINER_EXISTS',
@@ -53,11 +53,15 @@ describe('StateStore', () => {
   });
 
   for (const [what, bad] of [
-    ['a namespace outside the netns dir', { netnsPath: '/etc/passwd' }],
+    ['a file podnet would not have made as a namespace', { netnsPath: '/etc/passwd' }],
     ['a namespace podnet would not have named', { netnsPath: `${NETNS_DIR}/victim` }],
     [
-      'an engine dir outside the temp dir',
-      { helpers: [{ kind: 'pasta', pid: 1, startTime: '1', dir: '/home/x/podnet-pasta-abcdef' }] },
+      'a namespace path with ..',
+      { netnsPath: `${NETNS_DIR}/../cni-0c0ffee0-0000-4000-8000-000000000000` },
+    ],
+    [
+      'an engine dir podnet would not have named',
+      { helpers: [{ kind: 'pasta', pid: 1, startTime: '1', dir: '/home/x/.ssh' }] },
     ],
     [
       "a rootless netns that is not its helper's",
@@ -67,7 +71,7 @@ describe('StateStore', () => {
     ['format 1', { version: 1 }],
   ] as const) {
     it(`refuses a state naming ${what}`, async () => {
-      const store = new StateStore(temp(), { netnsDir: NETNS_DIR });
+      const store = new StateStore(temp());
       writeFileSync(store.pathOf('c1'), JSON.stringify(state(bad as Partial<ContainerState>)));
       await expect(store.read('c1')).rejects.toMatchObject({ code: 'ERR_PODNET_BAD_STATE' });
       expect((await store.list()).bad).toHaveLength(1);
@@ -76,7 +80,7 @@ describe('StateStore', () => {
 
   it('refuses to read a directory others can write', async () => {
     const dir = temp();
-    const store = new StateStore(dir, { netnsDir: NETNS_DIR });
+    const store = new StateStore(dir);
     await store.create(state());
     chmodSync(dir, 0o777);
     await expect(store.read('c1')).rejects.toMatchObject({ code: 'ERR_PODNET_UNSAFE_PATH' });
