@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { spawnPlugin } from '../dist/cni/exec.js';
 import { CniRuntime, parseNetworkList } from '../dist/cni/index.js';
 import { iptablesLines, removeNewCniChains } from './lib/iptables.js';
+import { defaultChain } from './lib/networks.js';
 import { median, printTable } from './lib/util.js';
 
 const ITER = Number(process.env.BENCH_ITER ?? 20);
@@ -59,24 +60,7 @@ const iptablesBefore = iptablesLines();
 const list = parseNetworkList({
   cniVersion: '1.0.0',
   name: `pnb-${id}`,
-  plugins: [
-    {
-      type: 'bridge',
-      bridge,
-      isGateway: true,
-      ipMasq: true,
-      hairpinMode: true,
-      ipam: {
-        type: 'host-local',
-        dataDir: join(root, 'ipam'),
-        routes: [{ dst: '0.0.0.0/0' }],
-        ranges: [[{ subnet: `10.198.${third}.0/24`, gateway: `10.198.${third}.1` }]],
-      },
-    },
-    { type: 'portmap', capabilities: { portMappings: true } },
-    { type: 'firewall' },
-    { type: 'tuning' },
-  ],
+  plugins: defaultChain({ bridge, dataDir: join(root, 'ipam'), prefix: `10.198.${third}` }),
 });
 
 let inPlugins = 0;

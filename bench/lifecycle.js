@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { iptablesLines, removeNewCniChains } from './lib/iptables.js';
+import { defaultChain } from './lib/networks.js';
 import { median, printTable } from './lib/util.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -89,24 +90,7 @@ writeFileSync(
   JSON.stringify({
     cniVersion: '0.4.0',
     name: network,
-    plugins: [
-      {
-        type: 'bridge',
-        bridge,
-        isGateway: true,
-        ipMasq: true,
-        hairpinMode: true,
-        ipam: {
-          type: 'host-local',
-          dataDir: join(root, 'ipam'),
-          routes: [{ dst: '0.0.0.0/0' }],
-          ranges: [[{ subnet: `10.234.${third}.0/24`, gateway: `10.234.${third}.1` }]],
-        },
-      },
-      { type: 'portmap', capabilities: { portMappings: true } },
-      { type: 'firewall' },
-      { type: 'tuning' },
-    ],
+    plugins: defaultChain({ bridge, dataDir: join(root, 'ipam'), prefix: `10.234.${third}` }),
   }),
 );
 const iptablesBefore = iptablesLines();

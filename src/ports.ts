@@ -1,6 +1,7 @@
 // The published-port type, shared by the layers that handle ports: CNI's
 // portMappings capability (network), the port forwarder (rootless) and
 // inspect. It sits below all of them so no lower layer imports an upper one.
+import * as v from 'valibot';
 
 /** One published port: host IP:port -> container port, podman's PortMapping. */
 export interface PortMapping {
@@ -15,3 +16,15 @@ export interface PortMapping {
   /** Number of consecutive ports from hostPort/containerPort (default 1). */
   range?: number;
 }
+
+/**
+ * The shape of a PortMapping in a helper process's job (JSON from another
+ * process): checked for shape here, for meaning where it is used.
+ */
+export const PortMappingSchema = v.strictObject({
+  hostIP: v.exactOptional(v.string()),
+  hostPort: v.number(),
+  containerPort: v.number(),
+  protocol: v.exactOptional(v.picklist(['tcp', 'udp'])),
+  range: v.exactOptional(v.number()),
+});

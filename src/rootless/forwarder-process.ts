@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../errors.js';
-import type { PortMapping } from '../ports.js';
+import { type PortMapping, PortMappingSchema } from '../ports.js';
 import {
   type ProcessIdentity,
   processAlive,
@@ -79,15 +79,7 @@ const ForwarderJobSchema = v.strictObject({
     v.string(),
     v.check((a) => containerAddressProblem(a) === undefined, 'not a container address to dial'),
   ),
-  mappings: v.array(
-    v.strictObject({
-      hostIP: v.exactOptional(v.string()),
-      hostPort: v.number(),
-      containerPort: v.number(),
-      protocol: v.exactOptional(v.picklist(['tcp', 'udp'])),
-      range: v.exactOptional(v.number()),
-    }),
-  ),
+  mappings: v.array(PortMappingSchema),
   udpIdleTimeoutMs: v.exactOptional(v.number()),
   exitFd: v.boolean(),
 });

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
-import type { PortMapping } from '../ports.js';
+import { type PortMapping, PortMappingSchema } from '../ports.js';
 import { spawnDetached } from './detached.js';
 
 /** What the keeper is asked to run (JSON on its stdin); see {@link KeeperOptions}. */
@@ -18,15 +18,7 @@ const KeeperJobSchema = v.strictObject({
   engine: v.picklist(['slirp4netns', 'pasta', 'none']),
   netns: v.pipe(v.string(), v.minLength(1)),
   options: v.array(v.string()),
-  ports: v.array(
-    v.strictObject({
-      hostIP: v.exactOptional(v.string()),
-      hostPort: v.number(),
-      containerPort: v.number(),
-      protocol: v.exactOptional(v.picklist(['tcp', 'udp'])),
-      range: v.exactOptional(v.number()),
-    }),
-  ),
+  ports: v.array(PortMappingSchema),
 });
 
 /**

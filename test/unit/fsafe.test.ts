@@ -1,20 +1,12 @@
 // Trusted directories and recorded paths (src/fsafe.ts): checked on real
 // temp directories, no root needed.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkPrivateDir, checkRecordedPath, resolveDir } from '../../src/fsafe.js';
+import { tempDirs } from '../helpers/temp.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function temp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'podnet-unit-'));
-  dirs.push(d);
-  return d;
-}
+const temp = tempDirs();
 
 describe('resolveDir', () => {
   it('normalises trailing slashes, dots and relative paths, and resolves symlinks once', () => {

@@ -18,6 +18,7 @@ import { CniRuntime } from '../../../src/cni/index.js';
 import { Networking, NetworkNamespace } from '../../../src/index.js';
 import { processIdentity } from '../../../src/process.js';
 import { isRoot, tempNetnsDir } from '../../helpers/host.js';
+import { containerState } from '../../helpers/state.js';
 import { type NetEnv, netEnvPerTest } from './env.js';
 
 const dist = new URL('../../../dist/index.js', import.meta.url).href;
@@ -29,19 +30,11 @@ function plantState(env: NetEnv, id: string, over: Record<string, unknown>): str
   writeFileSync(
     path,
     JSON.stringify({
-      version: 2,
-      phase: 'ready',
-      id,
-      name: id,
-      mode: 'bridge',
-      netnsPath: join(env.netnsDir, 'cni-00000000-0000-0000-0000-000000000000'),
-      ownsNetns: true,
-      networksRequested: false,
-      networks: [],
-      portMappings: [],
-      exposedPorts: [],
-      helpers: [],
-      created: new Date().toISOString(),
+      ...containerState({
+        id,
+        name: id,
+        netnsPath: join(env.netnsDir, 'cni-00000000-0000-0000-0000-000000000000'),
+      }),
       ...over,
     }),
   );

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
 import { isRoot, run } from '../../helpers/host.js';
+import { containerState } from '../../helpers/state.js';
 import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
 
 const dist = new URL('../../../dist/index.js', import.meta.url).href;
@@ -196,24 +197,18 @@ describe.skipIf(!isRoot)('Networking', () => {
     for (const [id, other] of [
       ['x', 'y'],
       ['y', 'x'],
-    ]) {
+    ] as const) {
       writeFileSync(
         join(env.stateDir, `${id}.json`),
-        JSON.stringify({
-          version: 2,
-          phase: 'ready',
-          id,
-          name: id,
-          mode: { container: other },
-          netnsPath: '',
-          ownsNetns: false,
-          networksRequested: false,
-          networks: [],
-          portMappings: [],
-          exposedPorts: [],
-          helpers: [],
-          created: new Date().toISOString(),
-        }),
+        JSON.stringify(
+          containerState({
+            id,
+            name: id,
+            mode: { container: other },
+            netnsPath: '',
+            ownsNetns: false,
+          }),
+        ),
       );
     }
     await expect(nw.setup({ id: 'z', name: 'z', mode: { container: 'x' } })).rejects.toMatchObject({

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { CniResult040, CniResult100 } from '../../../src/cni/index.js';
 import { buildNetworkSettings, networkAddresses } from '../../../src/network/inspect.js';
 import type { AttachedNetwork, ContainerState } from '../../../src/network/types.js';
+import { containerState } from '../../helpers/state.js';
 
 const NETNS = '/run/netns/cni-1b2c3d4e';
 
@@ -26,26 +27,8 @@ const bridge100: CniResult100 = {
   dns: {},
 };
 
-// Not annotated, so the helper type-checks whether or not ContainerState
-// requires `phase` (being added alongside): only the result is checked.
-const baseState = {
-  version: 2 as const,
-  phase: 'ready' as const,
-  id: 'c0ffee',
-  name: 'web',
-  mode: 'bridge' as const,
-  netnsPath: NETNS,
-  ownsNetns: true,
-  networksRequested: false,
-  networks: [],
-  portMappings: [],
-  exposedPorts: [],
-  helpers: [],
-  created: '2024-01-01T00:00:00.000Z',
-};
-
 function state(over: Partial<ContainerState> = {}): ContainerState {
-  return { ...baseState, ...over };
+  return containerState({ netnsPath: NETNS, ...over });
 }
 
 const attached = (name: string, result: AttachedNetwork['result'], ifName = 'eth0') => ({

@@ -1,43 +1,21 @@
 // The state store as a journal read back as untrusted input, and the
 // per-container lock: no root needed.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StateStore } from '../../../src/network/index.js';
 import { tryLock } from '../../../src/network/lock.js';
 import type { ContainerState } from '../../../src/network/types.js';
 import { processIdentity, processStatus } from '../../../src/process.js';
+import { containerState } from '../../helpers/state.js';
+import { tempDirs } from '../../helpers/temp.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function temp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'podnet-unit-'));
-  dirs.push(d);
-  return d;
-}
+const temp = tempDirs();
 
 const NETNS_DIR = '/run/netns';
 function state(over: Partial<ContainerState> = {}): ContainerState {
-  return {
-    version: 2,
-    phase: 'ready',
-    id: 'c1',
-    name: 'c1',
-    mode: 'bridge',
-    netnsPath: `${NETNS_DIR}/cni-0c0ffee0-0000-4000-8000-000000000000`,
-    ownsNetns: true,
-    networksRequested: false,
-    networks: [],
-    portMappings: [],
-    exposedPorts: [],
-    helpers: [],
-    created: '2026-01-01T00:00:00.000Z',
-    ...over,
-  };
+  return containerState({ id: 'c1', name: 'c1', ...over });
 }
 
 describe('StateStore', () => {
