@@ -144,17 +144,29 @@ export async function runDetached(
     } catch (err) {
       throw new InvalidArgumentError('the job on stdin is not a line of JSON', { cause: err });
     }
-    report({ ok: true, ...(await start(job)) });
-    // `start` has installed its SIGTERM handler, which stops what it started.
-    void lines.next().then(
-      (line) => {
-        if (line !== 'ok') process.kill(process.pid, 'SIGTERM');
-      },
-      () => process.kill(process.pid, 'SIGTERM'),
-    );
+    const started = await start(job);
+    // `start` has installed its SIGTERM handler, which stops what it
+    // started: a starter that is gone (the report cannot be written, or
+    // stdin ends before the confirmation) makes it stop.
+    const orphaned = (): void => {
+      process.kill(process.pid, 'SIGTERM');
+    };
+    try {
+      report({ ok: true, ...started });
+    } catch {
+      orphaned();
+      return;
+    }
+    void lines.next().then((line) => {
+      if (line !== 'ok') orphaned();
+    }, orphaned);
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
-    report({ ok: false, code: String(e?.code ?? code), message: String(e?.message ?? err) });
+    try {
+      report({ ok: false, code: String(e?.code ?? code), message: String(e?.message ?? err) });
+    } catch {
+      // The starter is gone; there is nobody to tell.
+    }
     process.exit(1);
   }
 }
