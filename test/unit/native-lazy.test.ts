@@ -1,0 +1,75 @@
+// Without a build of the addon for this machine (arm64, musl, a Node with
+// another ABI), importing podnet and its pure parts still work; the first
+// call that needs the addon fails with one typed line. node-gyp-build's
+// PODNET_PREBUILD override, pointed at an empty directory, is such a
+// machine: it then finds neither build/Release nor prebuilds/.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { podnetBin, TEST_PREFIX } from '../helpers/host.js';
+
+const execFileP = promisify(execFile);
+
+let empty: string;
+beforeEach(() => {
+  empty = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+  vi.stubEnv('PODNET_PREBUILD', empty);
+  vi.stubEnv('PODNET_ADDON_PATH', undefined);
+  vi.resetModules(); // a fresh src/native.ts, which has loaded nothing yet
+});
+afterEach(() => {
+  vi.unstubAllEnvs();
+  rmSync(empty, { recursive: true, force: true });
+});
+
+/** What every ERR_PODNET_NO_ADDON message must say. */
+function expectNoAddonLine(message: string): void {
+  expect(message).not.toContain('\n');
+  expect(message).toContain(`no prebuild for linux-${process.arch} `);
+  expect(message).toContain(`ABI ${process.versions.modules}, N-API ${process.versions.napi}`);
+  expect(message).toContain('the package has none');
+  expect(message).toMatch(/cd \/\S+ && npx node-gyp rebuild$/);
+}
+
+it('imports, and fails the first namespace call with one ERR_PODNET_NO_ADDON line', async () => {
+  const podnet = await import('../../src/index.js');
+  expect(podnet.isPodnetError(new Error('x'))).toBe(false);
+  const dir = join(empty, 'netns');
+  const err = await podnet.NetworkNamespace.create({ dir }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(podnet.isPodnetError(err)).toBe(true);
+  const e = err as InstanceType<typeof podnet.PodnetError>;
+  expect(e.code).toBe('ERR_PODNET_NO_ADDON');
+  expectNoAddonLine(e.message);
+  expect(e.cause).toBeInstanceOf(Error); // node-gyp-build's own report
+  expect(existsSync(dir)).toBe(false); // nothing was made
+});
+
+it('podnet --help works; a command that needs the addon prints one line and exits 1', async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, PODNET_PREBUILD: empty, NODE_DEBUG: '' };
+  delete env['PODNET_ADDON_PATH'];
+  const help = await execFileP(process.execPath, [podnetBin, '--help'], { env });
+  expect(help.stdout).toContain('Usage:');
+  expect(help.stderr).toBe('');
+
+  const add = await execFileP(
+    process.execPath,
+    [podnetBin, 'netns', 'add', 'x', '--dir', join(empty, 'netns')],
+    { env },
+  ).then(
+    () => undefined,
+    (e: { code: number; stderr: string }) => e,
+  );
+  expect(add?.code).toBe(1);
+  const lines = add?.stderr.split('\n').filter(Boolean) ?? [];
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(
+    /^podnet: podnet's native addon is not available: .* \[ERR_PODNET_NO_ADDON\]$/,
+  );
+  expectNoAddonLine(lines[0]!.replace(/ \[ERR_PODNET_NO_ADDON\]$/, ''));
+});
