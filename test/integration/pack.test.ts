@@ -30,6 +30,8 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.d.ts');
     expect(files).toContain('bin/podnet.js');
+    expect(files).toContain('LICENSE');
+    expect(files).toContain('CHANGELOG.md');
     expect(
       files.some((f) => f.startsWith('build/') || f.startsWith('test/') || f.startsWith('src/')),
     ).toBe(false);
