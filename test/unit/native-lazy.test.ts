@@ -4,7 +4,7 @@
 // PODNET_PREBUILD override, pointed at an empty directory, is such a
 // machine: it then finds neither build/Release nor prebuilds/.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,4 +72,37 @@ it('podnet --help works; a command that needs the addon prints one line and exit
     /^podnet: podnet's native addon is not available: .* \[ERR_PODNET_NO_ADDON\]$/,
   );
   expectNoAddonLine(lines[0]!.replace(/ \[ERR_PODNET_NO_ADDON\]$/, ''));
+});
+
+it("a build that is found but does not load is named, with the loader's reason", async () => {
+  mkdirSync(join(empty, 'build', 'Release'), { recursive: true });
+  writeFileSync(join(empty, 'build', 'Release', 'podnet.node'), 'not an ELF file');
+  const { native } = await import('../../src/native.js');
+  const err = (() => {
+    try {
+      native.closeFd(-1);
+    } catch (e) {
+      return e as { code?: string; message: string };
+    }
+  })();
+  expect(err?.code).toBe('ERR_PODNET_NO_ADDON');
+  expect(err?.message).not.toContain('\n');
+  expect(err?.message).toContain(`the build found for linux-${process.arch} `);
+  // dlopen's own reason, after the file it refused
+  expect(err?.message).toContain(
+    `does not load: ${join(empty, 'build', 'Release', 'podnet.node')}: `,
+  );
+});
+
+it('a PODNET_ADDON_PATH that does not load says so, in one line', async () => {
+  vi.stubEnv('PODNET_ADDON_PATH', join(empty, 'missing.node'));
+  const { native } = await import('../../src/native.js');
+  expect(() => native.POOL_TCP).toThrow(
+    expect.objectContaining({
+      code: 'ERR_PODNET_NO_ADDON',
+      message: expect.stringMatching(
+        /^cannot load the podnet addon PODNET_ADDON_PATH names: [^\n]*missing\.node/,
+      ),
+    }),
+  );
 });
