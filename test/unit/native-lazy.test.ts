@@ -43,7 +43,7 @@ it('imports, and fails the first namespace call with one ERR_PODNET_NO_ADDON lin
     (e: unknown) => e,
   );
   expect(podnet.isPodnetError(err)).toBe(true);
-  const e = err as InstanceType<typeof podnet.PodnetError>;
+  const e = err as { code: string; message: string; cause: unknown };
   expect(e.code).toBe('ERR_PODNET_NO_ADDON');
   expectNoAddonLine(e.message);
   expect(e.cause).toBeInstanceOf(Error); // node-gyp-build's own report
