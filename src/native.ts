@@ -219,7 +219,9 @@ function listDir(path: string): string[] {
  * Importing podnet never loads it, so the CLI's help and the pure functions
  * (parsers, inspect builders) work on a machine with no build for it; the
  * first property read throws ERR_PODNET_NO_ADDON there, a one-line
- * PodnetError naming the missing build and how to make one.
+ * PodnetError naming the missing build and how to make one. A Proxy, so
+ * every caller's `native.fn(...)` stays as written; a read costs about 20 ns
+ * more than a plain property, against microseconds for any call it leads to.
  */
 export const native: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, key) => Reflect.get(load(), key),
