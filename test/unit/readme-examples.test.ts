@@ -2,8 +2,11 @@
 // only from 'podnet', 'podnet/testing' and node:*, defines every name it
 // uses, avoids `using` declarations (Node 20, the engines floor, rejects
 // them), and type-checks against the package's own types with the project's
-// strict settings. A block that is deliberately a fragment starts with the
-// line `// readme: fragment` and is only checked for syntax.
+// strict settings; and it is plain JavaScript that this Node parses as an
+// ES module (`node --check`), so it runs pasted into a .mjs file. A block
+// that is deliberately a fragment starts with the line `// readme: fragment`
+// and is only checked for imports and `using`.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +78,22 @@ it('every ts example imports only the package and node:*, and uses no `using` de
       );
   }
   expect(problems).toEqual([]);
+});
+
+it(`every ts example is JavaScript Node ${process.versions.node} parses as a module`, () => {
+  const rejected: string[] = [];
+  blocks.forEach((block, i) => {
+    if (block.code.startsWith(FRAGMENT)) return;
+    const file = join(work, `readme-${i}.mjs`);
+    writeFileSync(file, block.code);
+    try {
+      execFileSync(process.execPath, ['--check', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      const stderr = String((err as { stderr?: unknown }).stderr);
+      rejected.push(`README.md:${block.line}: ${stderr.split('\n').find((l) => /Error/.test(l))}`);
+    }
+  });
+  expect(rejected).toEqual([]);
 });
 
 it("every ts example type-checks against the package's types (strict, Node 20's ES2023)", () => {
