@@ -7,15 +7,16 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { podnetBin, TEST_PREFIX } from '../helpers/host.js';
 
 const execFileP = promisify(execFile);
+const podnetBin = fileURLToPath(new URL('../../bin/podnet.js', import.meta.url));
 
 let empty: string;
 beforeEach(() => {
-  empty = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+  empty = mkdtempSync(join(tmpdir(), 'podnet-unit-'));
   vi.stubEnv('PODNET_PREBUILD', empty);
   vi.stubEnv('PODNET_ADDON_PATH', undefined);
   vi.resetModules(); // a fresh src/native.ts, which has loaded nothing yet

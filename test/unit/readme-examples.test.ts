@@ -7,41 +7,21 @@
 // that is deliberately a fragment starts with the line `// readme: fragment`
 // and is only checked for imports and `using`.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, expect, it } from 'vitest';
-import { TEST_PREFIX } from '../helpers/host.js';
+import { FRAGMENT, type ReadmeBlock, readmeBlocks } from '../helpers/readme.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const FRAGMENT = '// readme: fragment';
-
-interface Block {
-  line: number;
-  code: string;
-}
-
-function tsBlocks(markdown: string): Block[] {
-  const blocks: Block[] = [];
-  const lines = markdown.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== '```ts') continue;
-    const start = i + 1;
-    while (i + 1 < lines.length && lines[i + 1] !== '```') i++;
-    blocks.push({ line: start + 1, code: lines.slice(start, i + 1).join('\n') });
-    i++;
-  }
-  return blocks;
-}
-
-const blocks = tsBlocks(readFileSync(join(root, 'README.md'), 'utf8'));
-const work = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+const blocks = readmeBlocks();
+const work = mkdtempSync(join(tmpdir(), 'podnet-unit-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Where a diagnostic points, as README.md:LINE. */
-function where(files: Map<string, Block>, d: ts.Diagnostic): string {
+function where(files: Map<string, ReadmeBlock>, d: ts.Diagnostic): string {
   const block = d.file && files.get(d.file.fileName);
   const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
   if (!block || d.start === undefined) return `${d.file?.fileName ?? ''}: ${text}`;
@@ -97,7 +77,7 @@ it(`every ts example is JavaScript Node ${process.versions.node} parses as a mod
 });
 
 it("every ts example type-checks against the package's types (strict, Node 20's ES2023)", () => {
-  const files = new Map<string, Block>();
+  const files = new Map<string, ReadmeBlock>();
   blocks.forEach((block, i) => {
     if (block.code.startsWith(FRAGMENT)) return;
     const file = join(work, `readme-${i}.ts`);
