@@ -1,6 +1,8 @@
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isPodnetError, PodnetSystemError } from './errors.js';
+import { isPodnetError, PodnetError, PodnetSystemError } from './errors.js';
 
 /** The NETLINK_ROUTE socket type the addon exports. */
 export interface NativeRtnlSocket {
@@ -154,20 +156,76 @@ export interface RelayStats {
 }
 
 const require = createRequire(import.meta.url);
-const loadBinding = require('node-gyp-build') as (dir: string) => NativeBinding;
 
-// PODNET_ADDON_PATH names another build of the addon (a .node file) to load
-// instead: the sanitizer build of scripts/build-sanitized.js, which the
-// sanitizer tests run the native unit tests against. Not for production use.
-const override = process.env['PODNET_ADDON_PATH'];
+/** The package directory: node-gyp-build looks in its build/Release, then its prebuilds/. */
+const packageDir = dirname(fileURLToPath(new URL('../package.json', import.meta.url)));
+
+let binding: NativeBinding | undefined;
+
+function load(): NativeBinding {
+  if (binding) return binding;
+  // PODNET_ADDON_PATH names another build of the addon (a .node file) to load
+  // instead: the sanitizer build of scripts/build-sanitized.js, which the
+  // sanitizer tests run the native unit tests against. Not for production use.
+  const override = process.env['PODNET_ADDON_PATH'];
+  try {
+    const loadBinding = require('node-gyp-build') as (dir: string) => NativeBinding;
+    binding = override ? (require(override) as NativeBinding) : loadBinding(packageDir);
+  } catch (err) {
+    throw new PodnetError('ERR_PODNET_NO_ADDON', noAddonMessage(override, err), { cause: err });
+  }
+  return binding;
+}
 
 /**
- * The loaded addon: build/Release when built locally, else the prebuild
- * shipped in prebuilds/ (or the file PODNET_ADDON_PATH names).
+ * One line: what this machine needed (the prebuild directory and tags
+ * node-gyp-build matches on), what the package has, why loading failed when
+ * a build was found, and how to build one.
  */
-export const native: NativeBinding = override
-  ? (require(override) as NativeBinding)
-  : loadBinding(fileURLToPath(new URL('..', import.meta.url)));
+function noAddonMessage(override: string | undefined, err: unknown): string {
+  // glibc's version is in the report's header; musl has none to report.
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  const libc = report.header?.glibcVersionRuntime ? 'glibc' : 'musl';
+  const wanted =
+    `${process.platform}-${process.arch} ${libc}, Node ${process.versions.node} ` +
+    `(ABI ${process.versions.modules}, N-API ${process.versions.napi})`;
+  const detail = String((err as Error)?.message ?? err).split('\n')[0] ?? '';
+  if (override) return `cannot load the podnet addon PODNET_ADDON_PATH names: ${detail}`;
+  // Where node-gyp-build looked: PODNET_PREBUILD (its own override) or the package.
+  const dir = process.env['PODNET_PREBUILD'] ?? packageDir;
+  const shipped = listDir(join(dir, 'prebuilds')).flatMap((tuple) =>
+    listDir(join(dir, 'prebuilds', tuple)).map((file) => `${tuple}/${file}`),
+  );
+  const why = detail.startsWith('No native build was found')
+    ? `no prebuild for ${wanted}, the package has ${shipped.length ? shipped.join(', ') : 'none'}`
+    : `the build found for ${wanted} does not load: ${detail}`;
+  return (
+    `podnet's native addon is not available: ${why}; build it with python3, make and a C++17 ` +
+    `compiler: cd ${packageDir} && npx node-gyp rebuild`
+  );
+}
+
+function listDir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return []; // no prebuilds/ at all, as in a git checkout
+  }
+}
+
+/**
+ * The addon, loaded on first use: build/Release when built locally, else
+ * the prebuild shipped in prebuilds/ (or the file PODNET_ADDON_PATH names).
+ * Importing podnet never loads it, so the CLI's help and the pure functions
+ * (parsers, inspect builders) work on a machine with no build for it; the
+ * first property read throws ERR_PODNET_NO_ADDON there, a one-line
+ * PodnetError naming the missing build and how to make one. A Proxy, so
+ * every caller's `native.fn(...)` stays as written; a read costs about 20 ns
+ * more than a plain property, against microseconds for any call it leads to.
+ */
+export const native: NativeBinding = new Proxy({} as NativeBinding, {
+  get: (_target, key) => Reflect.get(load(), key),
+});
 
 interface RawNativeError {
   errno?: unknown;
