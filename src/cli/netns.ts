@@ -1,4 +1,5 @@
 // `podnet netns`: named network namespaces, like `ip netns`.
+import { resolve } from 'node:path';
 import { defaultNetnsDir, NetworkNamespace, namespacePath } from '../netns/index.js';
 import { UsageError } from './errors.js';
 import { type FlagValues, str } from './flags.js';
@@ -11,7 +12,8 @@ export async function netns([action = '', name]: string[], flags: FlagValues): P
   if (dirFlag !== undefined && netnsDirFlag !== undefined && dirFlag !== netnsDirFlag) {
     throw new UsageError('--dir and --netns-dir name different directories');
   }
-  const dir = dirFlag ?? netnsDirFlag ?? defaultNetnsDir();
+  // Absolute, so every path printed is (add resolves it, list would not).
+  const dir = resolve(dirFlag ?? netnsDirFlag ?? defaultNetnsDir());
   const json = flags['json'] === true;
   switch (action) {
     case 'add': {
