@@ -6,7 +6,10 @@
 // does not load the native addon (no process.dlopen). Needs no root; run
 // after `npm run build:ts` (bin/podnet.js imports dist/).
 //
-// Environment: BENCH_CLI_RUNS (default 40) pairs, after 5 warm-up pairs.
+// Environment: BENCH_CLI_RUNS (default 40) rounds, after 5 warm-up rounds;
+// PODNET_BASELINE_BIN=PATH (the bin/podnet.js of another build, e.g. a
+// checkout of an earlier commit with its dist/ built) adds its --help to
+// every round, interleaved with the others.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { benchDir, median, printTable } from './lib/util.js';
@@ -18,6 +21,8 @@ const commands = {
   'node -e 0': ['-e', '0'],
   'node bin/podnet.js --help': [bin, '--help'],
 };
+const baselineBin = process.env.PODNET_BASELINE_BIN;
+if (baselineBin) commands['baseline build --help'] = [baselineBin, '--help'];
 
 /** Wall time of one run in ms; throws if it fails. */
 function timed(args) {
@@ -31,7 +36,8 @@ function timed(args) {
 const times = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
 const names = Object.keys(commands);
 for (let i = 0; i < WARMUP + RUNS; i++) {
-  const order = i % 2 === 0 ? names : [...names].reverse();
+  // Rotate the order, so each command goes first equally often.
+  const order = names.map((_, j) => names[(i + j) % names.length]);
   for (const name of order) {
     const ms = timed(commands[name]);
     if (i >= WARMUP) times[name].push(ms);
@@ -50,7 +56,7 @@ const baseline = median(times['node -e 0']);
 const help = median(times['node bin/podnet.js --help']);
 const ratio = help / baseline;
 printTable(
-  `Startup, medians of ${RUNS} interleaved pairs (after ${WARMUP} warm-up pairs), ms`,
+  `Startup, medians of ${RUNS} interleaved rounds (after ${WARMUP} warm-up rounds), ms`,
   ['command', 'median', 'min', 'max'],
   names.map((n) => [
     n,
@@ -62,12 +68,21 @@ printTable(
 console.log(
   `\npodnet --help / node -e 0: ${ratio.toFixed(2)}x (goal <= 1.5x); native addon loads during --help: ${addonLoads}`,
 );
+const before = baselineBin ? median(times['baseline build --help']) : undefined;
+if (before !== undefined)
+  console.log(`baseline build --help / node -e 0: ${(before / baseline).toFixed(2)}x`);
 const summary = {
   bench: 'cli',
   runs: RUNS,
   nodeMs: Number(baseline.toFixed(2)),
   helpMs: Number(help.toFixed(2)),
   ratio: Number(ratio.toFixed(3)),
+  ...(before === undefined
+    ? {}
+    : {
+        baselineMs: Number(before.toFixed(2)),
+        baselineRatio: Number((before / baseline).toFixed(3)),
+      }),
   addonLoads,
   ok: ratio <= 1.5 && addonLoads === 0,
 };
