@@ -38,7 +38,6 @@ export interface StatsTick {
 
 /** A container being watched: what the loop needs of an Attachment. */
 export interface WatchedContainer {
-  id: string;
   name: string;
   stats(): Promise<ContainerStats>;
   close(): void;
@@ -243,7 +242,7 @@ async function watch(
         open: async (id, required) => {
           const att = await load(net, id, required);
           return (
-            att && { id, name: att.state.name, stats: () => att.stats(), close: () => att.close() }
+            att && { name: att.state.name, stats: () => att.stats(), close: () => att.close() }
           );
         },
         now: () => performance.now(),

@@ -35,7 +35,6 @@ function world(frames: string[][], rate: Record<string, number>, intervalMs = 50
       if (!ready) return undefined;
       opened.push(id);
       const c: WatchedContainer = {
-        id,
         name: `name-${id.slice(0, 4)}`,
         stats: async () => sample(((rate[id] ?? 0) * clock) / 1000, 0),
         close: () => closed.push(id),
