@@ -49,6 +49,23 @@ function valibotMessage(err: Error): string | undefined {
   return keys.length > 0 ? `invalid input at ${keys.join('.')}: ${message}` : message;
 }
 
+/**
+ * cac's parse errors in the words readFlags uses for the same mistakes
+ * (cac quotes with backticks and names a flag with its placeholder).
+ */
+function cacMessage(message: string): string {
+  const missingValue = /^option `([^<`]+?)(?: <[^>]*>)?` value is missing$/.exec(message);
+  if (missingValue) return `flag '${missingValue[1]?.split(', ').join('/')}' needs a value`;
+  const missingArg = /^missing required args for command `([^`]+)`$/.exec(message);
+  if (missingArg) return `missing argument: podnet ${missingArg[1]}`;
+  const unused = /^Unused args: (.+)$/.exec(message);
+  if (unused) {
+    const args = unused[1]?.replace(/`/g, "'") ?? '';
+    return `unexpected argument${args.includes(', ') ? 's' : ''} ${args}`;
+  }
+  return message;
+}
+
 /** A Node system error (node:fs and friends): code `ENOENT`, with errno and syscall. */
 function isSystemError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
   const code = field(err, 'code');
@@ -76,7 +93,7 @@ export function describeError(err: unknown): CliErrorReport {
     message = err.message;
   } else if (err instanceof Error && err.name === 'CACError') {
     code = 'ERR_PODNET_USAGE';
-    message = err.message;
+    message = cacMessage(err.message);
   } else if (isSystemError(err)) {
     code = err.code;
     // Node's message starts with the code ("ENOENT: no such file ..."), which the line ends with.

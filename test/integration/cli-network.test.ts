@@ -312,7 +312,7 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
       [
         ['up', 'c1', '--network'],
         2,
-        /^podnet: option `--network <net>` value is missing \[ERR_PODNET_USAGE\]\n$/,
+        /^podnet: flag '--network' needs a value \[ERR_PODNET_USAGE\]\n$/,
       ],
       [
         ['up', 'c1', '--network', 'pn-none'],

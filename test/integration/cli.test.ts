@@ -103,12 +103,9 @@ describe.skipIf(!isRoot)('podnet command', () => {
       ],
       [
         ['netns', 'ls', '--netns-dir'],
-        'podnet: option `--netns-dir <dir>` value is missing [ERR_PODNET_USAGE]\n',
+        "podnet: flag '--netns-dir' needs a value [ERR_PODNET_USAGE]\n",
       ],
-      [
-        ['netns'],
-        'podnet: missing required args for command `netns <action> [name]` [ERR_PODNET_USAGE]\n',
-      ],
+      [['netns'], 'podnet: missing argument: podnet netns <action> [name] [ERR_PODNET_USAGE]\n'],
     ];
     for (const [args, line] of cases) {
       const r = await podnet(args);

@@ -56,7 +56,7 @@ describe('describeError', () => {
     expect(describeError(cacError())).toEqual({
       code: 'ERR_PODNET_USAGE',
       exitCode: 2,
-      line: 'podnet: missing required args for command `up <id>` [ERR_PODNET_USAGE]',
+      line: 'podnet: missing argument: podnet up <id> [ERR_PODNET_USAGE]',
     });
   });
 
@@ -155,8 +155,10 @@ describe('main', () => {
       [['frob'], "podnet: unknown command 'frob' (see podnet --help) [ERR_PODNET_USAGE]\n"],
       [['--frob'], "podnet: unknown flag '--frob' (see podnet --help) [ERR_PODNET_USAGE]\n"],
       [['gc', '-x'], "podnet: unknown flag '-x' (see podnet gc --help) [ERR_PODNET_USAGE]\n"],
-      [['down'], 'podnet: missing required args for command `down <id>` [ERR_PODNET_USAGE]\n'],
-      [['inspect', 'a', 'b'], 'podnet: Unused args: `b` [ERR_PODNET_USAGE]\n'],
+      [['down'], 'podnet: missing argument: podnet down <id> [ERR_PODNET_USAGE]\n'],
+      [['inspect', 'a', 'b'], "podnet: unexpected argument 'b' [ERR_PODNET_USAGE]\n"],
+      [['inspect', 'a', 'b', 'c'], "podnet: unexpected arguments 'b', 'c' [ERR_PODNET_USAGE]\n"],
+      [['up', 'c1', '-p'], "podnet: flag '-p/--publish' needs a value [ERR_PODNET_USAGE]\n"],
       [
         ['completion', 'fish'],
         "podnet: no completion for shell 'fish': bash or zsh [ERR_PODNET_USAGE]\n",
