@@ -28,6 +28,7 @@ const USAGE_CODES = new Set(['ERR_PODNET_USAGE', 'ERR_PODNET_INVALID_ARGUMENT'])
 export interface CliErrorReport {
   /** `ERR_PODNET_*`, or the errno name (`ENOENT`) of a system error. */
   code: string;
+  /** EXIT_USAGE for the command line's fault, else EXIT_FAILURE. */
   exitCode: typeof EXIT_FAILURE | typeof EXIT_USAGE;
   /** The stderr line, without its newline: `podnet: MESSAGE [CODE]`. */
   line: string;
