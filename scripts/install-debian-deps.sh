@@ -13,6 +13,7 @@ packages=(
   g++ make python3           # node-gyp builds the addon
   libasan8 libubsan1         # sanitizer build of the addon (libgcc-N-dev, which g++ pulls, links them)
   binutils                   # nm: the sanitizer test checks that build carries the sanitizers
+  zsh                        # the CLI test parses `podnet completion zsh` with zsh -n
 )
 
 bash "$(dirname "$0")/apt-install-missing.sh" "${packages[@]}"

@@ -250,11 +250,15 @@ export function parseUpArgs(id: string, flags: UpFlags): SetupOptions {
   return opts;
 }
 
-/** Parses `--interval MS` of `stats --watch`: whole milliseconds, 10 ms to one hour. */
+/**
+ * Parses `--interval SECONDS` of `stats --watch`, in seconds as podman and
+ * top take it, fractions allowed (`0.5`), from 0.01 to 3600; returns
+ * milliseconds.
+ */
 export function parseInterval(text: string): number {
-  const ms = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(ms >= 10 && ms <= 3_600_000)) {
-    bad(`invalid --interval '${text}': milliseconds between 10 and 3600000`);
+  const seconds = /^(\d{1,4}(\.\d{0,6})?|\.\d{1,6})$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds >= 0.01 && seconds <= 3600)) {
+    bad(`invalid --interval '${text}': seconds between 0.01 and 3600, e.g. 0.5`);
   }
-  return ms;
+  return Math.round(seconds * 1000);
 }

@@ -1,48 +1,12 @@
 // `podnet up`, `down`, `inspect` and `gc`: a container's network across
 // processes. Each command is one process: `up` leaves the namespace mounted
 // and the state on disk, so later commands find them by ID.
-import type { CAC } from 'cac';
 import type { Attachment, GcReport } from '../network/index.js';
 import type { NetworkSettings } from '../network/types.js';
 import { parseUpArgs } from './args.js';
-import {
-  addFlags,
-  type FlagSpec,
-  NETWORK_FLAGS,
-  networkingFromFlags,
-  readFlags,
-  str,
-  strs,
-} from './flags.js';
+import { networkingFromFlags } from './context.js';
+import { type FlagValues, str, strs } from './flags.js';
 import { print, printJson } from './output.js';
-
-const UP_FLAGS: readonly FlagSpec[] = [
-  { name: 'name', arg: 'name', help: 'Container name (default: the ID)' },
-  { name: 'pod', arg: 'pod', help: 'Pod the container belongs to' },
-  {
-    name: 'network',
-    arg: 'net',
-    multiple: true,
-    help: 'CNI network to attach, repeatable: eth0, eth1, ... (default: the default network)',
-  },
-  {
-    name: 'publish',
-    short: 'p',
-    arg: 'spec',
-    multiple: true,
-    help: 'Publish ports, repeatable: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp], ranges 8080-8085:80-85, [::1]:8080:80',
-  },
-  { name: 'ip', arg: 'ip', help: 'Static IP on the first network' },
-  { name: 'mac', arg: 'mac', help: "Static MAC of the first network's interface" },
-  { name: 'pid', arg: 'pid', help: 'Use the network namespace of this process' },
-  { name: 'netns', arg: 'path', help: 'Join this existing namespace as is' },
-  {
-    name: 'mode',
-    arg: 'mode',
-    help: 'bridge | none | container:ID | ns:PATH | slirp4netns[:OPT=VAL,...] | pasta[:OPT,...]',
-  },
-  ...NETWORK_FLAGS,
-];
 
 /** One network of `podnet up`'s summary. */
 interface NetworkLine {
@@ -107,68 +71,53 @@ function formatGc(r: GcReport): string {
   return lines.map(([what, items]) => `${what}: ${items.join(', ')}`).join('\n');
 }
 
-/** Registers `up`, `down`, `inspect` and `gc` on CLI. */
-export function registerContainerCommands(cli: CAC): void {
-  addFlags(
-    cli.command('up <id>', "Set up a container's network: a namespace attached to CNI networks"),
-    UP_FLAGS,
-  ).action(async (id: string) => {
-    const flags = readFlags(cli, UP_FLAGS);
-    const options = parseUpArgs(id, {
-      name: str(flags, 'name'),
-      pod: str(flags, 'pod'),
-      network: strs(flags, 'network'),
-      publish: strs(flags, 'publish'),
-      ip: str(flags, 'ip'),
-      mac: str(flags, 'mac'),
-      pid: str(flags, 'pid'),
-      netns: str(flags, 'netns'),
-      mode: str(flags, 'mode'),
-    });
-    const att = await networkingFromFlags(flags).setup(options);
-    try {
-      const settings = att.inspect();
-      print(flags['json'] === true, settings, () => formatUp(att, settings));
-    } finally {
-      // The namespace stays mounted and the state on disk for `down`.
-      att.close();
-    }
+/** `podnet up ID`: sets up the network, prints a summary, leaves it for `down`. */
+export async function up([id = '']: string[], flags: FlagValues): Promise<void> {
+  const options = parseUpArgs(id, {
+    name: str(flags, 'name'),
+    pod: str(flags, 'pod'),
+    network: strs(flags, 'network'),
+    publish: strs(flags, 'publish'),
+    ip: str(flags, 'ip'),
+    mac: str(flags, 'mac'),
+    pid: str(flags, 'pid'),
+    netns: str(flags, 'netns'),
+    mode: str(flags, 'mode'),
   });
+  const att = await networkingFromFlags(flags).setup(options);
+  try {
+    const settings = att.inspect();
+    print(flags['json'] === true, settings, () => formatUp(att, settings));
+  } finally {
+    // The namespace stays mounted and the state on disk for `down`.
+    att.close();
+  }
+}
 
-  addFlags(
-    cli.command('down <id>', "Tear down a container's network (CNI DEL, namespace removed)"),
-    NETWORK_FLAGS,
-  ).action(async (id: string) => {
-    const flags = readFlags(cli, NETWORK_FLAGS);
-    const att = await networkingFromFlags(flags).load(id);
-    const { netnsPath, networks } = att.state;
-    await att.teardown();
-    print(
-      flags['json'] === true,
-      { id, netns: netnsPath, networks: networks.map((n) => n.name) },
-      () => `${id}: down`,
-    );
-  });
+/** `podnet down ID`: tears the container's network down. */
+export async function down([id = '']: string[], flags: FlagValues): Promise<void> {
+  const att = await networkingFromFlags(flags).load(id);
+  const { netnsPath, networks } = att.state;
+  await att.teardown();
+  print(
+    flags['json'] === true,
+    { id, netns: netnsPath, networks: networks.map((n) => n.name) },
+    () => `${id}: down`,
+  );
+}
 
-  addFlags(
-    cli.command('inspect <id>', "A container's Docker-compatible NetworkSettings (JSON)"),
-    NETWORK_FLAGS,
-  ).action(async (id: string) => {
-    const flags = readFlags(cli, NETWORK_FLAGS);
-    const att = await networkingFromFlags(flags).load(id);
-    try {
-      printJson(att.inspect());
-    } finally {
-      att.close();
-    }
-  });
+/** `podnet inspect ID`: the NetworkSettings as JSON. */
+export async function inspect([id = '']: string[], flags: FlagValues): Promise<void> {
+  const att = await networkingFromFlags(flags).load(id);
+  try {
+    printJson(att.inspect());
+  } finally {
+    att.close();
+  }
+}
 
-  addFlags(
-    cli.command('gc', 'Remove what dead containers left: state, mounts, CNI attachments, helpers'),
-    NETWORK_FLAGS,
-  ).action(async () => {
-    const flags = readFlags(cli, NETWORK_FLAGS);
-    const report = await networkingFromFlags(flags).gc();
-    print(flags['json'] === true, report, () => formatGc(report));
-  });
+/** `podnet gc`: removes what dead containers left. */
+export async function gc(_args: string[], flags: FlagValues): Promise<void> {
+  const report = await networkingFromFlags(flags).gc();
+  print(flags['json'] === true, report, () => formatGc(report));
 }

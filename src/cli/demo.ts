@@ -4,10 +4,12 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { CniRuntime, DEFAULT_NETWORK } from '../cni/index.js';
+import { PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { Networking, statsRates } from '../network/index.js';
 import type { ContainerStats, NetworkSettings } from '../network/types.js';
-import { bytes, table } from './output.js';
+import type { FlagValues } from './flags.js';
+import { bytes, print, table } from './output.js';
 
 /** What `podnet demo` did and saw. */
 export interface DemoReport {
@@ -228,4 +230,14 @@ export function formatDemo(r: DemoReport): string {
           .filter((k) => !r.leftovers[k])
           .join(', ')}`,
   ].join('\n');
+}
+
+/** `podnet demo`: runs the demo, saying each step unless --json, and fails if it left anything. */
+export async function demo(_args: string[], flags: FlagValues): Promise<void> {
+  const json = flags['json'] === true;
+  const report = await runDemo(json ? {} : { say: (line) => process.stdout.write(`${line}\n`) });
+  print(json, report, () => formatDemo(report));
+  const left = Object.keys(report.leftovers).filter((k) => !report.leftovers[k]);
+  if (left.length > 0)
+    throw new PodnetError('ERR_PODNET_DEMO', `the demo left things behind: ${left.join(', ')}`);
 }

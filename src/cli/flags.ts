@@ -1,12 +1,12 @@
-// Flags of the network commands, declared once: registered with cac (routing,
-// `--help`, unknown-option errors) and read back with node:util parseArgs.
-// cac's parser turns every numeric-looking value into a number ('--name 007'
-// becomes 7), so values are taken from the raw argv, where they are exact.
+// Flags of the commands, declared once: registered with cac (routing, `--help`,
+// completion) and read back with node:util parseArgs. cac's parser turns every
+// numeric-looking value into a number ('--dir 007' becomes 7) and reports
+// flags under camelCased names (`--netnsDir`), so values and unknown-flag
+// errors come from the raw argv, where they are exact. This module loads
+// nothing but node:util: `podnet --help` reads it.
 import { parseArgs } from 'node:util';
 import type { CAC, Command } from 'cac';
-import { CniRuntime, type CniRuntimeOptions } from '../cni/index.js';
-import { InvalidArgumentError } from '../errors.js';
-import { Networking, type NetworkingOptions } from '../network/index.js';
+import { UsageError } from './errors.js';
 
 /** One flag: `--NAME [<ARG>]`, optionally `-SHORT`, optionally repeatable. */
 export interface FlagSpec {
@@ -21,6 +21,13 @@ export interface FlagSpec {
 
 /** Flag values as typed: strings, arrays of strings for repeatable flags, booleans. */
 export type FlagValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+/** `--netns-dir`, shared by the network commands and `netns` (which also calls it `--dir`). */
+const NETNS_DIR: FlagSpec = {
+  name: 'netns-dir',
+  arg: 'dir',
+  help: 'Network namespace directory (default /run/netns)',
+};
 
 /** The flags every network command takes, which keep tests off the host's own state. */
 export const NETWORK_FLAGS: readonly FlagSpec[] = [
@@ -45,11 +52,67 @@ export const NETWORK_FLAGS: readonly FlagSpec[] = [
     multiple: true,
     help: 'CNI plugin directory, repeatable (default /usr/lib/cni, /opt/cni/bin)',
   },
-  { name: 'netns-dir', arg: 'dir', help: 'Network namespace directory (default /run/netns)' },
+  NETNS_DIR,
+];
+
+/** `--strict`: a configuration or state file that does not load is an error, not a warning. */
+export const STRICT_FLAG: FlagSpec = {
+  name: 'strict',
+  help: 'Fail on a configuration or state file that does not load (default: warn and skip it)',
+};
+
+/** Flags of `podnet up`. */
+export const UP_FLAGS: readonly FlagSpec[] = [
+  { name: 'name', arg: 'name', help: 'Container name (default: the ID)' },
+  { name: 'pod', arg: 'pod', help: 'Pod the container belongs to' },
+  {
+    name: 'network',
+    arg: 'net',
+    multiple: true,
+    help: 'CNI network to attach, repeatable: eth0, eth1, ... (default: the default network)',
+  },
+  {
+    name: 'publish',
+    short: 'p',
+    arg: 'spec',
+    multiple: true,
+    help: 'Publish ports, repeatable: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp], ranges 8080-8085:80-85, [::1]:8080:80',
+  },
+  { name: 'ip', arg: 'ip', help: 'Static IP on the first network' },
+  { name: 'mac', arg: 'mac', help: "Static MAC of the first network's interface" },
+  { name: 'pid', arg: 'pid', help: 'Use the network namespace of this process' },
+  { name: 'netns', arg: 'path', help: 'Join this existing namespace as is' },
+  {
+    name: 'mode',
+    arg: 'mode',
+    help: 'bridge | none | container:ID | ns:PATH | slirp4netns[:OPT=VAL,...] | pasta[:OPT,...]',
+  },
+  ...NETWORK_FLAGS,
+];
+
+/** Flags of `podnet stats`. */
+export const STATS_FLAGS: readonly FlagSpec[] = [
+  { name: 'watch', help: 'Redraw every interval until interrupted: counters, then rates' },
+  {
+    name: 'interval',
+    arg: 'seconds',
+    help: 'Seconds between redraws with --watch, fractions allowed (default 1)',
+  },
+  STRICT_FLAG,
+  ...NETWORK_FLAGS,
+];
+
+/** Flags of `podnet networks`. */
+export const NETWORKS_FLAGS: readonly FlagSpec[] = [STRICT_FLAG, ...NETWORK_FLAGS];
+
+/** Flags of `podnet netns`: its directory, by either name. */
+export const NETNS_FLAGS: readonly FlagSpec[] = [
+  { name: 'dir', arg: 'dir', help: 'Network namespace directory (default /run/netns)' },
+  { ...NETNS_DIR, help: 'The same as --dir, as the network commands spell it' },
 ];
 
 /** `--json`, declared globally on the cac instance and read back like the others. */
-const JSON_FLAG: FlagSpec = { name: 'json', help: 'Print machine-readable JSON' };
+export const JSON_FLAG: FlagSpec = { name: 'json', help: 'Print machine-readable JSON' };
 
 /** Registers SPECS on a cac command, so they show in its `--help` and are known to it. */
 export function addFlags(command: Command, specs: readonly FlagSpec[]): Command {
@@ -61,9 +124,15 @@ export function addFlags(command: Command, specs: readonly FlagSpec[]): Command 
   return command;
 }
 
+/** The option parseArgs names in its error messages, e.g. `--frob` or `-x`. */
+function quoted(message: string): string {
+  return /'([^']+)'/.exec(message)?.[1] ?? message;
+}
+
 /**
  * The values of SPECS (plus `--json`) in the argv cac matched, exactly as
- * typed. An unknown flag or a missing value is an InvalidArgumentError.
+ * typed. An unknown flag or a missing value is a UsageError naming the flag
+ * as typed.
  */
 export function readFlags(cli: CAC, specs: readonly FlagSpec[]): FlagValues {
   const options: NonNullable<Parameters<typeof parseArgs>[0]>['options'] = {};
@@ -75,6 +144,7 @@ export function readFlags(cli: CAC, specs: readonly FlagSpec[]): FlagValues {
     };
   }
   const dashes = cli.rawArgs.indexOf('--');
+  const help = cli.matchedCommandName ? `podnet ${cli.matchedCommandName} --help` : 'podnet --help';
   try {
     return parseArgs({
       args: cli.rawArgs.slice(2, dashes === -1 ? undefined : dashes),
@@ -83,7 +153,21 @@ export function readFlags(cli: CAC, specs: readonly FlagSpec[]): FlagValues {
       strict: true,
     }).values;
   } catch (cause) {
-    throw new InvalidArgumentError((cause as Error).message, { cause });
+    const code = (cause as NodeJS.ErrnoException).code;
+    const message = (cause as Error).message;
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      throw new UsageError(`unknown flag '${quoted(message)}' (see ${help})`, { cause });
+    }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      // "Option '--dir <value>' argument missing", or a value given to a boolean flag.
+      const flag = quoted(message).split(' ')[0];
+      const missing = message.includes('argument missing');
+      throw new UsageError(
+        missing ? `flag '${flag}' needs a value` : `flag '${flag}' takes no value`,
+        { cause },
+      );
+    }
+    throw new UsageError(message, { cause });
   }
 }
 
@@ -97,33 +181,4 @@ export function str(values: FlagValues, name: string): string | undefined {
 export function strs(values: FlagValues, name: string): string[] {
   const v = values[name];
   return Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
-}
-
-/**
- * The CNI runtime the flags ask for, or undefined when they name no CNI
- * directory, so Networking keeps its own defaults.
- */
-export function cniFromFlags(values: FlagValues): CniRuntime | undefined {
-  const opts: CniRuntimeOptions = {};
-  const confDir = str(values, 'cni-config-dir');
-  const cacheDir = str(values, 'cni-cache-dir');
-  const pluginDirs = strs(values, 'cni-plugin-dir');
-  if (confDir !== undefined) opts.confDir = confDir;
-  if (cacheDir !== undefined) opts.cacheDir = cacheDir;
-  if (pluginDirs.length > 0) opts.pluginDirs = pluginDirs;
-  return Object.keys(opts).length === 0 ? undefined : new CniRuntime(opts);
-}
-
-/** A Networking over the directories the flags name (defaults for the rest). */
-export function networkingFromFlags(values: FlagValues): Networking {
-  // Every command is a process that exits at once: rootless engines must
-  // live in a keeper process of their own.
-  const opts: NetworkingOptions = { keeper: true };
-  const cni = cniFromFlags(values);
-  const stateDir = str(values, 'state-dir');
-  const netnsDir = str(values, 'netns-dir');
-  if (cni !== undefined) opts.cni = cni;
-  if (stateDir !== undefined) opts.stateDir = stateDir;
-  if (netnsDir !== undefined) opts.netnsDir = netnsDir;
-  return new Networking(opts);
 }

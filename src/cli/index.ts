@@ -1,59 +1,58 @@
 import { cac } from 'cac';
-import { isPodnetError, PodnetError } from '../errors.js';
-import { registerContainerCommands } from './container.js';
-import { formatDemo, runDemo } from './demo.js';
-import { registerNetnsCommand } from './netns.js';
-import { registerNetworksCommand } from './networks.js';
-import { print } from './output.js';
-import { registerStatsCommand } from './stats.js';
+import { COMMANDS, EXIT_STATUS_HELP } from './commands.js';
+import { describeError, EXIT_OK, UsageError } from './errors.js';
+import { addFlags, JSON_FLAG, readFlags } from './flags.js';
+
+/** podnet's version, as `--version` prints it. */
+const VERSION = '0.1.0';
 
 /**
  * Runs the podnet command line with ARGV (without node and script) and
- * resolves to the exit code. Errors go to stderr as one line; the stack
+ * resolves to the exit code: 0 done, 1 the operation failed, 2 the command
+ * line is wrong. An error is one line on stderr ending in its code; the stack
  * only with NODE_DEBUG=podnet.
  */
 export async function main(argv: string[]): Promise<number> {
   const cli = cac('podnet');
-  cli.option('--json', 'Print machine-readable JSON');
-
-  registerContainerCommands(cli);
-  registerStatsCommand(cli);
-  registerNetworksCommand(cli);
-  registerNetnsCommand(cli);
-  cli
-    .command(
-      'demo',
-      'A container network on the embedded default network: HTTP through a published port, inspect, live stats, teardown',
-    )
-    .action(async (flags: { json?: boolean }) => {
-      const say = flags.json ? undefined : (line: string) => process.stdout.write(`${line}\n`);
-      const report = await runDemo(say ? { say } : {});
-      print(flags.json === true, report, () => formatDemo(report));
-      const left = Object.keys(report.leftovers).filter((k) => !report.leftovers[k]);
-      if (left.length)
-        throw new PodnetError('ERR_PODNET_DEMO', `the demo left things behind: ${left.join(', ')}`);
-    });
-
-  cli.help();
-  cli.version('0.1.0');
+  cli.option(`--${JSON_FLAG.name}`, JSON_FLAG.help);
+  for (const spec of COMMANDS) {
+    const command = cli.command(`${spec.name} ${spec.args}`.trim(), spec.summary);
+    for (const example of spec.examples) command.example(example);
+    // Flags are checked by readFlags against the argv as typed; cac's own
+    // check would name them camelCased.
+    addFlags(command, spec.flags)
+      .allowUnknownOptions()
+      .action(async () => spec.run(cli.args.map(String), readFlags(cli, spec.flags)));
+  }
+  cli.help((sections) => {
+    const spec = COMMANDS.find((c) => c.name === cli.matchedCommandName);
+    // cac shows a command's summary only in the command list: its own help
+    // gets the full description under the usage line.
+    if (spec !== undefined)
+      sections.splice(2, 0, { title: 'Description', body: `  ${spec.description}` });
+    sections.push({ title: 'Exit status', body: EXIT_STATUS_HELP });
+    return sections;
+  });
+  cli.version(VERSION);
 
   try {
     cli.parse(['node', 'podnet', ...argv], { run: false });
     if (!cli.matchedCommand) {
-      if (argv.length > 0 && !cli.options['help'] && !cli.options['version']) {
-        throw new Error(`unknown command '${argv.join(' ')}' (see podnet --help)`);
+      // cac has printed the help or version (and unset the command).
+      if (cli.options['help'] === true || cli.options['version'] === true) return EXIT_OK;
+      if (cli.args.length > 0) {
+        throw new UsageError(`unknown command '${cli.args[0]}' (see podnet --help)`);
       }
-      if (!cli.options['help'] && !cli.options['version']) cli.outputHelp();
-      return argv.length > 0 || cli.options['help'] || cli.options['version'] ? 0 : 1;
+      readFlags(cli, []); // names an unknown flag as such
+      throw new UsageError('missing command (see podnet --help)');
     }
     await cli.runMatchedCommand();
-    return 0;
+    return EXIT_OK;
   } catch (err) {
-    const e = err as Error;
-    const code = isPodnetError(err) && err.code.startsWith('ERR_') ? ` [${err.code}]` : '';
-    process.stderr.write(`podnet: ${e.message}${code}\n`);
+    const report = describeError(err);
+    process.stderr.write(`${report.line}\n`);
     if (process.env['NODE_DEBUG']?.split(',').includes('podnet'))
-      process.stderr.write(`${e.stack}\n`);
-    return 1;
+      process.stderr.write(`${(err as Error).stack}\n`);
+    return report.exitCode;
   }
 }

@@ -1,9 +1,11 @@
 // `podnet networks`: the CNI networks the runtime sees (confDir, or the
-// embedded default network when confDir holds none).
-import type { CAC } from 'cac';
+// embedded default network when confDir holds none), with a warning for
+// each file that does not load.
+import { scanNetworks } from '../cni/config.js';
 import { CniRuntime } from '../cni/index.js';
-import { InvalidArgumentError } from '../errors.js';
-import { addFlags, cniFromFlags, NETWORK_FLAGS, readFlags } from './flags.js';
+import { cniFromFlags, reportSkipped } from './context.js';
+import { UsageError } from './errors.js';
+import type { FlagValues } from './flags.js';
 import { print, printJson, table } from './output.js';
 
 /** One network as `podnet networks ls --json` prints it. */
@@ -16,38 +18,38 @@ export interface NetworkSummary {
   source: string;
 }
 
-/** Registers `networks [ls | inspect NAME]` on CLI. */
-export function registerNetworksCommand(cli: CAC): void {
-  addFlags(
-    cli.command('networks [action] [name]', 'CNI networks: ls (default) | inspect NAME'),
-    NETWORK_FLAGS,
-  ).action(async (action: string | undefined, name: string | undefined) => {
-    const flags = readFlags(cli, NETWORK_FLAGS);
-    const cni = cniFromFlags(flags) ?? new CniRuntime();
-    switch (action ?? 'ls') {
-      case 'ls': {
-        if (name !== undefined) throw new InvalidArgumentError('networks ls takes no NAME');
-        const list: NetworkSummary[] = (await cni.listNetworks()).map((n) => ({
-          name: n.name,
-          cniVersion: n.cniVersion,
-          plugins: n.plugins.map((p) => p.type),
-          source: n.source,
-        }));
-        return print(flags['json'] === true, list, () =>
-          table(
-            ['NAME', 'VERSION', 'PLUGINS', 'SOURCE'],
-            list.map((n) => [n.name, n.cniVersion, n.plugins.join(','), n.source]),
-          ),
-        );
-      }
-      case 'inspect': {
-        if (name === undefined) throw new InvalidArgumentError('networks inspect needs a NAME');
-        // The configuration as written (unknown fields included), which is
-        // what the plugins are given.
-        return printJson(JSON.parse((await cni.loadNetwork(name)).bytes));
-      }
-      default:
-        throw new InvalidArgumentError(`unknown networks action '${action}': ls or inspect`);
+/** `podnet networks [ls | inspect NAME]`. */
+export async function networks([action = 'ls', name]: string[], flags: FlagValues): Promise<void> {
+  const cni = cniFromFlags(flags) ?? new CniRuntime();
+  switch (action) {
+    case 'ls': {
+      if (name !== undefined) throw new UsageError('networks ls takes no NAME');
+      // listNetworks skips what does not load; the scan says which files
+      // those were. With no network in confDir the runtime uses its
+      // embedded default, which listNetworks returns.
+      const scan = await scanNetworks(cni.confDir);
+      reportSkipped(scan.invalid, flags);
+      const found = scan.networks.length > 0 ? scan.networks : await cni.listNetworks();
+      const list: NetworkSummary[] = found.map((n) => ({
+        name: n.name,
+        cniVersion: n.cniVersion,
+        plugins: n.plugins.map((p) => p.type),
+        source: n.source,
+      }));
+      return print(flags['json'] === true, list, () =>
+        table(
+          ['NAME', 'VERSION', 'PLUGINS', 'SOURCE'],
+          list.map((n) => [n.name, n.cniVersion, n.plugins.join(','), n.source]),
+        ),
+      );
     }
-  });
+    case 'inspect': {
+      if (name === undefined) throw new UsageError('networks inspect needs a NAME');
+      // The configuration as written (unknown fields included), which is
+      // what the plugins are given.
+      return printJson(JSON.parse((await cni.loadNetwork(name)).bytes));
+    }
+    default:
+      throw new UsageError(`unknown networks action '${action}': ls or inspect`);
+  }
 }

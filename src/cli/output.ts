@@ -40,3 +40,11 @@ export function print(json: boolean, value: unknown, text: () => string): void {
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/** Length of a container ID in tables, as podman and docker shorten them. */
+const SHORT_ID = 12;
+
+/** ID cut to 12 characters for a table column (JSON keeps it whole). */
+export function shortId(id: string): string {
+  return id.length > SHORT_ID ? id.slice(0, SHORT_ID) : id;
+}

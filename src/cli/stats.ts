@@ -1,29 +1,18 @@
 // `podnet stats`: per-interface counters of containers set up by any process,
-// once or redrawn with rates until SIGINT.
+// once or redrawn until SIGINT: the first frame at once with counters, then
+// rates against the previous frame.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CAC } from 'cac';
-import { InvalidArgumentError, isPodnetError } from '../errors.js';
+import { isPodnetError } from '../errors.js';
 import type { LinkStats } from '../netns/index.js';
 import type { Attachment, Networking } from '../network/index.js';
 import { type InterfaceRates, statsRates } from '../network/stats.js';
 import type { ContainerStats } from '../network/types.js';
 import { parseInterval } from './args.js';
-import {
-  addFlags,
-  type FlagSpec,
-  NETWORK_FLAGS,
-  networkingFromFlags,
-  readFlags,
-  str,
-} from './flags.js';
-import { bytes, print, table } from './output.js';
-
-const STATS_FLAGS: readonly FlagSpec[] = [
-  { name: 'watch', help: 'Redraw with rates every interval until interrupted' },
-  { name: 'interval', arg: 'ms', help: 'Milliseconds between redraws with --watch (default 1000)' },
-  ...NETWORK_FLAGS,
-];
+import { networkingFromFlags, reportSkipped } from './context.js';
+import { UsageError } from './errors.js';
+import { type FlagValues, str } from './flags.js';
+import { bytes, print, shortId, table } from './output.js';
 
 /** One container's counters, as `podnet stats --json` prints them. */
 export interface ContainerStatsReport extends ContainerStats {
@@ -31,53 +20,137 @@ export interface ContainerStatsReport extends ContainerStats {
   name: string;
 }
 
-/** One interface in a line of `podnet stats --watch --json`: its rates and counters. */
-export interface InterfaceWatch extends InterfaceRates {
+/**
+ * One interface in a frame of `podnet stats --watch --json`: its counters,
+ * and its rates since the previous frame (absent in a container's first).
+ */
+export interface InterfaceWatch extends Partial<InterfaceRates> {
+  name: string;
   stats: LinkStats;
 }
 
-/** One line of `podnet stats --watch --json`, printed every interval. */
+/** One frame of `podnet stats --watch` (a line of JSON with --json). */
 export interface StatsTick {
   /** ISO time of the sample. */
   time: string;
   containers: { id: string; name: string; interfaces: InterfaceWatch[] }[];
 }
 
+/** A container being watched: what the loop needs of an Attachment. */
+export interface WatchedContainer {
+  name: string;
+  stats(): Promise<ContainerStats>;
+  close(): void;
+}
+
+/** What the watch loop reads from the world; injected, so tests run it on a fake clock. */
+export interface WatchSource {
+  /** IDs of the containers that are ready now. */
+  list(): Promise<string[]>;
+  /**
+   * Opens container ID; undefined when it is gone, unless REQUIRED (an ID
+   * given on the command line, at the start), when that is an error.
+   */
+  open(id: string, required: boolean): Promise<WatchedContainer | undefined>;
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Wall-clock time of a frame. */
+  date(): Date;
+  /** Waits one interval; false when the watch is to end (interrupted). */
+  pause(): Promise<boolean>;
+}
+
+/**
+ * The `stats --watch` loop: emits a frame at once (counters only), then one
+ * per interval with each container's rates against its previous sample.
+ * Every frame lists the ready containers again: ones torn down meanwhile
+ * disappear, and ones set up meanwhile (any, without IDS; named ones set up
+ * again, with) appear with counters, then rates from their second frame.
+ * Closes every container it opened, however it ends.
+ */
+export async function watchStats(
+  source: WatchSource,
+  ids: readonly string[],
+  emit: (tick: StatsTick) => void,
+): Promise<void> {
+  const watched = new Map<string, { c: WatchedContainer; prev?: ContainerStats; at: number }>();
+  let first = true;
+  try {
+    do {
+      const live = new Set(await source.list());
+      for (const [id, w] of watched) {
+        if (!live.has(id)) {
+          w.c.close();
+          watched.delete(id);
+        }
+      }
+      // At the start, IDs named on the command line must exist (whatever
+      // their phase); later they come back only when ready.
+      const named = first && ids.length > 0;
+      const wanted = ids.length === 0 ? [...live] : named ? ids : ids.filter((id) => live.has(id));
+      for (const id of wanted) {
+        if (watched.has(id)) continue;
+        const c = await source.open(id, named);
+        if (c !== undefined) watched.set(id, { c, at: 0 });
+      }
+      first = false;
+      const tick: StatsTick = { time: source.date().toISOString(), containers: [] };
+      for (const [id, w] of watched) {
+        const stats = await w.c.stats();
+        const at = source.now();
+        const rates =
+          w.prev === undefined || at <= w.at
+            ? undefined
+            : statsRates(w.prev, stats, (at - w.at) / 1000);
+        tick.containers.push({
+          id,
+          name: w.c.name,
+          interfaces: stats.interfaces.map((i, n) => ({ ...rates?.[n], ...i })),
+        });
+        Object.assign(w, { prev: stats, at });
+      }
+      emit(tick);
+    } while (await source.pause());
+  } finally {
+    for (const w of watched.values()) w.c.close();
+  }
+}
+
 const noSuchContainer = (e: unknown): boolean =>
   isPodnetError(e) && e.code === 'ERR_PODNET_NO_SUCH_CONTAINER';
 
 /**
- * Loads IDS, or every container in the state dir when none are given. With
- * SKIPMISSING, containers torn down before they could be loaded are left out
- * (they were found by listing, not asked for by name).
+ * The ready containers in the state dir. One still being set up by another
+ * process may have no namespace yet, so it is left out until ready. A state
+ * file that does not load is reported once per path (an error with --strict).
  */
-async function loadAll(
+async function readyIds(
   net: Networking,
-  ids: string[],
-  skipMissing: boolean,
-): Promise<Attachment[]> {
-  const out: Attachment[] = [];
-  try {
-    for (const id of ids) {
-      try {
-        out.push(await net.load(id));
-      } catch (e) {
-        if (!skipMissing || !noSuchContainer(e)) throw e;
-      }
-    }
-    return out;
-  } catch (e) {
-    for (const a of out) a.close();
-    throw e;
-  }
+  flags: FlagValues,
+  warned: Set<string>,
+): Promise<string[]> {
+  const { states, bad } = await net.store.list();
+  const fresh = bad.filter((e) => !warned.has(e.path));
+  for (const e of fresh) warned.add(e.path);
+  reportSkipped(
+    fresh.map((error) => ({ file: error.path, error })),
+    flags,
+  );
+  return states.filter((s) => s.phase === 'ready').map((s) => s.id);
 }
 
-/**
- * The containers in the state dir that are set up. One still being set up by
- * another process may have no namespace yet, so it is left out until ready.
- */
-async function listIds(net: Networking): Promise<string[]> {
-  return (await net.list()).filter((s) => s.phase === 'ready').map((s) => s.id);
+/** Loads ID, or undefined when it was torn down meanwhile and may be missing. */
+async function load(
+  net: Networking,
+  id: string,
+  required: boolean,
+): Promise<Attachment | undefined> {
+  try {
+    return await net.load(id);
+  } catch (e) {
+    if (required || !noSuchContainer(e)) throw e;
+    return undefined;
+  }
 }
 
 function formatStats(reports: ContainerStatsReport[]): string {
@@ -97,7 +170,7 @@ function formatStats(reports: ContainerStatsReport[]): string {
     ],
     reports.flatMap((r) =>
       r.interfaces.map(({ name, stats: s }) => [
-        r.id,
+        shortId(r.id),
         r.name,
         name,
         bytes(s.rxBytes),
@@ -113,31 +186,27 @@ function formatStats(reports: ContainerStatsReport[]): string {
   );
 }
 
-function formatTick(tick: StatsTick): string {
-  const rate = (n: number): string => `${bytes(Math.round(n))}/s`;
+/** A frame as a table; rates are `-` until a container's second frame. */
+export function formatTick(tick: StatsTick): string {
+  const rate = (n: number | undefined): string =>
+    n === undefined ? '-' : `${bytes(Math.round(n))}/s`;
+  const pps = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(1));
   return table(
     ['CONTAINER', 'NAME', 'IFACE', 'RX/S', 'TX/S', 'RX PKT/S', 'TX PKT/S', 'RX TOTAL', 'TX TOTAL'],
     tick.containers.flatMap((c) =>
       c.interfaces.map((i) => [
-        c.id,
+        shortId(c.id),
         c.name,
         i.name,
         rate(i.rxBytesPerSec),
         rate(i.txBytesPerSec),
-        i.rxPacketsPerSec.toFixed(1),
-        i.txPacketsPerSec.toFixed(1),
+        pps(i.rxPacketsPerSec),
+        pps(i.txPacketsPerSec),
         bytes(i.stats.rxBytes),
         bytes(i.stats.txBytes),
       ]),
     ),
   );
-}
-
-/** The previous sample of one watched container. */
-interface Watched {
-  att: Attachment;
-  stats: ContainerStats;
-  at: number;
 }
 
 /** Waits MS; false when SIGNAL aborts the wait (or already has). */
@@ -150,91 +219,67 @@ async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   }
 }
 
-/**
- * Samples every INTERVALMS and prints each container's rates against its
- * previous sample, until SIGINT or SIGTERM, which end it normally (exit 0).
- * The state dir is listed on every tick: containers torn down meanwhile
- * disappear, and ones set up meanwhile (any, without IDS; named ones set up
- * again, with) appear from their second sample, their first being the baseline.
- */
+/** `stats --watch` on the real state dir and clock, until SIGINT or SIGTERM (exit 0). */
 async function watch(
   net: Networking,
   ids: string[],
   intervalMs: number,
-  json: boolean,
+  flags: FlagValues,
 ): Promise<void> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const watched = new Map<string, Watched>();
-  const baseline = async (att: Attachment): Promise<void> => {
-    watched.set(att.id, { att, stats: await att.stats(), at: performance.now() });
-  };
+  const warned = new Set<string>();
   // Clearing the screen only makes sense on a terminal; piped output gets
   // one table after another.
   const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
+  const json = flags['json'] === true;
   try {
-    const first = ids.length > 0 ? ids : await listIds(net);
-    for (const att of await loadAll(net, first, ids.length === 0)) await baseline(att);
-    while (await pause(intervalMs, stop.signal)) {
-      const live = new Set(await listIds(net));
-      const tick: StatsTick = { time: new Date().toISOString(), containers: [] };
-      for (const [id, w] of watched) {
-        if (!live.has(id)) {
-          w.att.close();
-          watched.delete(id);
-          continue;
-        }
-        const stats = await w.att.stats();
-        const at = performance.now();
-        const rates = statsRates(w.stats, stats, (at - w.at) / 1000);
-        tick.containers.push({
-          id,
-          name: w.att.state.name,
-          interfaces: rates.map((r, i) => ({ ...r, stats: stats.interfaces[i]!.stats })),
-        });
-        Object.assign(w, { stats, at });
-      }
-      const appeared = (ids.length > 0 ? ids : [...live]).filter(
-        (id) => live.has(id) && !watched.has(id),
-      );
-      for (const att of await loadAll(net, appeared, true)) await baseline(att);
-      if (json) process.stdout.write(`${JSON.stringify(tick)}\n`);
-      else process.stdout.write(`${clear}${formatTick(tick)}\n\n`);
-    }
+    await watchStats(
+      {
+        list: () => readyIds(net, flags, warned),
+        open: async (id, required) => {
+          const att = await load(net, id, required);
+          return (
+            att && { name: att.state.name, stats: () => att.stats(), close: () => att.close() }
+          );
+        },
+        now: () => performance.now(),
+        date: () => new Date(),
+        pause: () => pause(intervalMs, stop.signal),
+      },
+      ids,
+      (tick) => {
+        if (json) process.stdout.write(`${JSON.stringify(tick)}\n`);
+        else process.stdout.write(`${clear}${formatTick(tick)}\n\n`);
+      },
+    );
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    for (const w of watched.values()) w.att.close();
   }
 }
 
-/** Registers `stats` on CLI. */
-export function registerStatsCommand(cli: CAC): void {
-  addFlags(
-    cli.command('stats [...ids]', 'Per-interface counters of containers (all without IDs)'),
-    STATS_FLAGS,
-  ).action(async (ids: string[]) => {
-    const flags = readFlags(cli, STATS_FLAGS);
-    const json = flags['json'] === true;
-    const interval = str(flags, 'interval');
-    const intervalMs = interval === undefined ? 1000 : parseInterval(interval);
-    if (interval !== undefined && flags['watch'] !== true) {
-      throw new InvalidArgumentError('--interval needs --watch');
-    }
-    const net = networkingFromFlags(flags);
-    if (flags['watch'] === true) return watch(net, ids, intervalMs, json);
-    const all = ids.length > 0 ? ids : await listIds(net);
-    const atts = await loadAll(net, all, ids.length === 0);
-    const reports: ContainerStatsReport[] = [];
+/** `podnet stats [ID...]`: counters once, or `--watch`ed. */
+export async function stats(ids: string[], flags: FlagValues): Promise<void> {
+  const interval = str(flags, 'interval');
+  if (interval !== undefined && flags['watch'] !== true) {
+    throw new UsageError('--interval needs --watch');
+  }
+  const intervalMs = interval === undefined ? 1000 : parseInterval(interval);
+  const net = networkingFromFlags(flags);
+  if (flags['watch'] === true) return watch(net, ids, intervalMs, flags);
+  const all = ids.length > 0 ? ids : await readyIds(net, flags, new Set());
+  const reports: ContainerStatsReport[] = [];
+  for (const id of all) {
+    const att = await load(net, id, ids.length > 0);
+    if (att === undefined) continue;
     try {
-      for (const att of atts) {
-        reports.push({ id: att.id, name: att.state.name, ...(await att.stats()) });
-      }
+      reports.push({ id: att.id, name: att.state.name, ...(await att.stats()) });
     } finally {
-      for (const att of atts) att.close();
+      att.close();
     }
-    print(json, reports, () => formatStats(reports));
-  });
+  }
+  print(flags['json'] === true, reports, () => formatStats(reports));
 }

@@ -3,11 +3,12 @@
 // the temp state, CNI and namespace dirs given by flags. Runs the built CLI
 // (bin/podnet.js imports dist/): `npm run build:ts` first.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { StatsTick } from '../../src/cli/stats.js';
 import { NetworkNamespace } from '../../src/netns/index.js';
 import {
   type CliResult,
@@ -177,47 +178,86 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
     );
   });
 
-  it('up prints a summary; stats --watch prints rates until SIGINT, then exits 0', async () => {
-    const id = `c-${uniq(3)}`;
+  it('up prints a summary; stats --watch shows counters at once, then rates, until SIGINT', async () => {
+    // A 64-character ID, as podman makes them: tables show 12 characters, JSON all.
+    const id = `c${uniq(3)}`.padEnd(64, '0');
     upped.push(id);
     const up = await cli('up', id, '--network', network, '--name', '007');
     expect(up.code).toBe(0);
     expect(up.stdout).toMatch(
       new RegExp(`^${id}: namespace ${netns.dir}/\\S+\\n  eth0 on ${network}: ${prefix}\\.\\d+/24`),
     );
+    const table = await cli('stats');
+    expect(table.stdout).toMatch(new RegExp(`\\n${id.slice(0, 12)} +007 +eth0 +\\d`));
+    expect(table.stdout).not.toContain(id);
 
-    const child = spawn(
-      process.execPath,
-      [podnetBin, 'stats', '--watch', '--json', '--interval', '100', ...dirs],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    const lines = new Promise<string[]>((resolve) => {
-      child.stdout.on('data', (d: string) => {
-        out += d;
-        const complete = out.split('\n').slice(0, -1);
-        if (complete.length >= 2) resolve(complete);
+    /** Starts `stats --watch --json`, resolving to its first COUNT lines, parsed. */
+    const watch = (interval: string, count: number) => {
+      const child = spawn(
+        process.execPath,
+        [podnetBin, 'stats', '--watch', '--json', '--interval', interval, ...dirs],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      const lines = new Promise<StatsTick[]>((resolve) => {
+        child.stdout.on('data', (d: string) => {
+          out += d;
+          const complete = out.split('\n').slice(0, -1);
+          if (complete.length >= count) resolve(complete.map((l) => JSON.parse(l)));
+        });
       });
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    const [first, second] = (await lines).map((l) => JSON.parse(l));
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      return { child, lines, exited };
+    };
+
+    // An interval far longer than the test waits: the first frame is not behind it.
+    const slow = watch('30', 1);
+    const started = Date.now();
+    const [only] = await slow.lines;
+    expect(Date.now() - started).toBeLessThan(15_000);
+    slow.child.kill('SIGINT');
+    expect(await slow.exited).toBe(0);
+    expect(only?.containers[0]?.interfaces[0]?.rxBytesPerSec).toBeUndefined();
+
+    const fast = watch('0.1', 2);
+    const [first, second] = await fast.lines;
+    fast.child.kill('SIGINT');
+    expect(await fast.exited).toBe(0);
     for (const tick of [first, second]) {
-      expect(Number.isNaN(Date.parse(tick.time))).toBe(false);
-      expect(tick.containers).toHaveLength(1);
-      expect(tick.containers[0]).toMatchObject({ id, name: '007' });
-      const [eth0] = tick.containers[0].interfaces;
-      expect(eth0.name).toBe('eth0');
-      for (const k of ['rxBytesPerSec', 'txBytesPerSec', 'rxPacketsPerSec', 'txPacketsPerSec']) {
-        expect(eth0[k]).toBeGreaterThanOrEqual(0);
-      }
-      expect(eth0.stats.rxBytes).toBeGreaterThanOrEqual(0);
+      expect(Number.isNaN(Date.parse(tick?.time ?? ''))).toBe(false);
+      expect(tick?.containers).toHaveLength(1);
+      expect(tick?.containers[0]).toMatchObject({ id, name: '007' });
+      const eth0 = tick?.containers[0]?.interfaces[0];
+      expect(eth0?.name).toBe('eth0');
+      expect(eth0?.stats.rxBytes).toBeGreaterThanOrEqual(0);
+    }
+    // Counters first, rates from the second frame.
+    const rates = ['rxBytesPerSec', 'txBytesPerSec', 'rxPacketsPerSec', 'txPacketsPerSec'] as const;
+    for (const k of rates) {
+      expect(first?.containers[0]?.interfaces[0]?.[k]).toBeUndefined();
+      expect(second?.containers[0]?.interfaces[0]?.[k]).toBeGreaterThanOrEqual(0);
     }
 
     expect((await cli('down', id)).stdout).toBe(`${id}: down\n`);
     upped.length = 0;
+  });
+
+  it('stats warns about a state file it skips, and fails on it with --strict', async () => {
+    mkdirSync(stateDir, { recursive: true });
+    const bad = join(stateDir, 'torn.json');
+    writeFileSync(bad, '{"id": "torn"');
+    const warned = await cli('stats', '--json');
+    expect(warned.code).toBe(0);
+    expect(JSON.parse(warned.stdout)).toEqual([]);
+    expect(warned.stderr).toMatch(
+      new RegExp(`^podnet: warning: skipped ${bad}: .* \\[ERR_PODNET_BAD_STATE\\]\\n$`),
+    );
+    const strict = await cli('stats', '--strict');
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toBe('');
+    expect(strict.stderr).toMatch(/^podnet: state file .*torn\.json.* \[ERR_PODNET_BAD_STATE\]\n$/);
+    rmSync(bad);
   });
 
   it('networks ls and inspect show the CNI configuration', async () => {
@@ -251,31 +291,63 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
     });
   });
 
-  it('reports bad input and unknown containers as one stderr line, changing nothing', async () => {
-    const cases: [string[], RegExp][] = [
+  it('reports bad input and unknown containers as one coded stderr line, changing nothing', async () => {
+    // [argv, exit status, stderr]: 2 for the command line, 1 for the operation.
+    const cases: [string[], number, RegExp][] = [
       [
         ['up', 'c1', '--network', network, '-p', '8080:80/sctp'],
+        2,
         /^podnet: invalid protocol 'sctp' in '8080:80\/sctp': tcp or udp \[ERR_PODNET_INVALID_ARGUMENT\]\n$/,
       ],
       [
         ['up', 'c1', '--pid', '1', '--mode', 'none'],
+        2,
         /^podnet: --mode and --pid exclude each other/,
       ],
-      [['up', 'c1', '--frob'], /^podnet: Unknown option `--frob`\n$/],
+      [
+        ['up', 'c1', '--frob'],
+        2,
+        /^podnet: unknown flag '--frob' \(see podnet up --help\) \[ERR_PODNET_USAGE\]\n$/,
+      ],
+      [
+        ['up', 'c1', '--network'],
+        2,
+        /^podnet: flag '--network' needs a value \[ERR_PODNET_USAGE\]\n$/,
+      ],
+      [
+        ['up', 'c1', '--network', 'pn-none'],
+        1,
+        /^podnet: .*pn-none.* \[ERR_PODNET_CNI_NETWORK_NOT_FOUND\]\n$/,
+      ],
       [
         ['down', 'nope'],
+        1,
         /^podnet: no container 'nope' in '.*' \[ERR_PODNET_NO_SUCH_CONTAINER\]\n$/,
       ],
-      [['stats', 'nope'], /^podnet: no container 'nope'/],
-      [['stats', '--interval', '500'], /^podnet: --interval needs --watch/],
-      [['networks', 'frob'], /^podnet: unknown networks action 'frob'/],
+      [['stats', 'nope'], 1, /^podnet: no container 'nope'.* \[ERR_PODNET_NO_SUCH_CONTAINER\]\n$/],
+      [
+        ['stats', '--interval', '0.5'],
+        2,
+        /^podnet: --interval needs --watch \[ERR_PODNET_USAGE\]\n$/,
+      ],
+      [
+        ['stats', '--watch', '--interval', '500ms'],
+        2,
+        /^podnet: invalid --interval '500ms': seconds/,
+      ],
+      [
+        ['networks', 'frob'],
+        2,
+        /^podnet: unknown networks action 'frob': ls or inspect \[ERR_PODNET_USAGE\]\n$/,
+      ],
     ];
-    for (const [args, stderr] of cases) {
+    for (const [args, code, stderr] of cases) {
       const r = await cli(...args);
-      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.code, args.join(' ')).toBe(code);
       expect(r.stdout, args.join(' ')).toBe('');
       expect(r.stderr, args.join(' ')).toMatch(stderr);
     }
+    expect(readdirSync(netns.dir)).toEqual([]);
     expect(existsSync(stateDir) ? leftFiles(stateDir) : []).toEqual([]);
     const help = await cli('up', '--help');
     expect(help.code).toBe(0);

@@ -223,11 +223,14 @@ describe('parseUpArgs', () => {
 });
 
 describe('parseInterval', () => {
-  it('takes whole milliseconds between 10 and an hour', () => {
-    expect(parseInterval('1000')).toBe(1000);
-    expect(parseInterval('10')).toBe(10);
-    expect(parseInterval('3600000')).toBe(3_600_000);
-    for (const bad of ['9', '3600001', '1.5', '-5', '1e3', '', 'abc']) {
+  it('takes seconds, fractions allowed, from 0.01 to an hour, and returns milliseconds', () => {
+    expect(parseInterval('1')).toBe(1000);
+    expect(parseInterval('0.5')).toBe(500);
+    expect(parseInterval('.25')).toBe(250);
+    expect(parseInterval('2.')).toBe(2000);
+    expect(parseInterval('0.01')).toBe(10);
+    expect(parseInterval('3600')).toBe(3_600_000);
+    for (const bad of ['0', '0.009', '3600.5', '-1', '1e3', '', 'abc', '1,5', ' 1', '0x10', '.']) {
       rejects(() => parseInterval(bad), `invalid --interval '${bad}'`);
     }
   });

@@ -1,0 +1,161 @@
+// The commands of podnet, as data: what `--help` shows (usage, description,
+// flags, examples) and what completion offers are read from this table
+// without loading any command's code. Each command's module is imported
+// only by its action, so `podnet --help` loads cac and this file, not the
+// network stack or the native addon.
+import {
+  type FlagSpec,
+  type FlagValues,
+  NETNS_FLAGS,
+  NETWORK_FLAGS,
+  NETWORKS_FLAGS,
+  STATS_FLAGS,
+  UP_FLAGS,
+} from './flags.js';
+
+/** One podnet command. */
+export interface CommandSpec {
+  name: string;
+  /** Its arguments in cac's syntax: `<id>`, `[name]`, `[...ids]`. */
+  args: string;
+  /** One line, for the command list of `podnet --help`. */
+  summary: string;
+  /** What it does, in a few sentences, for `podnet NAME --help`. */
+  description: string;
+  flags: readonly FlagSpec[];
+  /** Words completion offers as the first argument (sub-actions). */
+  actions?: readonly string[];
+  /** Command lines shown under Examples, each with a comment. */
+  examples: readonly string[];
+  /** Runs it with its positional arguments (strings, as typed) and flags. */
+  run(args: string[], flags: FlagValues): Promise<void>;
+}
+
+/** Every podnet command, in the order `--help` lists them. */
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'up',
+    args: '<id>',
+    summary: "Set up a container's network: a namespace attached to CNI networks",
+    description:
+      'Creates a network namespace for container ID, attaches it to CNI networks (the default network unless --network is given) or to a rootless engine (--mode slirp4netns|pasta), publishes ports and records the state, so that later podnet processes find it by ID. The namespace stays mounted until `podnet down ID`.',
+    flags: UP_FLAGS,
+    examples: [
+      '  $ podnet up web1                                  # default network, a new namespace',
+      '  $ podnet up web1 --network podman -p 8080:80      # host port 8080 to the container port 80',
+      '  $ podnet up web1 --mode slirp4netns -p 127.0.0.1:8080:80/tcp',
+      '  $ podnet up web1 --pid 4242 --json               # the namespace of process 4242',
+    ],
+    run: async (args, flags) => (await import('./container.js')).up(args, flags),
+  },
+  {
+    name: 'down',
+    args: '<id>',
+    summary: "Tear down a container's network (CNI DEL, namespace removed)",
+    description:
+      'Runs CNI DEL for every network of container ID (in reverse order), stops its rootless helpers, removes its published ports, unmounts and removes its namespace, and deletes its state.',
+    flags: NETWORK_FLAGS,
+    examples: ['  $ podnet down web1', '  $ podnet down web1 --state-dir /tmp/podnet-state --json'],
+    run: async (args, flags) => (await import('./container.js')).down(args, flags),
+  },
+  {
+    name: 'inspect',
+    args: '<id>',
+    summary: "A container's Docker-compatible NetworkSettings (JSON)",
+    description:
+      "Prints container ID's network settings as `docker inspect` shows them under NetworkSettings: addresses, gateways, MAC addresses, ports and networks. The output is always JSON.",
+    flags: NETWORK_FLAGS,
+    examples: [
+      '  $ podnet inspect web1',
+      "  $ podnet inspect web1 | jq -r .IPAddress           # the container's IPv4 address",
+    ],
+    run: async (args, flags) => (await import('./container.js')).inspect(args, flags),
+  },
+  {
+    name: 'gc',
+    args: '',
+    summary: 'Remove what dead containers left: state, mounts, CNI attachments, helpers',
+    description:
+      'Undoes setups that crashed and tears down containers whose namespace (or its helper) is gone, under each container\'s lock; a setup still running is left alone. Anything it could not decide is kept and listed under "could not clean".',
+    flags: NETWORK_FLAGS,
+    examples: ['  $ podnet gc', '  $ podnet gc --json'],
+    run: async (args, flags) => (await import('./container.js')).gc(args, flags),
+  },
+  {
+    name: 'stats',
+    args: '[...ids]',
+    summary: 'Per-interface counters of containers (all without IDs)',
+    description:
+      'Prints the counters of every interface of the containers given, or of every ready container without IDs. With --watch it redraws until interrupted (SIGINT or SIGTERM, exit 0): the first frame at once with counters, then rates per second against the previous frame. IDs are shortened to 12 characters in tables, never in JSON. A state file that does not load is skipped with a warning (an error with --strict).',
+    flags: STATS_FLAGS,
+    examples: [
+      '  $ podnet stats                                    # every container, once',
+      '  $ podnet stats web1 db1 --json',
+      '  $ podnet stats --watch --interval 0.5             # rates twice a second',
+      '  $ podnet stats --watch --json | jq .containers    # one JSON line per frame',
+    ],
+    run: async (args, flags) => (await import('./stats.js')).stats(args, flags),
+  },
+  {
+    name: 'networks',
+    args: '[action] [name]',
+    summary: 'CNI networks: ls (default) | inspect NAME',
+    description:
+      "ls lists the CNI networks in the configuration directory, in the order libcni reads them (the embedded default network when the directory holds none); a file that does not load is skipped with a warning naming it (an error with --strict). inspect NAME prints one network's configuration as written.",
+    flags: NETWORKS_FLAGS,
+    actions: ['ls', 'inspect'],
+    examples: [
+      '  $ podnet networks',
+      '  $ podnet networks ls --strict --cni-config-dir ./net.d',
+      '  $ podnet networks inspect podman',
+    ],
+    run: async (args, flags) => (await import('./networks.js')).networks(args, flags),
+  },
+  {
+    name: 'netns',
+    args: '<action> [name]',
+    summary: 'Network namespaces: add [NAME] | ls | rm NAME',
+    description:
+      'Named network namespaces, like `ip netns`: add mounts a new one (a generated name without NAME), ls lists them, rm unmounts and removes one. They live in /run/netns unless --dir (or --netns-dir) says otherwise.',
+    flags: NETNS_FLAGS,
+    actions: ['add', 'ls', 'rm'],
+    examples: [
+      '  $ podnet netns add blue',
+      '  $ podnet netns ls --dir /tmp/my-netns --json',
+      '  $ podnet netns rm blue',
+    ],
+    run: async (args, flags) => (await import('./netns.js')).netns(args, flags),
+  },
+  {
+    name: 'demo',
+    args: '',
+    summary:
+      'A container network on the embedded default network: HTTP through a published port, inspect, live stats, teardown',
+    description:
+      'Sets up a container on the embedded default network, serves HTTP inside it, fetches it through a port published on 127.0.0.1, shows inspect and live stats, then tears everything down and checks that nothing was left behind. Needs root and the CNI plugins.',
+    flags: [],
+    examples: ['  $ sudo podnet demo', '  $ sudo podnet demo --json'],
+    run: async (args, flags) => (await import('./demo.js')).demo(args, flags),
+  },
+  {
+    name: 'completion',
+    args: '<shell>',
+    summary: 'Print a shell completion script: bash | zsh',
+    description:
+      'Prints a script that completes podnet commands, sub-actions and flags. Source it from your shell startup file.',
+    flags: [],
+    actions: ['bash', 'zsh'],
+    examples: [
+      "  $ echo 'source <(podnet completion bash)' >> ~/.bashrc",
+      '  $ podnet completion zsh > ~/.zfunc/_podnet         # a directory in $fpath',
+    ],
+    run: async (args) => (await import('./completion.js')).completion(args),
+  },
+];
+
+/** How the exit status reads, for `--help` and the README. */
+export const EXIT_STATUS_HELP = [
+  '  0  success',
+  '  1  the operation failed (the error line names its code)',
+  '  2  usage error: unknown command or flag, bad flag value, missing argument; nothing was done',
+].join('\n');
