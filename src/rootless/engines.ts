@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
-import type { PortMapping } from '../ports.js';
+import { checkPortMappings, expandPortMappings, type PortMapping } from '../ports.js';
 import { containerAddressProblem } from './container-address.js';
 import { PastaAddressError } from './errors.js';
 import { PortForwarder } from './forwarder.js';
@@ -178,15 +178,13 @@ export async function startSlirp4netns(
   const engines: RootlessEngines = { slirp };
   try {
     if (ports.length && options.portHandler === 'slirp4netns') {
-      for (const p of ports) {
-        for (let i = 0; i < (p.range ?? 1); i++) {
-          await slirp.addPortForward({
-            proto: p.protocol ?? 'tcp',
-            hostAddr: p.hostIP || '0.0.0.0',
-            hostPort: p.hostPort + i,
-            guestPort: p.containerPort + i,
-          });
-        }
+      for (const p of expandPortMappings(checkPortMappings(ports))) {
+        await slirp.addPortForward({
+          proto: p.protocol,
+          hostAddr: p.hostIP || '0.0.0.0',
+          hostPort: p.hostPort,
+          guestPort: p.containerPort,
+        });
       }
     } else if (ports.length) {
       // podman's rootlessport: host ports -> the container's own address,

@@ -5,13 +5,17 @@
 // recvmmsg/sendmmsg for UDP), so neither a connection nor its data passes
 // through JavaScript. JavaScript keeps the relay's pools of namespace
 // sockets filled, a batch at a time.
-import net from 'node:net';
 import { constants } from 'node:os';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../errors.js';
 import { native, type RelayStats, systemError } from '../native.js';
 import type { NetworkNamespace } from '../netns/namespace.js';
 import { encodeSockaddr } from '../netns/sockaddr.js';
-import type { PortMapping } from '../ports.js';
+import {
+  checkPortMappings,
+  expandPortMappings,
+  formatHostPort,
+  type PortMapping,
+} from '../ports.js';
 import { checkContainerAddress } from './container-address.js';
 import {
   type DetachedForwarderOptions,
@@ -96,61 +100,16 @@ export interface ForwarderStats {
   datagramsDropped: number;
 }
 
-function formatHostPort(hostIP: string, port: number): string {
-  return net.isIPv6(hostIP) ? `[${hostIP}]:${port}` : `${hostIP}:${port}`;
-}
-
-function checkPortNumber(value: unknown, what: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 65535) {
-    throw new InvalidArgumentError(
-      `${what} must be an integer from ${min} to 65535, not ${String(value)}`,
-    );
-  }
-  return value;
-}
-
 /**
- * Expands port mappings into one entry per port, validated: protocol tcp
- * (the default) or udp, ports in range, ranges within 65535, host 0 (any
- * free port) only without a range, host IP an IP literal, no host address,
- * port and protocol twice.
+ * Expands port mappings into one entry per port, checked by the ports
+ * module (host port 0, any free port, allowed); a mapping without a host
+ * address listens on 0.0.0.0.
  */
 export function expandMappings(mappings: readonly PortMapping[]): ForwardedPort[] {
-  if (!Array.isArray(mappings)) throw new InvalidArgumentError('mappings must be an array');
-  const out: ForwardedPort[] = [];
-  const seen = new Set<string>();
-  for (const m of mappings) {
-    const protocol = m.protocol ?? 'tcp';
-    if (protocol !== 'tcp' && protocol !== 'udp')
-      throw new InvalidArgumentError(`unknown protocol '${String(protocol)}'`);
-    const hostIP = m.hostIP === undefined || m.hostIP === '' ? '0.0.0.0' : m.hostIP;
-    if (net.isIP(hostIP) === 0) {
-      throw new InvalidArgumentError(`host IP must be an IP address, not '${hostIP}'`);
-    }
-    const range = m.range ?? 1;
-    if (!Number.isInteger(range) || range < 1) {
-      throw new InvalidArgumentError(`port range must be a positive integer, not ${String(range)}`);
-    }
-    const hostPort = checkPortNumber(m.hostPort, 'host port', 0);
-    const containerPort = checkPortNumber(m.containerPort, 'container port', 1);
-    if (hostPort === 0 && range > 1) {
-      throw new InvalidArgumentError('a port range needs an explicit host port');
-    }
-    checkPortNumber(containerPort + range - 1, 'last container port of the range', 1);
-    if (hostPort !== 0) checkPortNumber(hostPort + range - 1, 'last host port of the range', 1);
-    for (let i = 0; i < range; i++) {
-      const port = hostPort === 0 ? 0 : hostPort + i;
-      const key = `${hostIP}|${port}|${protocol}`;
-      if (port !== 0 && seen.has(key)) {
-        throw new InvalidArgumentError(
-          `${formatHostPort(hostIP, port)}/${protocol} is forwarded twice`,
-        );
-      }
-      seen.add(key);
-      out.push({ hostIP, hostPort: port, containerPort: containerPort + i, protocol });
-    }
-  }
-  return out;
+  return expandPortMappings(checkPortMappings(mappings, { freeHostPort: true })).map((p) => ({
+    ...p,
+    hostIP: p.hostIP === '' ? '0.0.0.0' : p.hostIP,
+  }));
 }
 
 function poolKind(proto: 'tcp' | 'udp'): number {

@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { PortMapping } from '../ports.js';
+import { checkPortMappings, type PortMapping, parsePortNumber } from '../ports.js';
 
 /**
  * pasta's own command-line options as the caller gave them (podman's
@@ -103,8 +103,8 @@ const absolutePath: Check = (o, v) => {
 };
 
 function port(o: string, text: string): number {
-  const n = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= 65535)) throw invalid(o, `'${text}' is not a port number (1-65535)`);
+  const n = parsePortNumber(text);
+  if (n === undefined) throw invalid(o, `'${text}' is not a port number (1-65535)`);
   return n;
 }
 
@@ -324,33 +324,19 @@ export function parsePastaOptions(
   return { args, given, mapGw };
 }
 
-function checkPort(what: string, n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new InvalidArgumentError(`port mapping: ${what} ${n} is not a port number (1-65535)`);
-  }
-}
-
 /**
  * The pasta spec for one published port, e.g. `127.0.0.1/8080:80` or
  * `8000-8009:9000-9009`, and whether it goes to `-t` or `-u`. Throws
  * InvalidArgumentError for a port, range or host address out of bounds.
  */
 export function pastaPortSpec(mapping: PortMapping): { option: '-t' | '-u'; spec: string } {
-  const range = mapping.range ?? 1;
-  if (!Number.isInteger(range) || range < 1) {
-    throw new InvalidArgumentError(`port mapping: range ${range} must be a positive integer`);
-  }
-  checkPort('host port', mapping.hostPort);
-  checkPort('container port', mapping.containerPort);
-  checkPort('last host port', mapping.hostPort + range - 1);
-  checkPort('last container port', mapping.containerPort + range - 1);
-  const host = mapping.hostIP ?? '';
-  if (host !== '' && !isIp(host)) {
-    throw new InvalidArgumentError(`port mapping: host IP '${host}' is not an IP address`);
-  }
+  // pasta needs the host port itself: a free one is chosen before (plan.ts).
+  const m = checkPortMappings([mapping])[0]!;
+  const range = m.range ?? 1;
+  const host = m.hostIP ?? '';
   const ports = (first: number) => (range === 1 ? `${first}` : `${first}-${first + range - 1}`);
-  const spec = `${host === '' ? '' : `${host}/`}${ports(mapping.hostPort)}:${ports(mapping.containerPort)}`;
-  return { option: mapping.protocol === 'udp' ? '-u' : '-t', spec };
+  const spec = `${host === '' ? '' : `${host}/`}${ports(m.hostPort)}:${ports(m.containerPort)}`;
+  return { option: m.protocol === 'udp' ? '-u' : '-t', spec };
 }
 
 /**

@@ -3,6 +3,7 @@ import ipaddr from 'ipaddr.js';
 import * as v from 'valibot';
 import { publish } from '../diagnostics.js';
 import { InvalidArgumentError } from '../errors.js';
+import { isPortNumber } from '../ports.js';
 import { Slirp4netnsApiError, Slirp4netnsApiIoError, Slirp4netnsApiReplyError } from './errors.js';
 
 /** A port to publish through slirp4netns (its add_hostfwd request). */
@@ -50,7 +51,10 @@ export type SlirpApiRequest =
   | { execute: 'list_hostfwd' }
   | { execute: 'remove_hostfwd'; arguments: { id: number } };
 
-const Port = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535));
+const Port = v.pipe(
+  v.number(),
+  v.check((n) => isPortNumber(n), 'not a port number'),
+);
 const Id = v.pipe(v.number(), v.integer(), v.minValue(0));
 const ErrorReply = v.object({ error: v.object({ desc: v.string() }) });
 const AddReply = v.object({ return: v.object({ id: Id }) });
@@ -118,7 +122,7 @@ export function parseSlirpApiReply(
 }
 
 function checkPort(what: string, port: number): void {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  if (!isPortNumber(port)) {
     throw new InvalidArgumentError(`slirp4netns port forward: ${what} ${port} is not a port`);
   }
 }

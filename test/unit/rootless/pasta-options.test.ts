@@ -251,9 +251,9 @@ describe('pastaPortSpec', () => {
   });
 
   it.each([
-    [{ hostPort: 0, containerPort: 80 }, /host port 0/],
+    [{ hostPort: 0, containerPort: 80 }, /host port must be an integer from 1 to 65535, not 0/],
     [{ hostPort: 80, containerPort: 65536 }, /container port/],
-    [{ hostPort: 65530, containerPort: 80, range: 10 }, /last host port/],
+    [{ hostPort: 65530, containerPort: 80, range: 10 }, /host range 65530-65539 ends past/],
     [{ hostPort: 80, containerPort: 80, range: 0 }, /range/],
     [{ hostPort: 80, containerPort: 80, range: 1.5 }, /range/],
     [{ hostPort: 80, containerPort: 80, hostIP: 'localhost' }, /not an IP/],
