@@ -10,11 +10,11 @@ import type { NetworkNamespace } from '../netns/index.js';
 import { checkPortMappings, expandPortMappings, type PortMapping } from '../ports.js';
 import { containerAddressProblem } from './container-address.js';
 import { PastaAddressError } from './errors.js';
-import { PortForwarder } from './forwarder.js';
-import { Pasta, probePasta } from './pasta.js';
-import { type PastaOptions, parsePastaOptions } from './pasta-options.js';
-import { Slirp4netns } from './slirp4netns.js';
-import type { PortHandler, Slirp4netnsOptions } from './slirp4netns-options.js';
+import { PortForwarder } from './forwarder/forwarder.js';
+import { type PastaOptions, parsePastaOptions } from './pasta/options.js';
+import { Pasta, probePasta } from './pasta/pasta.js';
+import type { PortHandler, Slirp4netnsOptions } from './slirp4netns/options.js';
+import { Slirp4netns } from './slirp4netns/slirp4netns.js';
 
 /** The rootless engines of one container, running in this process. */
 export interface RootlessEngines {
