@@ -33,6 +33,7 @@ export {
   Slirp4netnsProbeError,
   Slirp4netnsStartError,
 } from './errors.js';
+export { findExecutable } from './executable.js';
 export {
   expandMappings,
   type ForwardedPort,
@@ -93,7 +94,6 @@ export {
   type Slirp4netnsTarget,
 } from './slirp4netns/options.js';
 export {
-  findExecutable,
   parseSlirp4netnsHelp,
   parseSlirp4netnsVersion,
   probeSlirp4netns,

@@ -19,7 +19,7 @@ import {
   watchExit,
 } from '../engine-process.js';
 import { PastaMissingError, PastaProbeError, PastaStartError } from '../errors.js';
-import { findExecutable } from '../slirp4netns/probe.js';
+import { findExecutable } from '../executable.js';
 import {
   buildPastaArgs,
   type PastaOptions,

@@ -1,8 +1,6 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { probeOutput } from '../engine-process.js';
 import { Slirp4netnsMissingError, Slirp4netnsProbeError } from '../errors.js';
+import { findExecutable } from '../executable.js';
 
 /** Which optional flags a slirp4netns binary understands (from its `--help`). */
 export interface Slirp4netnsFeatures {
@@ -85,33 +83,6 @@ export function parseSlirp4netnsHelp(help: string, version: string): Slirp4netns
     apiSocket: flags.has('api-socket'),
     netnsType: flags.has('netns-type'),
   };
-}
-
-async function isExecutableFile(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Finds an executable `name` on PATH (as execvp would), or checks the given
- * path; undefined when there is none. Exported for the pasta engine to share.
- */
-export async function findExecutable(
-  name: string,
-  pathEnv: string = process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
-): Promise<string | undefined> {
-  if (name.includes('/')) return (await isExecutableFile(name)) ? resolve(name) : undefined;
-  for (const dir of pathEnv.split(delimiter)) {
-    // An empty or relative PATH entry would make the result depend on the cwd.
-    if (dir === '' || !isAbsolute(dir)) continue;
-    const candidate = join(dir, name);
-    if (await isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
 }
 
 function runForOutput(path: string, arg: string): Promise<string> {

@@ -19,6 +19,7 @@ import {
   watchExit,
 } from '../engine-process.js';
 import { Slirp4netnsStartError } from '../errors.js';
+import { findExecutable } from '../executable.js';
 import { Slirp4netnsApi, type SlirpPortForward, type SlirpPortForwardEntry } from './api.js';
 import {
   buildSlirp4netnsArgs,
@@ -28,7 +29,7 @@ import {
   type Slirp4netnsOptions,
   type Slirp4netnsTarget,
 } from './options.js';
-import { findExecutable, probeSlirp4netns, type Slirp4netnsBinary } from './probe.js';
+import { probeSlirp4netns, type Slirp4netnsBinary } from './probe.js';
 
 /** Options of {@link Slirp4netns.start}. Give exactly one of `netns` and `pid`. */
 export interface Slirp4netnsStartOptions {

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { AbortError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
 import { native } from '../../native.js';
 import { NetworkNamespace, type SocketRequest, type SocketSource } from '../../netns/namespace.js';
-import { findExecutable } from '../slirp4netns/probe.js';
+import { findExecutable } from '../executable.js';
 
 /** How long to wait for the helper to start, and for each of its replies. */
 export const DEFAULT_USERNS_TIMEOUT_MS = 10_000;
