@@ -36,18 +36,20 @@ export {
 export { findExecutable } from './executable.js';
 export {
   expandMappings,
-  type ForwardedPort,
   type ForwarderStats,
   PortForwarder,
   type PortForwarderOptions,
   PortInUseError,
 } from './forwarder/forwarder.js';
 export {
+  type ForwardedPort,
+  type ForwarderJob,
+  parseForwarderJob,
+} from './forwarder/job.js';
+export {
   type DetachedForwarderOptions,
   DetachedPortForwarder,
-  type ForwarderJob,
   ForwarderProcessError,
-  parseForwarderJob,
 } from './forwarder/process.js';
 export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper/keeper.js';
 export {

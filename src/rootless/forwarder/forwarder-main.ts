@@ -1,6 +1,6 @@
 // A port forwarder in a process of its own, as podman's rootlessport is:
 // started by PortForwarder.spawnDetached in its own process group, it reads
-// its job (forwarder-process.ts) as JSON on stdin, reports the bound ports
+// its job (job.ts) as JSON on stdin, reports the bound ports
 // (or a typed error) on fd 3, then forwards until SIGTERM or, when it was
 // given one, until its exit fd (fd 4) reads EOF.
 import net from 'node:net';
@@ -8,7 +8,7 @@ import { NetworkNamespace } from '../../netns/index.js';
 import { runDetached } from '../detached.js';
 import { UserNamespace } from '../userns/userns.js';
 import { PortForwarder } from './forwarder.js';
-import { parseForwarderJob } from './process.js';
+import { type ForwarderReport, parseForwarderJob } from './job.js';
 
 const EXIT_FD = 4;
 
@@ -49,5 +49,5 @@ void runDetached('ERR_PODNET_FORWARDER', async (raw) => {
     exit.on('end', () => void stop());
     exit.on('error', () => void stop());
   }
-  return { ports: fwd.ports };
+  return { ports: [...fwd.ports] } satisfies ForwarderReport;
 });

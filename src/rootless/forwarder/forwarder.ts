@@ -17,6 +17,7 @@ import {
   type PortMapping,
 } from '../../ports.js';
 import { checkContainerAddress } from '../container-address.js';
+import type { ForwardedPort } from './job.js';
 import {
   type DetachedForwarderOptions,
   type DetachedPortForwarder,
@@ -39,18 +40,6 @@ export class PortInUseError extends PodnetError {
     this.hostIP = hostIP;
     this.hostPort = hostPort;
   }
-}
-
-/** One forwarded port, after ranges are expanded. */
-export interface ForwardedPort {
-  /** Host address listened on ('0.0.0.0' when the mapping named none). */
-  hostIP: string;
-  /** Host port listened on (the one the kernel picked when the mapping said 0). */
-  hostPort: number;
-  /** Port dialled at the container's address. */
-  containerPort: number;
-  /** The protocol forwarded. */
-  protocol: 'tcp' | 'udp';
 }
 
 /** Options of {@link PortForwarder.start}. */

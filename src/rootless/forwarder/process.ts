@@ -1,20 +1,19 @@
 // The port forwarder in a process of its own (rootlessport's shape): the
-// parent's side (spawnForwarderProcess, DetachedPortForwarder) and the job
-// it sends, which forwarder-main.ts checks before use.
+// parent's side (spawnForwarderProcess, DetachedPortForwarder). The job it
+// sends and the report it reads back are declared in job.ts.
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import * as v from 'valibot';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
-import { type PortMapping, PortMappingSchema } from '../../ports.js';
+import type { PortMapping } from '../../ports.js';
 import {
   type ProcessIdentity,
   processAlive,
   processIdentity,
   terminateProcess,
 } from '../../process.js';
-import { checkContainerAddress, containerAddressProblem } from '../container-address.js';
+import { checkContainerAddress } from '../container-address.js';
 import { spawnDetached } from '../detached.js';
-import type { ForwardedPort } from './forwarder.js';
+import { type ForwardedPort, type ForwarderJob, parseForwarderReport } from './job.js';
 
 /**
  * A detached forwarder failed to start. `code` is the forwarder's own
@@ -59,47 +58,6 @@ export interface DetachedForwarderOptions {
   exitFd?: number | 'pipe';
   /** How long to wait for it to report (default 15 s). */
   timeoutMs?: number;
-}
-
-/** The job sent to forwarder-main.ts on stdin. */
-export interface ForwarderJob {
-  netns?: string;
-  usernsPid?: number;
-  containerAddress: string;
-  mappings: PortMapping[];
-  udpIdleTimeoutMs?: number;
-  /** Whether fd 4 is an exit fd to watch. */
-  exitFd: boolean;
-}
-
-const ForwarderJobSchema = v.strictObject({
-  netns: v.exactOptional(v.pipe(v.string(), v.minLength(1))),
-  usernsPid: v.exactOptional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-  containerAddress: v.pipe(
-    v.string(),
-    v.check((a) => containerAddressProblem(a) === undefined, 'not a container address to dial'),
-  ),
-  mappings: v.array(PortMappingSchema),
-  udpIdleTimeoutMs: v.exactOptional(v.number()),
-  exitFd: v.boolean(),
-});
-
-/**
- * Checks the shape of a forwarder job (untrusted: it comes through a pipe),
- * and its container address by class (no loopback or unspecified address in
- * any spelling). Port numbers, host addresses and the timeout are checked by
- * PortForwarder.start.
- */
-export function parseForwarderJob(raw: unknown): ForwarderJob {
-  const parsed = v.safeParse(ForwarderJobSchema, raw);
-  if (!parsed.success) {
-    const issue = parsed.issues[0];
-    const where = issue.path?.map((p) => String(p.key)).join('.') ?? '(job)';
-    throw new InvalidArgumentError(`forwarder job: ${where}: ${issue.message}`);
-  }
-  if ((parsed.output.netns === undefined) === (parsed.output.usernsPid === undefined))
-    throw new InvalidArgumentError('forwarder job: needs exactly one of netns and usernsPid');
-  return parsed.output;
 }
 
 /**
@@ -168,10 +126,7 @@ export async function spawnForwarderProcess(
     ...(exitFd === undefined ? {} : { fd4: exitFd }),
     code: 'ERR_PODNET_FORWARDER',
     error: (code, message, cause) => new ForwarderProcessError(code, message, { cause }),
-    accept: (msg) => {
-      if (!Array.isArray(msg['ports'])) throw new Error('no ports');
-      return msg['ports'] as ForwardedPort[];
-    },
+    accept: (msg) => parseForwarderReport(msg).ports,
   });
   // The caller records `identity` itself; from here the forwarder outlives this process.
   started.confirm();

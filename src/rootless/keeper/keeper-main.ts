@@ -11,7 +11,7 @@ import { runDetached } from '../detached.js';
 import { type RootlessEngines, startPasta, startSlirp4netns, stopEngines } from '../engines.js';
 import { parseSlirp4netnsOptions } from '../slirp4netns/options.js';
 import { UserNamespace } from '../userns/userns.js';
-import { parseKeeperJob } from './keeper.js';
+import { type KeeperReport, parseKeeperJob } from './job.js';
 
 void runDetached('ERR_PODNET_KEEPER', async (raw) => {
   const job = parseKeeperJob(raw);
@@ -64,5 +64,5 @@ void runDetached('ERR_PODNET_KEEPER', async (raw) => {
   return {
     ...(engine ? { enginePid: engine.pid, engineDir: dirname(engine.logPath) } : {}),
     ...(userns ? { usernsPid: userns.pid } : {}),
-  };
+  } satisfies KeeperReport;
 });

@@ -1,41 +1,10 @@
-// Starting a keeper process (keeper-main.ts) and waiting for its report.
+// Starting a keeper process (keeper-main.ts) and waiting for its report;
+// the job and the report are declared in job.ts.
 import { fileURLToPath } from 'node:url';
-import * as v from 'valibot';
-import { InvalidArgumentError, PodnetError } from '../../errors.js';
-import { type PortMapping, PortMappingSchema } from '../../ports.js';
+import { PodnetError } from '../../errors.js';
+import type { PortMapping } from '../../ports.js';
 import { spawnDetached } from '../detached.js';
-
-/** What the keeper is asked to run (JSON on its stdin); see {@link KeeperOptions}. */
-export interface KeeperJob {
-  engine: 'slirp4netns' | 'pasta' | 'none';
-  /** A namespace path, or 'userns'. */
-  netns: string;
-  options: string[];
-  ports: PortMapping[];
-}
-
-const KeeperJobSchema = v.strictObject({
-  engine: v.picklist(['slirp4netns', 'pasta', 'none']),
-  netns: v.pipe(v.string(), v.minLength(1)),
-  options: v.array(v.string()),
-  ports: v.array(PortMappingSchema),
-});
-
-/**
- * Checks the shape of a keeper job (untrusted: it comes through a pipe).
- * Options and ports are checked by the engines that take them, and the
- * address the forwarder dials by PortForwarder.start, whatever the keeper
- * derives it from (slirp4netns's cidr, pasta's namespace).
- */
-export function parseKeeperJob(raw: unknown): KeeperJob {
-  const parsed = v.safeParse(KeeperJobSchema, raw);
-  if (!parsed.success) {
-    const issue = parsed.issues[0];
-    const where = issue.path?.map((p) => String(p.key)).join('.') ?? '(job)';
-    throw new InvalidArgumentError(`keeper job: ${where}: ${issue.message}`);
-  }
-  return parsed.output;
-}
+import { type KeeperJob, parseKeeperReport } from './job.js';
 
 /** A keeper failed to start its engines; `code` is the engine's error code. */
 export class KeeperError extends PodnetError {
@@ -101,17 +70,13 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     code: 'ERR_PODNET_KEEPER',
     error: (code, message, cause) => new KeeperError(code, message, { cause }),
     accept: (msg) => {
-      const { enginePid, engineDir, usernsPid } = msg;
-      if ((opts.engine !== 'none') !== (typeof enginePid === 'number'))
+      const report = parseKeeperReport(msg);
+      if ((opts.engine !== 'none') !== (report.enginePid !== undefined))
         throw new Error('no engine pid');
       // A 'userns' job reports the helper holding the namespaces, and only it does.
-      if ((opts.netns === 'userns') !== (typeof usernsPid === 'number'))
+      if ((opts.netns === 'userns') !== (report.usernsPid !== undefined))
         throw new Error('no user namespace helper pid');
-      return {
-        ...(typeof enginePid === 'number' ? { enginePid } : {}),
-        ...(typeof engineDir === 'string' ? { engineDir } : {}),
-        ...(typeof usernsPid === 'number' ? { usernsPid } : {}),
-      };
+      return report;
     },
   });
   return { pid, ...report, confirm };

@@ -5,24 +5,19 @@
 // SOCK_SEQPACKET socket) one message at a time and exits when its owner
 // closes the other end, so it never outlives the process that made it.
 //
-// Protocol: each request is JSON { domain, type, protocol, count, addr? }
-// (addr: a raw sockaddr, base64); each reply is JSON { ok: true } with the
-// fds attached, or { ok: false, errno, syscall }. The first message, sent
-// unasked, is { ok: true, pid } once the helper is ready.
+// The messages are declared in protocol.ts.
 import { native } from '../../native.js';
+import {
+  HELPER_CHANNEL_FD as CHANNEL,
+  encodeMessage,
+  type HelperReply,
+  parseSocketsRequest,
+} from './protocol.js';
 
-const CHANNEL = 3;
+const EINVAL = 22;
 
-interface Request {
-  domain: number;
-  type: number;
-  protocol: number;
-  count: number;
-  addr?: string;
-}
-
-function send(message: object, fds?: number[]): void {
-  native.sendFds(CHANNEL, Buffer.from(JSON.stringify(message)), fds);
+function send(message: HelperReply, fds?: number[]): void {
+  native.sendFds(CHANNEL, encodeMessage(message), fds);
 }
 
 async function serve(): Promise<void> {
@@ -33,7 +28,8 @@ async function serve(): Promise<void> {
     for (const fd of msg.fds) native.closeFd(fd); // requests carry none
     let fds: number[] = [];
     try {
-      const req = JSON.parse(msg.data.toString('utf8')) as Request;
+      const req = parseSocketsRequest(msg.data);
+      if (req === undefined) throw Object.assign(new Error('malformed request'), { errno: EINVAL });
       fds = native.socketsHere(
         req.domain,
         req.type,
@@ -46,7 +42,7 @@ async function serve(): Promise<void> {
       const e = err as { errno?: unknown; syscall?: unknown };
       send({
         ok: false,
-        errno: typeof e.errno === 'number' ? e.errno : 22, // EINVAL: a malformed request
+        errno: typeof e.errno === 'number' ? e.errno : EINVAL,
         syscall: typeof e.syscall === 'string' ? e.syscall : 'socket',
       });
     } finally {

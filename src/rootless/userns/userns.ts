@@ -18,6 +18,12 @@ import { AbortError, PodnetError, type PodnetErrorOptions } from '../../errors.j
 import { native } from '../../native.js';
 import { NetworkNamespace, type SocketRequest, type SocketSource } from '../../netns/namespace.js';
 import { findExecutable } from '../executable.js';
+import {
+  encodeMessage,
+  HELPER_CHANNEL_FD,
+  parseHelperReply,
+  type SocketsRequest,
+} from './protocol.js';
 
 /** How long to wait for the helper to start, and for each of its replies. */
 export const DEFAULT_USERNS_TIMEOUT_MS = 10_000;
@@ -135,7 +141,7 @@ class HelperChannel implements SocketSource {
     const fd = this.#fd;
     if (fd === undefined)
       return Promise.reject(new UserNamespaceError('the user namespace helper was closed'));
-    const message = {
+    const message: SocketsRequest = {
       domain: req.domain,
       type: req.type,
       protocol: req.protocol,
@@ -144,7 +150,7 @@ class HelperChannel implements SocketSource {
     };
     return new Promise((resolve, reject) => {
       try {
-        native.sendFds(fd, Buffer.from(JSON.stringify(message)));
+        native.sendFds(fd, encodeMessage(message));
       } catch (err) {
         reject(new UserNamespaceError('the user namespace helper is gone', '', { cause: err }));
         return;
@@ -172,28 +178,27 @@ class HelperChannel implements SocketSource {
         return;
       }
       const waiter = this.#queue.shift()!;
-      let reply: { ok?: unknown; errno?: unknown; syscall?: unknown };
-      try {
-        reply = JSON.parse(msg.data.toString('utf8'));
-      } catch {
-        reply = {};
+      const reply = parseHelperReply(msg.data);
+      const wrong =
+        reply === undefined
+          ? `the helper sent a reply podnet does not know: ${JSON.stringify(msg.data.toString('utf8').slice(0, 200))}`
+          : reply.ok
+            ? checkHelperFds(waiter.req, msg.fds)
+            : undefined;
+      if (reply?.ok === true && wrong === undefined) {
+        waiter.resolve(msg.fds);
+        continue;
       }
-      const wrong = reply.ok === true ? checkHelperFds(waiter.req, msg.fds) : undefined;
-      if (reply.ok === true && wrong === undefined) waiter.resolve(msg.fds);
-      else if (wrong !== undefined) {
-        for (const fd of msg.fds) native.closeFd(fd);
-        waiter.reject(new UserNamespaceError(wrong));
-      } else {
-        for (const fd of msg.fds) native.closeFd(fd);
+      for (const fd of msg.fds) native.closeFd(fd);
+      if (reply?.ok === false) {
         // Shaped like the addon's errors, so callers turn it into a PodnetSystemError.
-        const syscall = typeof reply.syscall === 'string' ? reply.syscall : 'socket';
         waiter.reject(
-          Object.assign(new Error(`${syscall} failed`), {
-            errno: typeof reply.errno === 'number' ? reply.errno : 22,
-            syscall,
+          Object.assign(new Error(`${reply.syscall} failed`), {
+            errno: reply.errno,
+            syscall: reply.syscall,
           }),
         );
-      }
+      } else waiter.reject(new UserNamespaceError(wrong ?? 'the helper sent no reply'));
     }
   }
 
@@ -291,12 +296,14 @@ export class UserNamespace implements AsyncDisposable {
       throw new AbortError('starting a user namespace', { cause: opts.signal.reason });
     const main = fileURLToPath(new URL('./userns-main.js', import.meta.url));
     const [ours, theirs] = native.seqpacketPair();
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+    stdio[HELPER_CHANNEL_FD] = theirs;
     let child: ChildProcess;
     try {
       // unshare and nsenter exec the helper in place: its pid is the child's.
       // Its own process group, so a terminal's ^C reaches the owner only.
       child = spawn(program, [...args, '--', process.execPath, main], {
-        stdio: ['ignore', 'ignore', 'pipe', theirs],
+        stdio,
         detached: true,
       });
     } catch (err) {
@@ -337,6 +344,10 @@ export class UserNamespace implements AsyncDisposable {
       });
       if (opts.signal?.aborted)
         throw new AbortError('starting a user namespace', { cause: opts.signal.reason });
+      if (hello !== null && parseHelperReply(hello.data)?.ok !== true) {
+        for (const fd of hello.fds) native.closeFd(fd);
+        throw new UserNamespaceError('the helper did not say it was ready', log);
+      }
       if (hello === null || child.pid === undefined) {
         const end = await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))]);
         throw new UserNamespaceError(

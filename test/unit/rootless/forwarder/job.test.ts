@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../../src/index.js';
-import { parseForwarderJob } from '../../../../src/rootless/forwarder/process.js';
+import { parseForwarderJob, parseForwarderReport } from '../../../../src/rootless/forwarder/job.js';
 
 describe('parseForwarderJob', () => {
   const job = {
@@ -41,5 +41,23 @@ describe('parseForwarderJob', () => {
   ])('refuses %j', (raw, where) => {
     expect(() => parseForwarderJob(raw)).toThrow(InvalidArgumentError);
     expect(() => parseForwarderJob(raw)).toThrow(where);
+  });
+});
+
+describe('parseForwarderReport', () => {
+  const port = { hostIP: '127.0.0.1', hostPort: 40000, containerPort: 80, protocol: 'tcp' };
+
+  it('takes the ports a forwarder reports, and nothing else of the report', () => {
+    expect(parseForwarderReport({ ok: true, ports: [port] })).toEqual({ ports: [port] });
+  });
+
+  it.each([
+    [{ ok: true }, /ports/],
+    [{ ports: [{ ...port, hostPort: 0 }] }, /ports\.0\.hostPort: not a port number/],
+    [{ ports: [{ ...port, hostIP: 'localhost' }] }, /hostIP/],
+    [{ ports: [{ ...port, protocol: 'sctp' }] }, /protocol/],
+    [{ ports: [{ ...port, fd: 3 }] }, /fd/],
+  ])('refuses %j', (report, message) => {
+    expect(() => parseForwarderReport(report)).toThrow(message);
   });
 });
