@@ -12,7 +12,8 @@ import { containerAddressProblem } from './container-address.js';
 import { PastaAddressError } from './errors.js';
 import { PortForwarder } from './forwarder/forwarder.js';
 import { type PastaOptions, parsePastaOptions } from './pasta/options.js';
-import { Pasta, probePasta } from './pasta/pasta.js';
+import { Pasta } from './pasta/pasta.js';
+import { probePasta } from './pasta/probe.js';
 import type { PortHandler, Slirp4netnsOptions } from './slirp4netns/options.js';
 import { Slirp4netns } from './slirp4netns/slirp4netns.js';
 

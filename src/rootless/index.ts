@@ -66,13 +66,15 @@ export {
 export {
   DEFAULT_PASTA_START_TIMEOUT_MS,
   Pasta,
-  type PastaBinary,
   type PastaExit,
   type PastaStartOptions,
+} from './pasta/pasta.js';
+export {
+  type PastaBinary,
   parsePastaVersion,
   pastaSplicesLoopback,
   probePasta,
-} from './pasta/pasta.js';
+} from './pasta/probe.js';
 export {
   addHostfwdRequest,
   DEFAULT_SLIRP_API_TIMEOUT_MS,

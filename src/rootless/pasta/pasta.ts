@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
-import { type FileHandle, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AbortError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import type { PortMapping } from '../../ports.js';
 import {
   DEFAULT_STOP_GRACE_MS,
@@ -11,15 +9,12 @@ import {
   EngineProcess,
   type EngineProcessInit,
   LOG_TAIL_BYTES,
-  probeOutput,
-  type ReadyWatch,
-  raceReady,
+  type StartedEngine,
   type StartOutcome,
   signalGroup,
-  watchExit,
+  startEngineProcess,
 } from '../engine-process.js';
-import { PastaMissingError, PastaProbeError, PastaStartError } from '../errors.js';
-import { findExecutable } from '../executable.js';
+import { PastaStartError } from '../errors.js';
 import {
   buildPastaArgs,
   type PastaOptions,
@@ -27,26 +22,7 @@ import {
   parsePastaOptions,
   pastaPortSpec,
 } from './options.js';
-
-/** A probed pasta binary. */
-export interface PastaBinary {
-  /** Absolute path of the binary. */
-  path: string;
-  /**
-   * Its version (e.g. `2024_03_20.71dd405`), or undefined when the build
-   * does not know it: Debian's prints `pasta unknown version`.
-   */
-  version: string | undefined;
-  /**
-   * Whether this pasta splices a loopback client of a port it publishes to
-   * the namespace's loopback (passt before 2024_10_30): the server inside
-   * then sees 127.0.0.1 as its peer, and a service bound only to the
-   * container's 127.0.0.1 answers on the published host port
-   * (CVE-2021-20199 again; podman issue 24045). podnet then publishes ports
-   * through its own forwarder instead ({@link startPasta}).
-   */
-  splicesLoopback: boolean;
-}
+import { type PastaBinary, probePasta } from './probe.js';
 
 /** Options of {@link Pasta.start}. Give exactly one of `netns` and `pid`. */
 export interface PastaStartOptions {
@@ -80,101 +56,14 @@ export type PastaExit = EngineExit;
 
 /** Default ready deadline: pasta is set up in milliseconds unless something is wrong. */
 export const DEFAULT_PASTA_START_TIMEOUT_MS = 10_000;
+/** The files of pasta's private directory: its early output, its log, its pid file. */
+const OUT_FILE = 'pasta.out';
+const LOG_FILE = 'pasta.log';
+const PID_FILE = 'pasta.pid';
 /** How often podnet looks for the pid file while pasta sets up. */
 const PID_POLL_MS = 10;
 /** The fd a pid target's namespace is passed on (see start()). */
 const NETNS_FD = 3;
-
-function runForOutput(path: string, arg: string): Promise<string> {
-  return probeOutput(path, arg, (detail, cause) => new PastaProbeError(path, detail, { cause }));
-}
-
-/**
- * Reads the version from `pasta --version` output: the first line is
- * `pasta VERSION`, or `pasta unknown version` (undefined). Returns null when
- * the text does not start like pasta's.
- */
-export function parsePastaVersion(text: string): string | undefined | null {
-  const m = /^pasta (\S.*?)\s*$/m.exec(text.trimStart().split('\n', 1)[0] ?? '');
-  if (m === null) return null;
-  return m[1] === 'unknown version' ? undefined : m[1]!;
-}
-
-/** The first passt release whose spliced forwards dial the namespace's own address. */
-const UNSPLICED_SINCE = '2024_10_30';
-
-/**
- * Whether a pasta splices loopback clients of its published ports into the
- * namespace's loopback, judged from its `--help` text and version.
- *
- * The release that stopped it (2024_10_30, passt commit "fwd: Direct
- * inbound spliced forwards to the guest's external address") added
- * `--host-lo-to-ns-lo` to ask for the old behaviour back, so a help text
- * listing that option means the new default. Debian's builds print no
- * version, which leaves the help text; a dated version from that release
- * on counts as new too, should a later release drop the deprecated option.
- * Anything else is taken to splice, the side on which podnet's forwarder
- * is used: slower, never unsafe.
- */
-export function pastaSplicesLoopback(help: string, version: string | undefined): boolean {
-  if (/^\s*--host-lo-to-ns-lo\b/m.test(help)) return false;
-  const date = /^(\d{4}_\d{2}_\d{2})\./.exec(version ?? '')?.[1];
-  return date === undefined || date < UNSPLICED_SINCE;
-}
-
-interface CachedProbe {
-  /** What identifies the file's contents cheaply: inode, size, change times. */
-  stamp: string;
-  binary: PastaBinary;
-}
-
-/** Probes by absolute path, each kept until the file changes (two runs of it per probe are slow). */
-const probes = new Map<string, CachedProbe>();
-
-async function fileStamp(path: string): Promise<string | undefined> {
-  try {
-    const st = await stat(path, { bigint: true });
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Locates pasta (on PATH unless `path` is given), reads its version and
- * judges from its help whether it splices loopback clients (see
- * {@link pastaSplicesLoopback}). A binary is probed once until its file
- * changes. Throws PastaMissingError when there is no such executable,
- * PastaProbeError when it does not answer like pasta or lacks an option
- * podnet relies on.
- */
-export async function probePasta(path?: string): Promise<PastaBinary> {
-  const found = await findExecutable(path ?? 'pasta');
-  if (found === undefined) throw new PastaMissingError(path);
-  const stamp = await fileStamp(found);
-  const cached = probes.get(found);
-  if (cached !== undefined && stamp !== undefined && cached.stamp === stamp) return cached.binary;
-  const versionText = await runForOutput(found, '--version');
-  const version = parsePastaVersion(versionText);
-  if (version === null) {
-    throw new PastaProbeError(
-      found,
-      `'--version' did not print a pasta version: ${JSON.stringify(versionText.slice(0, 200))}`,
-    );
-  }
-  const help = await runForOutput(found, '--help');
-  for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
-    if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
-  }
-  // Frozen: the cache hands the same object to every caller.
-  const binary: PastaBinary = Object.freeze({
-    path: found,
-    version,
-    splicesLoopback: pastaSplicesLoopback(help, version),
-  });
-  if (stamp !== undefined) probes.set(found, { stamp, binary });
-  return binary;
-}
 
 /** The tail of pasta's log file and of what it wrote to stdout/stderr before logging started. */
 async function readTail(paths: readonly string[], bytes = LOG_TAIL_BYTES): Promise<string> {
@@ -253,9 +142,6 @@ export class Pasta extends EngineProcess<PastaBinary> {
     // Bad ports fail here, before anything exists.
     for (const mapping of opts.ports ?? []) pastaPortSpec(mapping);
     const binary = typeof opts.binary === 'object' ? opts.binary : await probePasta(opts.binary);
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_PASTA_START_TIMEOUT_MS;
-    const signal = opts.signal;
-    if (signal?.aborted) throw new AbortError('starting pasta', { cause: signal.reason });
 
     // As root, pasta drops its capabilities before it opens /proc/PID/ns/*,
     // and without them the kernel refuses it another root process's
@@ -274,84 +160,53 @@ export class Pasta extends EngineProcess<PastaBinary> {
     }
     const pastaTarget: PastaTarget =
       netnsFile === undefined ? target : { netns: `/proc/self/fd/${NETNS_FD}` };
-
-    let dir: string;
-    let out: FileHandle;
+    let started: StartedEngine;
     try {
-      dir = await mkdtemp(join(opts.runDir ?? tmpdir(), 'podnet-pasta-'));
-    } catch (err) {
-      await netnsFile?.close();
-      throw err;
-    }
-    const logPath = join(dir, 'pasta.log');
-    const outPath = join(dir, 'pasta.out');
-    const pidFile = join(dir, 'pasta.pid');
-    let args: string[];
-    try {
-      args = buildPastaArgs({
-        options,
-        ...(opts.ports ? { ports: opts.ports } : {}),
-        target: pastaTarget,
-        logPath,
-        pidFile,
-        runAsRoot: root,
-      });
-      // pasta truncates its --log-file when it opens it, so what it says
-      // before then (bad options) goes to a file of its own.
-      out = await open(outPath, 'wx', 0o600);
-    } catch (err) {
-      await netnsFile?.close();
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
-
-    const stdio: ('ignore' | number)[] = ['ignore', out.fd, out.fd];
-    if (netnsFile !== undefined) stdio[NETNS_FD] = netnsFile.fd;
-    const child = spawn(binary.path, args, { stdio, detached: true });
-    // Before any await: an early exit must not be missed.
-    const { exited, spawnError } = watchExit(child);
-    await out.close();
-    await netnsFile?.close();
-
-    const outcome = await waitUntilReady({
-      pidFile,
-      exited,
-      timeoutMs,
-      signal,
-      spawnError,
-    });
-    if (outcome.ok) {
-      // The owner decides pasta's life through stop(); it must not keep Node's loop alive.
-      child.unref();
-      return new Pasta({
-        child,
-        exited,
-        dir,
-        logPath,
-        outPath,
-        binary,
-        args,
-        graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
-      });
-    }
-    signalGroup(child, 'SIGKILL');
-    const end = await exited;
-    const log = await readTail([outPath, logPath]);
-    await rm(dir, { recursive: true, force: true });
-    if (outcome.reason === 'aborted')
-      throw new AbortError('starting pasta', { cause: signal?.reason });
-    throw new PastaStartError(
-      outcome.detail,
-      {
-        reason: outcome.reason,
+      started = await startEngineProcess({
+        engine: 'pasta',
         path: binary.path,
-        ...(child.pid === undefined ? {} : { pid: child.pid }),
-        exitCode: end.code,
-        signal: end.signal,
-        log,
-      },
-      spawnError() === undefined ? {} : { cause: spawnError() },
-    );
+        parentDir: opts.runDir,
+        // pasta truncates its --log-file when it opens it, so what it says
+        // before then (bad options) goes to a file of its own.
+        outFile: OUT_FILE,
+        timeoutMs: opts.timeoutMs ?? DEFAULT_PASTA_START_TIMEOUT_MS,
+        signal: opts.signal,
+        command: (dir) => ({
+          argv: [
+            binary.path,
+            ...buildPastaArgs({
+              options,
+              ...(opts.ports ? { ports: opts.ports } : {}),
+              target: pastaTarget,
+              logPath: join(dir, LOG_FILE),
+              pidFile: join(dir, PID_FILE),
+              runAsRoot: root,
+            }),
+          ],
+          ...(netnsFile === undefined ? {} : { fds: { [NETNS_FD]: netnsFile.fd } }),
+        }),
+        ready: (_child, dir, done) => waitUntilReady(join(dir, PID_FILE), done),
+        readLog: (dir) => readTail([join(dir, OUT_FILE), join(dir, LOG_FILE)]),
+        startError: (detail, info, cause) =>
+          new PastaStartError(detail, info, cause === undefined ? {} : { cause }),
+      });
+    } finally {
+      // pasta has its own copy of the fd once spawned.
+      await netnsFile?.close();
+    }
+    const { child, exited, dir, args } = started;
+    // The owner decides pasta's life through stop(); it must not keep Node's loop alive.
+    child.unref();
+    return new Pasta({
+      child,
+      exited,
+      dir,
+      logPath: join(dir, LOG_FILE),
+      outPath: join(dir, OUT_FILE),
+      binary,
+      args,
+      graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+    });
   }
 
   /** The end of what pasta has logged so far ('' once stopped). */
@@ -363,17 +218,14 @@ export class Pasta extends EngineProcess<PastaBinary> {
 /**
  * Waits for pasta's pid file: pasta writes it (in the foreground as well)
  * only after it has configured the namespace and bound the published ports,
- * so it is the ready signal. Resolves at once when pasta exits or the caller
- * aborts, and after `timeoutMs` otherwise.
+ * so it is the ready signal.
  */
-function waitUntilReady(w: ReadyWatch & { pidFile: string }): Promise<StartOutcome> {
-  return raceReady(w, async (done) => {
-    while (!done.aborted) {
-      // pasta creates the file empty, then writes "PID\n" in one write once set up.
-      const text = await readFile(w.pidFile, 'utf8').catch(() => '');
-      if (/^\d+\n$/.test(text)) return { ok: true };
-      await sleep(PID_POLL_MS);
-    }
-    return new Promise<StartOutcome>(() => undefined);
-  });
+async function waitUntilReady(pidFile: string, done: AbortSignal): Promise<StartOutcome> {
+  while (!done.aborted) {
+    // pasta creates the file empty, then writes "PID\n" in one write once set up.
+    const text = await readFile(pidFile, 'utf8').catch(() => '');
+    if (/^\d+\n$/.test(text)) return { ok: true };
+    await sleep(PID_POLL_MS);
+  }
+  return new Promise<StartOutcome>(() => undefined);
 }

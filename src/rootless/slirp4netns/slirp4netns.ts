@@ -1,22 +1,18 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { open, stat } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { publish } from '../../diagnostics.js';
-import { AbortError, ClosedError, InvalidArgumentError } from '../../errors.js';
+import { ClosedError, InvalidArgumentError } from '../../errors.js';
 import {
   DEFAULT_STOP_GRACE_MS,
   type EngineExit,
   EngineProcess,
   type EngineProcessInit,
   LOG_TAIL_BYTES,
-  type ReadyWatch,
-  raceReady,
   type StartOutcome,
-  signalGroup,
-  watchExit,
+  startEngineProcess,
 } from '../engine-process.js';
 import { Slirp4netnsStartError } from '../errors.js';
 import { findExecutable } from '../executable.js';
@@ -63,6 +59,8 @@ export type Slirp4netnsExit = EngineExit;
 export const DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS = 10_000;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
+/** slirp4netns's stdout and stderr, in its private directory. */
+const LOG_FILE = 'slirp4netns.log';
 /** The API socket appears right after ready; this is how often podnet looks for it. */
 const SOCKET_POLL_MS = 5;
 
@@ -175,107 +173,58 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
       typeof opts.binary === 'object' ? opts.binary : await probeSlirp4netns(opts.binary);
     const { sandbox, unshare } = await sandboxing(binary, target);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS;
-    const signal = opts.signal;
-    if (signal?.aborted) throw new AbortError('starting slirp4netns', { cause: signal.reason });
 
-    const dir = await mkdtemp(join(opts.apiSocketDir ?? tmpdir(), 'podnet-slirp4netns-'));
-    const logPath = join(dir, 'slirp4netns.log');
-    const apiSocket = options.portHandler === 'slirp4netns' ? join(dir, 'api.sock') : undefined;
-    let args: string[];
-    let logFile: Awaited<ReturnType<typeof open>>;
-    try {
-      if (apiSocket !== undefined && Buffer.byteLength(apiSocket) > MAX_SOCKET_PATH) {
-        throw new InvalidArgumentError(
-          `slirp4netns API socket path '${apiSocket}' is longer than ${MAX_SOCKET_PATH} bytes: use a shorter apiSocketDir`,
-        );
-      }
-      args = buildSlirp4netnsArgs({
-        options,
-        features: binary.features,
-        target,
-        ...(apiSocket === undefined ? {} : { apiSocket }),
-        privateMountNamespace: sandbox,
-      });
-      logFile = await open(logPath, 'wx', 0o600);
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
-
-    // unshare(1) execs slirp4netns in place, so the pid stays slirp4netns's.
-    const argv =
-      unshare === undefined
-        ? [binary.path, ...args]
-        : [unshare, '--mount', '--propagation', 'private', '--', binary.path, ...args];
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', logFile.fd, logFile.fd];
-    stdio[SLIRP4NETNS_EXIT_FD] = 'pipe';
-    stdio[SLIRP4NETNS_READY_FD] = 'pipe';
-    const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
-    // Before any await: an early exit must not be missed.
-    const { exited, spawnError } = watchExit(child);
-    await logFile.close();
-    const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket | null;
-    const readyFd = child.stdio[SLIRP4NETNS_READY_FD] as Socket | null;
-    // Errors on our pipe ends (EPIPE, ECONNRESET when it dies) are expected and
-    // reported through 'exit' instead.
-    exitFd?.on('error', () => undefined);
-    readyFd?.on('error', () => undefined);
-
-    const outcome = await waitUntilReady({
-      readyFd,
-      exited,
-      apiSocket,
-      timeoutMs,
-      signal,
-      spawnError,
-    });
-    readyFd?.destroy();
-    if (outcome.ok && exitFd !== null) {
-      // Unref'd: an owner that exits without stop() closes the exit fd, and slirp4netns follows.
-      child.unref();
-      exitFd.unref();
-      publish('podnet:slirp:start', { pid: child.pid, path: binary.path, args });
-      return new Slirp4netns({
-        child,
-        exitFd,
-        exited,
-        dir,
-        logPath,
-        apiSocket,
-        binary,
-        args,
-        apiTimeoutMs: opts.apiTimeoutMs,
-        graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
-      });
-    }
-    signalGroup(child, 'SIGKILL');
-    const end = await exited;
-    exitFd?.destroy();
-    const log = await readTail(logPath);
-    publish('podnet:slirp:start', {
+    let apiSocket: string | undefined;
+    const { child, exited, dir, args } = await startEngineProcess({
+      engine: 'slirp4netns',
       path: binary.path,
-      args,
-      failure: outcome.ok ? 'spawn' : outcome.reason,
-    });
-    await rm(dir, { recursive: true, force: true });
-    const failure = outcome.ok
-      ? ({ reason: 'spawn', detail: 'no exit fd pipe' } as const)
-      : outcome;
-    if (failure.reason === 'aborted') {
-      throw new AbortError('starting slirp4netns', { cause: signal?.reason });
-    }
-    throw new Slirp4netnsStartError(
-      failure.detail,
-      {
-        reason: failure.reason,
-        path: binary.path,
-        ...(child.pid === undefined ? {} : { pid: child.pid }),
-        exitCode: end.code,
-        signal: end.signal,
-        log,
+      parentDir: opts.apiSocketDir,
+      outFile: LOG_FILE,
+      timeoutMs,
+      signal: opts.signal,
+      command: (dir) => {
+        apiSocket = options.portHandler === 'slirp4netns' ? join(dir, 'api.sock') : undefined;
+        if (apiSocket !== undefined && Buffer.byteLength(apiSocket) > MAX_SOCKET_PATH) {
+          throw new InvalidArgumentError(
+            `slirp4netns API socket path '${apiSocket}' is longer than ${MAX_SOCKET_PATH} bytes: use a shorter apiSocketDir`,
+          );
+        }
+        const args = buildSlirp4netnsArgs({
+          options,
+          features: binary.features,
+          target,
+          ...(apiSocket === undefined ? {} : { apiSocket }),
+          privateMountNamespace: sandbox,
+        });
+        // unshare(1) execs slirp4netns in place, so the pid stays slirp4netns's.
+        const argv =
+          unshare === undefined
+            ? [binary.path, ...args]
+            : [unshare, '--mount', '--propagation', 'private', '--', binary.path, ...args];
+        return { argv, fds: { [SLIRP4NETNS_EXIT_FD]: 'pipe', [SLIRP4NETNS_READY_FD]: 'pipe' } };
       },
-      spawnError() === undefined ? {} : { cause: spawnError() },
-    );
+      ready: (child, _dir, done) => waitUntilReady(child, apiSocket, done),
+      readLog: (dir) => readTail(join(dir, LOG_FILE)),
+      startError: (detail, info, cause) =>
+        new Slirp4netnsStartError(detail, info, cause === undefined ? {} : { cause }),
+      report: (outcome) => publish('podnet:slirp:start', { path: binary.path, ...outcome }),
+    });
+    const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket;
+    // Unref'd: an owner that exits without stop() closes the exit fd, and slirp4netns follows.
+    child.unref();
+    exitFd.unref();
+    return new Slirp4netns({
+      child,
+      exitFd,
+      exited,
+      dir,
+      logPath: join(dir, LOG_FILE),
+      apiSocket,
+      binary,
+      args,
+      apiTimeoutMs: opts.apiTimeoutMs,
+      graceMs: opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+    });
   }
 
   #client(): Slirp4netnsApi {
@@ -309,19 +258,32 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
   }
 }
 
-function waitUntilReady(
-  w: ReadyWatch & { readyFd: Socket | null; apiSocket: string | undefined },
+/**
+ * Waits for slirp4netns's ready fd, and then for its API socket when it has
+ * one. Errors on this process's pipe ends (EPIPE, ECONNRESET when it dies)
+ * are expected and reported through its exit instead.
+ */
+async function waitUntilReady(
+  child: ChildProcess,
+  apiSocket: string | undefined,
+  done: AbortSignal,
 ): Promise<StartOutcome> {
-  return raceReady(w, async (done) => {
-    if (w.readyFd === null) return { ok: false, reason: 'spawn', detail: 'no ready fd pipe' };
-    const fd = w.readyFd;
-    await new Promise<void>((resolve) => fd.once('data', () => resolve()));
-    // slirp4netns binds its API socket just after it signals ready.
-    while (w.apiSocket !== undefined && !done.aborted) {
-      const st = await stat(w.apiSocket).catch(() => undefined);
-      if (st?.isSocket()) break;
-      await sleep(SOCKET_POLL_MS);
-    }
-    return { ok: true };
-  });
+  const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket | null;
+  const readyFd = child.stdio[SLIRP4NETNS_READY_FD] as Socket | null;
+  exitFd?.on('error', () => undefined);
+  readyFd?.on('error', () => undefined);
+  if (exitFd === null || readyFd === null)
+    return { ok: false, reason: 'spawn', detail: 'no exit fd or ready fd pipe' };
+  try {
+    await new Promise<void>((resolve) => readyFd.once('data', () => resolve()));
+  } finally {
+    readyFd.destroy();
+  }
+  // slirp4netns binds its API socket just after it signals ready.
+  while (apiSocket !== undefined && !done.aborted) {
+    const st = await stat(apiSocket).catch(() => undefined);
+    if (st?.isSocket()) break;
+    await sleep(SOCKET_POLL_MS);
+  }
+  return { ok: true };
 }
