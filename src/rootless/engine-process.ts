@@ -242,11 +242,17 @@ export interface EngineStart {
   /** Aborting it while starting kills the engine and rejects with AbortError. */
   signal: AbortSignal | undefined;
   /**
-   * The argv (binary first) for the private directory, and fds to hand the
-   * engine besides stdio: fd number -> an fd of this process, or 'pipe'.
-   * May throw (a bad option): the directory is then removed.
+   * The engine's arguments for the private directory; a program that
+   * execs the engine in place, with its own arguments (`wrapper`), if any;
+   * and fds to hand the engine besides stdio: fd number -> an fd of this
+   * process, or 'pipe'. May throw (a bad option): the directory is then
+   * removed.
    */
-  command(dir: string): { argv: string[]; fds?: Record<number, number | 'pipe'> };
+  command(dir: string): {
+    args: string[];
+    wrapper?: string[];
+    fds?: Record<number, number | 'pipe'>;
+  };
   /** The engine's own ready signal (see {@link raceReady}), given its directory. */
   ready(child: ChildProcess, dir: string, done: AbortSignal): Promise<StartOutcome>;
   /** The end of the engine's log, read after a failed start. */
@@ -262,7 +268,7 @@ export interface StartedEngine {
   child: ChildProcess;
   exited: Promise<Omit<EngineExit, 'requested'>>;
   dir: string;
-  /** The argv without the binary. */
+  /** The engine's arguments (without the binary or a wrapper). */
   args: string[];
 }
 
@@ -279,23 +285,25 @@ export async function startEngineProcess(e: EngineStart): Promise<StartedEngine>
   const what = `starting ${e.engine}`;
   if (e.signal?.aborted) throw new AbortError(what, { cause: e.signal.reason });
   const dir = await mkdtemp(join(e.parentDir ?? tmpdir(), `podnet-${e.engine}-`));
+  let args: string[];
   let argv: string[];
   let fds: Record<number, number | 'pipe'>;
   let out: Awaited<ReturnType<typeof open>>;
   try {
-    ({ argv, fds = {} } = e.command(dir));
+    let wrapper: string[];
+    ({ args, wrapper = [], fds = {} } = e.command(dir));
+    argv = [...wrapper, e.path, ...args];
     out = await open(join(dir, e.outFile), 'wx', 0o600);
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
   const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', out.fd, out.fd];
-  for (const [fd, what] of Object.entries(fds)) stdio[Number(fd)] = what;
+  for (const [fd, given] of Object.entries(fds)) stdio[Number(fd)] = given;
   const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
   // Before any await: an early exit must not be missed.
   const { exited, spawnError } = watchExit(child);
   await out.close();
-  const args = argv.slice(1);
   const outcome = await raceReady(
     { exited, timeoutMs: e.timeoutMs, signal: e.signal, spawnError },
     (done) => e.ready(child, dir, done),

@@ -172,17 +172,14 @@ export class Pasta extends EngineProcess<PastaBinary> {
         timeoutMs: opts.timeoutMs ?? DEFAULT_PASTA_START_TIMEOUT_MS,
         signal: opts.signal,
         command: (dir) => ({
-          argv: [
-            binary.path,
-            ...buildPastaArgs({
-              options,
-              ...(opts.ports ? { ports: opts.ports } : {}),
-              target: pastaTarget,
-              logPath: join(dir, LOG_FILE),
-              pidFile: join(dir, PID_FILE),
-              runAsRoot: root,
-            }),
-          ],
+          args: buildPastaArgs({
+            options,
+            ...(opts.ports ? { ports: opts.ports } : {}),
+            target: pastaTarget,
+            logPath: join(dir, LOG_FILE),
+            pidFile: join(dir, PID_FILE),
+            runAsRoot: root,
+          }),
           ...(netnsFile === undefined ? {} : { fds: { [NETNS_FD]: netnsFile.fd } }),
         }),
         ready: (_child, dir, done) => waitUntilReady(join(dir, PID_FILE), done),

@@ -196,12 +196,14 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
           ...(apiSocket === undefined ? {} : { apiSocket }),
           privateMountNamespace: sandbox,
         });
-        // unshare(1) execs slirp4netns in place, so the pid stays slirp4netns's.
-        const argv =
-          unshare === undefined
-            ? [binary.path, ...args]
-            : [unshare, '--mount', '--propagation', 'private', '--', binary.path, ...args];
-        return { argv, fds: { [SLIRP4NETNS_EXIT_FD]: 'pipe', [SLIRP4NETNS_READY_FD]: 'pipe' } };
+        return {
+          args,
+          // unshare(1) execs slirp4netns in place, so the pid stays slirp4netns's.
+          ...(unshare === undefined
+            ? {}
+            : { wrapper: [unshare, '--mount', '--propagation', 'private', '--'] }),
+          fds: { [SLIRP4NETNS_EXIT_FD]: 'pipe', [SLIRP4NETNS_READY_FD]: 'pipe' },
+        };
       },
       ready: (child, _dir, done) => waitUntilReady(child, apiSocket, done),
       readLog: (dir) => readTail(join(dir, LOG_FILE)),
