@@ -256,7 +256,7 @@ export function checkPortMappings(
     const other = out.find((o) => portMappingsClash(o, checked));
     if (other !== undefined) {
       bad(
-        `port mapping '${formatPortMapping(checked)}' overlaps '${formatPortMapping(other)}': both bind host port ${other.hostPort}/${other.protocol ?? 'tcp'}`,
+        `port mapping '${formatPortMapping(checked)}' overlaps '${formatPortMapping(other)}': both bind host port ${Math.max(checked.hostPort, other.hostPort)}/${checked.protocol ?? 'tcp'}`,
       );
     }
     out.push(checked);

@@ -166,7 +166,7 @@ describe('checkPortMappings', () => {
           { hostPort: 8080, containerPort: 80, range: 2 },
           { hostPort: 8081, containerPort: 90 },
         ]),
-      "'8081:90/tcp' overlaps '8080-8081:80-81/tcp'",
+      "'8081:90/tcp' overlaps '8080-8081:80-81/tcp': both bind host port 8081/tcp",
     );
     rejects(
       () =>

@@ -38,7 +38,7 @@ describe('expandMappings', () => {
         { hostPort: 8080, containerPort: 80, range: 2 },
         { hostPort: 8081, containerPort: 90 },
       ]),
-    ).toThrow(/both bind host port 8080\/tcp/);
+    ).toThrow(/both bind host port 8081\/tcp/);
     expect(() =>
       expandMappings([
         { hostIP: '0.0.0.0', hostPort: 53, containerPort: 53, protocol: 'udp' },
