@@ -82,7 +82,9 @@ export function formatHostPort(hostIP: string, port: number): string {
 export function formatPortMapping(m: PortMapping): string {
   const range = m.range ?? 1;
   const ports = (p: number): string => (range > 1 ? `${p}-${p + range - 1}` : `${p}`);
-  const ip = m.hostIP ? (m.hostIP.includes(':') ? `[${m.hostIP}]:` : `${m.hostIP}:`) : '';
+  // Also for a mapping not yet checked, whose host IP may be anything.
+  const hostIP = m.hostIP === undefined ? '' : String(m.hostIP);
+  const ip = hostIP === '' ? '' : hostIP.includes(':') ? `[${hostIP}]:` : `${hostIP}:`;
   const host = m.hostPort === 0 ? (ip === '' ? '' : `${ip}:`) : `${ip}${ports(m.hostPort)}:`;
   return `${host}${ports(m.containerPort)}/${m.protocol ?? 'tcp'}`;
 }

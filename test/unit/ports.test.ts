@@ -135,6 +135,7 @@ describe('checkPortMappings', () => {
     [{ hostPort: 80, containerPort: 65535, range: 2 }, 'the container range 65535-65536'],
     [{ hostPort: 80, containerPort: 80, range: 0 }, 'range must be a positive integer'],
     [{ hostIP: 'localhost', hostPort: 80, containerPort: 80 }, "host IP 'localhost' is not"],
+    [{ hostIP: 7 as never, hostPort: 80, containerPort: 80 }, "host IP '7' is not"],
     [{ hostPort: 53, containerPort: 53, protocol: 'sctp' as never }, "not 'sctp'"],
   ])('refuses %o, naming it', (mapping, message) => {
     rejects(() => checkPortMappings([mapping]), message);
