@@ -6,7 +6,8 @@ import { isAbsolute, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { nameProblem } from '../cni/validate.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { NetworkMode, PortMapping, SetupOptions } from '../network/types.js';
+import type { NetworkMode, SetupOptions } from '../network/types.js';
+import { checkPortMappings, parsePortSpec } from '../ports.js';
 
 /**
  * The `podnet up` flags as typed on the command line, every value a string
@@ -32,8 +33,6 @@ export interface ParsedMode {
   modeOptions: string[];
 }
 
-const PORT_SPEC_HELP = '[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]';
-
 function bad(message: string): never {
   throw new InvalidArgumentError(message);
 }
@@ -42,80 +41,6 @@ function checkName(what: string, value: string): string {
   const problem = nameProblem(value);
   if (problem !== undefined) bad(`invalid ${what} '${value}': ${problem}`);
   return value;
-}
-
-/** A decimal port 1-65535; parseInt alone would accept '80abc' or '0x50'. */
-function port(text: string, spec: string): number {
-  const n = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= 65535)) bad(`invalid port '${text}' in '${spec}': must be 1-65535`);
-  return n;
-}
-
-/** A port or an inclusive range `A-B`, as [first, count]. */
-function portRange(text: string, spec: string): [number, number] {
-  const dash = text.indexOf('-');
-  if (dash === -1) return [port(text, spec), 1];
-  const first = port(text.slice(0, dash), spec);
-  const last = port(text.slice(dash + 1), spec);
-  if (last < first) bad(`invalid port range '${text}' in '${spec}': end before start`);
-  return [first, last - first + 1];
-}
-
-function hostAddress(text: string, spec: string): string {
-  if (text.startsWith('[') && text.endsWith(']')) {
-    const v6 = text.slice(1, -1);
-    if (!ipaddr.IPv6.isValid(v6)) bad(`invalid host IPv6 address '${v6}' in '${spec}'`);
-    return v6;
-  }
-  if (ipaddr.IPv4.isValidFourPartDecimal(text)) return text;
-  if (ipaddr.IPv6.isValid(text))
-    bad(`IPv6 host address '${text}' in '${spec}' needs brackets: [${text}]`);
-  return bad(`invalid host IP '${text}' in '${spec}'`);
-}
-
-/**
- * Parses one `-p` value, `[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]`. Ports may be
- * ranges of equal length (`8080-8085:80-85`); IPv6 host addresses go in
- * brackets (`[::1]:8080:80`), since their colons would be ambiguous otherwise.
- */
-export function parsePortMapping(spec: string): PortMapping {
-  let rest = spec;
-  let protocol: 'tcp' | 'udp' = 'tcp';
-  const slash = rest.lastIndexOf('/');
-  if (slash !== -1) {
-    const proto = rest.slice(slash + 1).toLowerCase();
-    if (proto !== 'tcp' && proto !== 'udp')
-      bad(`invalid protocol '${proto}' in '${spec}': tcp or udp`);
-    protocol = proto;
-    rest = rest.slice(0, slash);
-  }
-  // The last two colon-separated fields are the ports; what precedes them
-  // (which may itself contain colons, inside brackets) is the host address.
-  const ctrColon = rest.lastIndexOf(':');
-  const hostColon = ctrColon <= 0 ? -1 : rest.lastIndexOf(':', ctrColon - 1);
-  if (ctrColon === -1) bad(`invalid port mapping '${spec}': expected ${PORT_SPEC_HELP}`);
-  const hostIPText = hostColon === -1 ? undefined : rest.slice(0, hostColon);
-  const [hostPort, hostCount] = portRange(rest.slice(hostColon + 1, ctrColon), spec);
-  const [containerPort, ctrCount] = portRange(rest.slice(ctrColon + 1), spec);
-  if (hostCount !== ctrCount) {
-    bad(
-      `invalid port mapping '${spec}': host range has ${hostCount} ports, container range ${ctrCount}`,
-    );
-  }
-  if (hostIPText === '') bad(`invalid port mapping '${spec}': empty host IP`);
-  const mapping: PortMapping = { hostPort, containerPort, protocol };
-  if (hostIPText !== undefined) mapping.hostIP = hostAddress(hostIPText, spec);
-  if (hostCount > 1) mapping.range = hostCount;
-  return mapping;
-}
-
-/** Two mappings that would bind the same host port (same protocol, overlapping addresses). */
-function clash(a: PortMapping, b: PortMapping): boolean {
-  if (a.protocol !== b.protocol) return false;
-  if (a.hostIP !== undefined && b.hostIP !== undefined && a.hostIP !== b.hostIP) return false;
-  const aEnd = a.hostPort + (a.range ?? 1);
-  const bEnd = b.hostPort + (b.range ?? 1);
-  return a.hostPort < bEnd && b.hostPort < aEnd;
 }
 
 const SLIRP_OPTION = /^[a-z][a-z0-9_]*=[^,=]*$/;
@@ -236,15 +161,8 @@ export function parseUpArgs(id: string, flags: UpFlags): SetupOptions {
     if (m === 'none' || (typeof m === 'object' && !('pid' in m))) {
       bad(`-p needs a network podnet sets up, not ${modeName(m)}`);
     }
-    const mappings: PortMapping[] = [];
-    for (const spec of flags.publish) {
-      const p = parsePortMapping(spec);
-      const other = mappings.find((q) => clash(p, q));
-      if (other !== undefined) {
-        bad(`port mapping '${spec}' overlaps host port ${other.hostPort}/${other.protocol}`);
-      }
-      mappings.push(p);
-    }
+    // One check for every mapping and every pair (ports.ts), as the plan makes again.
+    const mappings = checkPortMappings(flags.publish.map(parsePortSpec), { freeHostPort: true });
     opts.portMappings = mappings;
   }
   return opts;

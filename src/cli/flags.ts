@@ -76,7 +76,7 @@ export const UP_FLAGS: readonly FlagSpec[] = [
     short: 'p',
     arg: 'spec',
     multiple: true,
-    help: 'Publish ports, repeatable: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp], ranges 8080-8085:80-85, [::1]:8080:80',
+    help: 'Publish ports, repeatable: [[HOSTIP:][HOSTPORT]:]CTRPORT[/tcp|udp] (no host port: a free one), ranges 8080-8085:80-85, [::1]:8080:80',
   },
   { name: 'ip', arg: 'ip', help: 'Static IP on the first network' },
   { name: 'mac', arg: 'mac', help: "Static MAC of the first network's interface" },

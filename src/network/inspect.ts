@@ -3,6 +3,7 @@
 // from another process and without root.
 import { type CniResult, normalizeResult } from '../cni/index.js';
 import { familyOfCidr } from '../cni/result.js';
+import { expandPortMappings } from '../ports.js';
 import type {
   ContainerState,
   ExposedPort,
@@ -92,15 +93,12 @@ export function inspectPorts(
   exposed: readonly ExposedPort[],
 ): Record<string, InspectPortBinding[] | null> {
   const ports = new Map<string, InspectPortBinding[] | null>();
-  for (const m of mappings) {
-    const protocol = m.protocol ?? 'tcp';
-    for (let i = 0; i < (m.range ?? 1); i++) {
-      const key = `${m.containerPort + i}/${protocol}`;
-      const binding = { HostIp: m.hostIP ?? '', HostPort: String(m.hostPort + i) };
-      const bindings = ports.get(key);
-      if (bindings) bindings.push(binding);
-      else ports.set(key, [binding]);
-    }
+  for (const p of expandPortMappings(mappings)) {
+    const key = `${p.containerPort}/${p.protocol}`;
+    const binding = { HostIp: p.hostIP, HostPort: String(p.hostPort) };
+    const bindings = ports.get(key);
+    if (bindings) bindings.push(binding);
+    else ports.set(key, [binding]);
   }
   for (const e of exposed) {
     const key = `${e.port}/${e.protocol ?? 'tcp'}`;

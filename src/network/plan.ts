@@ -9,23 +9,17 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { CniNetworkList, CniRuntime } from '../cni/index.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
+import { checkPortMappings, chooseFreeHostPorts, expandPortMappings } from '../ports.js';
 import {
   checkRootlessPorts,
   findExecutable,
   type PastaOptions,
   parsePastaOptions,
   parseSlirp4netnsOptions,
-  pastaPortSpec,
   type Slirp4netnsOptions,
 } from '../rootless/index.js';
 import { checkContainerId, currentOwner, type StateStore } from './state.js';
-import type {
-  ContainerState,
-  NetworkMode,
-  PortMapping,
-  RecordedRuntimeConf,
-  SetupOptions,
-} from './types.js';
+import type { ContainerState, NetworkMode, RecordedRuntimeConf, SetupOptions } from './types.js';
 
 /** No state exists for a container ID. */
 export class NoSuchContainerError extends PodnetError {
@@ -80,7 +74,7 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
       `mode '${typeof mode === 'string' ? mode : Object.keys(mode)[0]}' takes no options, got ${options.modeOptions.join(',')}`,
     );
   }
-  const portMappings = checkPortMappings(options.portMappings ?? []);
+  const wantedPorts = checkPortMappings(options.portMappings ?? [], { freeHostPort: true });
   const ip = options.requestedIP ?? options.staticIP;
   const mac = options.requestedMAC ?? options.staticMAC;
   for (const [what, value] of [
@@ -103,18 +97,19 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
     throw new InvalidArgumentError('network names must be non-empty strings');
   if (new Set(requested).size !== requested.length)
     throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
-  if (!joinsCni && (requested.length || ip || mac || (!rootlessEngine && portMappings.length))) {
+  if (!joinsCni && (requested.length || ip || mac || (!rootlessEngine && wantedPorts.length))) {
     throw new InvalidArgumentError(
       `networks and static addresses need mode 'bridge' or { pid }; ports also work with 'slirp4netns' and 'pasta'`,
     );
   }
-  // pasta checks its port specs itself; turn a bad one into an error now.
-  if (pasta) for (const p of portMappings) pastaPortSpec(p);
-  if (slirp) checkRootlessPorts(portMappings, slirp.portHandler);
+  if (slirp) checkRootlessPorts(wantedPorts, slirp.portHandler);
   // Static addresses go to the first network; with none named, that is the default.
   const names = joinsCni ? (requested.length ? requested : [ctx.defaultNetwork]) : [];
   // Load every config before anything is made: a missing network changes nothing.
   const lists = await Promise.all(names.map((n) => ctx.cni.loadNetwork(n)));
+  // Last, once all is known to be good: a free port is chosen by binding
+  // port 0 and closing it again, and recorded, so inspect shows it.
+  const portMappings = await chooseFreeHostPorts(wantedPorts);
 
   const ownsNetns =
     mode === 'bridge' ||
@@ -175,7 +170,7 @@ function runtimeConf(
   const first = index === 0;
   const capabilityArgs: Record<string, unknown> = {};
   if (first && state.portMappings.length)
-    capabilityArgs['portMappings'] = cniPortMappings(state.portMappings);
+    capabilityArgs['portMappings'] = expandPortMappings(state.portMappings);
   if (first && ip !== undefined) capabilityArgs['ips'] = [ip];
   if (first && mac !== undefined) capabilityArgs['mac'] = mac;
   const pod = state.pod ?? state.name;
@@ -188,33 +183,6 @@ function runtimeConf(
   if (first && ip !== undefined) args.push(['IP', ip]);
   if (first && mac !== undefined) args.push(['MAC', mac]);
   return { netns: state.netnsPath, args, capabilityArgs };
-}
-
-function checkPortMappings(list: readonly PortMapping[]): PortMapping[] {
-  return list.map((m, i) => {
-    const what = `portMappings[${i}]`;
-    const range = m.range ?? 1;
-    if (!Number.isInteger(range) || range < 1)
-      throw new InvalidArgumentError(`${what}.range must be a positive integer`);
-    for (const [k, val] of [
-      ['hostPort', m.hostPort],
-      ['containerPort', m.containerPort],
-    ] as const) {
-      if (!Number.isInteger(val) || val < 1 || val + range - 1 > 65535) {
-        throw new InvalidArgumentError(
-          `${what}.${k} must be a port from 1 to 65535 (with its range), not ${val}`,
-        );
-      }
-    }
-    if (m.protocol !== undefined && m.protocol !== 'tcp' && m.protocol !== 'udp') {
-      throw new InvalidArgumentError(
-        `${what}.protocol must be tcp or udp, not ${String(m.protocol)}`,
-      );
-    }
-    if (m.hostIP && !isIP(m.hostIP))
-      throw new InvalidArgumentError(`${what}.hostIP '${m.hostIP}' is not an IP address`);
-    return { ...m };
-  });
 }
 
 function checkMode(mode: unknown): NetworkMode {
@@ -232,18 +200,6 @@ function checkMode(mode: unknown): NetworkMode {
   }
   throw new InvalidArgumentError(
     `mode must be 'bridge', 'none', 'slirp4netns', 'pasta', { pid }, { path } or { container }, not ${JSON.stringify(mode)}`,
-  );
-}
-
-/** CNI's portMappings capability entries, ranges expanded. */
-function cniPortMappings(list: readonly PortMapping[]): Record<string, unknown>[] {
-  return list.flatMap((m) =>
-    Array.from({ length: m.range ?? 1 }, (_, i) => ({
-      hostPort: m.hostPort + i,
-      containerPort: m.containerPort + i,
-      protocol: m.protocol ?? 'tcp',
-      hostIP: m.hostIP ?? '',
-    })),
   );
 }
 

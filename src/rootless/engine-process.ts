@@ -1,12 +1,19 @@
-// What slirp4netns and pasta share as child processes of podnet: each runs
-// in its own process group with a private 0700 directory for its log (and
-// socket or pid file), settles `exited` exactly once, emits 'exit', and is
-// stopped by asking it first and killing its group after a grace period.
-import { type ChildProcess, execFile } from 'node:child_process';
+// What slirp4netns and pasta share as child processes of podnet: the start
+// sequence (a private 0700 directory for the log and socket or pid file,
+// the spawn into a process group of its own, the exit watch, the race for
+// the engine's ready signal, and on failure the kill, the log's tail and
+// the removal of the directory), and the running handle, which settles
+// `exited` exactly once, emits 'exit', and is stopped by asking it first and
+// killing its group after a grace period. Each engine says only what is its
+// own: its argv, its extra fds, its ready signal, how to ask it to stop.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EngineStartFailure } from './errors.js';
+import { AbortError } from '../errors.js';
+import type { EngineName, EngineStartFailure, EngineStartInfo } from './errors.js';
 
 /** How long stop() waits after asking before it kills the group, by default. */
 export const DEFAULT_STOP_GRACE_MS = 2000;
@@ -218,6 +225,113 @@ export function watchExit(child: ChildProcess): {
     });
   });
   return { exited, spawnError: () => spawnError };
+}
+
+/** What {@link startEngineProcess} needs from an engine. */
+export interface EngineStart {
+  /** Which engine, for messages and the directory's name. */
+  engine: EngineName;
+  /** The engine's binary, as its start error names it. */
+  path: string;
+  /** Parent of the private directory; default the OS temp dir. */
+  parentDir: string | undefined;
+  /** The file in the directory that takes stdout and stderr. */
+  outFile: string;
+  /** How long to wait for the ready signal. */
+  timeoutMs: number;
+  /** Aborting it while starting kills the engine and rejects with AbortError. */
+  signal: AbortSignal | undefined;
+  /**
+   * The engine's arguments for the private directory; a program that
+   * execs the engine in place, with its own arguments (`wrapper`), if any;
+   * and fds to hand the engine besides stdio: fd number -> an fd of this
+   * process, or 'pipe'. May throw (a bad option): the directory is then
+   * removed.
+   */
+  command(dir: string): {
+    args: string[];
+    wrapper?: string[];
+    fds?: Record<number, number | 'pipe'>;
+  };
+  /** The engine's own ready signal (see {@link raceReady}), given its directory. */
+  ready(child: ChildProcess, dir: string, done: AbortSignal): Promise<StartOutcome>;
+  /** The end of the engine's log, read after a failed start. */
+  readLog(dir: string): Promise<string>;
+  /** The engine's own start error. */
+  startError(detail: string, info: EngineStartInfo, cause: unknown): Error;
+  /** Publishes the outcome on a diagnostics channel, if the engine has one. */
+  report?(outcome: { pid?: number; args: string[]; failure?: EngineStartFailure }): void;
+}
+
+/** A started engine: what its handle is made with. */
+export interface StartedEngine {
+  child: ChildProcess;
+  exited: Promise<Omit<EngineExit, 'requested'>>;
+  dir: string;
+  /** The engine's arguments (without the binary or a wrapper). */
+  args: string[];
+}
+
+/**
+ * Starts an engine and resolves once it is ready: makes the private
+ * directory, spawns the engine in its own process group with stdout and
+ * stderr to `outFile`, watches its exit from the first moment, and races
+ * the ready signal against its exit, the deadline and the caller's abort.
+ * On every failure the group is killed, the log's tail read into the
+ * engine's start error (an AbortError when aborted) and the directory
+ * removed, so nothing is left.
+ */
+export async function startEngineProcess(e: EngineStart): Promise<StartedEngine> {
+  const what = `starting ${e.engine}`;
+  if (e.signal?.aborted) throw new AbortError(what, { cause: e.signal.reason });
+  const dir = await mkdtemp(join(e.parentDir ?? tmpdir(), `podnet-${e.engine}-`));
+  let args: string[];
+  let argv: string[];
+  let fds: Record<number, number | 'pipe'>;
+  let out: Awaited<ReturnType<typeof open>>;
+  try {
+    let wrapper: string[];
+    ({ args, wrapper = [], fds = {} } = e.command(dir));
+    argv = [...wrapper, e.path, ...args];
+    out = await open(join(dir, e.outFile), 'wx', 0o600);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', out.fd, out.fd];
+  for (const [fd, given] of Object.entries(fds)) stdio[Number(fd)] = given;
+  const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
+  // Before any await: an early exit must not be missed.
+  const { exited, spawnError } = watchExit(child);
+  await out.close();
+  const outcome = await raceReady(
+    { exited, timeoutMs: e.timeoutMs, signal: e.signal, spawnError },
+    (done) => e.ready(child, dir, done),
+  );
+  if (outcome.ok) {
+    e.report?.({ ...(child.pid === undefined ? {} : { pid: child.pid }), args });
+    return { child, exited, dir, args };
+  }
+  signalGroup(child, 'SIGKILL');
+  const end = await exited;
+  // This process's ends of the engine's pipes would keep the loop alive.
+  for (const stream of child.stdio) stream?.destroy();
+  const log = await e.readLog(dir);
+  e.report?.({ args, failure: outcome.reason });
+  await rm(dir, { recursive: true, force: true });
+  if (outcome.reason === 'aborted') throw new AbortError(what, { cause: e.signal?.reason });
+  throw e.startError(
+    outcome.detail,
+    {
+      reason: outcome.reason,
+      path: e.path,
+      ...(child.pid === undefined ? {} : { pid: child.pid }),
+      exitCode: end.code,
+      signal: end.signal,
+      log,
+    },
+    spawnError(),
+  );
 }
 
 /** How long one `--version` or `--help` run may take. */

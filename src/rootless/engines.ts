@@ -7,14 +7,15 @@
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
-import type { PortMapping } from '../ports.js';
+import { checkPortMappings, expandPortMappings, type PortMapping } from '../ports.js';
 import { containerAddressProblem } from './container-address.js';
 import { PastaAddressError } from './errors.js';
-import { PortForwarder } from './forwarder.js';
-import { Pasta, probePasta } from './pasta.js';
-import { type PastaOptions, parsePastaOptions } from './pasta-options.js';
-import { Slirp4netns } from './slirp4netns.js';
-import type { PortHandler, Slirp4netnsOptions } from './slirp4netns-options.js';
+import { PortForwarder } from './forwarder/forwarder.js';
+import { type PastaOptions, parsePastaOptions } from './pasta/options.js';
+import { Pasta } from './pasta/pasta.js';
+import { probePasta } from './pasta/probe.js';
+import type { PortHandler, Slirp4netnsOptions } from './slirp4netns/options.js';
+import { Slirp4netns } from './slirp4netns/slirp4netns.js';
 
 /** The rootless engines of one container, running in this process. */
 export interface RootlessEngines {
@@ -178,15 +179,13 @@ export async function startSlirp4netns(
   const engines: RootlessEngines = { slirp };
   try {
     if (ports.length && options.portHandler === 'slirp4netns') {
-      for (const p of ports) {
-        for (let i = 0; i < (p.range ?? 1); i++) {
-          await slirp.addPortForward({
-            proto: p.protocol ?? 'tcp',
-            hostAddr: p.hostIP || '0.0.0.0',
-            hostPort: p.hostPort + i,
-            guestPort: p.containerPort + i,
-          });
-        }
+      for (const p of expandPortMappings(checkPortMappings(ports))) {
+        await slirp.addPortForward({
+          proto: p.protocol,
+          hostAddr: p.hostIP || '0.0.0.0',
+          hostPort: p.hostPort,
+          guestPort: p.containerPort,
+        });
       }
     } else if (ports.length) {
       // podman's rootlessport: host ports -> the container's own address,

@@ -33,32 +33,25 @@ export {
   Slirp4netnsProbeError,
   Slirp4netnsStartError,
 } from './errors.js';
+export { findExecutable } from './executable.js';
 export {
   expandMappings,
-  type ForwardedPort,
   type ForwarderStats,
   PortForwarder,
   type PortForwarderOptions,
   PortInUseError,
-} from './forwarder.js';
+} from './forwarder/forwarder.js';
+export {
+  type ForwardedPort,
+  type ForwarderJob,
+  parseForwarderJob,
+} from './forwarder/job.js';
 export {
   type DetachedForwarderOptions,
   DetachedPortForwarder,
-  type ForwarderJob,
   ForwarderProcessError,
-  parseForwarderJob,
-} from './forwarder-process.js';
-export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper.js';
-export {
-  DEFAULT_PASTA_START_TIMEOUT_MS,
-  Pasta,
-  type PastaBinary,
-  type PastaExit,
-  type PastaStartOptions,
-  parsePastaVersion,
-  pastaSplicesLoopback,
-  probePasta,
-} from './pasta.js';
+} from './forwarder/process.js';
+export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper/keeper.js';
 export {
   buildPastaArgs,
   checkPastaOptionsForRoot,
@@ -69,13 +62,19 @@ export {
   parsePastaOptions,
   pastaPortSpec,
   validatePastaPortSpec,
-} from './pasta-options.js';
+} from './pasta/options.js';
 export {
-  DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS,
-  Slirp4netns,
-  type Slirp4netnsExit,
-  type Slirp4netnsStartOptions,
-} from './slirp4netns.js';
+  DEFAULT_PASTA_START_TIMEOUT_MS,
+  Pasta,
+  type PastaExit,
+  type PastaStartOptions,
+} from './pasta/pasta.js';
+export {
+  type PastaBinary,
+  parsePastaVersion,
+  pastaSplicesLoopback,
+  probePasta,
+} from './pasta/probe.js';
 export {
   addHostfwdRequest,
   DEFAULT_SLIRP_API_TIMEOUT_MS,
@@ -85,7 +84,7 @@ export {
   type SlirpPortForward,
   type SlirpPortForwardEntry,
   slirpApiRoundTrip,
-} from './slirp4netns-api.js';
+} from './slirp4netns/api.js';
 export {
   buildSlirp4netnsArgs,
   DEFAULT_SLIRP4NETNS_MTU,
@@ -97,20 +96,25 @@ export {
   type Slirp4netnsArgsInput,
   type Slirp4netnsOptions,
   type Slirp4netnsTarget,
-} from './slirp4netns-options.js';
+} from './slirp4netns/options.js';
 export {
-  findExecutable,
   parseSlirp4netnsHelp,
   parseSlirp4netnsVersion,
   probeSlirp4netns,
   type Slirp4netnsBinary,
   type Slirp4netnsFeatures,
   type Slirp4netnsVersion,
-} from './slirp4netns-probe.js';
+} from './slirp4netns/probe.js';
+export {
+  DEFAULT_SLIRP4NETNS_START_TIMEOUT_MS,
+  Slirp4netns,
+  type Slirp4netnsExit,
+  type Slirp4netnsStartOptions,
+} from './slirp4netns/slirp4netns.js';
 export {
   DEFAULT_USERNS_TIMEOUT_MS,
   type HelperExit,
   UserNamespace,
   UserNamespaceError,
   type UserNamespaceOptions,
-} from './userns.js';
+} from './userns/userns.js';

@@ -75,6 +75,52 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     expect(readdirSync(stateDir)).toEqual([]);
   });
 
+  it('-p HOSTIP::CTRPORT and -p CTRPORT get a free host port that inspect shows and traffic reaches', async () => {
+    const up = await podnet([
+      'up',
+      'free',
+      '--mode',
+      'slirp4netns',
+      '-p',
+      '127.0.0.1::8080',
+      '-p',
+      '8081',
+      '--json',
+      ...dirs,
+    ]);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    const ports = JSON.parse(up.stdout).Ports as Record<
+      string,
+      { HostIp: string; HostPort: string }[]
+    >;
+    expect(Object.keys(ports)).toEqual(['8080/tcp', '8081/tcp']);
+    const [onLoopback] = ports['8080/tcp']!;
+    const [onAll] = ports['8081/tcp']!;
+    expect(onLoopback!.HostIp).toBe('127.0.0.1');
+    expect(onAll!.HostIp).toBe('');
+    const chosen = [Number(onLoopback!.HostPort), Number(onAll!.HostPort)];
+    for (const p of chosen) expect(p).toBeGreaterThan(0);
+    expect(chosen[0]).not.toBe(chosen[1]);
+    // Recorded in the state: another process's inspect shows the same ports.
+    const inspect = await podnet(['inspect', 'free', ...dirs]);
+    expect(JSON.parse(inspect.stdout).Ports).toEqual(ports);
+    expect(state('free').portMappings.map((m: { hostPort: number }) => m.hostPort)).toEqual(chosen);
+
+    const inside = await NetworkNamespace.open(state('free').netnsPath);
+    const servers = [8080, 8081].map((p) => net.createServer((s) => s.end(`port ${p}`)));
+    try {
+      await inside.listen(servers[0]!, { port: 8080 });
+      await inside.listen(servers[1]!, { port: 8081 });
+      expect(await readFromLoopback(chosen[0]!)).toBe('port 8080');
+      expect(await readFromLoopback(chosen[1]!)).toBe('port 8081');
+    } finally {
+      for (const s of servers) s.close();
+      inside.close();
+    }
+    expect((await podnet(['down', 'free', ...dirs])).code).toBe(0);
+  });
+
   it('the keeper exits when slirp4netns dies; down still cleans up', async () => {
     expect((await podnet(['up', 'dies', '--mode', 'slirp4netns', ...dirs])).code).toBe(0);
     const [keeper, slirp] = state('dies').helpers as { pid: number }[];

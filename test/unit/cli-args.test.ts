@@ -1,6 +1,5 @@
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseInterval, parseMode, parsePortMapping, parseUpArgs } from '../../src/cli/args.js';
+import { parseInterval, parseMode, parseUpArgs } from '../../src/cli/args.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 
 function rejects(fn: () => unknown, naming: string): void {
@@ -13,84 +12,6 @@ function rejects(fn: () => unknown, naming: string): void {
   expect(error).toBeInstanceOf(InvalidArgumentError);
   expect((error as Error).message).toContain(naming);
 }
-
-describe('parsePortMapping', () => {
-  it('reads host port, container port and protocol', () => {
-    expect(parsePortMapping('8080:80')).toEqual({
-      hostPort: 8080,
-      containerPort: 80,
-      protocol: 'tcp',
-    });
-    expect(parsePortMapping('127.0.0.1:5353:53/udp')).toEqual({
-      hostIP: '127.0.0.1',
-      hostPort: 5353,
-      containerPort: 53,
-      protocol: 'udp',
-    });
-    expect(parsePortMapping('1:65535/TCP')).toMatchObject({ hostPort: 1, containerPort: 65535 });
-  });
-
-  it('takes IPv6 host addresses in brackets only', () => {
-    expect(parsePortMapping('[::1]:8080:80')).toMatchObject({ hostIP: '::1', hostPort: 8080 });
-    expect(parsePortMapping('[fd00::1:2]:53:53/udp')).toMatchObject({ hostIP: 'fd00::1:2' });
-    rejects(() => parsePortMapping('::1:8080:80'), 'needs brackets: [::1]');
-    rejects(() => parsePortMapping('[10.0.0.1]:8080:80'), "'10.0.0.1'");
-  });
-
-  it('turns equal-length ranges into one mapping with a range', () => {
-    expect(parsePortMapping('8080-8085:80-85')).toEqual({
-      hostPort: 8080,
-      containerPort: 80,
-      protocol: 'tcp',
-      range: 6,
-    });
-    expect(parsePortMapping('9000-9000:90-90')).not.toHaveProperty('range');
-    rejects(() => parsePortMapping('8080-8085:80-84'), 'host range has 6 ports, container range 5');
-    rejects(() => parsePortMapping('8080-8085:80'), 'host range has 6 ports');
-    rejects(() => parsePortMapping('8085-8080:85-80'), "'8085-8080'");
-  });
-
-  it('names the bad part of a bad mapping', () => {
-    rejects(() => parsePortMapping('80'), "'80': expected [HOSTIP:]HOSTPORT:CTRPORT");
-    rejects(() => parsePortMapping('0:80'), "invalid port '0'");
-    rejects(() => parsePortMapping('65536:80'), "invalid port '65536'");
-    rejects(() => parsePortMapping('8080:80abc'), "invalid port '80abc'");
-    rejects(() => parsePortMapping('0x50:80'), "invalid port '0x50'");
-    rejects(() => parsePortMapping(':80'), "invalid port ''");
-    rejects(() => parsePortMapping(':8080:80'), 'empty host IP');
-    rejects(() => parsePortMapping('8080:80/sctp'), "invalid protocol 'sctp'");
-    rejects(() => parsePortMapping('10.0.0:8080:80'), "invalid host IP '10.0.0'");
-    rejects(() => parsePortMapping('localhost:8080:80'), "invalid host IP 'localhost'");
-  });
-});
-
-describe('parsePortMapping round trip', () => {
-  it('reads back any mapping written in the -p syntax', () => {
-    const mapping = fc
-      .record({
-        hostIP: fc.option(fc.oneof(fc.ipV4(), fc.ipV6()), { nil: undefined }),
-        hostPort: fc.integer({ min: 1, max: 65535 }),
-        containerPort: fc.integer({ min: 1, max: 65535 }),
-        protocol: fc.constantFrom('tcp' as const, 'udp' as const),
-        range: fc.integer({ min: 1, max: 100 }),
-      })
-      .filter((m) => Math.max(m.hostPort, m.containerPort) + m.range - 1 <= 65535);
-    fc.assert(
-      fc.property(mapping, (m) => {
-        const last = (p: number): string => (m.range > 1 ? `${p}-${p + m.range - 1}` : `${p}`);
-        const ip =
-          m.hostIP === undefined ? '' : m.hostIP.includes(':') ? `[${m.hostIP}]:` : `${m.hostIP}:`;
-        const spec = `${ip}${last(m.hostPort)}:${last(m.containerPort)}/${m.protocol}`;
-        const { hostIP, range, ...rest } = m;
-        expect(parsePortMapping(spec)).toEqual({
-          ...rest,
-          ...(hostIP === undefined ? {} : { hostIP }),
-          ...(range > 1 ? { range } : {}),
-        });
-      }),
-    );
-  });
-});
 
 describe('parseMode', () => {
   it('reads the plain modes', () => {
@@ -208,17 +129,28 @@ describe('parseUpArgs', () => {
   it('rejects host ports published twice', () => {
     rejects(
       () => parseUpArgs('c1', { publish: ['8080-8085:80-85', '8085:90'] }),
-      "'8085:90' overlaps host port 8080/tcp",
+      "'8085:90/tcp' overlaps '8080-8085:80-85/tcp'",
     );
     rejects(
       () => parseUpArgs('c1', { publish: ['127.0.0.1:53:53/udp', '53:54/udp'] }),
-      'overlaps host port 53/udp',
+      "'53:54/udp' overlaps '127.0.0.1:53:53/udp'",
     );
     expect(
       parseUpArgs('c1', {
         publish: ['53:53/udp', '53:53/tcp', '127.0.0.1:80:80', '127.0.0.2:80:80'],
       }).portMappings,
     ).toHaveLength(4);
+  });
+
+  it("takes podman's forms without a host port: a free port, chosen at setup", () => {
+    expect(parseUpArgs('c1', { publish: ['80', '127.0.0.1::81', '[::1]::82/udp'] })).toMatchObject({
+      portMappings: [
+        { hostPort: 0, containerPort: 80 },
+        { hostIP: '127.0.0.1', hostPort: 0, containerPort: 81 },
+        { hostIP: '::1', hostPort: 0, containerPort: 82, protocol: 'udp' },
+      ],
+    });
+    rejects(() => parseUpArgs('c1', { publish: ['80-82'] }), 'needs an explicit host port range');
   });
 });
 

@@ -19,9 +19,9 @@ const NATIVE_TESTS = [
   'test/unit/native-decode.test.ts',
   'test/unit/native-fuzz.test.ts',
   'test/unit/fdpass.test.ts',
-  'test/unit/rootless/userns-reply.test.ts',
-  'test/unit/rootless/relay.test.ts',
-  'test/unit/rootless/relay-stress.test.ts',
+  'test/unit/rootless/userns/userns-reply.test.ts',
+  'test/unit/rootless/forwarder/relay.test.ts',
+  'test/unit/rootless/forwarder/relay-stress.test.ts',
 ];
 
 interface Build {

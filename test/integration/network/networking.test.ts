@@ -4,7 +4,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
-import { isRoot, run } from '../../helpers/host.js';
+import { isRoot, readFromLoopback, run } from '../../helpers/host.js';
 import { containerState } from '../../helpers/state.js';
 import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
 
@@ -218,6 +218,38 @@ describe.skipIf(!isRoot)('Networking', () => {
     await nw.store.remove('y');
   });
 
+  it('host port 0 is a free port chosen at setup: recorded, shown by inspect, given to portmap, reached from loopback', async () => {
+    const env = await envs.use(1);
+    const nw = env.net();
+    const a = await nw.setup({
+      id: 'ctr-free',
+      name: 'free',
+      portMappings: [{ hostIP: '127.0.0.1', hostPort: 0, containerPort: 80 }],
+    });
+    try {
+      const [mapping] = a.state.portMappings;
+      expect(mapping!.hostPort).toBeGreaterThan(0);
+      expect(a.inspect().Ports).toEqual({
+        '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(mapping!.hostPort) }],
+      });
+      expect(a.state.networks[0]!.runtime.capabilityArgs['portMappings']).toEqual([
+        { hostIP: '127.0.0.1', hostPort: mapping!.hostPort, containerPort: 80, protocol: 'tcp' },
+      ]);
+      expect((await nw.store.read('ctr-free'))?.portMappings).toEqual(a.state.portMappings);
+      const inside = await NetworkNamespace.open(a.state.netnsPath);
+      const server = net.createServer((s) => s.end('inside'));
+      try {
+        await inside.listen(server, { port: 80 });
+        expect(await readFromLoopback(mapping!.hostPort)).toBe('inside');
+      } finally {
+        server.close();
+        inside.close();
+      }
+    } finally {
+      await a.teardown();
+    }
+  });
+
   it('bad input is refused before anything is made', async () => {
     const env = await envs.use(1);
     const nw = env.net();
@@ -226,7 +258,22 @@ describe.skipIf(!isRoot)('Networking', () => {
       { id: 'x', name: 'x', networks: ['nope'] },
       { id: 'x', name: 'x', staticIP: '10.0.0.300' },
       { id: 'x', name: 'x', staticMAC: '02:42' },
-      { id: 'x', name: 'x', portMappings: [{ hostPort: 0, containerPort: 80 }] },
+      { id: 'x', name: 'x', portMappings: [{ hostPort: 0, containerPort: 80, range: 2 }] },
+      {
+        id: 'x',
+        name: 'x',
+        portMappings: [
+          { hostPort: 8080, containerPort: 80 },
+          { hostIP: '127.0.0.1', hostPort: 8080, containerPort: 81 },
+        ],
+      },
+      // A free port is chosen only once the rest is known to be good.
+      {
+        id: 'x',
+        name: 'x',
+        networks: ['nope'],
+        portMappings: [{ hostIP: '127.0.0.1', hostPort: 0, containerPort: 80 }],
+      },
       { id: 'x', name: 'x', mode: 'none' as const, networks: [env.networks[0]!.name] },
       { id: 'x', name: 'x', mode: { pid: -1 } },
     ]) {

@@ -5,9 +5,9 @@ import {
   checkContainerAddress,
   containerAddressProblem,
 } from '../../../src/rootless/container-address.js';
-import { parseForwarderJob } from '../../../src/rootless/forwarder-process.js';
+import { parseForwarderJob } from '../../../src/rootless/forwarder/job.js';
 import { PortForwarder } from '../../../src/rootless/index.js';
-import { parseKeeperJob } from '../../../src/rootless/keeper.js';
+import { parseKeeperJob } from '../../../src/rootless/keeper/job.js';
 
 /** Every spelling the issue named, and others of the same classes. */
 const LOOPBACK = [

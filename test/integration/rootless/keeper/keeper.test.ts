@@ -1,0 +1,51 @@
+// A keeper outlives its starter only once the starter has recorded it: a
+// starter killed in between (after the keeper reported, before the journal
+// named it) must not leave a keeper nobody can find.
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { NetworkNamespace } from '../../../../src/index.js';
+import { isRoot, running, tempNetnsDir, until } from '../../../helpers/host.js';
+
+const dist = new URL('../../../../dist/index.js', import.meta.url).href;
+
+/** Starts a keeper from a child process, which confirms it or not, then dies by SIGKILL. */
+async function keeperOfDeadStarter(netns: string, confirm: boolean): Promise<number> {
+  const script = `
+    const { startKeeper } = await import(${JSON.stringify(dist)});
+    const k = await startKeeper({ engine: 'none', netns: process.argv[1], options: [], ports: [] });
+    if (process.argv[2] === 'confirm') k.confirm();
+    process.stdout.write(String(k.pid), () => process.kill(process.pid, 'SIGKILL'));`;
+  const child = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', script, netns, confirm ? 'confirm' : 'no'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  await new Promise((r) => child.once('exit', r));
+  return Number(out);
+}
+
+describe.skipIf(!isRoot)('keeper confirmation', () => {
+  it('a keeper whose starter died before confirming stops by itself; a confirmed one stays', async () => {
+    const dir = tempNetnsDir();
+    try {
+      const ns = await NetworkNamespace.create({ dir: dir.dir });
+      ns.close();
+      const orphan = await keeperOfDeadStarter(ns.path, false);
+      expect(orphan).toBeGreaterThan(0);
+      await until('the unconfirmed keeper to exit', () => !running(orphan), 5000);
+
+      const kept = await keeperOfDeadStarter(ns.path, true);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(running(kept)).toBe(true);
+      process.kill(kept, 'SIGTERM');
+      await until('the confirmed keeper to stop on SIGTERM', () => !running(kept), 5000);
+      await (await NetworkNamespace.open(ns.path)).remove();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
