@@ -4,6 +4,7 @@
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
+import type { PodnetErrorCode, SystemErrorCode } from '../error-codes.js';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../errors.js';
 import { type PortMapping, PortMappingSchema } from '../ports.js';
 import {
@@ -23,7 +24,11 @@ import type { ForwardedPort } from './forwarder.js';
  * the process gave no usable report.
  */
 export class ForwarderProcessError extends PodnetError {
-  constructor(code: string, message: string, options: PodnetErrorOptions = {}) {
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: PodnetErrorOptions = {},
+  ) {
     super(code, `forwarder process: ${message}`, options);
   }
 }
@@ -167,6 +172,7 @@ export async function spawnForwarderProcess(
     timeoutMs: opts.timeoutMs ?? 15_000,
     ...(exitFd === undefined ? {} : { fd4: exitFd }),
     code: 'ERR_PODNET_FORWARDER',
+    timeoutCode: 'ERR_PODNET_FORWARDER_TIMEOUT',
     error: (code, message, cause) => new ForwarderProcessError(code, message, { cause }),
     accept: (msg) => {
       if (!Array.isArray(msg['ports'])) throw new Error('no ports');

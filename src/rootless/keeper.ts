@@ -1,6 +1,7 @@
 // Starting a keeper process (keeper-main.ts) and waiting for its report.
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
+import type { PodnetErrorCode, SystemErrorCode } from '../error-codes.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
 import { type PortMapping, PortMappingSchema } from '../ports.js';
 import { spawnDetached } from './detached.js';
@@ -39,7 +40,11 @@ export function parseKeeperJob(raw: unknown): KeeperJob {
 
 /** A keeper failed to start its engines; `code` is the engine's error code. */
 export class KeeperError extends PodnetError {
-  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
     super(code, `keeper process: ${message}`, options);
   }
 }
@@ -99,6 +104,7 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     } satisfies KeeperJob,
     timeoutMs: opts.timeoutMs ?? 15_000,
     code: 'ERR_PODNET_KEEPER',
+    timeoutCode: 'ERR_PODNET_KEEPER_TIMEOUT',
     error: (code, message, cause) => new KeeperError(code, message, { cause }),
     accept: (msg) => {
       const { enginePid, engineDir, usernsPid } = msg;

@@ -18,7 +18,7 @@ import {
   signalGroup,
   watchExit,
 } from './engine-process.js';
-import { PastaMissingError, PastaProbeError, PastaStartError } from './errors.js';
+import { EngineMissingError, EngineProbeError, EngineStartError } from './errors.js';
 import {
   buildPastaArgs,
   type PastaOptions,
@@ -86,7 +86,11 @@ const PID_POLL_MS = 10;
 const NETNS_FD = 3;
 
 function runForOutput(path: string, arg: string): Promise<string> {
-  return probeOutput(path, arg, (detail, cause) => new PastaProbeError(path, detail, { cause }));
+  return probeOutput(
+    path,
+    arg,
+    (detail, cause) => new EngineProbeError('pasta', path, detail, { cause }),
+  );
 }
 
 /**
@@ -144,27 +148,29 @@ async function fileStamp(path: string): Promise<string | undefined> {
  * Locates pasta (on PATH unless `path` is given), reads its version and
  * judges from its help whether it splices loopback clients (see
  * {@link pastaSplicesLoopback}). A binary is probed once until its file
- * changes. Throws PastaMissingError when there is no such executable,
- * PastaProbeError when it does not answer like pasta or lacks an option
+ * changes. Throws EngineMissingError when there is no such executable,
+ * EngineProbeError when it does not answer like pasta or lacks an option
  * podnet relies on.
  */
 export async function probePasta(path?: string): Promise<PastaBinary> {
   const found = await findExecutable(path ?? 'pasta');
-  if (found === undefined) throw new PastaMissingError(path);
+  if (found === undefined) throw new EngineMissingError('pasta', path);
   const stamp = await fileStamp(found);
   const cached = probes.get(found);
   if (cached !== undefined && stamp !== undefined && cached.stamp === stamp) return cached.binary;
   const versionText = await runForOutput(found, '--version');
   const version = parsePastaVersion(versionText);
   if (version === null) {
-    throw new PastaProbeError(
+    throw new EngineProbeError(
+      'pasta',
       found,
       `'--version' did not print a pasta version: ${JSON.stringify(versionText.slice(0, 200))}`,
     );
   }
   const help = await runForOutput(found, '--help');
   for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
-    if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
+    if (!help.includes(option))
+      throw new EngineProbeError('pasta', found, `'--help' lists no ${option}`);
   }
   // Frozen: the cache hands the same object to every caller.
   const binary: PastaBinary = Object.freeze({
@@ -225,8 +231,8 @@ export class Pasta extends EngineProcess<PastaBinary> {
 
   /**
    * Locates pasta (on PATH unless `path` is given), reads its version and
-   * whether it splices loopback clients. Throws PastaMissingError (code
-   * ERR_PODNET_PASTA_MISSING) when there is none.
+   * whether it splices loopback clients. Throws EngineMissingError (code
+   * ERR_PODNET_ENGINE_MISSING) when there is none.
    */
   static probe(path?: string): Promise<PastaBinary> {
     return probePasta(path);
@@ -239,7 +245,7 @@ export class Pasta extends EngineProcess<PastaBinary> {
    * with a binary whose `splicesLoopback` is true, a loopback client then
    * reaches the namespace's loopback, so {@link startPasta} publishes
    * through podnet's forwarder instead. Options are validated first
-   * (InvalidArgumentError, nothing started). Rejects with PastaStartError at
+   * (InvalidArgumentError, nothing started). Rejects with EngineStartError at
    * once when pasta exits first (its log's tail in the message), or when
    * `timeoutMs` passes; in every failure the process group is killed and the
    * private directory removed first.
@@ -340,7 +346,8 @@ export class Pasta extends EngineProcess<PastaBinary> {
     await rm(dir, { recursive: true, force: true });
     if (outcome.reason === 'aborted')
       throw new AbortError('starting pasta', { cause: signal?.reason });
-    throw new PastaStartError(
+    throw new EngineStartError(
+      'pasta',
       outcome.detail,
       {
         reason: outcome.reason,

@@ -18,7 +18,7 @@ import {
   signalGroup,
   watchExit,
 } from './engine-process.js';
-import { Slirp4netnsStartError } from './errors.js';
+import { EngineStartError } from './errors.js';
 import {
   Slirp4netnsApi,
   type SlirpPortForward,
@@ -155,8 +155,8 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
 
   /**
    * Locates slirp4netns (on PATH unless `path` is given) and reads its
-   * version and flags. Throws Slirp4netnsMissingError (code
-   * ERR_PODNET_SLIRP4NETNS_MISSING) when there is none.
+   * version and flags. Throws EngineMissingError (code
+   * ERR_PODNET_ENGINE_MISSING) when there is none.
    */
   static probe(path?: string): Promise<Slirp4netnsBinary> {
     return probeSlirp4netns(path);
@@ -165,7 +165,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
   /**
    * Starts slirp4netns on a namespace (by path or pid) and resolves once it
    * has configured tap0 (and, with port_handler=slirp4netns, created its API
-   * socket). Rejects with Slirp4netnsStartError at once when it exits first
+   * socket). Rejects with EngineStartError at once when it exits first
    * (its log's tail in the message), or when `timeoutMs` passes; in every
    * failure the process is killed and its directory removed first.
    */
@@ -267,7 +267,8 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
     if (failure.reason === 'aborted') {
       throw new AbortError('starting slirp4netns', { cause: signal?.reason });
     }
-    throw new Slirp4netnsStartError(
+    throw new EngineStartError(
+      'slirp4netns',
       failure.detail,
       {
         reason: failure.reason,

@@ -253,7 +253,7 @@ describe.skipIf(!isRoot)('Networking', () => {
           })
           .catch((e: unknown) => e);
         expect(err).toMatchObject({ code: 'ERR_PODNET_CNI_PLUGIN' });
-        expect((err as { cleanupErrors?: unknown }).cleanupErrors).toBeUndefined();
+        expect((err as { cleanupError?: unknown }).cleanupError).toBeUndefined();
         // afterEach asserts no namespace, veth, IPAM lease, cache or state file is left.
       });
     }
