@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../src/index.js';
 import { isRoot, running, tempNetnsDir, until } from '../../helpers/host.js';
 
-const dist = new URL('../../../dist/index.js', import.meta.url).href;
+// The keeper is internal: its module, from the build (its main is found next to it).
+const dist = new URL('../../../dist/rootless/keeper.js', import.meta.url).href;
 
 /** Starts a keeper from a child process, which confirms it or not, then dies by SIGKILL. */
 async function keeperOfDeadStarter(netns: string, confirm: boolean): Promise<number> {
