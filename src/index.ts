@@ -100,7 +100,6 @@ export {
   type SocketSource,
   type SocketType,
 } from './netns/index.js';
-
 // A container's network
 export {
   type AttachedNetwork,
@@ -132,6 +131,7 @@ export {
   type StateStore,
   TeardownError,
 } from './network/index.js';
+export type { ProcessIdentity } from './process.js';
 
 // Rootless
 export {
@@ -156,9 +156,11 @@ export {
   PastaAddressError,
   type PastaBinary,
   type PastaExit,
+  type PastaOptions,
   type PastaStartOptions,
   PortForwarder,
   type PortForwarderOptions,
+  type PortHandler,
   PortInUseError,
   pastaContainerAddress,
   type RootlessEngines,
@@ -169,6 +171,7 @@ export {
   type Slirp4netnsBinary,
   type Slirp4netnsExit,
   type Slirp4netnsFeatures,
+  type Slirp4netnsOptions,
   type Slirp4netnsStartOptions,
   type Slirp4netnsVersion,
   type SlirpPortForward,
