@@ -5,6 +5,7 @@ import type { PodnetErrorCode, SystemErrorCode } from '../error-codes.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
 import { type PortMapping, PortMappingSchema } from '../ports.js';
 import { spawnDetached } from './detached.js';
+import type { EngineName } from './errors.js';
 
 /** What the keeper is asked to run (JSON on its stdin); see {@link KeeperOptions}. */
 export interface KeeperJob {
@@ -38,14 +39,21 @@ export function parseKeeperJob(raw: unknown): KeeperJob {
   return parsed.output;
 }
 
-/** A keeper failed to start its engines; `code` is the engine's error code. */
+/**
+ * A keeper failed to start its engines; `code` is the engine's error code
+ * (ERR_PODNET_ENGINE_START, ...) and `engine` the engine it was to run.
+ */
 export class KeeperError extends PodnetError {
+  /** The engine the keeper was to run (none for a keeper that runs none). */
+  readonly engine?: EngineName;
+
   constructor(
     code: PodnetErrorCode | SystemErrorCode,
     message: string,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; engine?: EngineName | undefined } = {},
   ) {
-    super(code, `keeper process: ${message}`, options);
+    super(code, `keeper process: ${message}`, { cause: options.cause });
+    if (options.engine !== undefined) this.engine = options.engine;
   }
 }
 
@@ -105,7 +113,11 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     timeoutMs: opts.timeoutMs ?? 15_000,
     code: 'ERR_PODNET_KEEPER',
     timeoutCode: 'ERR_PODNET_KEEPER_TIMEOUT',
-    error: (code, message, cause) => new KeeperError(code, message, { cause }),
+    error: (code, message, cause) =>
+      new KeeperError(code, message, {
+        cause,
+        engine: opts.engine === 'none' ? undefined : opts.engine,
+      }),
     accept: (msg) => {
       const { enginePid, engineDir, usernsPid } = msg;
       if ((opts.engine !== 'none') !== (typeof enginePid === 'number'))
