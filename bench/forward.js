@@ -33,7 +33,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { CniRuntime, NetworkNamespace, spawnPlugin } from '../dist/index.js';
+import { spawnPlugin } from '../dist/cni/invoke/exec.js';
+import { CniRuntime, NetworkNamespace } from '../dist/index.js';
 import { iptablesLines, removeNewCniChains } from './lib/iptables.js';
 import { median, printTable } from './lib/util.js';
 

@@ -1,4 +1,5 @@
 import { getSystemErrorName } from 'node:util';
+import type { PodnetErrorCode, SystemErrorCode } from './error-codes.js';
 
 const BRAND = Symbol.for('podnet.error');
 
@@ -10,14 +11,19 @@ export interface PodnetErrorOptions {
 
 /**
  * Base class of every error podnet throws. `code` is stable across releases
- * (`ERR_PODNET_*`, or an errno name such as `ENOENT` for system errors), so
- * callers branch on it rather than on the message.
+ * (an `ERR_PODNET_*` code of the table in error-codes.ts, or an errno name
+ * such as `ENOENT` for system errors), so callers branch on it rather than
+ * on the message.
  */
 export class PodnetError extends Error {
   /** Stable machine-readable code. */
-  readonly code: string;
+  readonly code: PodnetErrorCode | SystemErrorCode;
 
-  constructor(code: string, message: string, options: PodnetErrorOptions = {}) {
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: PodnetErrorOptions = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     Object.defineProperty(this, BRAND, { value: true });
@@ -74,9 +80,9 @@ export class PodnetSystemError extends PodnetError {
   }
 }
 
-function errnoName(errno: number): string {
+function errnoName(errno: number): SystemErrorCode {
   try {
-    return getSystemErrorName(errno);
+    return getSystemErrorName(errno) as SystemErrorCode;
   } catch {
     return `Unknown system error ${errno}`;
   }
@@ -136,5 +142,25 @@ export class ClosedError extends PodnetError {
 export class AbortError extends PodnetError {
   constructor(what: string, options: PodnetErrorOptions = {}) {
     super('ERR_PODNET_ABORTED', `${what} was aborted`, options);
+  }
+}
+
+/**
+ * Several steps failed on a path that carries on past a failure (teardown,
+ * rollback, gc): every failure is in `errors`, in the order they happened,
+ * and the first is `cause`. Every such path throws this shape.
+ */
+export class AggregatePodnetError extends PodnetError {
+  /** Every failure, in order. */
+  readonly errors: readonly unknown[];
+
+  /**
+   * `what` names the whole operation; the message adds each failure's own.
+   * `errors` must hold at least one failure.
+   */
+  constructor(code: PodnetErrorCode, what: string, errors: readonly unknown[], note = '') {
+    const each = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
+    super(code, `${what}: ${errors.length} failure(s): ${each}${note}`, { cause: errors[0] });
+    this.errors = [...errors];
   }
 }

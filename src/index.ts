@@ -1,12 +1,75 @@
 /**
  * podnet: container networking for Node.js on Linux.
+ *
+ * The public API, named one by one (docs/DESIGN.md's "Public contract"):
+ * what the README's examples and `podnet/testing` use, the errors callers
+ * branch on, and the types of their options and results. Wire codecs, fd
+ * numbers, the native binding and helper processes' internals stay in their
+ * modules. test/unit/public-api.test.ts pins this list: a new export is a
+ * decision, made there too.
  * @packageDocumentation
  */
 
-export * from './cni/index.js';
+// CNI
+export {
+  type CachedAttachment,
+  type CacheEntry,
+  type CniAddOptions,
+  type CniAddProgress,
+  type CniAttachment,
+  CniAttachmentError,
+  CniCacheError,
+  CniCacheMissError,
+  type CniCallOptions,
+  type CniCommand,
+  CniConfigError,
+  type CniDelOptions,
+  type CniDns,
+  CniError,
+  type CniGcAttachment,
+  CniGcError,
+  type CniGcOptions,
+  type CniInterface,
+  type CniInterface040,
+  type CniIpConfig,
+  type CniIpConfig020,
+  type CniIpConfig040,
+  type CniNetworkList,
+  CniNetworkNotFoundError,
+  CniOutputError,
+  type CniPluginCall,
+  type CniPluginConfig,
+  type CniPluginVersionInfo,
+  type CniResult,
+  type CniResult020,
+  type CniResult040,
+  type CniResult100,
+  type CniRoute,
+  CniRuntime,
+  type CniRuntimeOptions,
+  CniTimeoutError,
+  CniUnsupportedError,
+  type CniVersion,
+  DEFAULT_NETWORK,
+  defaultExecutor,
+  type ExecPluginOptions,
+  type NormalizedCniResult,
+  normalizeResult,
+  type PluginExecutor,
+  type PluginOutput,
+  type ResultCache,
+} from './cni/index.js';
+// Diagnostics
 export { type ChannelName, channelNames } from './diagnostics.js';
+// Errors
+export {
+  PODNET_ERROR_CODES,
+  type PodnetErrorCode,
+  type SystemErrorCode,
+} from './error-codes.js';
 export {
   AbortError,
+  AggregatePodnetError,
   ClosedError,
   InvalidArgumentError,
   isPodnetError,
@@ -18,6 +81,105 @@ export {
   PodnetSystemError,
   type SystemErrorInfo,
 } from './errors.js';
-export * from './netns/index.js';
-export * from './network/index.js';
-export * from './rootless/index.js';
+export { UnsafePathError } from './fsafe.js';
+// Namespaces
+export {
+  type ConnectOptions,
+  defaultNetnsDir,
+  type InterfaceAddress,
+  type Link,
+  type LinkStats,
+  type LinkStatsField,
+  type LinkStatsOptions,
+  type ListenOptions,
+  type NamespaceEntry,
+  type NamespaceLocation,
+  NetworkNamespace,
+  type OperState,
+  type SocketRequest,
+  type SocketSource,
+  type SocketType,
+} from './netns/index.js';
+// A container's network
+export {
+  type AttachedNetwork,
+  type Attachment,
+  ContainerBusyError,
+  ContainerExistsError,
+  type ContainerState,
+  type ContainerStats,
+  defaultStateDir,
+  type ExposedPort,
+  type GcReport,
+  type HelperProcess,
+  type InspectAddress,
+  type InspectNetwork,
+  type InspectPortBinding,
+  type InterfaceStats,
+  type NetworkAddresses,
+  Networking,
+  type NetworkingOptions,
+  type NetworkMode,
+  type NetworkSettings,
+  NoSuchContainerError,
+  type PendingNetwork,
+  type PortMapping,
+  type RecordedRuntimeConf,
+  type SetupOptions,
+  type SetupOwner,
+  StateFileError,
+  type StateStore,
+  TeardownError,
+} from './network/index.js';
+export type { ProcessIdentity } from './process.js';
+
+// Rootless
+export {
+  type ContainerAddress,
+  checkContainerAddress,
+  type DetachedForwarderOptions,
+  type DetachedPortForwarder,
+  type EngineExit,
+  EngineMissingError,
+  type EngineName,
+  EngineProbeError,
+  type EngineProcess,
+  EngineStartError,
+  type EngineStartFailure,
+  type EngineStartInfo,
+  type ForwardedPort,
+  ForwarderProcessError,
+  type ForwarderStats,
+  type HelperExit,
+  KeeperError,
+  Pasta,
+  PastaAddressError,
+  type PastaBinary,
+  type PastaExit,
+  type PastaOptions,
+  type PastaStartOptions,
+  PortForwarder,
+  type PortForwarderOptions,
+  type PortHandler,
+  PortInUseError,
+  pastaContainerAddress,
+  type RootlessEngines,
+  Slirp4netns,
+  Slirp4netnsApiError,
+  Slirp4netnsApiIoError,
+  Slirp4netnsApiReplyError,
+  type Slirp4netnsBinary,
+  type Slirp4netnsExit,
+  type Slirp4netnsFeatures,
+  type Slirp4netnsOptions,
+  type Slirp4netnsStartOptions,
+  type Slirp4netnsVersion,
+  type SlirpPortForward,
+  type SlirpPortForwardEntry,
+  startPasta,
+  startSlirp4netns,
+  stopEngines,
+  UserNamespace,
+  UserNamespaceError,
+  type UserNamespaceOptions,
+} from './rootless/index.js';

@@ -1,4 +1,4 @@
-import { PodnetError, type PodnetErrorOptions } from '../errors.js';
+import { AggregatePodnetError, PodnetError, type PodnetErrorOptions } from '../errors.js';
 
 /** The CNI commands a runtime sends to plugins. */
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
@@ -166,22 +166,15 @@ export class CniCacheError extends PodnetError {
 }
 
 /**
- * Several plugin calls failed during one GC; `errors` holds each failure, in
- * the order they happened.
+ * Plugin calls failed during one GC, which carried on past each: `errors`
+ * holds every failure in the order they happened, the first is `cause`.
  */
-export class CniGcError extends PodnetError {
-  /** Every failure, in order. */
-  readonly errors: readonly unknown[];
+export class CniGcError extends AggregatePodnetError {
+  /** The network that was collected. */
+  readonly network: string;
 
   constructor(network: string, errors: readonly unknown[]) {
-    const first = errors[0] instanceof Error ? errors[0].message : String(errors[0]);
-    super(
-      'ERR_PODNET_CNI_GC',
-      `CNI GC of network '${network}' had ${errors.length} failure(s): ${first}`,
-      {
-        cause: errors[0],
-      },
-    );
-    this.errors = errors;
+    super('ERR_PODNET_CNI_GC', `CNI GC of network '${network}'`, errors);
+    this.network = network;
   }
 }

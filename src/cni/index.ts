@@ -31,7 +31,7 @@ export {
   type PluginExecutor,
   type PluginOutput,
   spawnPlugin,
-} from './exec.js';
+} from './invoke/exec.js';
 export {
   type CniDns,
   type CniInterface,

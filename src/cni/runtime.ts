@@ -1,7 +1,4 @@
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
 import { publish } from '../diagnostics.js';
-import { AbortError, PodnetSystemError } from '../errors.js';
 import { type CachedAttachment, ResultCache } from './cache.js';
 import { type CniNetworkList, loadNetworkFrom, scanNetworks } from './config.js';
 import { DEFAULT_NETWORK } from './default-network.js';
@@ -11,20 +8,17 @@ import {
   CniCacheMissError,
   type CniCommand,
   CniConfigError,
-  CniError,
   CniGcError,
   CniNetworkNotFoundError,
   CniOutputError,
   type CniPluginCall,
-  CniTimeoutError,
   CniUnsupportedError,
 } from './errors.js';
-import {
-  defaultExecutor,
-  PluginExecError,
-  type PluginExecutor,
-  type PluginOutput,
-} from './exec.js';
+import { baseEnv, pluginEnv } from './invoke/env.js';
+import { defaultExecutor, type PluginExecutor, type PluginOutput } from './invoke/exec.js';
+import { findPlugin, findPlugins } from './invoke/find.js';
+import { parseJson, parsePluginResult } from './invoke/output.js';
+import { invokePlugin } from './invoke/plugin.js';
 import { KeyedLocks } from './lock.js';
 import { type CniResult, convertResult, parseResult, ResultFormatError } from './result.js';
 import { cniArgProblem, ifNameProblem, nameProblem, pluginTypeProblem } from './validate.js';
@@ -145,8 +139,6 @@ interface Prepared {
   capabilityArgs: Record<string, unknown>;
 }
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
 /**
  * A CNI runtime, the TypeScript equivalent of libcni: network configuration
  * lists in, plugin processes run by the spec's exec protocol, results out,
@@ -179,7 +171,7 @@ export class CniRuntime {
     this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
     this.#defaultNetwork =
       options.defaultNetwork === undefined ? DEFAULT_NETWORK : options.defaultNetwork;
-    this.#env = { PATH: process.env['PATH'] || DEFAULT_PATH, ...options.env };
+    this.#env = baseEnv(options.env);
     this.#exec = options.executor ?? defaultExecutor;
   }
 
@@ -223,7 +215,7 @@ export class CniRuntime {
     options: CniAddOptions = {},
   ): Promise<CniResult> {
     const a = this.#prepare(list, attachment, 'ADD');
-    const paths = this.#resolvePlugins(list);
+    const paths = findPlugins(list, this.pluginDirs);
     return this.#locked(list.name, a, async () => {
       let prev: CniResult | undefined;
       let reached = -1;
@@ -236,7 +228,7 @@ export class CniRuntime {
             call,
             paths[i]!,
             stdin,
-            this.#attachmentEnv('ADD', a),
+            pluginEnv(this.#env, 'ADD', this.pluginDirs, a),
             a,
             options,
             async (pid) => {
@@ -245,7 +237,7 @@ export class CniRuntime {
               reached = i;
             },
           );
-          prev = this.#parsePluginResult(call, out.stdout, list.cniVersion);
+          prev = parsePluginResult(call, out.stdout, list.cniVersion);
         }
         if (prev === undefined)
           throw new CniConfigError(list.source, 'plugins', 'must hold at least one plugin');
@@ -285,7 +277,7 @@ export class CniRuntime {
     options: CniDelOptions = {},
   ): Promise<void> {
     const a = this.#prepare(list, attachment, 'DEL');
-    const paths = this.#resolvePlugins(list);
+    const paths = findPlugins(list, this.pluginDirs);
     await this.#locked(list.name, a, () => this.#del(list, a, paths, options));
   }
 
@@ -303,14 +295,21 @@ export class CniRuntime {
       throw new CniUnsupportedError('CHECK', list.name, list.cniVersion);
     if (list.disableCheck) return;
     const a = this.#prepare(list, attachment, 'CHECK');
-    const paths = this.#resolvePlugins(list);
+    const paths = findPlugins(list, this.pluginDirs);
     await this.#locked(list.name, a, async () => {
       const cached = await this.#cachedResult(list, a, false);
       if (cached === undefined) throw new CniCacheMissError(list.name, a.containerId, a.ifName);
       for (const [i, plugin] of list.plugins.entries()) {
         const call = { plugin: plugin.type, command: 'CHECK' as const, network: list.name };
         const stdin = this.#pluginConfig(list, i, a, cached);
-        await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('CHECK', a), a, options);
+        await this.#invoke(
+          call,
+          paths[i]!,
+          stdin,
+          pluginEnv(this.#env, 'CHECK', this.pluginDirs, a),
+          a,
+          options,
+        );
       }
     });
   }
@@ -325,7 +324,7 @@ export class CniRuntime {
   async gc(list: CniNetworkList, options: CniGcOptions = {}): Promise<void> {
     if (list.disableGC) return;
     this.#checkList(list);
-    const paths = this.#resolvePlugins(list);
+    const paths = findPlugins(list, this.pluginDirs);
     const valid = (options.validAttachments ?? []).map((x) => ({
       containerID: x.containerId,
       ifname: x.ifName,
@@ -354,7 +353,7 @@ export class CniRuntime {
             'cni.dev/valid-attachments': valid,
             'cni.dev/attachments': valid,
           };
-          const env = { ...this.#env, CNI_COMMAND: 'GC', CNI_PATH: this.pluginDirs.join(':') };
+          const env = pluginEnv(this.#env, 'GC', this.pluginDirs);
           await this.#invoke(call, paths[i]!, stdin, env, undefined, options).catch(
             (error: unknown) => errors.push(error),
           );
@@ -374,10 +373,10 @@ export class CniRuntime {
   async status(list: CniNetworkList, options: CniCallOptions = {}): Promise<void> {
     this.#checkList(list);
     if (!versionAtLeast(list.cniVersion, '1.1.0')) return;
-    const paths = this.#resolvePlugins(list);
+    const paths = findPlugins(list, this.pluginDirs);
     for (const [i, plugin] of list.plugins.entries()) {
       const call = { plugin: plugin.type, command: 'STATUS' as const, network: list.name };
-      const env = { ...this.#env, CNI_COMMAND: 'STATUS', CNI_PATH: this.pluginDirs.join(':') };
+      const env = pluginEnv(this.#env, 'STATUS', this.pluginDirs);
       await this.#invoke(
         call,
         paths[i]!,
@@ -418,16 +417,9 @@ export class CniRuntime {
   ): Promise<CniPluginVersionInfo> {
     const problem = pluginTypeProblem(pluginType);
     if (problem !== undefined) throw new CniAttachmentError('plugin', problem);
-    const path = this.#findPlugin(pluginType);
-    if (path === undefined) {
-      throw new CniConfigError(
-        '<version query>',
-        'type',
-        `plugin binary '${pluginType}' not found in ${this.pluginDirs.join(', ')}`,
-      );
-    }
+    const path = findPlugin(this.pluginDirs, pluginType, '<version query>', 'type');
     const call: CniPluginCall = { plugin: pluginType, command: 'VERSION' };
-    const env = { ...this.#env, CNI_COMMAND: 'VERSION', CNI_PATH: this.pluginDirs.join(':') };
+    const env = pluginEnv(this.#env, 'VERSION', this.pluginDirs);
     const out = await this.#invoke(
       call,
       path,
@@ -436,7 +428,7 @@ export class CniRuntime {
       undefined,
       options,
     );
-    const raw = this.#parseJson(call, out.stdout) as Partial<CniPluginVersionInfo> | null;
+    const raw = parseJson(call, out.stdout) as Partial<CniPluginVersionInfo> | null;
     const versions = raw?.supportedVersions;
     if (
       typeof raw?.cniVersion !== 'string' ||
@@ -461,7 +453,14 @@ export class CniRuntime {
     for (let i = last; i >= 0; i--) {
       const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
       const stdin = this.#pluginConfig(list, i, a, cached);
-      await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('DEL', a), a, options);
+      await this.#invoke(
+        call,
+        paths[i]!,
+        stdin,
+        pluginEnv(this.#env, 'DEL', this.pluginDirs, a),
+        a,
+        options,
+      );
     }
     await this.cache.remove(list.name, a.containerId, a.ifName);
   }
@@ -483,11 +482,16 @@ export class CniRuntime {
       const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
       const stdin = this.#pluginConfig(list, i, a, cached);
       const options = timeoutMs === undefined ? {} : { timeoutMs };
-      await this.#invoke(call, paths[i]!, stdin, this.#attachmentEnv('DEL', a), a, options).catch(
-        () => {
-          failed = true;
-        },
-      );
+      await this.#invoke(
+        call,
+        paths[i]!,
+        stdin,
+        pluginEnv(this.#env, 'DEL', this.pluginDirs, a),
+        a,
+        options,
+      ).catch(() => {
+        failed = true;
+      });
     }
     const entry = {
       network: list.name,
@@ -594,37 +598,6 @@ export class CniRuntime {
     };
   }
 
-  // access(2) on a local path takes microseconds; done synchronously it
-  // spares a thread-pool round trip per plugin on every call.
-  #findPlugin(type: string): string | undefined {
-    for (const dir of this.pluginDirs) {
-      const path = join(dir, type);
-      try {
-        accessSync(path, constants.X_OK);
-        return path;
-      } catch {
-        // Not in this dir; try the next.
-      }
-    }
-    return undefined;
-  }
-
-  // Every binary is found before the first one runs, so a typo in the last
-  // plugin cannot leave the first ones' work behind.
-  #resolvePlugins(list: CniNetworkList): string[] {
-    return list.plugins.map((p, i) => {
-      const path = this.#findPlugin(p.type);
-      if (path === undefined) {
-        throw new CniConfigError(
-          list.source,
-          `plugins[${i}].type`,
-          `plugin binary '${p.type}' not found in ${this.pluginDirs.join(', ')}`,
-        );
-      }
-      return path;
-    });
-  }
-
   // The spec's injection: name and cniVersion always, prevResult when there
   // is one, and runtimeConfig with exactly the capabilities the plugin
   // declares true and the caller supplied. Everything else passes through.
@@ -651,19 +624,7 @@ export class CniRuntime {
     return config;
   }
 
-  #attachmentEnv(command: 'ADD' | 'DEL' | 'CHECK', a: Prepared): Record<string, string> {
-    return {
-      ...this.#env,
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: a.containerId,
-      CNI_NETNS: a.netns,
-      CNI_IFNAME: a.ifName,
-      CNI_ARGS: a.args.map(([k, x]) => `${k}=${x}`).join(';'),
-      CNI_PATH: this.pluginDirs.join(':'),
-    };
-  }
-
-  async #invoke(
+  #invoke(
     call: CniPluginCall,
     path: string,
     config: Record<string, unknown>,
@@ -672,112 +633,14 @@ export class CniRuntime {
     options: CniCallOptions,
     onSpawn?: (pid: number) => Promise<void>,
   ): Promise<PluginOutput> {
-    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const started = performance.now();
-    let out: PluginOutput | undefined;
-    let failure: unknown;
-    try {
-      out = await this.#exec(path, JSON.stringify(config), env, {
-        timeoutMs,
-        maxOutputBytes: this.maxOutputBytes,
-        signal: options.signal,
-        onSpawn,
-      });
-      if (out.exitCode !== 0) throw this.#pluginError(call, out);
-      return out;
-    } catch (error) {
-      failure =
-        error instanceof PluginExecError ? this.#execError(call, path, error, timeoutMs) : error;
-      throw failure;
-    } finally {
-      publish('podnet:cni:exec', {
-        ...call,
-        path,
-        containerId: a?.containerId,
-        ifName: a?.ifName,
-        durationMs: performance.now() - started,
-        exitCode: out?.exitCode,
-        error: failure,
-      });
-    }
-  }
-
-  #execError(call: CniPluginCall, path: string, error: PluginExecError, timeoutMs: number): Error {
-    const f = error.failure;
-    switch (f.kind) {
-      case 'timeout':
-        return new CniTimeoutError(call, timeoutMs);
-      case 'aborted':
-        return new AbortError(`CNI plugin '${call.plugin}' ${call.command}`, { cause: f.reason });
-      case 'too-large':
-        return new CniOutputError(call, `more than ${f.limit} bytes on stdout; killed`);
-      case 'spawn':
-        return new PodnetSystemError(
-          `executing CNI plugin '${call.plugin}'`,
-          { errno: f.error.errno ?? 0, syscall: 'spawn', path },
-          { cause: f.error },
-        );
-      case 'hook':
-        return f.error instanceof Error ? f.error : new Error(String(f.error));
-    }
-  }
-
-  // libcni's pluginErr: the error JSON on stdout; with no stdout, stderr is
-  // the message; stdout that is not error JSON is a separate error.
-  #pluginError(call: CniPluginCall, out: PluginOutput): Error {
-    const how = out.signal === null ? `exit status ${out.exitCode}` : `signal ${out.signal}`;
-    const stdout = out.stdout.toString('utf8').trim();
-    if (stdout === '') {
-      const stderr = out.stderr.toString('utf8').trim();
-      return new CniError(call, {
-        code: 0,
-        msg: stderr === '' ? `failed with no error message (${how})` : `failed (${how}): ${stderr}`,
-      });
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(stdout);
-    } catch (cause) {
-      return new CniOutputError(call, `${how}, and stdout is not error JSON: ${preview(stdout)}`, {
-        cause,
-      });
-    }
-    const e = raw as { code?: unknown; msg?: unknown; details?: unknown } | null;
-    if (
-      typeof e !== 'object' ||
-      e === null ||
-      (typeof e.code !== 'number' && typeof e.msg !== 'string')
-    ) {
-      return new CniOutputError(call, `${how}, and stdout is not error JSON: ${preview(stdout)}`);
-    }
-    return new CniError(call, {
-      code: typeof e.code === 'number' ? e.code : 0,
-      msg: typeof e.msg === 'string' ? e.msg : '',
-      ...(typeof e.details === 'string' ? { details: e.details } : {}),
+    return invokePlugin(call, path, config, env, {
+      exec: this.#exec,
+      timeoutMs: options.timeoutMs ?? this.timeoutMs,
+      maxOutputBytes: this.maxOutputBytes,
+      signal: options.signal,
+      onSpawn,
+      containerId: a?.containerId,
+      ifName: a?.ifName,
     });
   }
-
-  #parseJson(call: CniPluginCall, stdout: Buffer): unknown {
-    const text = stdout.toString('utf8');
-    try {
-      return JSON.parse(text);
-    } catch (cause) {
-      throw new CniOutputError(call, `stdout is not JSON: ${preview(text)}`, { cause });
-    }
-  }
-
-  #parsePluginResult(call: CniPluginCall, stdout: Buffer, version: CniVersion): CniResult {
-    const raw = this.#parseJson(call, stdout);
-    try {
-      return convertResult(parseResult(raw, version), version);
-    } catch (error) {
-      if (error instanceof ResultFormatError)
-        throw new CniOutputError(call, error.message, { cause: error });
-      throw error;
-    }
-  }
-}
-
-function preview(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
 }

@@ -8,7 +8,7 @@
 import { dirname } from 'node:path';
 import { CniRuntime } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
-import { AbortError } from '../errors.js';
+import { AbortError, AggregatePodnetError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import { processIdentity } from '../process.js';
@@ -66,11 +66,18 @@ function throwIfAborted(signal: AbortSignal | undefined, id: string): void {
     throw new AbortError(`setting up the network of container '${id}'`, { cause: signal.reason });
 }
 
-/** Attaches the cleanup errors to the error being thrown, keeping it the original. */
-function withCleanupErrors(err: unknown, cleanup: unknown[]): unknown {
+/**
+ * Attaches the cleanup's failures, as one AggregatePodnetError, to the error
+ * being thrown as its `cleanupError`, keeping that error the original.
+ */
+function withCleanupError(err: unknown, id: string, cleanup: unknown[]): unknown {
   if (cleanup.length && typeof err === 'object' && err !== null) {
-    Object.defineProperty(err, 'cleanupErrors', {
-      value: cleanup,
+    Object.defineProperty(err, 'cleanupError', {
+      value: new AggregatePodnetError(
+        'ERR_PODNET_TEARDOWN',
+        `rolling back the setup of container '${id}'`,
+        cleanup,
+      ),
       enumerable: true,
       configurable: true,
     });
@@ -112,8 +119,8 @@ export class Networking {
    * request has been validated. A second setup of an ID that has a network
    * (or one being set up) fails with ERR_PODNET_CONTAINER_EXISTS and
    * changes nothing. If any step fails, everything done is undone from the
-   * journal and the original error is thrown, with the errors of that
-   * cleanup (if any) in its `cleanupErrors`.
+   * journal and the original error is thrown; should that cleanup fail too,
+   * its failures are in the error's `cleanupError` (ERR_PODNET_TEARDOWN).
    */
   async setup(options: SetupOptions): Promise<Attachment> {
     const plan = await planSetup(this, options);
@@ -282,11 +289,11 @@ export class Networking {
         await undo(this, state);
       } catch (e) {
         // The journal stays, for teardown or gc to finish.
-        cleanup.push(...((e as { errors?: unknown[] }).errors ?? [e]));
+        cleanup.push(...(e instanceof AggregatePodnetError ? e.errors : [e]));
       } finally {
         held.release();
       }
-      throw withCleanupErrors(err, cleanup);
+      throw withCleanupError(err, id, cleanup);
     }
   }
 

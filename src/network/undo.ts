@@ -10,25 +10,26 @@ import { lstat, rm, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
-import { isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
+import { AggregatePodnetError, isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
 import { checkOwnDir, checkPrivateDir, UnsafePathError } from '../fsafe.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
 import type { ContainerState, HelperProcess, RecordedRuntimeConf } from './types.js';
 
-/** Several steps of a teardown, rollback or gc failed: all of them in `errors`, the first as `cause`. */
-export class TeardownError extends PodnetError {
-  /** Every failure, in the order they happened. */
-  readonly errors: unknown[];
+/** Steps of a teardown, rollback or gc failed: all of them in `errors`, the first as `cause`. */
+export class TeardownError extends AggregatePodnetError {
+  /** The container whose network was being undone. */
+  readonly id: string;
 
-  constructor(id: string, errors: unknown[]) {
+  constructor(id: string, errors: readonly unknown[]) {
     super(
       'ERR_PODNET_TEARDOWN',
-      `tearing down container '${id}': ${errors.map((e) => (e as Error).message).join('; ')} (its state is kept: tear down again or run gc)`,
-      { cause: errors[0] },
+      `tearing down container '${id}'`,
+      errors,
+      ' (its state is kept: tear down again or run gc)',
     );
-    this.errors = errors;
+    this.id = id;
   }
 }
 

@@ -11,6 +11,12 @@
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import {
+  isPodnetErrorCode,
+  isSystemErrorCode,
+  type PodnetErrorCode,
+  type SystemErrorCode,
+} from '../error-codes.js';
 import { InvalidArgumentError, type PodnetError } from '../errors.js';
 
 /** What {@link spawnDetached} starts. */
@@ -25,10 +31,12 @@ export interface DetachedSpawnOptions<T> {
   fd4?: number | 'pipe';
   /** Checks an `ok: true` report and picks what the caller needs; throws if it is wrong. */
   accept: (report: Record<string, unknown>) => T;
-  /** Makes the error for a failure: the helper's own code, or ERR_..._TIMEOUT and the like. */
-  error: (code: string, message: string, cause?: unknown) => PodnetError;
+  /** Makes the error for a failure: the helper's own code, `code` or `timeoutCode`. */
+  error: (code: PodnetErrorCode | SystemErrorCode, message: string, cause?: unknown) => PodnetError;
   /** The code of a failure that has none of its own (no report, bad report, spawn error). */
-  code: string;
+  code: PodnetErrorCode;
+  /** The code when no report came within `timeoutMs`. */
+  timeoutCode: PodnetErrorCode;
 }
 
 /** A started helper: its pid, what it reported, and fd 4's other end when it was 'pipe'. */
@@ -80,7 +88,7 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
       reject(err);
     };
     const timer = setTimeout(
-      () => fail(opts.error(`${opts.code}_TIMEOUT`, `no report within ${opts.timeoutMs} ms`)),
+      () => fail(opts.error(opts.timeoutCode, `no report within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
     child.on('error', (err) => fail(opts.error(opts.code, err.message, err)));
@@ -99,7 +107,10 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
         return;
       }
       if (msg?.['ok'] !== true || child.pid === undefined) {
-        fail(opts.error(String(msg?.['code'] ?? opts.code), String(msg?.['message'] ?? 'failed')));
+        // The report is untrusted: a code that is not podnet's or an errno name is not passed on.
+        const code = msg?.['code'];
+        const known = isPodnetErrorCode(code) || isSystemErrorCode(code) ? code : opts.code;
+        fail(opts.error(known, String(msg?.['message'] ?? 'failed')));
         return;
       }
       let report: T;
@@ -133,7 +144,7 @@ function report(message: object): void {
  * message, then exits 1. `start` sets up whatever keeps the process running.
  */
 export async function runDetached(
-  code: string,
+  code: PodnetErrorCode,
   start: (job: unknown) => Promise<object>,
 ): Promise<void> {
   const lines = stdinLines();

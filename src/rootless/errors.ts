@@ -4,10 +4,9 @@ import { PodnetError, type PodnetErrorOptions } from '../errors.js';
 /** The rootless engines podnet runs. */
 export type EngineName = 'slirp4netns' | 'pasta';
 
-const ENGINE_CODE: Record<EngineName, string> = { slirp4netns: 'SLIRP4NETNS', pasta: 'PASTA' };
 const DEBIAN_PACKAGE: Record<EngineName, string> = { slirp4netns: 'slirp4netns', pasta: 'passt' };
 
-/** No engine binary on PATH, or none at the path that was given. */
+/** No engine binary on PATH, or none at the path that was given (`engine` says which). */
 export class EngineMissingError extends PodnetError {
   /** Which engine. */
   readonly engine: EngineName;
@@ -16,7 +15,7 @@ export class EngineMissingError extends PodnetError {
 
   constructor(engine: EngineName, path: string | undefined, options: PodnetErrorOptions = {}) {
     super(
-      `ERR_PODNET_${ENGINE_CODE[engine]}_MISSING`,
+      'ERR_PODNET_ENGINE_MISSING',
       path === undefined
         ? `${engine} was not found on PATH: install it (Debian: apt-get install ${DEBIAN_PACKAGE[engine]}) or give its path`
         : `${engine} was not found at '${path}' (or is not executable)`,
@@ -27,7 +26,7 @@ export class EngineMissingError extends PodnetError {
   }
 }
 
-/** The binary did not answer `--version`/`--help` like the engine does. */
+/** The binary did not answer `--version`/`--help` like the engine (`engine`) does. */
 export class EngineProbeError extends PodnetError {
   /** Which engine. */
   readonly engine: EngineName;
@@ -35,11 +34,7 @@ export class EngineProbeError extends PodnetError {
   readonly path: string;
 
   constructor(engine: EngineName, path: string, detail: string, options: PodnetErrorOptions = {}) {
-    super(
-      `ERR_PODNET_${ENGINE_CODE[engine]}_PROBE`,
-      `probing ${engine} '${path}': ${detail}`,
-      options,
-    );
+    super('ERR_PODNET_ENGINE_PROBE', `probing ${engine} '${path}': ${detail}`, options);
     this.engine = engine;
     this.path = path;
   }
@@ -96,7 +91,7 @@ function tunNotWorldWritable(): boolean {
   }
 }
 
-/** An engine could not be started or did not become ready. */
+/** An engine (`engine` says which) could not be started or did not become ready. */
 export class EngineStartError extends PodnetError {
   /** Which engine. */
   readonly engine: EngineName;
@@ -123,7 +118,7 @@ export class EngineStartError extends PodnetError {
     const hint = engineFailureHint(log);
     const logPart = log.trim() === '' ? '' : `; its log ends with:\n${log.trimEnd()}`;
     super(
-      `ERR_PODNET_${ENGINE_CODE[engine]}_START`,
+      'ERR_PODNET_ENGINE_START',
       `starting ${engine} '${info.path}': ${detail}${hint === undefined ? '' : `: ${hint}`}${logPart}`,
       options,
     );
@@ -134,50 +129,6 @@ export class EngineStartError extends PodnetError {
     this.exitCode = info.exitCode ?? null;
     this.signal = info.signal ?? null;
     this.log = log;
-  }
-}
-
-// One class per engine and kind, so callers can branch with instanceof too.
-
-/** slirp4netns is not installed (or not at the given path). */
-export class Slirp4netnsMissingError extends EngineMissingError {
-  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
-    super('slirp4netns', path, options);
-  }
-}
-
-/** The binary is not a slirp4netns podnet understands. */
-export class Slirp4netnsProbeError extends EngineProbeError {
-  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
-    super('slirp4netns', path, detail, options);
-  }
-}
-
-/** slirp4netns could not be started or did not become ready. */
-export class Slirp4netnsStartError extends EngineStartError {
-  constructor(detail: string, info: EngineStartInfo, options: PodnetErrorOptions = {}) {
-    super('slirp4netns', detail, info, options);
-  }
-}
-
-/** pasta is not installed (or not at the given path). */
-export class PastaMissingError extends EngineMissingError {
-  constructor(path: string | undefined, options: PodnetErrorOptions = {}) {
-    super('pasta', path, options);
-  }
-}
-
-/** The binary is not a pasta podnet understands. */
-export class PastaProbeError extends EngineProbeError {
-  constructor(path: string, detail: string, options: PodnetErrorOptions = {}) {
-    super('pasta', path, detail, options);
-  }
-}
-
-/** pasta could not be started or did not become ready. */
-export class PastaStartError extends EngineStartError {
-  constructor(detail: string, info: EngineStartInfo, options: PodnetErrorOptions = {}) {
-    super('pasta', detail, info, options);
   }
 }
 

@@ -23,15 +23,9 @@ export {
   type EngineStartInfo,
   engineFailureHint,
   PastaAddressError,
-  PastaMissingError,
-  PastaProbeError,
-  PastaStartError,
   Slirp4netnsApiError,
   Slirp4netnsApiIoError,
   Slirp4netnsApiReplyError,
-  Slirp4netnsMissingError,
-  Slirp4netnsProbeError,
-  Slirp4netnsStartError,
 } from './errors.js';
 export { findExecutable } from './executable.js';
 export {

@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 import { randomBytes } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
+import { AggregatePodnetError, InvalidArgumentError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 
 /** Options of {@link createTopology}. */
@@ -96,7 +96,8 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
     const errors: unknown[] = [];
     for (const ns of made.splice(0).reverse())
       await ns.remove().catch((e: unknown) => errors.push(e));
-    if (errors.length) throw new AggregateError(errors, 'removing a test topology');
+    if (errors.length)
+      throw new AggregatePodnetError('ERR_PODNET_TEARDOWN', 'removing a test topology', errors);
   };
   try {
     const hosts: TestHost[] = [];

@@ -3,6 +3,7 @@
 // sends and the report it reads back are declared in job.ts.
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { PodnetErrorCode, SystemErrorCode } from '../../error-codes.js';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
 import type { PortMapping } from '../../ports.js';
 import {
@@ -22,7 +23,11 @@ import { type ForwardedPort, type ForwarderJob, parseForwarderReport } from './j
  * the process gave no usable report.
  */
 export class ForwarderProcessError extends PodnetError {
-  constructor(code: string, message: string, options: PodnetErrorOptions = {}) {
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: PodnetErrorOptions = {},
+  ) {
     super(code, `forwarder process: ${message}`, options);
   }
 }
@@ -125,6 +130,7 @@ export async function spawnForwarderProcess(
     timeoutMs: opts.timeoutMs ?? 15_000,
     ...(exitFd === undefined ? {} : { fd4: exitFd }),
     code: 'ERR_PODNET_FORWARDER',
+    timeoutCode: 'ERR_PODNET_FORWARDER_TIMEOUT',
     error: (code, message, cause) => new ForwarderProcessError(code, message, { cause }),
     accept: (msg) => parseForwarderReport(msg).ports,
   });

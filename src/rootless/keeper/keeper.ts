@@ -1,15 +1,28 @@
 // Starting a keeper process (keeper-main.ts) and waiting for its report;
 // the job and the report are declared in job.ts.
 import { fileURLToPath } from 'node:url';
+import type { PodnetErrorCode, SystemErrorCode } from '../../error-codes.js';
 import { PodnetError } from '../../errors.js';
 import type { PortMapping } from '../../ports.js';
 import { spawnDetached } from '../detached.js';
+import type { EngineName } from '../errors.js';
 import { type KeeperJob, parseKeeperReport } from './job.js';
 
-/** A keeper failed to start its engines; `code` is the engine's error code. */
+/**
+ * A keeper failed to start its engines; `code` is the engine's error code
+ * (ERR_PODNET_ENGINE_START, ...) and `engine` the engine it was to run.
+ */
 export class KeeperError extends PodnetError {
-  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
-    super(code, `keeper process: ${message}`, options);
+  /** The engine the keeper was to run (none for a keeper that runs none). */
+  readonly engine?: EngineName;
+
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: { cause?: unknown; engine?: EngineName | undefined } = {},
+  ) {
+    super(code, `keeper process: ${message}`, { cause: options.cause });
+    if (options.engine !== undefined) this.engine = options.engine;
   }
 }
 
@@ -68,7 +81,12 @@ export async function startKeeper(opts: KeeperOptions): Promise<KeeperInfo> {
     } satisfies KeeperJob,
     timeoutMs: opts.timeoutMs ?? 15_000,
     code: 'ERR_PODNET_KEEPER',
-    error: (code, message, cause) => new KeeperError(code, message, { cause }),
+    timeoutCode: 'ERR_PODNET_KEEPER_TIMEOUT',
+    error: (code, message, cause) =>
+      new KeeperError(code, message, {
+        cause,
+        engine: opts.engine === 'none' ? undefined : opts.engine,
+      }),
     accept: (msg) => {
       const report = parseKeeperReport(msg);
       if ((opts.engine !== 'none') !== (report.enginePid !== undefined))

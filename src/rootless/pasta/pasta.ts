@@ -14,7 +14,7 @@ import {
   signalGroup,
   startEngineProcess,
 } from '../engine-process.js';
-import { PastaStartError } from '../errors.js';
+import { EngineStartError } from '../errors.js';
 import {
   buildPastaArgs,
   type PastaOptions,
@@ -114,8 +114,8 @@ export class Pasta extends EngineProcess<PastaBinary> {
 
   /**
    * Locates pasta (on PATH unless `path` is given), reads its version and
-   * whether it splices loopback clients. Throws PastaMissingError (code
-   * ERR_PODNET_PASTA_MISSING) when there is none.
+   * whether it splices loopback clients. Throws EngineMissingError (code
+   * ERR_PODNET_ENGINE_MISSING) when there is none.
    */
   static probe(path?: string): Promise<PastaBinary> {
     return probePasta(path);
@@ -128,7 +128,7 @@ export class Pasta extends EngineProcess<PastaBinary> {
    * with a binary whose `splicesLoopback` is true, a loopback client then
    * reaches the namespace's loopback, so {@link startPasta} publishes
    * through podnet's forwarder instead. Options are validated first
-   * (InvalidArgumentError, nothing started). Rejects with PastaStartError at
+   * (InvalidArgumentError, nothing started). Rejects with EngineStartError at
    * once when pasta exits first (its log's tail in the message), or when
    * `timeoutMs` passes; in every failure the process group is killed and the
    * private directory removed first.
@@ -185,7 +185,7 @@ export class Pasta extends EngineProcess<PastaBinary> {
         ready: (_child, dir, done) => waitUntilReady(join(dir, PID_FILE), done),
         readLog: (dir) => readTail([join(dir, OUT_FILE), join(dir, LOG_FILE)]),
         startError: (detail, info, cause) =>
-          new PastaStartError(detail, info, cause === undefined ? {} : { cause }),
+          new EngineStartError('pasta', detail, info, cause === undefined ? {} : { cause }),
       });
     } finally {
       // pasta has its own copy of the fd once spawned.

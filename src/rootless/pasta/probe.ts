@@ -3,7 +3,7 @@
 // loopback decides whether podnet's forwarder publishes the ports.
 import { stat } from 'node:fs/promises';
 import { probeOutput } from '../engine-process.js';
-import { PastaMissingError, PastaProbeError } from '../errors.js';
+import { EngineMissingError, EngineProbeError } from '../errors.js';
 import { findExecutable } from '../executable.js';
 
 /** A probed pasta binary. */
@@ -27,7 +27,11 @@ export interface PastaBinary {
 }
 
 function runForOutput(path: string, arg: string): Promise<string> {
-  return probeOutput(path, arg, (detail, cause) => new PastaProbeError(path, detail, { cause }));
+  return probeOutput(
+    path,
+    arg,
+    (detail, cause) => new EngineProbeError('pasta', path, detail, { cause }),
+  );
 }
 
 /**
@@ -85,27 +89,29 @@ async function fileStamp(path: string): Promise<string | undefined> {
  * Locates pasta (on PATH unless `path` is given), reads its version and
  * judges from its help whether it splices loopback clients (see
  * {@link pastaSplicesLoopback}). A binary is probed once until its file
- * changes. Throws PastaMissingError when there is no such executable,
- * PastaProbeError when it does not answer like pasta or lacks an option
+ * changes. Throws EngineMissingError when there is no such executable,
+ * EngineProbeError when it does not answer like pasta or lacks an option
  * podnet relies on.
  */
 export async function probePasta(path?: string): Promise<PastaBinary> {
   const found = await findExecutable(path ?? 'pasta');
-  if (found === undefined) throw new PastaMissingError(path);
+  if (found === undefined) throw new EngineMissingError('pasta', path);
   const stamp = await fileStamp(found);
   const cached = probes.get(found);
   if (cached !== undefined && stamp !== undefined && cached.stamp === stamp) return cached.binary;
   const versionText = await runForOutput(found, '--version');
   const version = parsePastaVersion(versionText);
   if (version === null) {
-    throw new PastaProbeError(
+    throw new EngineProbeError(
+      'pasta',
       found,
       `'--version' did not print a pasta version: ${JSON.stringify(versionText.slice(0, 200))}`,
     );
   }
   const help = await runForOutput(found, '--help');
   for (const option of ['--config-net', '--runas', '--netns', '--pid', '--log-file']) {
-    if (!help.includes(option)) throw new PastaProbeError(found, `'--help' lists no ${option}`);
+    if (!help.includes(option))
+      throw new EngineProbeError('pasta', found, `'--help' lists no ${option}`);
   }
   // Frozen: the cache hands the same object to every caller.
   const binary: PastaBinary = Object.freeze({

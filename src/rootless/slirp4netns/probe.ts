@@ -1,5 +1,5 @@
 import { probeOutput } from '../engine-process.js';
-import { Slirp4netnsMissingError, Slirp4netnsProbeError } from '../errors.js';
+import { EngineMissingError, EngineProbeError } from '../errors.js';
 import { findExecutable } from '../executable.js';
 
 /** Which optional flags a slirp4netns binary understands (from its `--help`). */
@@ -89,23 +89,24 @@ function runForOutput(path: string, arg: string): Promise<string> {
   return probeOutput(
     path,
     arg,
-    (detail, cause) => new Slirp4netnsProbeError(path, detail, { cause }),
+    (detail, cause) => new EngineProbeError('slirp4netns', path, detail, { cause }),
   );
 }
 
 /**
  * Locates slirp4netns (on PATH unless `path` is given) and asks it for its
- * version and flags. Throws Slirp4netnsMissingError when there is no such
- * executable, Slirp4netnsProbeError when it does not answer like slirp4netns.
+ * version and flags. Throws EngineMissingError when there is no such
+ * executable, EngineProbeError when it does not answer like slirp4netns.
  */
 export async function probeSlirp4netns(path?: string): Promise<Slirp4netnsBinary> {
   const found = await findExecutable(path ?? 'slirp4netns');
-  if (found === undefined) throw new Slirp4netnsMissingError(path);
+  if (found === undefined) throw new EngineMissingError('slirp4netns', path);
   const versionText = await runForOutput(found, '--version');
   const version = parseSlirp4netnsVersion(versionText);
   if (version === undefined) {
     const start = versionText.slice(0, 200);
-    throw new Slirp4netnsProbeError(
+    throw new EngineProbeError(
+      'slirp4netns',
       found,
       `'--version' did not print a slirp4netns version: ${JSON.stringify(start)}`,
     );
@@ -113,7 +114,7 @@ export async function probeSlirp4netns(path?: string): Promise<Slirp4netnsBinary
   const help = await runForOutput(found, '--help');
   if (!/--ready-fd/.test(help) || !/--exit-fd/.test(help)) {
     // Without both fds podnet can neither know it is ready nor bound its life.
-    throw new Slirp4netnsProbeError(found, `'--help' lists no --ready-fd/--exit-fd`);
+    throw new EngineProbeError('slirp4netns', found, `'--help' lists no --ready-fd/--exit-fd`);
   }
   return { ...version, path: found, features: parseSlirp4netnsHelp(help, version.version) };
 }

@@ -14,7 +14,7 @@ import {
   type StartOutcome,
   startEngineProcess,
 } from '../engine-process.js';
-import { Slirp4netnsStartError } from '../errors.js';
+import { EngineStartError } from '../errors.js';
 import { findExecutable } from '../executable.js';
 import { Slirp4netnsApi, type SlirpPortForward, type SlirpPortForwardEntry } from './api.js';
 import {
@@ -150,8 +150,8 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
 
   /**
    * Locates slirp4netns (on PATH unless `path` is given) and reads its
-   * version and flags. Throws Slirp4netnsMissingError (code
-   * ERR_PODNET_SLIRP4NETNS_MISSING) when there is none.
+   * version and flags. Throws EngineMissingError (code
+   * ERR_PODNET_ENGINE_MISSING) when there is none.
    */
   static probe(path?: string): Promise<Slirp4netnsBinary> {
     return probeSlirp4netns(path);
@@ -160,7 +160,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
   /**
    * Starts slirp4netns on a namespace (by path or pid) and resolves once it
    * has configured tap0 (and, with port_handler=slirp4netns, created its API
-   * socket). Rejects with Slirp4netnsStartError at once when it exits first
+   * socket). Rejects with EngineStartError at once when it exits first
    * (its log's tail in the message), or when `timeoutMs` passes; in every
    * failure the process is killed and its directory removed first.
    */
@@ -208,7 +208,7 @@ export class Slirp4netns extends EngineProcess<Slirp4netnsBinary> {
       ready: (child, _dir, done) => waitUntilReady(child, apiSocket, done),
       readLog: (dir) => readTail(join(dir, LOG_FILE)),
       startError: (detail, info, cause) =>
-        new Slirp4netnsStartError(detail, info, cause === undefined ? {} : { cause }),
+        new EngineStartError('slirp4netns', detail, info, cause === undefined ? {} : { cause }),
       report: (outcome) => publish('podnet:slirp:start', { path: binary.path, ...outcome }),
     });
     const exitFd = child.stdio[SLIRP4NETNS_EXIT_FD] as Socket;

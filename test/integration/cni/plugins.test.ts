@@ -2,7 +2,6 @@
 // network at three spec versions, and CHECK/GC/STATUS/VERSION against real
 // plugins.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawnPlugin } from '../../../src/cni/exec.js';
 import {
   CniError,
   type CniNetworkList,
@@ -11,6 +10,7 @@ import {
   normalizeResult,
   parseNetworkList,
 } from '../../../src/cni/index.js';
+import { spawnPlugin } from '../../../src/cni/invoke/exec.js';
 import { uniq } from '../../helpers/host.js';
 import {
   bridgeList,

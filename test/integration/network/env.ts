@@ -65,11 +65,15 @@ const SHARED_RULES = [
 /**
  * Creates `count` bridge networks. `failAt` = [network index, plugin
  * position] puts a fake plugin into that network's list: `plugin` names it
- * (default fake-fail-add).
+ * (default fake-fail-add), `pluginConfig` adds to its config.
  */
 export async function netEnv(
   count: number,
-  opts: { failAt?: [number, number]; plugin?: string } = {},
+  opts: {
+    failAt?: [number, number];
+    plugin?: string;
+    pluginConfig?: Record<string, unknown>;
+  } = {},
 ): Promise<NetEnv> {
   const root = mkdtempSync(join(tmpdir(), TEST_PREFIX));
   const confDir = join(root, 'net.d');
@@ -105,7 +109,10 @@ export async function netEnv(
       { type: 'tuning', capabilities: { mac: true } },
     ];
     if (opts.failAt?.[0] === i)
-      list.splice(opts.failAt[1], 0, { type: opts.plugin ?? 'fake-fail-add' });
+      list.splice(opts.failAt[1], 0, {
+        ...opts.pluginConfig,
+        type: opts.plugin ?? 'fake-fail-add',
+      });
     writeFileSync(
       join(confDir, `${String(i).padStart(2, '0')}-${n.name}.conflist`),
       JSON.stringify({ cniVersion: '1.0.0', name: n.name, plugins: list }),

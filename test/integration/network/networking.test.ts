@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { NetworkNamespace } from '../../../src/index.js';
+import { AggregatePodnetError, NetworkNamespace } from '../../../src/index.js';
 import { isRoot, readFromLoopback, run } from '../../helpers/host.js';
 import { containerState } from '../../helpers/state.js';
 import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
@@ -300,11 +301,42 @@ describe.skipIf(!isRoot)('Networking', () => {
           })
           .catch((e: unknown) => e);
         expect(err).toMatchObject({ code: 'ERR_PODNET_CNI_PLUGIN' });
-        expect((err as { cleanupErrors?: unknown }).cleanupErrors).toBeUndefined();
+        expect((err as { cleanupError?: unknown }).cleanupError).toBeUndefined();
         // afterEach asserts no namespace, veth, IPAM lease, cache or state file is left.
       });
     }
   }
+
+  it('a rollback that fails too: the original error, its cleanup as one aggregate error', async () => {
+    const flag = join(tmpdir(), `podnet-test-faildel-${process.pid}-${Date.now()}`);
+    writeFileSync(flag, '');
+    try {
+      const env = await envs.use(1, {
+        failAt: [0, 1],
+        plugin: 'fake-fail-add-del',
+        pluginConfig: { failDelWhile: flag },
+      });
+      const nw = env.net();
+      const err = await nw
+        .setup({ id: 'faildel', name: 'f', portMappings: [] })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_PODNET_CNI_PLUGIN', cniCode: 7 });
+      const cleanup = (err as { cleanupError?: unknown }).cleanupError;
+      expect(cleanup).toBeInstanceOf(AggregatePodnetError);
+      const agg = cleanup as AggregatePodnetError;
+      expect(agg.code).toBe('ERR_PODNET_TEARDOWN');
+      expect(agg.errors).toEqual([expect.objectContaining({ code: 'ERR_PODNET_CNI_PLUGIN' })]);
+      expect(agg.errors[0]).toMatchObject({ command: 'DEL', cniCode: 11 });
+      expect(agg.cause).toBe(agg.errors[0]);
+      // The journal is kept: once DEL can succeed, a teardown finishes the job.
+      expect((await nw.list()).map((s) => s.id)).toEqual(['faildel']);
+      rmSync(flag);
+      await (await nw.load('faildel')).teardown();
+      expect(await nw.list()).toEqual([]);
+    } finally {
+      rmSync(flag, { force: true });
+    }
+  });
 
   it('an AbortSignal stops a setup while a plugin runs, and everything is undone', async () => {
     const env = await envs.use(2, { failAt: [1, 1], plugin: 'fake-hang-add' });

@@ -8,7 +8,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, pastaContainerAddress, probePasta } from '../../../src/index.js';
+import { InvalidArgumentError, pastaContainerAddress } from '../../../src/index.js';
+import { probePasta } from '../../../src/rootless/index.js';
 import { freePort, isRoot, readFromLoopback, running } from '../../helpers/host.js';
 import { netEnvPerTest } from './env.js';
 

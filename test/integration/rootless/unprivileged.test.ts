@@ -317,8 +317,10 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       const next = jsonLines(child);
       chmodSync('/dev/net/tun', 0o600);
       try {
-        const { error } = (await next()) as { error: { code: string; message: string } };
-        expect(error.code).toBe(`ERR_PODNET_${mode.toUpperCase()}_START`);
+        const { error } = (await next()) as {
+          error: { code: string; engine?: string; message: string };
+        };
+        expect(error).toMatchObject({ code: 'ERR_PODNET_ENGINE_START', engine: mode });
         expect(error.message).toContain('chmod 0666 /dev/net/tun');
       } finally {
         chmodSync('/dev/net/tun', 0o666);

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PluginExecError, retryTextBusy, spawnPlugin } from '../../../src/cni/exec.js';
 import { CACHE_KIND, ResultCache } from '../../../src/cni/index.js';
+import { PluginExecError, retryTextBusy, spawnPlugin } from '../../../src/cni/invoke/exec.js';
 import { KeyedLocks, RwLock } from '../../../src/cni/lock.js';
 
 const fixtures = join(import.meta.dirname, '../../fixtures/cni');

@@ -303,7 +303,7 @@ describe('ADD', () => {
     };
     const spawning: PluginExecutor = async (path, stdin, env, opts) => {
       if (opts.signal?.aborted)
-        throw new (await import('../../../src/cni/exec.js')).PluginExecError({
+        throw new (await import('../../../src/cni/invoke/exec.js')).PluginExecError({
           kind: 'aborted',
           reason: opts.signal.reason,
         });

@@ -1,12 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { isPodnetError } from '../../../src/errors.js';
 import {
+  EngineMissingError,
   EngineStartError,
   engineFailureHint,
-  PastaMissingError,
-  PastaStartError,
-  Slirp4netnsMissingError,
-  Slirp4netnsStartError,
 } from '../../../src/rootless/index.js';
 
 describe('engine errors', () => {
@@ -16,7 +13,7 @@ describe('engine errors', () => {
     expect(engineFailureHint(tunLog)).toMatch(/chmod 0666 \/dev\/net\/tun/);
     expect(engineFailureHint('open("/dev/net/tun"): No such device')).toBeUndefined();
     expect(engineFailureHint('bind: Permission denied')).toBeUndefined();
-    const e = new Slirp4netnsStartError('it exited with status 1 before it was ready', {
+    const e = new EngineStartError('slirp4netns', 'it exited with status 1 before it was ready', {
       reason: 'exited',
       path: '/usr/bin/slirp4netns',
       exitCode: 1,
@@ -25,7 +22,7 @@ describe('engine errors', () => {
     expect(isPodnetError(e)).toBe(true);
     expect(e).toBeInstanceOf(EngineStartError);
     expect(e).toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_START',
+      code: 'ERR_PODNET_ENGINE_START',
       engine: 'slirp4netns',
       reason: 'exited',
       exitCode: 1,
@@ -34,19 +31,22 @@ describe('engine errors', () => {
     expect(e.message).toContain('child failed(1)');
   });
 
-  it('names the engine in codes and messages', () => {
-    const p = new PastaStartError('it was not ready within 500 ms', {
+  it('names the engine in a field and in messages, not in the code', () => {
+    const p = new EngineStartError('pasta', 'it was not ready within 500 ms', {
       reason: 'timeout',
       path: '/usr/bin/pasta',
     });
     expect(p).toMatchObject({
-      code: 'ERR_PODNET_PASTA_START',
+      code: 'ERR_PODNET_ENGINE_START',
       engine: 'pasta',
       exitCode: null,
       log: '',
     });
     expect(p.message).toBe("starting pasta '/usr/bin/pasta': it was not ready within 500 ms");
-    expect(new PastaMissingError(undefined).message).toContain('apt-get install passt');
-    expect(new Slirp4netnsMissingError('/x').code).toBe('ERR_PODNET_SLIRP4NETNS_MISSING');
+    expect(new EngineMissingError('pasta', undefined).message).toContain('apt-get install passt');
+    expect(new EngineMissingError('slirp4netns', '/x')).toMatchObject({
+      code: 'ERR_PODNET_ENGINE_MISSING',
+      engine: 'slirp4netns',
+    });
   });
 });

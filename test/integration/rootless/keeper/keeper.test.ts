@@ -2,11 +2,15 @@
 // starter killed in between (after the keeper reported, before the journal
 // named it) must not leave a keeper nobody can find.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../../src/index.js';
 import { isRoot, running, tempNetnsDir, until } from '../../../helpers/host.js';
 
-const dist = new URL('../../../../dist/index.js', import.meta.url).href;
+// The keeper is internal: its module, from the build (its main is found next to it).
+const dist = new URL('../../../../dist/rootless/keeper/keeper.js', import.meta.url).href;
 
 /** Starts a keeper from a child process, which confirms it or not, then dies by SIGKILL. */
 async function keeperOfDeadStarter(netns: string, confirm: boolean): Promise<number> {
@@ -46,6 +50,28 @@ describe.skipIf(!isRoot)('keeper confirmation', () => {
       await (await NetworkNamespace.open(ns.path)).remove();
     } finally {
       await dir.cleanup();
+    }
+  });
+
+  it('a keeper that cannot start reports its own code, and the engine as a field', async () => {
+    const { startKeeper } = (await import(
+      dist
+    )) as typeof import('../../../../src/rootless/keeper/keeper.js');
+    const notNs = mkdtempSync(join(tmpdir(), 'podnet-test-keeper-'));
+    try {
+      const err = await startKeeper({
+        engine: 'pasta',
+        netns: notNs,
+        options: [],
+        ports: [],
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        name: 'KeeperError',
+        code: 'ERR_PODNET_NOT_A_NAMESPACE',
+        engine: 'pasta',
+      });
+    } finally {
+      rmSync(notNs, { recursive: true, force: true });
     }
   });
 });

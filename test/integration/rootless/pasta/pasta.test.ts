@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { AbortError, InvalidArgumentError } from '../../../../src/errors.js';
 import type { NetworkNamespace } from '../../../../src/netns/index.js';
 import {
+  EngineProbeError,
+  EngineStartError,
   Pasta,
   type PastaExit,
-  PastaProbeError,
-  PastaStartError,
 } from '../../../../src/rootless/index.js';
 import { freePort, isRoot, run } from '../../../helpers/host.js';
 import { engineEnvPerTest, processGroup } from '../engine-env.js';
@@ -178,16 +178,16 @@ describe.skipIf(!isRoot)('Pasta', () => {
     expect(exit).toEqual({ code: 0, signal: null, requested: false });
   });
 
-  it('a namespace path that is not one: PastaStartError at once with its log', async () => {
+  it('a namespace path that is not one: EngineStartError at once with its log', async () => {
     const notNs = join(runDir, 'not-a-namespace');
     writeFileSync(notNs, '');
     const t0 = Date.now();
     const err = await Pasta.start({ runDir, netns: notNs }).catch((e: unknown) => e);
     rmSync(notNs);
     expect(Date.now() - t0).toBeLessThan(3000);
-    expect(err).toBeInstanceOf(PastaStartError);
-    const e = err as PastaStartError;
-    expect(e.code).toBe('ERR_PODNET_PASTA_START');
+    expect(err).toBeInstanceOf(EngineStartError);
+    const e = err as EngineStartError;
+    expect(e).toMatchObject({ code: 'ERR_PODNET_ENGINE_START', engine: 'pasta' });
     expect(e.reason).toBe('exited');
     expect(e.log).toMatch(/namespace/i);
     expect(e.message).toContain(e.log.trimEnd());
@@ -199,18 +199,18 @@ describe.skipIf(!isRoot)('Pasta', () => {
       netns: ns!.path,
       binary: fixture('pasta-garbage'),
     }).catch((e: unknown) => e);
-    expect(probe).toBeInstanceOf(PastaProbeError);
-    expect((probe as PastaProbeError).code).toBe('ERR_PODNET_PASTA_PROBE');
+    expect(probe).toBeInstanceOf(EngineProbeError);
+    expect(probe).toMatchObject({ code: 'ERR_PODNET_ENGINE_PROBE', engine: 'pasta' });
 
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
       binary: { path: fixture('pasta-garbage'), version: undefined, splicesLoopback: true },
     }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PastaStartError);
-    expect((err as PastaStartError).reason).toBe('exited');
-    expect((err as PastaStartError).exitCode).toBe(3);
-    expect((err as PastaStartError).log).toContain('this is not pasta');
+    expect(err).toBeInstanceOf(EngineStartError);
+    expect((err as EngineStartError).reason).toBe('exited');
+    expect((err as EngineStartError).exitCode).toBe(3);
+    expect((err as EngineStartError).log).toContain('this is not pasta');
   });
 
   it('a hanging binary: timeout within the deadline, its whole process group killed', async () => {
@@ -222,8 +222,8 @@ describe.skipIf(!isRoot)('Pasta', () => {
       timeoutMs: 500,
     }).catch((e: unknown) => e);
     expect(Date.now() - t0).toBeLessThan(3000);
-    expect(err).toBeInstanceOf(PastaStartError);
-    const e = err as PastaStartError;
+    expect(err).toBeInstanceOf(EngineStartError);
+    const e = err as EngineStartError;
     expect(e.reason).toBe('timeout');
     expect(e.signal).toBe('SIGKILL');
     expect(e.log).toContain('pretending to start');

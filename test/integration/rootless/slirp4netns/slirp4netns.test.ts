@@ -7,11 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../../src/netns/index.js';
 import {
+  EngineStartError,
   Slirp4netns,
   Slirp4netnsApiError,
   type Slirp4netnsBinary,
   type Slirp4netnsExit,
-  Slirp4netnsStartError,
 } from '../../../../src/rootless/index.js';
 import { freePort, isRoot, run, TEST_PREFIX } from '../../../helpers/host.js';
 import { engineEnvPerTest, processGroup } from '../engine-env.js';
@@ -224,19 +224,21 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   const startError = async (opts: Parameters<typeof Slirp4netns.start>[0]) => {
     const err = await Slirp4netns.start({ apiSocketDir: runDir, ...opts }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
-    return err as Slirp4netnsStartError;
+    return err as EngineStartError;
   };
 
   it('garbage: the probe is a typed error, and a start fails at once with its log', async () => {
     await expect(Slirp4netns.probe(fixture('slirp4netns-garbage'))).rejects.toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_PROBE',
+      code: 'ERR_PODNET_ENGINE_PROBE',
+      engine: 'slirp4netns',
     });
     const t0 = Date.now();
     const err = await startError({ pid: process.pid, binary: await fake('slirp4netns-garbage') });
     expect(Date.now() - t0).toBeLessThan(2000);
-    expect(err).toBeInstanceOf(Slirp4netnsStartError);
+    expect(err).toBeInstanceOf(EngineStartError);
     expect(err).toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_START',
+      code: 'ERR_PODNET_ENGINE_START',
+      engine: 'slirp4netns',
       reason: 'exited',
       exitCode: 3,
     });
@@ -253,7 +255,11 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
       timeoutMs: 500,
     });
     expect(Date.now() - t0).toBeLessThan(3000);
-    expect(err).toMatchObject({ code: 'ERR_PODNET_SLIRP4NETNS_START', reason: 'timeout' });
+    expect(err).toMatchObject({
+      code: 'ERR_PODNET_ENGINE_START',
+      engine: 'slirp4netns',
+      reason: 'timeout',
+    });
     expect(err.log).toContain('pretending to start');
     expect(processGroup(err.pid!)).toEqual([]);
   });
@@ -274,7 +280,8 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   it('/dev/net/tun at mode 0600: the error says to chmod it', async () => {
     const err = await startError({ pid: process.pid, binary: fixture('slirp4netns-notun') });
     expect(err).toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_START',
+      code: 'ERR_PODNET_ENGINE_START',
+      engine: 'slirp4netns',
       reason: 'exited',
       exitCode: 1,
     });
@@ -284,6 +291,6 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   it('a missing binary is a typed error', async () => {
     await expect(
       Slirp4netns.start({ pid: process.pid, binary: join(runDir, 'none'), apiSocketDir: runDir }),
-    ).rejects.toMatchObject({ code: 'ERR_PODNET_SLIRP4NETNS_MISSING' });
+    ).rejects.toMatchObject({ code: 'ERR_PODNET_ENGINE_MISSING', engine: 'slirp4netns' });
   });
 });

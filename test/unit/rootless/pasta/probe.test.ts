@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isPodnetError } from '../../../../src/errors.js';
 import {
-  PastaMissingError,
-  PastaProbeError,
+  EngineMissingError,
+  EngineProbeError,
   parsePastaVersion,
   pastaSplicesLoopback,
   probePasta,
@@ -84,21 +84,21 @@ describe('probePasta', () => {
     return path;
   };
 
-  it('a missing binary is ERR_PODNET_PASTA_MISSING, naming the path', async () => {
+  it('a missing binary is ERR_PODNET_ENGINE_MISSING, naming the path', async () => {
     const err = await probePasta(join(dir, 'nope')).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PastaMissingError);
+    expect(err).toBeInstanceOf(EngineMissingError);
     expect(isPodnetError(err)).toBe(true);
-    expect((err as PastaMissingError).code).toBe('ERR_PODNET_PASTA_MISSING');
-    expect((err as PastaMissingError).path).toBe(join(dir, 'nope'));
+    expect(err).toMatchObject({ code: 'ERR_PODNET_ENGINE_MISSING', engine: 'pasta' });
+    expect((err as EngineMissingError).path).toBe(join(dir, 'nope'));
   });
 
-  it('none on PATH is ERR_PODNET_PASTA_MISSING with the install hint', async () => {
+  it('none on PATH is ERR_PODNET_ENGINE_MISSING with the install hint', async () => {
     const saved = process.env['PATH'];
     process.env['PATH'] = dir;
     try {
       const err = await probePasta().catch((e: unknown) => e);
-      expect((err as PastaMissingError).code).toBe('ERR_PODNET_PASTA_MISSING');
-      expect((err as PastaMissingError).message).toContain('apt-get install passt');
+      expect(err).toMatchObject({ code: 'ERR_PODNET_ENGINE_MISSING', engine: 'pasta' });
+      expect((err as EngineMissingError).message).toContain('apt-get install passt');
     } finally {
       process.env['PATH'] = saved;
     }
@@ -106,8 +106,8 @@ describe('probePasta', () => {
 
   it('garbage output is a probe error', async () => {
     const err = await probePasta(fixture('pasta-garbage')).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PastaProbeError);
-    expect((err as PastaProbeError).code).toBe('ERR_PODNET_PASTA_PROBE');
+    expect(err).toBeInstanceOf(EngineProbeError);
+    expect(err).toMatchObject({ code: 'ERR_PODNET_ENGINE_PROBE', engine: 'pasta' });
   });
 
   it('accepts a version-less pasta whose --help (on stderr, status 1) lists what podnet needs', async () => {
@@ -147,7 +147,7 @@ describe('probePasta', () => {
       'case "$1" in --version) echo "pasta 2021_01_01.abc";; *) echo "--netns --pid --log-file" >&2;; esac',
     );
     const err = await probePasta(old).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PastaProbeError);
+    expect(err).toBeInstanceOf(EngineProbeError);
     expect((err as Error).message).toContain('--config-net');
   });
 });

@@ -75,17 +75,23 @@ describe('probeSlirp4netns', () => {
   it('is a typed error when the binary is missing', async () => {
     const err = await probeSlirp4netns(join(dir, 'nope')).catch((e: unknown) => e);
     expect(isPodnetError(err)).toBe(true);
-    expect(err).toMatchObject({ code: 'ERR_PODNET_SLIRP4NETNS_MISSING', path: join(dir, 'nope') });
+    expect(err).toMatchObject({
+      code: 'ERR_PODNET_ENGINE_MISSING',
+      engine: 'slirp4netns',
+      path: join(dir, 'nope'),
+    });
     // Not executable counts as missing too.
     writeFileSync(join(dir, 'plain'), '#!/bin/sh\n', { mode: 0o644 });
     await expect(probeSlirp4netns(join(dir, 'plain'))).rejects.toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_MISSING',
+      code: 'ERR_PODNET_ENGINE_MISSING',
+      engine: 'slirp4netns',
     });
   });
 
   it('is a typed error when the binary answers garbage', async () => {
     await expect(probeSlirp4netns(fixture('slirp4netns-garbage').pathname)).rejects.toMatchObject({
-      code: 'ERR_PODNET_SLIRP4NETNS_PROBE',
+      code: 'ERR_PODNET_ENGINE_PROBE',
+      engine: 'slirp4netns',
       message: expect.stringMatching(/did not print a slirp4netns version.*garbage/),
     });
   });
