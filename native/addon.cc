@@ -4,8 +4,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podnet::InitNetns(env, exports);
   podnet::InitNetlink(env, exports);
   podnet::InitRelay(env, exports);
-  podnet::InitFdPass(env, exports);
-  podnet::InitLock(env, exports);
+  podnet::InitFd(env, exports);
   return exports;
 }
 

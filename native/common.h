@@ -68,7 +68,6 @@ Outcome RunOnFreshThread(std::function<Outcome()> fn);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitNetlink(Napi::Env env, Napi::Object exports);
 void InitRelay(Napi::Env env, Napi::Object exports);
-void InitFdPass(Napi::Env env, Napi::Object exports);
-void InitLock(Napi::Env env, Napi::Object exports);
+void InitFd(Napi::Env env, Napi::Object exports);
 
 }  // namespace podnet

@@ -297,12 +297,6 @@ Napi::Value JsSocketSync(const Napi::CallbackInfo& info) {
   return OutcomeToValue(info.Env(), RunOnFreshThread([s]() { return OpenSocketOnThisThread(s); }));
 }
 
-Napi::Value JsClose(const Napi::CallbackInfo& info) {
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  if (close(fd) != 0 && errno != EINTR) return OutcomeToValue(info.Env(), Outcome::Fail(errno, "close"));
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 void InitNetns(Napi::Env env, Napi::Object exports) {
@@ -313,7 +307,6 @@ void InitNetns(Napi::Env env, Napi::Object exports) {
   exports.Set("socketIn", Napi::Function::New(env, JsSocket, "socketIn"));
   exports.Set("socketsIn", Napi::Function::New(env, JsSockets, "socketsIn"));
   exports.Set("socketInSync", Napi::Function::New(env, JsSocketSync, "socketInSync"));
-  exports.Set("closeFd", Napi::Function::New(env, JsClose, "closeFd"));
 }
 
 }  // namespace podnet

@@ -1216,14 +1216,6 @@ Napi::Value JsHostSocket(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// dupFd(fd): a duplicate with O_CLOEXEC, so a socket libuv owns can be handed
-// to the relay and libuv's own fd closed.
-Napi::Value JsDup(const Napi::CallbackInfo& info) {
-  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return Throw(info.Env(), errno, "fcntl");
-  return Napi::Number::New(info.Env(), fd);
-}
-
 }  // namespace
 
 void InitRelay(Napi::Env env, Napi::Object exports) {
@@ -1237,7 +1229,6 @@ void InitRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("relayCloseGroup", Napi::Function::New(env, JsCloseGroup, "relayCloseGroup"));
   exports.Set("relayStats", Napi::Function::New(env, JsStats, "relayStats"));
   exports.Set("hostSocket", Napi::Function::New(env, JsHostSocket, "hostSocket"));
-  exports.Set("dupFd", Napi::Function::New(env, JsDup, "dupFd"));
   exports.Set("RELAY_FORCE_COPY", Napi::Number::New(env, kForceCopy));
   exports.Set("POOL_TCP", Napi::Number::New(env, kTcpPool));
   exports.Set("POOL_UDP", Napi::Number::New(env, kUdpPool));

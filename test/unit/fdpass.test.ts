@@ -1,4 +1,4 @@
-// The addon's fd passing (native/fdpass.cc), which needs no privileges:
+// The addon's fd passing (native/fd.cc), which needs no privileges:
 // messages with and without fds over a SOCK_SEQPACKET pair, end of stream,
 // the receive deadline, and sockets opened in the caller's own namespace.
 import { fstatSync, readlinkSync } from 'node:fs';

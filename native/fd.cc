@@ -1,10 +1,15 @@
-// Passing fds between processes over a SOCK_SEQPACKET unix socket
-// (SCM_RIGHTS). An unprivileged process cannot enter the network namespace
-// of its own user namespace (setns needs CAP_SYS_ADMIN in the initial user
-// namespace too), so a helper process living inside opens the sockets there
-// and sends them out; a socket keeps the namespace it was opened in.
+// The fd primitives of the addon, in one place: close and dup, what kind
+// of socket an fd is, a lock file, and passing fds between processes over a
+// SOCK_SEQPACKET unix socket (SCM_RIGHTS). An unprivileged process cannot
+// enter the network namespace of its own user namespace (setns needs
+// CAP_SYS_ADMIN in the initial user namespace too), so a helper process
+// living inside opens the sockets there and sends them out; a socket keeps
+// the namespace it was opened in.
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -232,9 +237,63 @@ Napi::Value JsSocketInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Cross-process locks: an flock on a lock file. The kernel drops an flock
+// when its holder dies, however it dies, which is what makes a lock on a
+// container ID safe against SIGKILL (a pid in a file would need a liveness
+// guess). Only the non-blocking form is offered: the JS side retries with a
+// timer, so no thread ever sleeps in flock.
+//
+// Opens (creating) PATH without following a symlink and takes an exclusive
+// flock without blocking. EWOULDBLOCK when another open file description
+// holds it. A holder may unlink the file before releasing it (so lock files
+// do not pile up); a waiter that then locks the unlinked inode sees it is no
+// longer the one at PATH and starts again with the new file.
+Outcome TryLockFile(const std::string& path) {
+  for (;;) {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return Outcome::Fail(errno, "open", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      close(fd);
+      return Outcome::Fail(e, "flock", path);
+    }
+    struct stat held, now;
+    if (fstat(fd, &held) != 0) {
+      int e = errno;
+      close(fd);
+      return Outcome::Fail(e, "fstat", path);
+    }
+    if (lstat(path.c_str(), &now) == 0 && now.st_ino == held.st_ino && now.st_dev == held.st_dev)
+      return Outcome::Ok(fd);
+    close(fd);
+  }
+}
+
+Napi::Value JsTryLockFile(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  return OutcomeToValue(info.Env(), TryLockFile(path));
+}
+
+Napi::Value JsClose(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (close(fd) != 0 && errno != EINTR) return OutcomeToValue(info.Env(), Outcome::Fail(errno, "close"));
+  return info.Env().Undefined();
+}
+
+// dupFd(fd): a duplicate with O_CLOEXEC, so a socket libuv owns can be handed
+// to the relay and libuv's own fd closed.
+Napi::Value JsDup(const Napi::CallbackInfo& info) {
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return OutcomeToValue(info.Env(), Outcome::Fail(errno, "fcntl"));
+  return Napi::Number::New(info.Env(), fd);
+}
+
 }  // namespace
 
-void InitFdPass(Napi::Env env, Napi::Object exports) {
+void InitFd(Napi::Env env, Napi::Object exports) {
+  exports.Set("closeFd", Napi::Function::New(env, JsClose, "closeFd"));
+  exports.Set("dupFd", Napi::Function::New(env, JsDup, "dupFd"));
+  exports.Set("tryLockFile", Napi::Function::New(env, JsTryLockFile, "tryLockFile"));
   exports.Set("seqpacketPair", Napi::Function::New(env, JsPair, "seqpacketPair"));
   exports.Set("sendFds", Napi::Function::New(env, JsSend, "sendFds"));
   exports.Set("recvFds", Napi::Function::New(env, JsRecv, "recvFds"));
