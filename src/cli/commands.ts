@@ -1,35 +1,17 @@
 // The commands of podnet, as data: what `--help` shows (usage, description,
 // flags, examples) and what completion offers are read from this table
-// without loading any command's code. Each command's module is imported
+// without loading any command's code (CommandSpec is declared in flags.ts,
+// which completion.ts can import without a circle). Each command's module is imported
 // only by its action, so `podnet --help` loads cac and this file, not the
 // network stack or the native addon.
 import {
-  type FlagSpec,
-  type FlagValues,
+  type CommandSpec,
   NETNS_FLAGS,
   NETWORK_FLAGS,
   NETWORKS_FLAGS,
   STATS_FLAGS,
   UP_FLAGS,
 } from './flags.js';
-
-/** One podnet command. */
-export interface CommandSpec {
-  name: string;
-  /** Its arguments in cac's syntax: `<id>`, `[name]`, `[...ids]`. */
-  args: string;
-  /** One line, for the command list of `podnet --help`. */
-  summary: string;
-  /** What it does, in a few sentences, for `podnet NAME --help`. */
-  description: string;
-  flags: readonly FlagSpec[];
-  /** Words completion offers as the first argument (sub-actions). */
-  actions?: readonly string[];
-  /** Command lines shown under Examples, each with a comment. */
-  examples: readonly string[];
-  /** Runs it with its positional arguments (strings, as typed) and flags. */
-  run(args: string[], flags: FlagValues): Promise<void>;
-}
 
 /** Every podnet command, in the order `--help` lists them. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -149,7 +131,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       "  $ echo 'source <(podnet completion bash)' >> ~/.bashrc",
       '  $ podnet completion zsh > ~/.zfunc/_podnet         # a directory in $fpath',
     ],
-    run: async (args) => (await import('./completion.js')).completion(args),
+    run: async (args) => (await import('./completion.js')).completion(args, COMMANDS),
   },
 ];
 

@@ -1,9 +1,10 @@
 // `podnet completion bash|zsh`: completion scripts generated from the
 // command table, so they offer exactly the commands, sub-actions and flags
 // `--help` shows.
-import { COMMANDS, type CommandSpec } from './commands.js';
+// The command table comes in as an argument: commands.ts loads this module
+// lazily, so importing the table here would make a circle.
 import { UsageError } from './errors.js';
-import { type FlagSpec, JSON_FLAG } from './flags.js';
+import { type CommandSpec, type FlagSpec, JSON_FLAG } from './flags.js';
 
 /** Flags completion offers after a command: its own, `--json` and `--help`. */
 function flagsOf(c: CommandSpec): FlagSpec[] {
@@ -20,8 +21,8 @@ function valued(specs: readonly FlagSpec[], arg: string): string[] {
 }
 
 /** A bash script defining `_podnet` and `complete -F _podnet podnet`. */
-export function bashCompletion(): string {
-  const all = COMMANDS.flatMap(flagsOf);
+export function bashCompletion(commands: readonly CommandSpec[]): string {
+  const all = commands.flatMap(flagsOf);
   const dirs = [...new Set(valued(all, 'dir'))].join('|');
   const paths = [...new Set(valued(all, 'path'))].join('|');
   const others = [
@@ -31,10 +32,12 @@ export function bashCompletion(): string {
         .flatMap((f) => [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])]),
     ),
   ].join('|');
-  const cases = COMMANDS.map(
-    (c) =>
-      `    ${c.name}) flags='${flagWords(flagsOf(c))}'; actions='${(c.actions ?? []).join(' ')}' ;;`,
-  ).join('\n');
+  const cases = commands
+    .map(
+      (c) =>
+        `    ${c.name}) flags='${flagWords(flagsOf(c))}'; actions='${(c.actions ?? []).join(' ')}' ;;`,
+    )
+    .join('\n');
   return `# bash completion for podnet: source <(podnet completion bash)
 _podnet() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" prev="\${COMP_WORDS[COMP_CWORD-1]}"
@@ -43,7 +46,7 @@ _podnet() {
     case "\${COMP_WORDS[i]}" in -*) ;; *) cmd="\${COMP_WORDS[i]}"; break ;; esac
   done
   if [[ -z "$cmd" ]]; then
-    COMPREPLY=($(compgen -W '${COMMANDS.map((c) => c.name).join(' ')} --help --version --json' -- "$cur"))
+    COMPREPLY=($(compgen -W '${commands.map((c) => c.name).join(' ')} --help --version --json' -- "$cur"))
     return
   fi
   case "$prev" in
@@ -85,19 +88,21 @@ function zshFlag(f: FlagSpec): string[] {
 }
 
 /** A zsh script for fpath (`_podnet`) that also works sourced (it calls compdef). */
-export function zshCompletion(): string {
-  const commands = COMMANDS.map((c) => `    '${c.name}:${zshDescription(c.summary)}'`).join('\n');
-  const cases = COMMANDS.map((c) => {
-    const specs = flagsOf(c).flatMap(zshFlag);
-    if (c.actions) specs.push(`'1:action:(${c.actions.join(' ')})'`);
-    return `      ${c.name}) _arguments -s ${specs.join(' ')} '*:argument: ' ;;`;
-  }).join('\n');
+export function zshCompletion(commands: readonly CommandSpec[]): string {
+  const names = commands.map((c) => `    '${c.name}:${zshDescription(c.summary)}'`).join('\n');
+  const cases = commands
+    .map((c) => {
+      const specs = flagsOf(c).flatMap(zshFlag);
+      if (c.actions) specs.push(`'1:action:(${c.actions.join(' ')})'`);
+      return `      ${c.name}) _arguments -s ${specs.join(' ')} '*:argument: ' ;;`;
+    })
+    .join('\n');
   return `#compdef podnet
 # zsh completion for podnet: podnet completion zsh > "\${fpath[1]}/_podnet"
 _podnet() {
   local -a commands
   commands=(
-${commands}
+${names}
   )
   if (( CURRENT > 2 )); then
     local cmd=$words[2]
@@ -118,9 +123,12 @@ fi
 `;
 }
 
-/** `podnet completion bash|zsh`: prints the script. */
-export async function completion([shell]: string[]): Promise<void> {
-  if (shell === 'bash') process.stdout.write(bashCompletion());
-  else if (shell === 'zsh') process.stdout.write(zshCompletion());
+/** `podnet completion bash|zsh`: prints the script for `commands`. */
+export async function completion(
+  [shell]: string[],
+  commands: readonly CommandSpec[],
+): Promise<void> {
+  if (shell === 'bash') process.stdout.write(bashCompletion(commands));
+  else if (shell === 'zsh') process.stdout.write(zshCompletion(commands));
   else throw new UsageError(`no completion for shell '${shell}': bash or zsh`);
 }

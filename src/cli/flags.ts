@@ -182,3 +182,21 @@ export function strs(values: FlagValues, name: string): string[] {
   const v = values[name];
   return Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
 }
+
+/** One podnet command. */
+export interface CommandSpec {
+  name: string;
+  /** Its arguments in cac's syntax: `<id>`, `[name]`, `[...ids]`. */
+  args: string;
+  /** One line, for the command list of `podnet --help`. */
+  summary: string;
+  /** What it does, in a few sentences, for `podnet NAME --help`. */
+  description: string;
+  flags: readonly FlagSpec[];
+  /** Words completion offers as the first argument (sub-actions). */
+  actions?: readonly string[];
+  /** Command lines shown under Examples, each with a comment. */
+  examples: readonly string[];
+  /** Runs it with its positional arguments (strings, as typed) and flags. */
+  run(args: string[], flags: FlagValues): Promise<void>;
+}

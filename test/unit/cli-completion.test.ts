@@ -15,7 +15,7 @@ if (!haveZsh) console.warn('skipping the zsh completion test: zsh is not install
 /** What `_podnet` offers for the words typed so far (the last one being completed). */
 async function complete(...words: string[]): Promise<string[]> {
   const list = ['podnet', ...words].map((w) => `'${w}'`).join(' ');
-  const script = `${bashCompletion()}
+  const script = `${bashCompletion(COMMANDS)}
 COMP_WORDS=(${list}); COMP_CWORD=${words.length}; _podnet; printf '%s\\n' "\${COMPREPLY[@]}"`;
   const { stdout } = await execFileP('bash', ['-c', script]);
   return stdout.split('\n').filter((l) => l !== '');
@@ -23,11 +23,11 @@ COMP_WORDS=(${list}); COMP_CWORD=${words.length}; _podnet; printf '%s\\n' "\${CO
 
 describe('bash completion', () => {
   it('parses (bash -n) and defines `complete -p podnet` when sourced', async () => {
-    await execFileP('bash', ['-n', '-c', bashCompletion()]);
+    await execFileP('bash', ['-n', '-c', bashCompletion(COMMANDS)]);
     const { stdout } = await execFileP(
       'bash',
       ['-c', 'source /dev/stdin <<< "$PODNET_SCRIPT"; complete -p podnet'],
-      { env: { ...process.env, PODNET_SCRIPT: bashCompletion() } },
+      { env: { ...process.env, PODNET_SCRIPT: bashCompletion(COMMANDS) } },
     );
     expect(stdout).toBe('complete -F _podnet podnet\n');
   });
@@ -56,7 +56,7 @@ describe('bash completion', () => {
 
 describe.skipIf(!haveZsh)('zsh completion', () => {
   it('parses (zsh -n) and registers _podnet with compdef when sourced', async () => {
-    await execFileP('zsh', ['-n', '-c', zshCompletion()]);
+    await execFileP('zsh', ['-n', '-c', zshCompletion(COMMANDS)]);
     const { stdout } = await execFileP(
       'zsh',
       [
@@ -64,13 +64,13 @@ describe.skipIf(!haveZsh)('zsh completion', () => {
         '-c',
         'autoload -U compinit && compinit -u -D && eval "$PODNET_SCRIPT" && print -r -- $_comps[podnet]',
       ],
-      { env: { ...process.env, PODNET_SCRIPT: zshCompletion() } },
+      { env: { ...process.env, PODNET_SCRIPT: zshCompletion(COMMANDS) } },
     );
     expect(stdout).toBe('_podnet\n');
   });
 
   it('lists every command with its summary', () => {
-    const script = zshCompletion();
+    const script = zshCompletion(COMMANDS);
     for (const c of COMMANDS) expect(script).toContain(`\n    '${c.name}:`);
     expect(script).toContain("'1:action:(add ls rm)'");
   });
