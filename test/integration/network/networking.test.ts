@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AggregatePodnetError, NetworkNamespace } from '../../../src/index.js';
-import { isRoot, readFromLoopback, run } from '../../helpers/host.js';
+import { isRoot, readFromLoopback } from '../../helpers/host.js';
+import { ifaceInfo, type NetEnv, netEnvPerTest } from '../../helpers/network-env.js';
+import { run } from '../../helpers/process.js';
 import { containerState } from '../../helpers/state.js';
-import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
 
 const dist = new URL('../../../dist/index.js', import.meta.url).href;
 

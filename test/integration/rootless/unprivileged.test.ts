@@ -26,7 +26,8 @@ import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
-import { freePort, isRoot, readFromLoopback, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { run } from '../../helpers/process.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as {

@@ -12,11 +12,10 @@ import {
   Pasta,
   type PastaExit,
 } from '../../../../src/rootless/index.js';
-import { freePort, isRoot, run } from '../../../helpers/host.js';
-import { engineEnvPerTest, processGroup } from '../engine-env.js';
-
-const fixture = (name: string) =>
-  new URL(`../../../fixtures/rootless/${name}`, import.meta.url).pathname;
+import { engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { fixture } from '../../../helpers/fixtures.js';
+import { freePort, isRoot } from '../../../helpers/host.js';
+import { processGroup, run } from '../../../helpers/process.js';
 
 interface IpAddr {
   ifname: string;
@@ -197,7 +196,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const probe = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-garbage'),
+      binary: fixture('rootless/pasta-garbage'),
     }).catch((e: unknown) => e);
     expect(probe).toBeInstanceOf(EngineProbeError);
     expect(probe).toMatchObject({ code: 'ERR_PODNET_ENGINE_PROBE', engine: 'pasta' });
@@ -205,7 +204,11 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: { path: fixture('pasta-garbage'), version: undefined, splicesLoopback: true },
+      binary: {
+        path: fixture('rootless/pasta-garbage'),
+        version: undefined,
+        splicesLoopback: true,
+      },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineStartError);
     expect((err as EngineStartError).reason).toBe('exited');
@@ -218,7 +221,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-hang'),
+      binary: fixture('rootless/pasta-hang'),
       timeoutMs: 500,
     }).catch((e: unknown) => e);
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -236,7 +239,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-hang'),
+      binary: fixture('rootless/pasta-hang'),
       signal: ac.signal,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);

@@ -13,11 +13,10 @@ import {
   type Slirp4netnsBinary,
   type Slirp4netnsExit,
 } from '../../../../src/rootless/index.js';
-import { freePort, isRoot, run, TEST_PREFIX } from '../../../helpers/host.js';
-import { engineEnvPerTest, processGroup } from '../engine-env.js';
-
-const fixture = (name: string) =>
-  new URL(`../../../fixtures/rootless/${name}`, import.meta.url).pathname;
+import { engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { fixture } from '../../../helpers/fixtures.js';
+import { freePort, isRoot, TEST_PREFIX } from '../../../helpers/host.js';
+import { processGroup, run } from '../../../helpers/process.js';
 
 /** An echo server: whatever a client sends comes back. */
 function echoServer(): net.Server {
@@ -218,8 +217,8 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
 
   /** A probe result for a fake binary, as if it were slirp4netns 1.2.0. */
   const fake = async (name: string): Promise<Slirp4netnsBinary> => ({
-    ...(await Slirp4netns.probe(fixture('slirp4netns-hang'))),
-    path: fixture(name),
+    ...(await Slirp4netns.probe(fixture('rootless/slirp4netns-hang'))),
+    path: fixture(`rootless/${name}`),
   });
   const startError = async (opts: Parameters<typeof Slirp4netns.start>[0]) => {
     const err = await Slirp4netns.start({ apiSocketDir: runDir, ...opts }).catch((e: unknown) => e);
@@ -228,7 +227,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   };
 
   it('garbage: the probe is a typed error, and a start fails at once with its log', async () => {
-    await expect(Slirp4netns.probe(fixture('slirp4netns-garbage'))).rejects.toMatchObject({
+    await expect(Slirp4netns.probe(fixture('rootless/slirp4netns-garbage'))).rejects.toMatchObject({
       code: 'ERR_PODNET_ENGINE_PROBE',
       engine: 'slirp4netns',
     });
@@ -250,7 +249,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
     const t0 = Date.now();
     const err = await startError({
       pid: process.pid,
-      binary: fixture('slirp4netns-hang'),
+      binary: fixture('rootless/slirp4netns-hang'),
       options: ['port_handler=slirp4netns'],
       timeoutMs: 500,
     });
@@ -270,7 +269,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
     const t0 = Date.now();
     const err = await startError({
       pid: process.pid,
-      binary: fixture('slirp4netns-hang'),
+      binary: fixture('rootless/slirp4netns-hang'),
       signal: ac.signal,
     });
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -278,7 +277,10 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   });
 
   it('/dev/net/tun at mode 0600: the error says to chmod it', async () => {
-    const err = await startError({ pid: process.pid, binary: fixture('slirp4netns-notun') });
+    const err = await startError({
+      pid: process.pid,
+      binary: fixture('rootless/slirp4netns-notun'),
+    });
     expect(err).toMatchObject({
       code: 'ERR_PODNET_ENGINE_START',
       engine: 'slirp4netns',
