@@ -72,6 +72,22 @@ export interface NetnsDir {
   cleanup(): Promise<void>;
 }
 
+/** One interface as `ip -j addr` reports it (the fields the tests read). */
+export interface IpAddr {
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  /** The MAC address. */
+  address: string;
+  addr_info: { family: string; local: string; prefixlen: number }[];
+}
+
+/** The interfaces of the namespace at PATH (or only DEV), as `ip -j addr` reports them. */
+export async function ipAddrs(path: string, dev?: string): Promise<IpAddr[]> {
+  const argv = ['ip', '-j', 'addr', 'show', ...(dev === undefined ? [] : ['dev', dev])];
+  return JSON.parse(await inNetns(path, argv)) as IpAddr[];
+}
+
 /** Makes a temp directory to mount test namespaces in. */
 export function tempNetnsDir(): NetnsDir {
   const dir = mkdtempSync(join(tmpdir(), TEST_PREFIX));

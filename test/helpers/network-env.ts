@@ -9,7 +9,16 @@ import { CniRuntime } from '../../src/cni/index.js';
 import { Networking } from '../../src/network/index.js';
 import { leftFiles } from './cni-env.js';
 import { fixture } from './fixtures.js';
-import { deleteLink, hostLinks, PLUGIN_DIR, TEST_PREFIX, tempNetnsDir, uniq } from './host.js';
+import {
+  deleteLink,
+  hostLinks,
+  type IpAddr,
+  ipAddrs,
+  PLUGIN_DIR,
+  TEST_PREFIX,
+  tempNetnsDir,
+  uniq,
+} from './host.js';
 import { iptablesLines, removeNewChains } from './iptables.js';
 import { run } from './process.js';
 
@@ -169,19 +178,7 @@ export async function ifaceInfo(
   netnsPath: string,
   ifname: string,
 ): Promise<{ cidrs: string[]; mac: string }> {
-  const out = await run([
-    'nsenter',
-    `--net=${netnsPath}`,
-    'ip',
-    '-j',
-    'addr',
-    'show',
-    'dev',
-    ifname,
-  ]);
-  const [info] = JSON.parse(out) as [
-    { address: string; addr_info: { local: string; prefixlen: number; family: string }[] },
-  ];
+  const [info] = (await ipAddrs(netnsPath, ifname)) as [IpAddr];
   return {
     mac: info.address,
     cidrs: info.addr_info

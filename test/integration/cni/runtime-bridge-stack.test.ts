@@ -22,7 +22,7 @@ import {
   skipReason,
   type TestNetns,
 } from '../../helpers/cni-env.js';
-import { deleteLink, hostLinks, inNetns, PLUGIN_DIR, uniq } from '../../helpers/host.js';
+import { deleteLink, hostLinks, ipAddrs, PLUGIN_DIR, uniq } from '../../helpers/host.js';
 import { iptablesLines, removeNewChains } from '../../helpers/iptables.js';
 
 function connectAndRead(host: string, port: number): Promise<string> {
@@ -134,9 +134,7 @@ describe.skipIf(skipReason !== undefined)('CNI bridge stack with real plugins', 
     )!.name;
 
     // The address is really on eth0 inside the namespace.
-    const addrs = JSON.parse(await inNetns(ns.path, ['ip', '-j', 'addr', 'show', 'eth0'])) as {
-      addr_info: { local: string; prefixlen: number }[];
-    }[];
+    const addrs = await ipAddrs(ns.path, 'eth0');
     expect(addrs[0]!.addr_info.map((a) => `${a.local}/${a.prefixlen}`)).toContain(ip.address);
     expect(await hostLinks()).toContain(hostVeth);
 

@@ -20,17 +20,7 @@ import {
   skipReason,
   type TestNetns,
 } from '../../helpers/cni-env.js';
-import { deleteLink, hostLinks, inNetns, PLUGIN_DIR, uniq } from '../../helpers/host.js';
-
-interface IpAddr {
-  ifname: string;
-  flags: string[];
-  addr_info: { local: string; prefixlen: number }[];
-}
-
-async function addrs(ns: string): Promise<IpAddr[]> {
-  return JSON.parse(await inNetns(ns, ['ip', '-j', 'addr', 'show'])) as IpAddr[];
-}
+import { deleteLink, hostLinks, inNetns, ipAddrs, PLUGIN_DIR, uniq } from '../../helpers/host.js';
 
 describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
   let env: CniTestEnv;
@@ -65,7 +55,7 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
     const r = normalizeResult(await env.cni.add(list, a));
     const hostVeth = r.interfaces.find((i) => i.sandbox === undefined)!.name;
     expect(await hostLinks()).toContain(hostVeth);
-    const eth0 = (await addrs(ns.path)).find((l) => l.ifname === 'eth0')!;
+    const eth0 = (await ipAddrs(ns.path)).find((l) => l.ifname === 'eth0')!;
     expect(eth0.addr_info.map((x) => `${x.local}/${x.prefixlen}`)).toContain(r.ips[0]!.address);
     await env.cni.del(list, a);
     expect(await hostLinks()).not.toContain(hostVeth);
@@ -112,10 +102,10 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
     });
     const a = attach('mv0');
     const r = normalizeResult(await cni.add(list, a));
-    const mv = (await addrs(ns.path)).find((l) => l.ifname === 'mv0')!;
+    const mv = (await ipAddrs(ns.path)).find((l) => l.ifname === 'mv0')!;
     expect(mv.addr_info.map((x) => `${x.local}/${x.prefixlen}`)).toContain(r.ips[0]!.address);
     await cni.del(list, a);
-    expect((await addrs(ns.path)).map((l) => l.ifname)).toEqual(['lo']);
+    expect((await ipAddrs(ns.path)).map((l) => l.ifname)).toEqual(['lo']);
     expect(leftFiles(env.dataDir)).toEqual([]);
     expect(await cni.cachedAttachments()).toEqual([]);
   });
@@ -128,9 +118,9 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
     });
     const a = attach('lo');
     await env.cni.add(list, a);
-    expect((await addrs(ns.path)).find((l) => l.ifname === 'lo')!.flags).toContain('UP');
+    expect((await ipAddrs(ns.path)).find((l) => l.ifname === 'lo')!.flags).toContain('UP');
     await env.cni.del(list, a);
-    expect((await addrs(ns.path)).find((l) => l.ifname === 'lo')!.flags).not.toContain('UP');
+    expect((await ipAddrs(ns.path)).find((l) => l.ifname === 'lo')!.flags).not.toContain('UP');
     expect(await env.cni.cachedAttachments()).toEqual([]);
   });
 
@@ -218,7 +208,7 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
       keep.containerId,
     ]);
     expect(leftFiles(env.dataDir)).toHaveLength(1);
-    expect((await addrs(second.path)).map((l) => l.ifname)).toEqual(['lo']);
+    expect((await ipAddrs(second.path)).map((l) => l.ifname)).toEqual(['lo']);
     await env.cni.gc(list);
     expect(await env.cni.cachedAttachments()).toEqual([]);
     expect(leftFiles(env.dataDir)).toEqual([]);

@@ -19,7 +19,15 @@ import {
   PodnetSystemError,
 } from '../../../src/index.js';
 import { createTopology } from '../../../src/testing/index.js';
-import { inNetns, isRoot, type NetnsDir, tempNetnsDir, uniq } from '../../helpers/host.js';
+import {
+  type IpAddr,
+  inNetns,
+  ipAddrs,
+  isRoot,
+  type NetnsDir,
+  tempNetnsDir,
+  uniq,
+} from '../../helpers/host.js';
 import { run } from '../../helpers/process.js';
 
 const hostNetns = readlinkSync('/proc/self/ns/net');
@@ -414,7 +422,7 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
     await a.addAddress('va', '10.231.9.1/24');
     await a.addAddress('va', 'fd00:231:9::1/64');
     await b.addAddress('vb', '10.231.9.2/24');
-    const ipA = JSON.parse(await inNetns(a.path, ['ip', '-j', 'addr', 'show', 'dev', 'va']))[0];
+    const [ipA] = (await ipAddrs(a.path, 'va')) as [IpAddr];
     expect(ipA.mtu).toBe(9000);
     expect(ipA.flags).toContain('UP');
     expect(

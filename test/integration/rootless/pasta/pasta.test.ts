@@ -14,18 +14,12 @@ import {
 } from '../../../../src/rootless/index.js';
 import { engineEnvPerTest } from '../../../helpers/engine-env.js';
 import { fixture } from '../../../helpers/fixtures.js';
-import { freePort, isRoot } from '../../../helpers/host.js';
-import { processGroup, run } from '../../../helpers/process.js';
-
-interface IpAddr {
-  ifname: string;
-  flags: string[];
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
+import { freePort, type IpAddr, ipAddrs, isRoot } from '../../../helpers/host.js';
+import { processGroup } from '../../../helpers/process.js';
 
 /** The namespace's interfaces other than lo, as `ip -j addr` reports them. */
 async function nonLoopback(path: string): Promise<IpAddr[]> {
-  const all = JSON.parse(await run(['nsenter', `--net=${path}`, 'ip', '-j', 'addr'])) as IpAddr[];
+  const all = await ipAddrs(path);
   return all.filter((a) => a.ifname !== 'lo');
 }
 

@@ -15,7 +15,7 @@ import {
 } from '../../../../src/rootless/index.js';
 import { engineEnvPerTest } from '../../../helpers/engine-env.js';
 import { fixture } from '../../../helpers/fixtures.js';
-import { freePort, isRoot, TEST_PREFIX } from '../../../helpers/host.js';
+import { freePort, inNetns, ipAddrs, isRoot, TEST_PREFIX } from '../../../helpers/host.js';
 import { processGroup, run } from '../../../helpers/process.js';
 
 /** An echo server: whatever a client sends comes back. */
@@ -62,13 +62,6 @@ function hostConnect(port: number): Promise<net.Socket> {
   });
 }
 
-interface IpAddr {
-  ifname: string;
-  flags: string[];
-  mtu: number;
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
-
 describe.skipIf(!isRoot)('Slirp4netns', () => {
   let runDir: string;
   let ns: NetworkNamespace | undefined;
@@ -89,16 +82,14 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     expect(slirp.args).toContain('--enable-sandbox');
     expect(await run(['findmnt', '-rn', '-o', 'FSTYPE', ns!.path])).toBe('nsfs\n');
 
-    const addrs = JSON.parse(
-      await run(['nsenter', `--net=${ns!.path}`, 'ip', '-j', 'addr']),
-    ) as IpAddr[];
+    const addrs = await ipAddrs(ns!.path);
     const tap = addrs.find((a) => a.ifname === 'tap0');
     expect(tap?.flags).toContain('UP');
     expect(tap?.mtu).toBe(65520);
     expect(tap?.addr_info).toContainEqual(
       expect.objectContaining({ family: 'inet', local: '10.0.2.100', prefixlen: 24 }),
     );
-    const routes = JSON.parse(await run(['nsenter', `--net=${ns!.path}`, 'ip', '-j', 'route'])) as {
+    const routes = JSON.parse(await inNetns(ns!.path, ['ip', '-j', 'route'])) as {
       dst: string;
       gateway?: string;
       dev: string;
@@ -128,17 +119,7 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     }
     const slirp = await start({ pid: holder.pid! });
     expect(slirp.args.slice(-2)).toEqual([String(holder.pid), 'tap0']);
-    const addrs = JSON.parse(
-      await run([
-        'nsenter',
-        `--net=/proc/${holder.pid}/ns/net`,
-        'ip',
-        '-j',
-        'addr',
-        'show',
-        'tap0',
-      ]),
-    ) as IpAddr[];
+    const addrs = await ipAddrs(`/proc/${holder.pid}/ns/net`, 'tap0');
     expect(addrs[0]?.addr_info).toContainEqual(
       expect.objectContaining({ family: 'inet', local: '10.0.2.100', prefixlen: 24 }),
     );
