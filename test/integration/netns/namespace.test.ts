@@ -20,6 +20,7 @@ import {
 } from '../../../src/index.js';
 import { createTopology } from '../../../src/testing/index.js';
 import {
+  freePort,
   type IpAddr,
   inNetns,
   ipAddrs,
@@ -299,10 +300,7 @@ describe.skipIf(!isRoot)('NetworkNamespace', () => {
   it('a server listening through ns.listen is reachable from inside, not from the host', async () => {
     const [a, b] = await pair('10.231.8.0/24');
     // A port free on the host's loopback, then used inside the namespace.
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as net.AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await freePort();
 
     const server = net.createServer((s) => s.end(`hello ${s.remoteAddress}`));
     await a.listen(server, { port }); // 0.0.0.0 inside a
