@@ -2,10 +2,11 @@
 // slirp4netns.test.ts) share: a fresh namespace and private run directory
 // for each test, and afterwards every engine stopped, server closed and
 // child killed, then a check that the engines removed their private
-// directories (anything left in the run directory is a leak).
+// directories (anything left in the run directory is a leak); and the echo
+// server both serve.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect } from 'vitest';
@@ -66,4 +67,16 @@ export function engineEnvPerTest<E extends { stop(): Promise<unknown> }>(
     },
     children,
   };
+}
+
+/**
+ * An echo server: whatever a client sends comes back; each client's address,
+ * as the server saw it, is pushed to `peers`.
+ */
+export function echoServer(peers: string[] = []): net.Server {
+  return net.createServer((sock) => {
+    peers.push(sock.remoteAddress ?? '');
+    sock.on('error', () => undefined);
+    sock.pipe(sock);
+  });
 }

@@ -12,7 +12,7 @@ import {
   Pasta,
   type PastaExit,
 } from '../../../../src/rootless/index.js';
-import { engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { echoServer, engineEnvPerTest } from '../../../helpers/engine-env.js';
 import { fixture } from '../../../helpers/fixtures.js';
 import { freePort, type IpAddr, ipAddrs, isRoot } from '../../../helpers/host.js';
 import { processGroup } from '../../../helpers/process.js';
@@ -21,15 +21,6 @@ import { processGroup } from '../../../helpers/process.js';
 async function nonLoopback(path: string): Promise<IpAddr[]> {
   const all = await ipAddrs(path);
   return all.filter((a) => a.ifname !== 'lo');
-}
-
-/** An echo server that records each client's address as it saw it. */
-function echoServer(peers: string[]): net.Server {
-  return net.createServer((sock) => {
-    peers.push(sock.remoteAddress ?? '');
-    sock.on('error', () => undefined);
-    sock.pipe(sock);
-  });
 }
 
 /** Connects to 127.0.0.1:port on the host, sends `text`, resolves with the echo. */

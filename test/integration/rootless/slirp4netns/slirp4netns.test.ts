@@ -13,18 +13,10 @@ import {
   type Slirp4netnsBinary,
   type Slirp4netnsExit,
 } from '../../../../src/rootless/index.js';
-import { engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { echoServer, engineEnvPerTest } from '../../../helpers/engine-env.js';
 import { fixture } from '../../../helpers/fixtures.js';
 import { freePort, inNetns, ipAddrs, isRoot, TEST_PREFIX } from '../../../helpers/host.js';
 import { processGroup, run } from '../../../helpers/process.js';
-
-/** An echo server: whatever a client sends comes back. */
-function echoServer(): net.Server {
-  return net.createServer((sock) => {
-    sock.on('error', () => undefined);
-    sock.pipe(sock);
-  });
-}
 
 /** Sends `text` on `sock` and resolves with what comes back before the peer closes. */
 async function echo(sock: net.Socket, text: string): Promise<string> {
