@@ -8,16 +8,19 @@ import { join } from 'node:path';
 import { CniRuntime, type CniRuntimeOptions } from '../../src/cni/index.js';
 import { NetworkNamespace } from '../../src/netns/index.js';
 import { CNI_PLUGINS, isRoot, PLUGIN_DIR, TEST_PREFIX, tempNetnsDir, uniq } from './host.js';
+import { reportSkip } from './skip.js';
 
 const missing = CNI_PLUGINS.filter((p) => !existsSync(join(PLUGIN_DIR, p)));
 
 /** Why the CNI integration tests cannot run here, or undefined when they can. */
-export const skipReason = !isRoot
-  ? 'not root'
-  : missing.length > 0
-    ? `CNI plugins missing from ${PLUGIN_DIR}: ${missing.join(', ')}`
-    : undefined;
-if (skipReason !== undefined) console.warn(`skipping CNI integration tests: ${skipReason}`);
+export const skipReason = reportSkip(
+  'CNI integration tests',
+  !isRoot
+    ? 'not root'
+    : missing.length > 0
+      ? `CNI plugins missing from ${PLUGIN_DIR}: ${missing.join(', ')}`
+      : undefined,
+);
 
 /** A runtime over its own temp confDir/cacheDir, plus an IPAM dataDir. */
 export interface CniTestEnv {

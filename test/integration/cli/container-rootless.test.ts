@@ -15,10 +15,13 @@ import {
   tempNetnsDir,
 } from '../../helpers/host.js';
 import { podnet, run, running } from '../../helpers/process.js';
+import { reportSkip } from '../../helpers/skip.js';
 
 const haveSlirp = existsSync('/usr/bin/slirp4netns');
-if (isRoot && !haveSlirp)
-  console.warn('skipping podnet up --mode slirp4netns tests: slirp4netns is not installed');
+reportSkip(
+  'podnet up --mode slirp4netns tests',
+  isRoot && !haveSlirp ? 'slirp4netns is not installed' : undefined,
+);
 
 describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper process)', () => {
   let ns: NetnsDir;

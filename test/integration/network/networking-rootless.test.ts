@@ -13,13 +13,16 @@ import { probePasta } from '../../../src/rootless/index.js';
 import { freePort, isRoot, readFromLoopback } from '../../helpers/host.js';
 import { netEnvPerTest } from '../../helpers/network-env.js';
 import { running } from '../../helpers/process.js';
+import { reportSkip } from '../../helpers/skip.js';
 
 const haveSlirp = ['/usr/bin/slirp4netns', '/bin/slirp4netns'].some((p) => existsSync(p));
-if (isRoot && !haveSlirp)
-  console.warn('skipping slirp4netns mode tests: slirp4netns is not installed');
+reportSkip(
+  'slirp4netns mode tests',
+  isRoot && !haveSlirp ? 'slirp4netns is not installed' : undefined,
+);
 
 const havePasta = existsSync('/usr/bin/pasta');
-if (isRoot && !havePasta) console.warn('skipping pasta mode tests: pasta (passt) is not installed');
+reportSkip('pasta mode tests', isRoot && !havePasta ? 'pasta (passt) is not installed' : undefined);
 
 describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
   const envs = netEnvPerTest();
