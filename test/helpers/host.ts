@@ -1,7 +1,8 @@
 // Helpers for privileged (integration) tests: the tools they run, throwaway
 // namespace directories, commands inside a namespace, the host's links, and
 // skipping (with the reason printed) where root is missing. Importing this
-// file without root in CI throws: unit tests import process.ts and temp.ts.
+// file without root in CI throws: unit tests import only the helpers that
+// load anywhere (test/README.md lists them).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
