@@ -26,6 +26,7 @@ import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
+import { fixture } from '../../helpers/fixtures.js';
 import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
 import { run } from '../../helpers/process.js';
 import { reportSkip } from '../../helpers/skip.js';
@@ -184,7 +185,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       cpSync(join(root, part), join(pkg, part), { recursive: true });
     for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
       cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
-    cpSync(join(root, 'test/fixtures/unprivileged-child.mjs'), join(pkg, 'child.mjs'));
+    cpSync(fixture('unprivileged-child.mjs'), join(pkg, 'child.mjs'));
     await run(['chmod', '-R', 'a+rX', pkg]);
     const runtime = join(pkg, 'run');
     mkdirSync(runtime, { mode: 0o700 });
