@@ -19,7 +19,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           pool: 'forks',
-          globalSetup: ['test/integration/global-leak-check.ts'],
+          globalSetup: ['test/helpers/leak-check.ts'],
           // One file at a time: the files share the host's links, iptables
           // and CPU (2 cores), and the pack test rebuilds the addon.
           fileParallelism: false,

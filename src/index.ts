@@ -5,7 +5,7 @@
  * what the README's examples and `podnet/testing` use, the errors callers
  * branch on, and the types of their options and results. Wire codecs, fd
  * numbers, the native binding and helper processes' internals stay in their
- * modules. test/unit/public-api.test.ts pins this list: a new export is a
+ * modules. test/unit/package/public-api.test.ts pins this list: a new export is a
  * decision, made there too.
  * @packageDocumentation
  */

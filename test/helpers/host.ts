@@ -1,25 +1,23 @@
-// Test helpers for privileged tests: run commands, make throwaway namespace
-// directories, and skip (with the reason printed) where root is missing.
-import { execFile } from 'node:child_process';
+// Helpers for privileged (integration) tests: the tools they run, throwaway
+// namespace directories, commands inside a namespace, the host's links, and
+// skipping (with the reason printed) where root is missing. Importing this
+// file without root in CI throws: unit tests import only the helpers that
+// load anywhere (test/README.md lists them).
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { NetworkNamespace } from '../../src/index.js';
-
-const execFileP = promisify(execFile);
+import { run } from './process.js';
+import { reportSkip } from './skip.js';
 
 /** Whether this process is root (integration tests need it). */
 export const isRoot = process.getuid?.() === 0;
 
-if (!isRoot && process.env['CI']) {
-  // In CI a skipped integration test would hide a failure.
-  throw new Error('integration tests must run as root in CI');
-}
-if (!isRoot)
-  console.warn('skipping integration tests: they need root (real namespaces, mounts and links)');
+reportSkip(
+  'integration tests',
+  isRoot ? undefined : 'they need root (real namespaces, mounts and links)',
+);
 
 /** Where Debian installs the CNI plugins. */
 export const PLUGIN_DIR = '/usr/lib/cni';
@@ -62,20 +60,6 @@ export function uniq(n = 4): string {
   return randomBytes(n).toString('hex');
 }
 
-/** Runs argv (no shell) and returns stdout; rejects with stderr in the message. */
-export async function run(argv: string[], opts: { input?: string } = {}): Promise<string> {
-  const [cmd, ...args] = argv;
-  try {
-    const child = execFileP(cmd!, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-    if (opts.input !== undefined) child.child.stdin?.end(opts.input);
-    const { stdout } = await child;
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${argv.join(' ')}: ${e.stderr?.trim() || e.message}`);
-  }
-}
-
 /** Runs argv inside the network namespace mounted at `path`. */
 export function inNetns(path: string, argv: string[]): Promise<string> {
   return run(['nsenter', `--net=${path}`, ...argv]);
@@ -86,6 +70,22 @@ export interface NetnsDir {
   dir: string;
   /** Unmounts every namespace left in it, the directory's own bind mount, and removes it. */
   cleanup(): Promise<void>;
+}
+
+/** One interface as `ip -j addr` reports it (the fields the tests read). */
+export interface IpAddr {
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  /** The MAC address. */
+  address: string;
+  addr_info: { family: string; local: string; prefixlen: number }[];
+}
+
+/** The interfaces of the namespace at PATH (or only DEV), as `ip -j addr` reports them. */
+export async function ipAddrs(path: string, dev?: string): Promise<IpAddr[]> {
+  const argv = ['ip', '-j', 'addr', 'show', ...(dev === undefined ? [] : ['dev', dev])];
+  return JSON.parse(await inNetns(path, argv)) as IpAddr[];
 }
 
 /** Makes a temp directory to mount test namespaces in. */
@@ -109,56 +109,6 @@ export function tempNetnsDir(): NetnsDir {
   };
 }
 
-/** Creates a veth pair between two namespaces, with addresses, up, and IPv6 off (no stray packets). */
-export async function vethBetween(
-  a: { path: string; ifname: string; cidr: string },
-  b: { path: string; ifname: string; cidr: string },
-): Promise<void> {
-  await run([
-    'ip',
-    'link',
-    'add',
-    a.ifname,
-    'netns',
-    a.path,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    b.ifname,
-    'netns',
-    b.path,
-  ]);
-  for (const end of [a, b]) {
-    await inNetns(end.path, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']);
-    await inNetns(end.path, ['ip', 'addr', 'add', end.cidr, 'dev', end.ifname]);
-    await inNetns(end.path, ['ip', 'link', 'set', end.ifname, 'up']);
-  }
-}
-
-/** What a podnet command printed and how it exited. */
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Path of the podnet command (bin/podnet.js). */
-export const podnetBin = new URL('../../bin/podnet.js', import.meta.url).pathname;
-
-/** Runs the built podnet CLI (bin/podnet.js imports dist/: `npm run build:ts` first). */
-export async function podnet(args: string[]): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [podnetBin, ...args], {
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
 /** A TCP port free on 127.0.0.1 right now (for a test to publish). */
 export async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -179,41 +129,13 @@ export function readFromLoopback(port: number): Promise<string> {
   });
 }
 
-/**
- * Whether PID runs and is not a zombie: an orphaned helper is reaped by
- * init, which on these machines takes up to a second.
- */
-export function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
+/** Names of links in the host namespace. */
+export async function hostLinks(): Promise<string[]> {
+  const links = JSON.parse(await run(['ip', '-j', 'link', 'show'])) as { ifname: string }[];
+  return links.map((l) => l.ifname);
 }
 
-/** Waits until `cond()` holds, polling every 20 ms; throws naming `what` after `ms`. */
-export async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  for (let t = 0; !cond(); t += 20) {
-    if (t > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/**
- * A new namespace in DIR with a non-loopback address of its own, as a
- * container's: a veth whose two ends both stay inside (eth0 with ADDR/24,
- * peer0), all up, so nothing is attached to the host.
- */
-export async function namespaceWithAddress(dir: string, addr: string): Promise<NetworkNamespace> {
-  const ns = await NetworkNamespace.create({ dir });
-  try {
-    await ns.addVeth('eth0', { name: 'peer0' });
-    await ns.addAddress('eth0', `${addr}/24`);
-    for (const link of ['lo', 'eth0', 'peer0']) await ns.setLinkUp(link);
-  } catch (err) {
-    await ns.remove();
-    throw err;
-  }
-  return ns;
+/** Deletes a host link if it exists (the bridge plugin leaves its bridge). */
+export async function deleteLink(name: string): Promise<void> {
+  await run(['ip', 'link', 'del', name]).catch(() => undefined);
 }

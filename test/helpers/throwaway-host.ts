@@ -7,14 +7,11 @@
 // the host (or the test runner dying) takes every link, rule, mount and
 // file in it along. Processes are not isolated (no pid namespace): they are
 // recognised by being in the host's mount or network namespace.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { type CliResult, podnetBin, running, until } from './host.js';
 import { IPTABLES_TABLES, iptablesContent } from './iptables.js';
-
-const execFileP = promisify(execFile);
+import { type CliResult, podnetBin, running, runResult, until } from './process.js';
 
 /** What a host holds, section by section, each a sorted list of lines. */
 export type HostSnapshot = Record<string, string[]>;
@@ -60,25 +57,6 @@ function cmdline(pid: string): string {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
   } catch {
     return '';
-  }
-}
-
-async function exec(argv: string[], env?: Record<string, string>): Promise<CliResult> {
-  const [cmd, ...args] = argv;
-  try {
-    const { stdout, stderr } = await execFileP(cmd!, args, {
-      encoding: 'utf8',
-      maxBuffer: 64 * 1024 * 1024,
-      env: { ...process.env, ...env },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number | string; stdout?: string; stderr?: string; message: string };
-    return {
-      code: typeof e.code === 'number' ? e.code : -1,
-      stdout: e.stdout ?? '',
-      stderr: e.stderr ?? e.message,
-    };
   }
 }
 
@@ -141,8 +119,8 @@ export async function throwawayHost(): Promise<ThrowawayHost> {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: { ...process.env, ...env },
       }),
-    run: (argv, env) => exec(enter(argv), env),
-    podnet: (args, env) => exec(enter([process.execPath, podnetBin, ...args]), env),
+    run: (argv, env) => runResult(enter(argv), { env }),
+    podnet: (args, env) => runResult(enter([process.execPath, podnetBin, ...args]), { env }),
     spawnPodnet: (args, env) => host.spawn([process.execPath, podnetBin, ...args], env),
     processes,
     async snapshot() {

@@ -3,7 +3,6 @@
 import net from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../src/errors.js';
 import {
   checkPortMappings,
   chooseFreeHostPorts,
@@ -13,17 +12,7 @@ import {
   parsePortSpec,
   portMappingsClash,
 } from '../../src/ports.js';
-
-function rejects(fn: () => unknown, naming: string): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(InvalidArgumentError);
-  expect((error as Error).message).toContain(naming);
-}
+import { throwsInvalidArgument } from '../helpers/errors.js';
 
 describe('parsePortSpec: podman forms without a host port', () => {
   it('reads CTRPORT and HOSTIP::CTRPORT as host port 0 (a free port)', () => {
@@ -36,9 +25,9 @@ describe('parsePortSpec: podman forms without a host port', () => {
       protocol: 'tcp',
     });
     expect(parsePortSpec('[::1]::80')).toMatchObject({ hostIP: '::1', hostPort: 0 });
-    rejects(() => parsePortSpec(''), "invalid port ''");
-    rejects(() => parsePortSpec('::80'), 'empty host IP');
-    rejects(() => parsePortSpec('1-2-3'), "invalid port range '1-2-3'");
+    throwsInvalidArgument(() => parsePortSpec(''), "invalid port ''");
+    throwsInvalidArgument(() => parsePortSpec('::80'), 'empty host IP');
+    throwsInvalidArgument(() => parsePortSpec('1-2-3'), "invalid port range '1-2-3'");
   });
 
   it('writes every parsed form back as it reads it', () => {
@@ -67,8 +56,8 @@ describe('parsePortSpec', () => {
   it('takes IPv6 host addresses in brackets only', () => {
     expect(parsePortSpec('[::1]:8080:80')).toMatchObject({ hostIP: '::1', hostPort: 8080 });
     expect(parsePortSpec('[fd00::1:2]:53:53/udp')).toMatchObject({ hostIP: 'fd00::1:2' });
-    rejects(() => parsePortSpec('::1:8080:80'), 'needs brackets: [::1]');
-    rejects(() => parsePortSpec('[10.0.0.1]:8080:80'), "'10.0.0.1'");
+    throwsInvalidArgument(() => parsePortSpec('::1:8080:80'), 'needs brackets: [::1]');
+    throwsInvalidArgument(() => parsePortSpec('[10.0.0.1]:8080:80'), "'10.0.0.1'");
   });
 
   it('turns equal-length ranges into one mapping with a range', () => {
@@ -79,21 +68,24 @@ describe('parsePortSpec', () => {
       range: 6,
     });
     expect(parsePortSpec('9000-9000:90-90')).not.toHaveProperty('range');
-    rejects(() => parsePortSpec('8080-8085:80-84'), 'host range has 6 ports, container range 5');
-    rejects(() => parsePortSpec('8080-8085:80'), 'host range has 6 ports');
-    rejects(() => parsePortSpec('8085-8080:85-80'), "'8085-8080'");
+    throwsInvalidArgument(
+      () => parsePortSpec('8080-8085:80-84'),
+      'host range has 6 ports, container range 5',
+    );
+    throwsInvalidArgument(() => parsePortSpec('8080-8085:80'), 'host range has 6 ports');
+    throwsInvalidArgument(() => parsePortSpec('8085-8080:85-80'), "'8085-8080'");
   });
 
   it('names the bad part of a bad mapping', () => {
-    rejects(() => parsePortSpec('0:80'), "invalid port '0'");
-    rejects(() => parsePortSpec('65536:80'), "invalid port '65536'");
-    rejects(() => parsePortSpec('8080:80abc'), "invalid port '80abc'");
-    rejects(() => parsePortSpec('0x50:80'), "invalid port '0x50'");
-    rejects(() => parsePortSpec(':80'), "invalid port ''");
-    rejects(() => parsePortSpec(':8080:80'), 'empty host IP');
-    rejects(() => parsePortSpec('8080:80/sctp'), "invalid protocol 'sctp'");
-    rejects(() => parsePortSpec('10.0.0:8080:80'), "invalid host IP '10.0.0'");
-    rejects(() => parsePortSpec('localhost:8080:80'), "invalid host IP 'localhost'");
+    throwsInvalidArgument(() => parsePortSpec('0:80'), "invalid port '0'");
+    throwsInvalidArgument(() => parsePortSpec('65536:80'), "invalid port '65536'");
+    throwsInvalidArgument(() => parsePortSpec('8080:80abc'), "invalid port '80abc'");
+    throwsInvalidArgument(() => parsePortSpec('0x50:80'), "invalid port '0x50'");
+    throwsInvalidArgument(() => parsePortSpec(':80'), "invalid port ''");
+    throwsInvalidArgument(() => parsePortSpec(':8080:80'), 'empty host IP');
+    throwsInvalidArgument(() => parsePortSpec('8080:80/sctp'), "invalid protocol 'sctp'");
+    throwsInvalidArgument(() => parsePortSpec('10.0.0:8080:80'), "invalid host IP '10.0.0'");
+    throwsInvalidArgument(() => parsePortSpec('localhost:8080:80'), "invalid host IP 'localhost'");
   });
 });
 
@@ -138,15 +130,15 @@ describe('checkPortMappings', () => {
     [{ hostIP: 7 as never, hostPort: 80, containerPort: 80 }, "host IP '7' is not"],
     [{ hostPort: 53, containerPort: 53, protocol: 'sctp' as never }, "not 'sctp'"],
   ])('refuses %o, naming it', (mapping, message) => {
-    rejects(() => checkPortMappings([mapping]), message);
-    rejects(() => checkPortMappings([mapping]), 'port mapping 0 ');
+    throwsInvalidArgument(() => checkPortMappings([mapping]), message);
+    throwsInvalidArgument(() => checkPortMappings([mapping]), 'port mapping 0 ');
   });
 
   it('takes host port 0 only when asked to, and never with a range', () => {
     expect(checkPortMappings([{ hostPort: 0, containerPort: 80 }], { freeHostPort: true })).toEqual(
       [{ hostPort: 0, containerPort: 80 }],
     );
-    rejects(
+    throwsInvalidArgument(
       () =>
         checkPortMappings([{ hostPort: 0, containerPort: 80, range: 2 }], { freeHostPort: true }),
       'needs an explicit host port range',
@@ -161,7 +153,7 @@ describe('checkPortMappings', () => {
   });
 
   it('refuses two mappings that bind one host port', () => {
-    rejects(
+    throwsInvalidArgument(
       () =>
         checkPortMappings([
           { hostPort: 8080, containerPort: 80, range: 2 },
@@ -169,7 +161,7 @@ describe('checkPortMappings', () => {
         ]),
       "'8081:90/tcp' overlaps '8080-8081:80-81/tcp': both bind host port 8081/tcp",
     );
-    rejects(
+    throwsInvalidArgument(
       () =>
         checkPortMappings([
           { hostIP: '0.0.0.0', hostPort: 80, containerPort: 80 },

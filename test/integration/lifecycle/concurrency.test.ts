@@ -7,7 +7,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { uniq } from '../../helpers/host.js';
-import { settledDiff } from '../../helpers/throwaway-host.js';
 import {
   CONF_FLAGS,
   limited,
@@ -18,7 +17,8 @@ import {
   stateOf,
   type WarmHost,
   warmHost,
-} from './lifecycle-env.js';
+} from '../../helpers/lifecycle-env.js';
+import { settledDiff } from '../../helpers/throwaway-host.js';
 
 const GC_LOOP = new URL('../../helpers/gc-loop.mjs', import.meta.url).pathname;
 

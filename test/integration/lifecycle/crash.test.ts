@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, PLUGIN_DIR, TEST_PREFIX, uniq, until } from '../../helpers/host.js';
-import { settledDiff, type ThrowawayHost } from '../../helpers/throwaway-host.js';
+import { fixture } from '../../helpers/fixtures.js';
+import { PLUGIN_DIR, TEST_PREFIX, uniq } from '../../helpers/host.js';
 import {
   CONF_FLAGS,
   type KillPoint,
@@ -23,9 +23,11 @@ import {
   WarmHostPool,
   type WatchedRun,
   watchedPodnet,
-} from './lifecycle-env.js';
+} from '../../helpers/lifecycle-env.js';
+import { type CliResult, until } from '../../helpers/process.js';
+import { settledDiff, type ThrowawayHost } from '../../helpers/throwaway-host.js';
 
-const SLOW_ADD = new URL('../../fixtures/cni/slow-add', import.meta.url).pathname;
+const SLOW_ADD = fixture('cni/slow-add');
 /** How long the slow plugin waits: far longer than the kill takes to follow its mark. */
 const SLOW_SECONDS = 2;
 

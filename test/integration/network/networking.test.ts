@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AggregatePodnetError, NetworkNamespace } from '../../../src/index.js';
-import { isRoot, readFromLoopback, run } from '../../helpers/host.js';
+import { inNetns, isRoot, readFromLoopback } from '../../helpers/host.js';
+import { ifaceInfo, type NetEnv, netEnvPerTest } from '../../helpers/network-env.js';
+import { run } from '../../helpers/process.js';
 import { containerState } from '../../helpers/state.js';
-import { ifaceInfo, type NetEnv, netEnvPerTest } from './env.js';
 
 const dist = new URL('../../../dist/index.js', import.meta.url).href;
 
@@ -152,9 +153,7 @@ describe.skipIf(!isRoot)('Networking', () => {
       expect(statSync(a.state.netnsPath).ino).toBe(statSync(`/proc/${child.pid}/ns/net`).ino);
       const addr = a.inspect().IPAddress;
       expect(addr.startsWith(env.networks[0]!.prefix)).toBe(true);
-      const inside = await run([
-        'nsenter',
-        `--net=/proc/${child.pid}/ns/net`,
+      const inside = await inNetns(`/proc/${child.pid}/ns/net`, [
         'ip',
         '-j',
         'addr',

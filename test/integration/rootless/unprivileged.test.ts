@@ -26,13 +26,15 @@ import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
-import { freePort, isRoot, readFromLoopback, run, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { fixture } from '../../helpers/fixtures.js';
+import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
+import { run } from '../../helpers/process.js';
+import { reportSkip } from '../../helpers/skip.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as {
   path(dir: string): string;
 };
-const inCI = process.env['CI'] !== undefined;
 
 /** useradd and userdel live in /usr/sbin, which a root PATH may lack. */
 function sbin(name: string): string {
@@ -53,9 +55,7 @@ async function missing(): Promise<string | undefined> {
   return undefined;
 }
 
-const why = await missing();
-if (why && inCI) throw new Error(`unprivileged rootless tests cannot run: ${why}`);
-if (why) console.warn(`skipping unprivileged rootless tests: ${why}`);
+const why = reportSkip('unprivileged rootless tests', await missing());
 
 interface UserEnv {
   name: string;
@@ -185,7 +185,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       cpSync(join(root, part), join(pkg, part), { recursive: true });
     for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
       cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
-    cpSync(join(root, 'test/fixtures/unprivileged-child.mjs'), join(pkg, 'child.mjs'));
+    cpSync(fixture('unprivileged-child.mjs'), join(pkg, 'child.mjs'));
     await run(['chmod', '-R', 'a+rX', pkg]);
     const runtime = join(pkg, 'run');
     mkdirSync(runtime, { mode: 0o700 });

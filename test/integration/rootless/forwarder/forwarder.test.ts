@@ -4,21 +4,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../../src/index.js';
 import { PortForwarder, PortInUseError } from '../../../../src/rootless/index.js';
-import {
-  freePort,
-  isRoot,
-  type NetnsDir,
-  namespaceWithAddress,
-  tempNetnsDir,
-  until,
-} from '../../../helpers/host.js';
-
-const openFds = (): number => readdirSync('/proc/self/fd').length;
+import { createTopology, type Topology } from '../../../../src/testing/index.js';
+import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../../helpers/host.js';
+import { openFds, until } from '../../../helpers/process.js';
 
 /** Connects to 127.0.0.1:PORT, sends DATA, half-closes, and resolves to all it got back. */
 function exchange(port: number, data: Buffer): Promise<Buffer> {
@@ -49,13 +41,16 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
   let ns: NetworkNamespace;
   let server: net.Server;
   let port: number; // the server's port inside the namespace
-  const addr = `10.234.${Math.floor(Math.random() * 250) + 1}.2`;
+  let topo: Topology | undefined;
+  const prefix = `10.234.${Math.floor(Math.random() * 250) + 1}`;
+  const addr = `${prefix}.1`; // the one host's address in a topology over PREFIX
   const peers: string[] = [];
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
     // A non-loopback address for the "container", attached to nothing on the host.
-    ns = await namespaceWithAddress(tmp.dir, addr);
+    topo = await createTopology({ hosts: 1, dir: tmp.dir, subnet: `${prefix}.0/24` });
+    ns = topo.hosts[0]!.ns;
     // Echoes everything, and after the client's EOF still answers "BYE":
     // the half-close has to reach it, and the way back has to stay open.
     server = net.createServer((s) => {
@@ -69,7 +64,7 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
 
   afterAll(async () => {
     await new Promise((r) => server?.close(r));
-    await ns?.remove();
+    await topo?.remove();
     await tmp?.cleanup();
   });
 
@@ -225,11 +220,14 @@ describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
   let ns: NetworkNamespace;
   let echo: ChildProcess;
   let port: number; // the echo server's port inside the namespace
-  const addr = `10.233.${Math.floor(Math.random() * 250) + 1}.2`;
+  let topo: Topology | undefined;
+  const prefix = `10.233.${Math.floor(Math.random() * 250) + 1}`;
+  const addr = `${prefix}.1`; // the one host's address in a topology over PREFIX
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
-    ns = await namespaceWithAddress(tmp.dir, addr);
+    topo = await createTopology({ hosts: 1, dir: tmp.dir, subnet: `${prefix}.0/24` });
+    ns = topo.hosts[0]!.ns;
     echo = spawn('nsenter', [`--net=${ns.path}`, process.execPath, '-e', UDP_ECHO, addr], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -250,7 +248,7 @@ describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
       echo.kill('SIGKILL');
       await exited;
     }
-    await ns?.remove();
+    await topo?.remove();
     await tmp?.cleanup();
   });
 

@@ -10,16 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../../src/index.js';
-import {
-  freePort,
-  isRoot,
-  type NetnsDir,
-  namespaceWithAddress,
-  run,
-  running,
-  tempNetnsDir,
-  until,
-} from '../../../helpers/host.js';
+import { createTopology, type Topology } from '../../../../src/testing/index.js';
+import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../../helpers/host.js';
+import { run, running, until } from '../../../helpers/process.js';
 
 const dist = new URL('../../../../dist/', import.meta.url);
 const main = fileURLToPath(new URL('rootless/forwarder/forwarder-main.js', dist));
@@ -60,11 +53,14 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
   let ns: NetworkNamespace;
   let server: net.Server;
   let port: number;
-  const addr = `10.232.${Math.floor(Math.random() * 250) + 1}.2`;
+  let topo: Topology | undefined;
+  const prefix = `10.232.${Math.floor(Math.random() * 250) + 1}`;
+  const addr = `${prefix}.1`; // the one host's address in a topology over PREFIX
 
   beforeAll(async () => {
     tmp = tempNetnsDir();
-    ns = await namespaceWithAddress(tmp.dir, addr);
+    topo = await createTopology({ hosts: 1, dir: tmp.dir, subnet: `${prefix}.0/24` });
+    ns = topo.hosts[0]!.ns;
     server = net.createServer((s) => {
       s.on('error', () => undefined);
       s.pipe(s, { end: false });
@@ -81,7 +77,7 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
 
   afterAll(async () => {
     await new Promise((r) => server?.close(r));
-    await ns?.remove();
+    await topo?.remove();
     await tmp?.cleanup();
   });
 

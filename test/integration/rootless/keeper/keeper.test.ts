@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NetworkNamespace } from '../../../../src/index.js';
-import { isRoot, running, tempNetnsDir, until } from '../../../helpers/host.js';
+import { isRoot, tempNetnsDir } from '../../../helpers/host.js';
+import { running, until } from '../../../helpers/process.js';
 
 // The keeper is internal: its module, from the build (its main is found next to it).
 const dist = new URL('../../../../dist/rootless/keeper/keeper.js', import.meta.url).href;

@@ -12,31 +12,15 @@ import {
   Pasta,
   type PastaExit,
 } from '../../../../src/rootless/index.js';
-import { freePort, isRoot, run } from '../../../helpers/host.js';
-import { engineEnvPerTest, processGroup } from '../engine-env.js';
-
-const fixture = (name: string) =>
-  new URL(`../../../fixtures/rootless/${name}`, import.meta.url).pathname;
-
-interface IpAddr {
-  ifname: string;
-  flags: string[];
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
+import { echoServer, engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { fixture } from '../../../helpers/fixtures.js';
+import { freePort, type IpAddr, ipAddrs, isRoot } from '../../../helpers/host.js';
+import { processGroup } from '../../../helpers/process.js';
 
 /** The namespace's interfaces other than lo, as `ip -j addr` reports them. */
 async function nonLoopback(path: string): Promise<IpAddr[]> {
-  const all = JSON.parse(await run(['nsenter', `--net=${path}`, 'ip', '-j', 'addr'])) as IpAddr[];
+  const all = await ipAddrs(path);
   return all.filter((a) => a.ifname !== 'lo');
-}
-
-/** An echo server that records each client's address as it saw it. */
-function echoServer(peers: string[]): net.Server {
-  return net.createServer((sock) => {
-    peers.push(sock.remoteAddress ?? '');
-    sock.on('error', () => undefined);
-    sock.pipe(sock);
-  });
 }
 
 /** Connects to 127.0.0.1:port on the host, sends `text`, resolves with the echo. */
@@ -197,7 +181,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const probe = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-garbage'),
+      binary: fixture('rootless/pasta-garbage'),
     }).catch((e: unknown) => e);
     expect(probe).toBeInstanceOf(EngineProbeError);
     expect(probe).toMatchObject({ code: 'ERR_PODNET_ENGINE_PROBE', engine: 'pasta' });
@@ -205,7 +189,11 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: { path: fixture('pasta-garbage'), version: undefined, splicesLoopback: true },
+      binary: {
+        path: fixture('rootless/pasta-garbage'),
+        version: undefined,
+        splicesLoopback: true,
+      },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineStartError);
     expect((err as EngineStartError).reason).toBe('exited');
@@ -218,7 +206,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-hang'),
+      binary: fixture('rootless/pasta-hang'),
       timeoutMs: 500,
     }).catch((e: unknown) => e);
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -236,7 +224,7 @@ describe.skipIf(!isRoot)('Pasta', () => {
     const err = await Pasta.start({
       runDir,
       netns: ns!.path,
-      binary: fixture('pasta-hang'),
+      binary: fixture('rootless/pasta-hang'),
       signal: ac.signal,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);

@@ -13,19 +13,10 @@ import {
   type Slirp4netnsBinary,
   type Slirp4netnsExit,
 } from '../../../../src/rootless/index.js';
-import { freePort, isRoot, run, TEST_PREFIX } from '../../../helpers/host.js';
-import { engineEnvPerTest, processGroup } from '../engine-env.js';
-
-const fixture = (name: string) =>
-  new URL(`../../../fixtures/rootless/${name}`, import.meta.url).pathname;
-
-/** An echo server: whatever a client sends comes back. */
-function echoServer(): net.Server {
-  return net.createServer((sock) => {
-    sock.on('error', () => undefined);
-    sock.pipe(sock);
-  });
-}
+import { echoServer, engineEnvPerTest } from '../../../helpers/engine-env.js';
+import { fixture } from '../../../helpers/fixtures.js';
+import { freePort, inNetns, ipAddrs, isRoot, TEST_PREFIX } from '../../../helpers/host.js';
+import { processGroup, run } from '../../../helpers/process.js';
 
 /** Sends `text` on `sock` and resolves with what comes back before the peer closes. */
 async function echo(sock: net.Socket, text: string): Promise<string> {
@@ -63,13 +54,6 @@ function hostConnect(port: number): Promise<net.Socket> {
   });
 }
 
-interface IpAddr {
-  ifname: string;
-  flags: string[];
-  mtu: number;
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
-
 describe.skipIf(!isRoot)('Slirp4netns', () => {
   let runDir: string;
   let ns: NetworkNamespace | undefined;
@@ -90,16 +74,14 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     expect(slirp.args).toContain('--enable-sandbox');
     expect(await run(['findmnt', '-rn', '-o', 'FSTYPE', ns!.path])).toBe('nsfs\n');
 
-    const addrs = JSON.parse(
-      await run(['nsenter', `--net=${ns!.path}`, 'ip', '-j', 'addr']),
-    ) as IpAddr[];
+    const addrs = await ipAddrs(ns!.path);
     const tap = addrs.find((a) => a.ifname === 'tap0');
     expect(tap?.flags).toContain('UP');
     expect(tap?.mtu).toBe(65520);
     expect(tap?.addr_info).toContainEqual(
       expect.objectContaining({ family: 'inet', local: '10.0.2.100', prefixlen: 24 }),
     );
-    const routes = JSON.parse(await run(['nsenter', `--net=${ns!.path}`, 'ip', '-j', 'route'])) as {
+    const routes = JSON.parse(await inNetns(ns!.path, ['ip', '-j', 'route'])) as {
       dst: string;
       gateway?: string;
       dev: string;
@@ -129,17 +111,7 @@ describe.skipIf(!isRoot)('Slirp4netns', () => {
     }
     const slirp = await start({ pid: holder.pid! });
     expect(slirp.args.slice(-2)).toEqual([String(holder.pid), 'tap0']);
-    const addrs = JSON.parse(
-      await run([
-        'nsenter',
-        `--net=/proc/${holder.pid}/ns/net`,
-        'ip',
-        '-j',
-        'addr',
-        'show',
-        'tap0',
-      ]),
-    ) as IpAddr[];
+    const addrs = await ipAddrs(`/proc/${holder.pid}/ns/net`, 'tap0');
     expect(addrs[0]?.addr_info).toContainEqual(
       expect.objectContaining({ family: 'inet', local: '10.0.2.100', prefixlen: 24 }),
     );
@@ -218,8 +190,8 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
 
   /** A probe result for a fake binary, as if it were slirp4netns 1.2.0. */
   const fake = async (name: string): Promise<Slirp4netnsBinary> => ({
-    ...(await Slirp4netns.probe(fixture('slirp4netns-hang'))),
-    path: fixture(name),
+    ...(await Slirp4netns.probe(fixture('rootless/slirp4netns-hang'))),
+    path: fixture(`rootless/${name}`),
   });
   const startError = async (opts: Parameters<typeof Slirp4netns.start>[0]) => {
     const err = await Slirp4netns.start({ apiSocketDir: runDir, ...opts }).catch((e: unknown) => e);
@@ -228,7 +200,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   };
 
   it('garbage: the probe is a typed error, and a start fails at once with its log', async () => {
-    await expect(Slirp4netns.probe(fixture('slirp4netns-garbage'))).rejects.toMatchObject({
+    await expect(Slirp4netns.probe(fixture('rootless/slirp4netns-garbage'))).rejects.toMatchObject({
       code: 'ERR_PODNET_ENGINE_PROBE',
       engine: 'slirp4netns',
     });
@@ -250,7 +222,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
     const t0 = Date.now();
     const err = await startError({
       pid: process.pid,
-      binary: fixture('slirp4netns-hang'),
+      binary: fixture('rootless/slirp4netns-hang'),
       options: ['port_handler=slirp4netns'],
       timeoutMs: 500,
     });
@@ -270,7 +242,7 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
     const t0 = Date.now();
     const err = await startError({
       pid: process.pid,
-      binary: fixture('slirp4netns-hang'),
+      binary: fixture('rootless/slirp4netns-hang'),
       signal: ac.signal,
     });
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -278,7 +250,10 @@ describe.skipIf(!isRoot)('Slirp4netns with a broken binary', () => {
   });
 
   it('/dev/net/tun at mode 0600: the error says to chmod it', async () => {
-    const err = await startError({ pid: process.pid, binary: fixture('slirp4netns-notun') });
+    const err = await startError({
+      pid: process.pid,
+      binary: fixture('rootless/slirp4netns-notun'),
+    });
     expect(err).toMatchObject({
       code: 'ERR_PODNET_ENGINE_START',
       engine: 'slirp4netns',

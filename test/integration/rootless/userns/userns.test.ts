@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isRoot, running, until } from '../../../helpers/host.js';
+import { isRoot } from '../../../helpers/host.js';
+import { running, until } from '../../../helpers/process.js';
 
 // The helper is dist/rootless/userns/userns-main.js, found next to the module that
 // starts it: so this test uses the build, as a user's program would.

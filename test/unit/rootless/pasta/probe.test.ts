@@ -10,9 +10,7 @@ import {
   pastaSplicesLoopback,
   probePasta,
 } from '../../../../src/rootless/index.js';
-
-const fixture = (name: string) =>
-  new URL(`../../../fixtures/rootless/${name}`, import.meta.url).pathname;
+import { fixture } from '../../../helpers/fixtures.js';
 
 describe('pasta --version parsing', () => {
   it("reads an upstream release's version", () => {
@@ -37,7 +35,7 @@ describe('pasta --version parsing', () => {
 // `pasta --help` of Debian 12's passt (0.0~git20230309.7c7625d-1), as this
 // machine prints it (on stderr, status 1): with no syslog socket, each line
 // is preceded by pasta's report that sending it to syslog failed.
-const debianHelp = readFileSync(fixture('pasta-debian12-help.txt'), 'utf8');
+const debianHelp = readFileSync(fixture('rootless/pasta-debian12-help.txt'), 'utf8');
 // The same text with the lines passt 2024_10_30 added to its usage, where
 // it added them (after -U's block), for the release that changed the
 // splice's target to the namespace's own address.
@@ -105,13 +103,13 @@ describe('probePasta', () => {
   });
 
   it('garbage output is a probe error', async () => {
-    const err = await probePasta(fixture('pasta-garbage')).catch((e: unknown) => e);
+    const err = await probePasta(fixture('rootless/pasta-garbage')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineProbeError);
     expect(err).toMatchObject({ code: 'ERR_PODNET_ENGINE_PROBE', engine: 'pasta' });
   });
 
   it('accepts a version-less pasta whose --help (on stderr, status 1) lists what podnet needs', async () => {
-    const path = fixture('pasta-hang');
+    const path = fixture('rootless/pasta-hang');
     expect(await probePasta(path)).toEqual({ path, version: undefined, splicesLoopback: true });
   });
 

@@ -7,11 +7,9 @@ import {
   parseSlirp4netnsOptions,
   type Slirp4netnsFeatures,
 } from '../../../../src/rootless/index.js';
+import { fixture } from '../../../helpers/fixtures.js';
 
-const help = readFileSync(
-  new URL('../../../fixtures/rootless/slirp4netns-1.2.0-help.txt', import.meta.url),
-  'utf8',
-);
+const help = readFileSync(fixture('rootless/slirp4netns-1.2.0-help.txt'), 'utf8');
 const full = parseSlirp4netnsHelp(help, '1.2.0');
 const none: Slirp4netnsFeatures = {
   version: '0.2.0',

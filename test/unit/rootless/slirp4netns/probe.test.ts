@@ -8,10 +8,10 @@ import {
   parseSlirp4netnsVersion,
   probeSlirp4netns,
 } from '../../../../src/rootless/index.js';
+import { fixture } from '../../../helpers/fixtures.js';
 
-const fixture = (name: string) => new URL(`../../../fixtures/rootless/${name}`, import.meta.url);
-const help120 = readFileSync(fixture('slirp4netns-1.2.0-help.txt'), 'utf8');
-const version120 = readFileSync(fixture('slirp4netns-1.2.0-version.txt'), 'utf8');
+const help120 = readFileSync(fixture('rootless/slirp4netns-1.2.0-help.txt'), 'utf8');
+const version120 = readFileSync(fixture('rootless/slirp4netns-1.2.0-version.txt'), 'utf8');
 
 // slirp4netns 0.2's help (before --disable-host-loopback, --api-socket, the sandbox and --netns-type).
 const help02 = `Usage: slirp4netns [OPTION]... PID TAPNAME
@@ -89,7 +89,7 @@ describe('probeSlirp4netns', () => {
   });
 
   it('is a typed error when the binary answers garbage', async () => {
-    await expect(probeSlirp4netns(fixture('slirp4netns-garbage').pathname)).rejects.toMatchObject({
+    await expect(probeSlirp4netns(fixture('rootless/slirp4netns-garbage'))).rejects.toMatchObject({
       code: 'ERR_PODNET_ENGINE_PROBE',
       engine: 'slirp4netns',
       message: expect.stringMatching(/did not print a slirp4netns version.*garbage/),
@@ -97,9 +97,9 @@ describe('probeSlirp4netns', () => {
   });
 
   it('probes a binary that answers like slirp4netns 1.2.0', async () => {
-    const bin = await probeSlirp4netns(fixture('slirp4netns-hang').pathname);
+    const bin = await probeSlirp4netns(fixture('rootless/slirp4netns-hang'));
     expect(bin).toMatchObject({
-      path: fixture('slirp4netns-hang').pathname,
+      path: fixture('rootless/slirp4netns-hang'),
       version: '1.2.0',
       libslirp: '4.7.0',
       features: { apiSocket: true, enableSandbox: true },

@@ -1,0 +1,108 @@
+// The native relay on its own, between loopback sockets (no root needed):
+// byte integrity and half-close both ways, through splice and through the
+// read/write fallback, and close of a group.
+import { createHash, randomBytes } from 'node:crypto';
+import { fstatSync, openSync } from 'node:fs';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { native } from '../../../src/native.js';
+
+const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Takes a socket's fd away from libuv (a duplicate; the JS socket is destroyed). */
+function takeFd(socket: net.Socket): number {
+  const fd = native.dupFd((socket as unknown as { _handle: { fd: number } })._handle.fd);
+  socket.destroy();
+  return fd;
+}
+
+describe('native relay', () => {
+  let upstream: net.Server; // echoes, and answers "BYE" after the client's EOF
+  let front: net.Server; // hands each connection to the relay with an upstream socket
+  let group: number;
+  let flags = 0;
+
+  beforeAll(async () => {
+    upstream = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.pipe(s, { end: false });
+      s.on('end', () => s.end('BYE'));
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const upPort = (upstream.address() as net.AddressInfo).port;
+    group = native.relayGroup();
+    front = net.createServer({ pauseOnConnect: true }, (client) => {
+      const inner = net.connect({ host: '127.0.0.1', port: upPort }, () => {
+        inner.pause(); // libuv must not read what belongs to the relay
+        native.relayStart(group, takeFd(client), takeFd(inner), undefined, flags);
+      });
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  });
+
+  afterAll(async () => {
+    native.relayCloseGroup(group);
+    await new Promise((r) => front.close(r));
+    await new Promise((r) => upstream.close(r));
+  });
+
+  function exchange(data: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const c = net.connect({ host: '127.0.0.1', port: (front.address() as net.AddressInfo).port });
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('end', () => resolve(Buffer.concat(chunks)));
+      c.on('error', reject);
+      c.end(data);
+    });
+  }
+
+  it.each([
+    ['splice', 0],
+    ['read/write', native.RELAY_FORCE_COPY],
+  ])('moves 4 MiB intact both ways with half-close (%s)', async (_mode, f) => {
+    flags = f;
+    const before = native.relayStats(group)!;
+    const data = randomBytes(4 * 1024 * 1024);
+    const back = await exchange(data);
+    expect(back.length).toBe(data.length + 3);
+    expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    expect(back.subarray(data.length).toString()).toBe('BYE');
+    const after = native.relayStats(group)!;
+    expect(after.bytes - before.bytes).toBe(2 * data.length + 3);
+    expect(after.pairs - before.pairs).toBe(1);
+    expect(after.failed).toBe(before.failed);
+  });
+
+  it('an empty exchange ends cleanly', async () => {
+    flags = 0;
+    expect((await exchange(Buffer.alloc(0))).toString()).toBe('BYE');
+  });
+
+  it('refuses an unknown group and closes the fds it was given', () => {
+    const a = openSync('/dev/null', 'r');
+    const b = openSync('/dev/null', 'r');
+    expect(() => native.relayStart(0, a, b)).toThrow(/relayStart/);
+    expect(() => fstatSync(a)).toThrow(/EBADF/);
+    expect(() => fstatSync(b)).toThrow(/EBADF/);
+  });
+
+  it('a closed group reports its final counters once, then nothing', () => {
+    const g = native.relayGroup();
+    const zero = {
+      active: 0,
+      pairs: 0,
+      failed: 0,
+      bytes: 0,
+      dropped: 0,
+      flows: 0,
+      activeFlows: 0,
+      datagrams: 0,
+      datagramsDropped: 0,
+    };
+    expect(native.relayStats(g)).toEqual(zero);
+    expect(native.relayCloseGroup(g)).toEqual(zero);
+    expect(native.relayStats(g)).toBeUndefined();
+    expect(native.relayCloseGroup(g)).toBeUndefined();
+  });
+});

@@ -1,0 +1,126 @@
+// The native unit tests, the decoder fuzz and the relay stress test, run
+// again against an AddressSanitizer + UBSan build of the addon
+// (scripts/build-sanitized.js, into a temp dir: build/Release is left alone).
+// A sanitizer run that is not really sanitizing would pass for the wrong
+// reason, so the same setup must first catch two deliberate bugs of a probe
+// addon, and the podnet build must carry the sanitizers' hooks.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+
+/** The test files whose native calls run against the sanitizer build. */
+const NATIVE_TESTS = [
+  'test/unit/native.test.ts',
+  'test/unit/native/netlink.test.ts',
+  'test/unit/native/netlink-fuzz.test.ts',
+  'test/unit/native/fd.test.ts',
+  'test/unit/rootless/userns/userns.test.ts',
+  'test/unit/native/relay.test.ts',
+  'test/unit/native/relay-stress.test.ts',
+];
+
+interface Build {
+  addon: string;
+  probe: string;
+  preload: string;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs node ARGS with the sanitizer runtime preloaded; never rejects. */
+function sanitized(build: Build, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      args,
+      {
+        cwd: root,
+        timeout: 80_000,
+        maxBuffer: 16 * 1024 * 1024,
+        env: {
+          ...process.env,
+          ...env,
+          // Node itself is not instrumented: libasan must be loaded first.
+          LD_PRELOAD: build.preload,
+          // Node does not free everything at exit; leaks are not this test's matter.
+          ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1:abort_on_error=0',
+          UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+        },
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('the addon under AddressSanitizer and UBSan', () => {
+  let dir: string;
+  let build: Build;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'podnet-test-sanitize-'));
+    const out = execFileSync(process.execPath, [join(root, 'scripts/build-sanitized.js'), dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    build = JSON.parse(out.trim().split('\n').at(-1)!) as Build;
+  }, 120_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is instrumented, and the runtime catches a heap overflow and a signed overflow', async () => {
+    const undefinedSymbols = execFileSync('nm', ['-D', '--undefined-only', build.addon], {
+      encoding: 'utf8',
+    });
+    expect(undefinedSymbols).toMatch(/__asan_init/);
+    expect(undefinedSymbols).toMatch(/__ubsan_handle_/);
+
+    const heap = await sanitized(build, [
+      '-e',
+      `require(${JSON.stringify(build.probe)}).heapOverflow(37)`,
+    ]);
+    expect(heap.code).not.toBe(0);
+    expect(heap.stderr).toMatch(/AddressSanitizer: heap-buffer-overflow/);
+
+    const ub = await sanitized(build, [
+      '-e',
+      `require(${JSON.stringify(build.probe)}).signedOverflow(1)`,
+    ]);
+    expect(ub.code).not.toBe(0);
+    expect(ub.stderr).toMatch(/runtime error: signed integer overflow/);
+  }, 60_000);
+
+  it('runs the native unit tests, the decoder fuzz and the relay stress test cleanly', async () => {
+    const vitest = join(root, 'node_modules/vitest/vitest.mjs');
+    const run = await sanitized(
+      build,
+      [vitest, 'run', '--project', 'unit', '--reporter', 'dot', ...NATIVE_TESTS],
+      { PODNET_ADDON_PATH: build.addon, NO_COLOR: '1' },
+    );
+    const report = `${run.stdout}\n${run.stderr}`;
+    // The child's own summary, so a CI log shows what ran under the sanitizers.
+    console.log(
+      report
+        .split('\n')
+        .filter((l) => /Test Files|Tests {2}/.test(l))
+        .join('\n'),
+    );
+    expect(report).not.toMatch(/AddressSanitizer|runtime error:/);
+    expect(run.code, report).toBe(0);
+    // Every file ran (the loader test among them: the sanitizer build was the one loaded).
+    expect(report).toMatch(new RegExp(`Test Files\\s+${NATIVE_TESTS.length} passed`));
+  }, 90_000);
+});
