@@ -1,8 +1,10 @@
 // What the crash-safe lifecycle costs: a full Networking setup + teardown
 // cycle on a bridge network with the default chain (bridge, host-local,
 // portmap, firewall, tuning), 0 and 1 published port, and podnet's own time
-// in it (the cycle less the time its plugin processes ran: the journal
-// writes, the lock, planning, undo). With PODNET_BASELINE=DIR (the dist/ of
+// in it (the cycle less the time its plugin processes ran: the lock,
+// planning, undo; the journal entry each plugin waits for before it gets
+// its config counts as plugin time there, so compare the totals of two
+// builds for what the journal costs). With PODNET_BASELINE=DIR (the dist/ of
 // another build, e.g. a checkout of an earlier commit), the baseline's
 // cycles run interleaved with this build's, in the same run, each round in
 // a fresh child process. Run as root after `npm run build`.

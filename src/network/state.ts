@@ -7,7 +7,16 @@
 // have put there, is reported, never half-used; and the directory itself
 // must be the caller's (checkPrivateDir) before anything in it is read.
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseNetworkList, parseResult } from '../cni/index.js';
@@ -175,30 +184,35 @@ export class StateStore {
    */
   async create(state: ContainerState): Promise<void> {
     await this.prepare();
-    const tmp = await this.#writeTemp(state);
+    const tmp = this.#writeTemp(state);
     try {
-      await link(tmp, this.pathOf(state.id));
+      linkSync(tmp, this.pathOf(state.id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST')
         throw new ContainerExistsError(state.id, this.dir);
       throw err;
     } finally {
-      await unlink(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
     }
-    await this.#syncDir();
+    this.#syncDir();
   }
 
-  /** Replaces a container's state atomically. */
+  /**
+   * Replaces a container's state atomically (its directory exists: the
+   * state was created). Synchronous system calls, as the CNI cache's: a
+   * journal entry is written before each plugin gets its config, so it sits
+   * on every setup's critical path, and on tmpfs (/run) the calls take
+   * microseconds where the thread-pool round trips of async ones cost more.
+   */
   async write(state: ContainerState): Promise<void> {
-    await this.prepare();
-    const tmp = await this.#writeTemp(state);
+    const tmp = this.#writeTemp(state);
     try {
-      await rename(tmp, this.pathOf(state.id));
+      renameSync(tmp, this.pathOf(state.id));
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
       throw err;
     }
-    await this.#syncDir();
+    this.#syncDir();
   }
 
   /** A container's state, or undefined when it has none. Throws StateFileError for a bad file. */
@@ -220,12 +234,12 @@ export class StateStore {
   /** Deletes a container's state; a missing file is fine. */
   async remove(id: string): Promise<void> {
     try {
-      await unlink(this.pathOf(id));
+      unlinkSync(this.pathOf(id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       return;
     }
-    await this.#syncDir();
+    this.#syncDir();
   }
 
   /** The IDs that have a state file (whatever its content). */
@@ -269,18 +283,18 @@ export class StateStore {
       .map((n) => join(this.dir, n));
   }
 
-  async #writeTemp(state: ContainerState): Promise<string> {
+  #writeTemp(state: ContainerState): string {
     const tmp = join(this.dir, `.${state.id}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await open(tmp, 'wx', 0o600);
+    const fd = openSync(tmp, 'wx', 0o600);
     try {
-      await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-      await fh.sync();
+      writeFileSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+      fsyncSync(fd);
     } catch (err) {
-      await fh.close();
-      await unlink(tmp).catch(() => undefined);
+      closeSync(fd);
+      unlinkQuietly(tmp);
       throw err;
     }
-    await fh.close();
+    closeSync(fd);
     return tmp;
   }
 
@@ -290,14 +304,22 @@ export class StateStore {
     return state;
   }
 
-  async #syncDir(): Promise<void> {
+  #syncDir(): void {
     // The rename or unlink is durable only once the directory is.
-    const dh = await open(this.dir, 'r');
+    const fd = openSync(this.dir, 'r');
     try {
-      await dh.sync();
+      fsyncSync(fd);
     } finally {
-      await dh.close();
+      closeSync(fd);
     }
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone: nothing more to undo.
   }
 }
 
