@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as v from 'valibot';
 import { CniCacheError } from './errors.js';
 import { ifNameProblem, nameProblem } from './validate.js';
@@ -164,12 +164,27 @@ export class ResultCache {
     return this.parse(path, text);
   }
 
-  /** Removes one attachment's entry (no error when there is none). */
+  /**
+   * Removes one attachment's entry (no error when there is none), and any
+   * temp file a crashed write of it left.
+   */
   async remove(network: string, containerId: string, ifName: string): Promise<void> {
+    const file = this.pathFor(network, containerId, ifName);
     try {
-      unlinkSync(this.pathFor(network, containerId, ifName));
+      unlinkSync(file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    // A write killed between its temp file and the rename left the temp
+    // file: it belongs to this attachment, whose DEL is done.
+    const temp = `${basename(file)}.`;
+    for (const name of await readdir(this.resultsDir).catch(() => [] as string[])) {
+      if (!name.startsWith(temp) || !/^[0-9a-f]{12}\.tmp$/.test(name.slice(temp.length))) continue;
+      try {
+        unlinkSync(join(this.resultsDir, name));
+      } catch {
+        // Gone already.
+      }
     }
   }
 

@@ -74,6 +74,12 @@ export async function collectGarbage(ctx: GcContext): Promise<GcReport> {
     await unlink(tmp).catch(() => undefined);
     held.release();
   }
+  // A setup killed after taking its lock but before creating its state
+  // left only the lock file: taking and releasing the lock removes it.
+  for (const id of await store.lockedIds()) {
+    if (ids.includes(id)) continue;
+    tryLockQuietly(store, id, report)?.release();
+  }
   publish('podnet:network:gc', report);
   return report;
 }

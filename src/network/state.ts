@@ -275,6 +275,15 @@ export class StateStore {
     return { states, bad };
   }
 
+  /** The IDs that have a lock file (held now, or left by a holder that died). */
+  async lockedIds(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return names
+      .filter((n) => n.endsWith('.lock'))
+      .map((n) => n.slice(0, -'.lock'.length))
+      .filter((id) => ID_PATTERN.test(id) && id.length <= 255);
+  }
+
   /** Leftover temp files of writes that crashed before their rename. */
   async tempFiles(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);

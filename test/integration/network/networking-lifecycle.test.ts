@@ -280,5 +280,10 @@ describe.skipIf(!isRoot)('container lifecycle', () => {
     const a = await env.net().setup({ id: 'again', name: 'a' });
     await a.teardown();
     expect(existsSync(join(env.stateDir, 'again.lock'))).toBe(false);
+    // One killed after taking its lock but before writing its state: gc
+    // removes the lock file and reports nothing.
+    writeFileSync(join(env.stateDir, 'early.lock'), '999999\n');
+    expect(await env.net().gc()).toMatchObject({ removedStates: [], errors: [] });
+    expect(existsSync(join(env.stateDir, 'early.lock'))).toBe(false);
   });
 });

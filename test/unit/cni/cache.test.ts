@@ -13,6 +13,17 @@ describe('ResultCache', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it("remove also takes a crashed write's temp file of that attachment, and only its", async () => {
+    const cache = new ResultCache(dir);
+    mkdirSync(cache.resultsDir, { recursive: true });
+    const mine = join(cache.resultsDir, 'podman-abc-eth0.0123456789ab.tmp');
+    const others = ['podman-abc-eth1.0123456789ab.tmp', 'podman-abcd-eth0.0123456789ab.tmp'];
+    writeFileSync(mine, '{');
+    for (const o of others) writeFileSync(join(cache.resultsDir, o), '{');
+    await cache.remove('podman', 'abc', 'eth0');
+    expect(readdirSync(cache.resultsDir).sort()).toEqual(others.sort());
+  });
+
   it('reads a file libcni wrote', async () => {
     const cache = new ResultCache(dir);
     mkdirSync(cache.resultsDir, { recursive: true });
