@@ -221,15 +221,14 @@ export class CniRuntime {
       let reached = -1;
       try {
         for (const [i, plugin] of list.plugins.entries()) {
-          const call = { plugin: plugin.type, command: 'ADD' as const, network: list.name };
-          const stdin = this.#pluginConfig(list, i, a, prev);
           const prevResult = prev;
-          const out = await this.#invoke(
-            call,
-            paths[i]!,
-            stdin,
-            pluginEnv(this.#env, 'ADD', this.pluginDirs, a),
+          const out = await this.#callPlugin(
+            list,
+            paths,
+            i,
+            'ADD',
             a,
+            prev,
             options,
             async (pid) => {
               await options.onPlugin?.({ plugin: i, prevResult, pid });
@@ -237,6 +236,7 @@ export class CniRuntime {
               reached = i;
             },
           );
+          const call = { plugin: plugin.type, command: 'ADD' as const, network: list.name };
           prev = parsePluginResult(call, out.stdout, list.cniVersion);
         }
         if (prev === undefined)
@@ -299,18 +299,8 @@ export class CniRuntime {
     await this.#locked(list.name, a, async () => {
       const cached = await this.#cachedResult(list, a, false);
       if (cached === undefined) throw new CniCacheMissError(list.name, a.containerId, a.ifName);
-      for (const [i, plugin] of list.plugins.entries()) {
-        const call = { plugin: plugin.type, command: 'CHECK' as const, network: list.name };
-        const stdin = this.#pluginConfig(list, i, a, cached);
-        await this.#invoke(
-          call,
-          paths[i]!,
-          stdin,
-          pluginEnv(this.#env, 'CHECK', this.pluginDirs, a),
-          a,
-          options,
-        );
-      }
+      for (let i = 0; i < list.plugins.length; i++)
+        await this.#callPlugin(list, paths, i, 'CHECK', a, cached, options);
     });
   }
 
@@ -450,18 +440,8 @@ export class CniRuntime {
     if (versionAtLeast(list.cniVersion, '0.4.0'))
       cached = (await this.#cachedResult(list, a, true)) ?? options.prevResult;
     const last = Math.min(options.reached ?? list.plugins.length - 1, list.plugins.length - 1);
-    for (let i = last; i >= 0; i--) {
-      const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
-      const stdin = this.#pluginConfig(list, i, a, cached);
-      await this.#invoke(
-        call,
-        paths[i]!,
-        stdin,
-        pluginEnv(this.#env, 'DEL', this.pluginDirs, a),
-        a,
-        options,
-      );
-    }
+    for (let i = last; i >= 0; i--)
+      await this.#callPlugin(list, paths, i, 'DEL', a, cached, options);
     await this.cache.remove(list.name, a.containerId, a.ifName);
   }
 
@@ -478,18 +458,9 @@ export class CniRuntime {
   ): Promise<void> {
     const cached = versionAtLeast(list.cniVersion, '0.4.0') ? prev : undefined;
     let failed = false;
+    const options = timeoutMs === undefined ? {} : { timeoutMs };
     for (let i = reached; i >= 0; i--) {
-      const call = { plugin: list.plugins[i]!.type, command: 'DEL' as const, network: list.name };
-      const stdin = this.#pluginConfig(list, i, a, cached);
-      const options = timeoutMs === undefined ? {} : { timeoutMs };
-      await this.#invoke(
-        call,
-        paths[i]!,
-        stdin,
-        pluginEnv(this.#env, 'DEL', this.pluginDirs, a),
-        a,
-        options,
-      ).catch(() => {
+      await this.#callPlugin(list, paths, i, 'DEL', a, cached, options).catch(() => {
         failed = true;
       });
     }
@@ -622,6 +593,33 @@ export class CniRuntime {
       if (Object.keys(runtimeConfig).length > 0) config['runtimeConfig'] = runtimeConfig;
     }
     return config;
+  }
+
+  /**
+   * Runs plugin `i` of the list for one attachment: its config (with `prev`
+   * as prevResult), the attachment's environment, the runtime's deadline.
+   */
+  #callPlugin(
+    list: CniNetworkList,
+    paths: readonly string[],
+    i: number,
+    command: 'ADD' | 'DEL' | 'CHECK',
+    a: Prepared,
+    prev: CniResult | undefined,
+    options: CniCallOptions,
+    onSpawn?: (pid: number) => Promise<void>,
+  ): Promise<PluginOutput> {
+    const call = { plugin: list.plugins[i]!.type, command, network: list.name };
+    const env = pluginEnv(this.#env, command, this.pluginDirs, a);
+    return this.#invoke(
+      call,
+      paths[i]!,
+      this.#pluginConfig(list, i, a, prev),
+      env,
+      a,
+      options,
+      onSpawn,
+    );
   }
 
   #invoke(
