@@ -10,7 +10,7 @@
 // Both sides live here.
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import {
   isPodnetErrorCode,
   isSystemErrorCode,
@@ -124,8 +124,15 @@ export function spawnDetached<T>(opts: DetachedSpawnOptions<T>): Promise<Detache
       clearTimeout(timer);
       child.unref();
       fd4?.unref?.();
+      // Until confirmed, stdin is what tells the helper this process lives.
+      // It must not keep this process alive (a caller that never confirms
+      // still exits, and the helper then stops), and a helper that ends
+      // first (killed by a rollback) must not leave its pipe open here.
+      const stdin = child.stdin as (Writable & { unref?: () => void }) | null;
+      stdin?.unref?.();
+      child.once('exit', () => stdin?.destroy());
       const confirm = (): void => {
-        child.stdin?.end('ok\n');
+        stdin?.end('ok\n');
       };
       resolve({ pid: child.pid, report, ...(fd4 ? { fd4 } : {}), confirm });
     });
