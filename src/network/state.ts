@@ -179,11 +179,12 @@ export class StateStore {
   }
 
   /**
-   * Creates a container's state; ContainerExistsError when it has one. The
-   * content is complete before the name appears (temp file, then link).
+   * Creates a container's state in the prepared directory (see prepare:
+   * setup prepares it before taking the container's lock, which lives
+   * there); ContainerExistsError when it has one. The content is complete
+   * before the name appears (temp file, then link).
    */
   async create(state: ContainerState): Promise<void> {
-    await this.prepare();
     const tmp = this.#writeTemp(state);
     try {
       linkSync(tmp, this.pathOf(state.id));
@@ -218,6 +219,10 @@ export class StateStore {
   /** A container's state, or undefined when it has none. Throws StateFileError for a bad file. */
   async read(id: string): Promise<ContainerState | undefined> {
     this.check();
+    return this.#read(id);
+  }
+
+  async #read(id: string): Promise<ContainerState | undefined> {
     const path = this.pathOf(id);
     let text: string;
     try {
@@ -263,9 +268,10 @@ export class StateStore {
   async list(): Promise<{ states: ContainerState[]; bad: StateFileError[] }> {
     const states: ContainerState[] = [];
     const bad: StateFileError[] = [];
+    // ids() checked the directory once for all of them.
     for (const id of await this.ids()) {
       try {
-        const state = await this.read(id);
+        const state = await this.#read(id);
         if (state) states.push(state);
       } catch (err) {
         if (err instanceof StateFileError) bad.push(err);
