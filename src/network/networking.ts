@@ -25,7 +25,7 @@ import { Attachment } from './attachment.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { type ContainerLock, lock } from './lock.js';
 import { NoSuchContainerError, planSetup, type SetupPlan } from './plan.js';
-import { ContainerExistsError, StateStore } from './state.js';
+import { StateStore } from './state.js';
 import type { ContainerState, SetupOptions } from './types.js';
 import { undo } from './undo.js';
 
@@ -132,10 +132,8 @@ export class Networking {
     if (state.ownsNetns && !this.rootless) checkPrivateDir(this.netnsDir);
     const held = await lock(this.store.lockPathOf(state.id), state.id, this.#lockTimeoutMs);
     try {
-      // Whatever is there (even a file that does not validate) is somebody's.
-      if (await this.store.read(state.id).catch(() => 'unreadable')) {
-        throw new ContainerExistsError(state.id, this.store.dir);
-      }
+      // Exclusive: whatever is there (even a file that does not validate)
+      // is somebody's, and create says ERR_PODNET_CONTAINER_EXISTS.
       await this.store.create(state);
     } catch (err) {
       held.release();
