@@ -19,15 +19,8 @@ export function processIdentity(pid: number): ProcessIdentity {
 
 /** Whether the process is still running: same pid, same start time, not a zombie. */
 export function processAlive(id: ProcessIdentity | undefined): boolean {
-  if (!id) return false;
-  const stat = processStat(id.pid);
-  // A zombie has ended; only its parent's wait (or init's, later) removes it.
-  return (
-    stat !== undefined &&
-    stat.startTime === id.startTime &&
-    stat.state !== 'Z' &&
-    stat.state !== 'X'
-  );
+  // Not knowing (an unreadable /proc entry) is not alive either, here.
+  return processStatus(id) === 'alive';
 }
 
 /**
@@ -66,13 +59,14 @@ export async function terminateProcess(id: ProcessIdentity, graceMs = 3000): Pro
  */
 export function processStatus(id: ProcessIdentity | undefined): 'alive' | 'dead' | 'unknown' {
   if (!id) return 'dead';
-  let stat: { state: string; startTime: string } | undefined;
+  let stat: ReturnType<typeof readStat>;
   try {
     stat = readStat(id.pid);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ESRCH' ? 'dead' : 'unknown';
   }
+  // A zombie has ended; only its parent's wait (or init's, later) removes it.
   if (stat.startTime !== id.startTime || stat.state === 'Z' || stat.state === 'X') return 'dead';
   return 'alive';
 }
@@ -114,9 +108,8 @@ function groupMembers(pgid: number): number[] {
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z' && fields[0] !== 'X')
+      const stat = readStat(Number(name));
+      if (stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X')
         members.push(Number(name));
     } catch {
       // It ended while we looked.
@@ -143,9 +136,9 @@ function processStat(pid: number): { state: string; startTime: string } | undefi
   }
 }
 
-function readStat(pid: number): { state: string; startTime: string } {
+function readStat(pid: number): { state: string; pgrp: number; startTime: string } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Field 2 (comm) may hold spaces and parentheses: count from the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+  return { state: fields[0] ?? '', pgrp: Number(fields[2]), startTime: fields[19] ?? '' };
 }

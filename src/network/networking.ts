@@ -27,7 +27,7 @@ import { type ContainerLock, lock } from './lock.js';
 import { NoSuchContainerError, planSetup, type SetupPlan } from './plan.js';
 import { StateStore } from './state.js';
 import type { ContainerState, SetupOptions } from './types.js';
-import { undo } from './undo.js';
+import { heldByProcess, undo } from './undo.js';
 
 /** Options of {@link Networking}. */
 export interface NetworkingOptions {
@@ -305,7 +305,7 @@ export class Networking {
     if (!state) throw new NoSuchContainerError(id, this.store.dir);
     // A rootless container's namespace is reached through its helper, later
     // and only if needed (stats): joining costs a process start.
-    const netns = state.helpers.some((h) => h.kind === 'userns')
+    const netns = heldByProcess(state)
       ? undefined
       : await NetworkNamespace.open(state.netnsPath).catch(() => undefined);
     return new Attachment((cid) => this.#teardownById(cid), { state, netns, owned: false });
