@@ -11,6 +11,7 @@ packages=(
   slirp4netns                 # the add_hostfwd anchor (and rootlesskit's --net)
   containernetworking-plugins # kernel DNAT through CNI's portmap
   iptables                    # used by the portmap plugin
+  netavark                    # podman's own network driver, the native driver's anchor
   iproute2                    # ip, ss
   util-linux procps           # nsenter, umount, findmnt; ps
   gcc libc6-dev               # bench/c/*.c (cc -O2)

@@ -7,6 +7,7 @@ packages=(
   iproute2                   # ip, ss: test topologies and cross-checks
   containernetworking-plugins # the real CNI plugins, in /usr/lib/cni
   iptables                   # used by the portmap and firewall plugins
+  nftables                   # nft: the native driver's table, read back by the tests
   slirp4netns passt          # rootless networking engines (slirp4netns, pasta)
   uidmap                     # newuidmap/newgidmap for rootless tests
   util-linux mount procps    # nsenter, unshare, findmnt, umount, sysctl
