@@ -16,6 +16,8 @@ export const channelNames = [
   'podnet:network:gc',
   // Before gc checks whether one container is alive (tests inject faults here).
   'podnet:network:gc:check',
+  // After each step of the native driver's attach (phase: leased, bridge, veth, container, firewall, cached).
+  'podnet:bridge:attach',
   'podnet:slirp:start',
   'podnet:slirp:exit',
   'podnet:slirp:api',

@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 export const PODNET_ERROR_CODES = {
   ERR_PODNET_ABORTED: 'the operation was aborted through its AbortSignal',
   ERR_PODNET_BAD_STATE: 'a container state file is unreadable or not one podnet wrote',
+  ERR_PODNET_BRIDGE_CONFLICT: 'the bridge name is taken by a link of another kind',
   ERR_PODNET_CLOSED: 'the handle was already closed',
   ERR_PODNET_CNI_ATTACHMENT: 'a CNI attachment (container ID, ifName, netns, args) is invalid',
   ERR_PODNET_CNI_CACHE: 'a CNI result cache file is unusable',
@@ -23,6 +24,8 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_CONTAINER_BUSY: "another process holds the container's lock past the deadline",
   ERR_PODNET_CONTAINER_EXISTS: 'the container ID already has a network (or one being set up)',
   ERR_PODNET_DEMO: '`podnet demo` left something behind',
+  ERR_PODNET_DRIVER_UNSUPPORTED:
+    'the native driver cannot serve that network config (the message says what it lacks)',
   ERR_PODNET_ENGINE_MISSING:
     'the rootless engine (`engine`: slirp4netns or pasta) is not installed',
   ERR_PODNET_ENGINE_PROBE: 'the binary does not answer like the engine named in `engine`',
@@ -48,6 +51,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_SLIRP4NETNS_API: 'the slirp4netns API answered a request with an error',
   ERR_PODNET_SLIRP4NETNS_API_IO: 'the slirp4netns API socket could not be reached in time',
   ERR_PODNET_SLIRP4NETNS_API_REPLY: 'the slirp4netns API sent a malformed reply',
+  ERR_PODNET_SUBNET_CONFLICT: "a network's subnet overlaps a route of the host",
   ERR_PODNET_TEARDOWN:
     'teardown, rollback or cleanup carried on past failures; all are in `errors`',
   ERR_PODNET_UNSAFE_PATH: 'a directory or recorded path is not safe to use (owner, mode, kind)',

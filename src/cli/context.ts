@@ -33,6 +33,8 @@ export function networkingFromFlags(values: FlagValues): Networking {
   if (cni !== undefined) opts.cni = cni;
   if (stateDir !== undefined) opts.stateDir = stateDir;
   if (netnsDir !== undefined) opts.netnsDir = netnsDir;
+  const driver = str(values, 'driver');
+  if (driver !== undefined) opts.driver = driver as NonNullable<NetworkingOptions['driver']>;
   return new Networking(opts);
 }
 

@@ -87,6 +87,11 @@ export const UP_FLAGS: readonly FlagSpec[] = [
     arg: 'mode',
     help: 'bridge | none | container:ID | ns:PATH | slirp4netns[:OPT=VAL,...] | pasta[:OPT,...]',
   },
+  {
+    name: 'driver',
+    arg: 'driver',
+    help: 'native | cni | auto: who attaches bridge networks (default auto: native for the embedded network, the plugins for config files)',
+  },
   ...NETWORK_FLAGS,
 ];
 

@@ -25,6 +25,11 @@ export interface CachedAttachment {
   capabilityArgs: Record<string, unknown>;
   /** The cache file. */
   path: string;
+  /**
+   * 'native' when podnet's own bridge driver made the attachment rather
+   * than the plugins (libcni ignores the field; gc undoes it natively).
+   */
+  driver?: 'native';
 }
 
 /** A cache file's whole content. */
@@ -45,6 +50,7 @@ const CacheFile = v.object({
   cniArgs: v.optional(v.nullable(v.array(v.tuple([v.string(), v.string()]))), null),
   capabilityArgs: v.optional(v.nullable(v.record(v.string(), v.unknown())), null),
   result: v.optional(v.unknown()),
+  podnetDriver: v.optional(v.literal('native')),
 });
 
 /**
@@ -94,6 +100,7 @@ export class ResultCache {
     if (entry.args.length > 0) data['cniArgs'] = entry.args;
     if (Object.keys(entry.capabilityArgs).length > 0) data['capabilityArgs'] = entry.capabilityArgs;
     if (entry.result !== undefined) data['result'] = entry.result;
+    if (entry.driver !== undefined) data['podnetDriver'] = entry.driver;
     const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     const text = JSON.stringify(data);
     try {
@@ -144,6 +151,7 @@ export class ResultCache {
       config: Buffer.from(c.config, 'base64').toString('utf8'),
       result: c.result,
       path,
+      ...(c.podnetDriver === undefined ? {} : { driver: c.podnetDriver }),
     };
   }
 

@@ -464,6 +464,38 @@ export class NetworkNamespace implements AsyncDisposable {
     }
   }
 
+  /**
+   * @internal For podnet's own drivers: sends one rtnetlink request on the
+   * namespace's kept socket and returns the reply's bytes, synchronously.
+   * Each such request is microseconds of kernel work, less than a round
+   * trip through the libuv pool would add. Kernel errors are thrown as
+   * PodnetSystemError.
+   */
+  rtnlRequestSync(what: string, req: Buffer): Buffer {
+    let reply: number | Buffer;
+    try {
+      reply = this.#rtnlSync().request(req);
+    } catch (err) {
+      throw systemError(what, err);
+    }
+    if (typeof reply === 'number') throw new NetlinkDecodeError(`no reply buffer for ${what}`);
+    return reply;
+  }
+
+  /** @internal {@link rtnlRequestSync} for a request sent with NLM_F_ACK: the ack, or the kernel's error. */
+  rtnlAckSync(what: string, req: Buffer): void {
+    const reply = this.rtnlRequestSync(what, req);
+    checkAck(reply, reply.length, what);
+  }
+
+  /**
+   * @internal The namespace's fd, for a request that names the namespace
+   * (a veth's peer moved into it): valid until close().
+   */
+  get fd(): number {
+    return this.#nsfd();
+  }
+
   #request(ifname: string): Buffer {
     let req = this.#requests.get(ifname);
     if (!req) {

@@ -1,7 +1,9 @@
-// rtnetlink requests that change links and addresses: create a veth pair,
-// set a link up, add an address, delete a link. What podnet itself needs
-// (a namespace's loopback up) and what test topologies need, without
-// spawning iproute2. The kernel answers each with an ack (NLMSG_ERROR 0).
+// rtnetlink requests that change links, addresses and routes: create a
+// bridge or a veth pair, set a link up, add an address or a route, set a
+// bridge port's hairpin mode or a device's IPv4 settings, delete a link.
+// What podnet itself needs (a namespace's loopback up, the native bridge
+// driver) and what test topologies need, without spawning iproute2. The
+// kernel answers each with an ack (NLMSG_ERROR 0).
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import { ipv6Bytes } from './sockaddr.js';
@@ -9,13 +11,19 @@ import { ipv6Bytes } from './sockaddr.js';
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_NEWADDR = 20;
+const RTM_NEWROUTE = 24;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
+const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFLA_MASTER = 10;
+const IFLA_PROTINFO = 12;
+const IFLA_AF_SPEC = 26;
+const IFLA_INET_CONF = 1;
+const IFLA_BRPORT_MODE = 4;
 const IFLA_LINKINFO = 18;
 const IFLA_NET_NS_FD = 28;
 const IFLA_INFO_KIND = 1;
@@ -23,6 +31,17 @@ const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+const IFA_FLAGS = 8;
+const IFA_F_NODAD = 0x02;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RT_TABLE_MAIN = 254;
+const RTPROT_BOOT = 3;
+const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_LINK = 253;
+const RTN_UNICAST = 1;
+const AF_BRIDGE = 7;
 const NLA_F_NESTED = 0x8000;
 const IFF_UP = 1;
 const AF_INET = 2;
@@ -51,6 +70,10 @@ class MessageWriter {
 
   str(type: number, s: string): this {
     return this.attr(type, Buffer.from(`${s}\0`, 'utf8'));
+  }
+
+  u8(type: number, v: number): this {
+    return this.attr(type, Buffer.from([v & 0xff]));
   }
 
   u32(type: number, v: number): this {
@@ -84,11 +107,18 @@ class MessageWriter {
   }
 }
 
-function ifinfomsg(flags = 0, change = 0): Buffer {
+function ifinfomsg(flags = 0, change = 0, index = 0, family = 0): Buffer {
   const b = Buffer.alloc(16);
+  b[0] = family;
+  b.writeInt32LE(index, 4);
   b.writeUInt32LE(flags, 8);
   b.writeUInt32LE(change, 12);
   return b;
+}
+
+/** "aa:bb:cc:dd:ee:ff" as 6 bytes; the caller has validated the form. */
+function macBytes(mac: string): Buffer {
+  return Buffer.from(mac.split(':').map((h) => Number.parseInt(h, 16)));
 }
 
 /** Requests `ifname` be set up (IFF_UP). */
@@ -118,6 +148,64 @@ export function encodeNewLink(ifname: string, kind: 'bridge' | 'dummy'): Buffer 
     .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 }
 
+/** Options of a new bridge. */
+export interface BridgeRequest {
+  name: string;
+  /** A fixed MAC, so the bridge's address does not change as ports come and go. */
+  mac?: string;
+  mtu?: number;
+  /** Create it up. */
+  up?: boolean;
+}
+
+/** Requests a new bridge (EEXIST if the name is taken, whatever its kind). */
+export function encodeNewBridge(req: BridgeRequest): Buffer {
+  const w = new MessageWriter().raw(req.up ? ifinfomsg(IFF_UP, IFF_UP) : ifinfomsg());
+  w.str(IFLA_IFNAME, req.name);
+  if (req.mac !== undefined) w.attr(IFLA_ADDRESS, macBytes(req.mac));
+  if (req.mtu !== undefined) w.u32(IFLA_MTU, req.mtu);
+  w.begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, 'bridge').end();
+  return w.finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+}
+
+/** Requests the link with index `ifindex` be set up. */
+export function encodeSetIndexUp(ifindex: number): Buffer {
+  return new MessageWriter()
+    .raw(ifinfomsg(IFF_UP, IFF_UP, ifindex))
+    .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+}
+
+/**
+ * Requests hairpin mode on a bridge port (IFLA_BRPORT_MODE through the
+ * bridge's own setlink, family AF_BRIDGE): frames may go back out of the
+ * port they came in on, so a container reaches itself through the host.
+ */
+export function encodeSetHairpin(ifindex: number, on: boolean): Buffer {
+  return new MessageWriter()
+    .raw(ifinfomsg(0, 0, ifindex, AF_BRIDGE))
+    .begin(IFLA_PROTINFO)
+    .u8(IFLA_BRPORT_MODE, on ? 1 : 0)
+    .end()
+    .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+}
+
+/** Per-device IPv4 settings, by their IPV4_DEVCONF_* index (linux/ip.h). */
+export const IPV4_DEVCONF = { ARP_NOTIFY: 22, ROUTE_LOCALNET: 26 } as const;
+
+/**
+ * Requests per-device IPv4 settings (net.ipv4.conf.IF.*) through
+ * IFLA_AF_SPEC: the netlink way to write those sysctls, which works on a
+ * namespace's socket from any thread, where /proc/sys would need a thread
+ * inside the namespace.
+ */
+export function encodeSetInetConf(ifindex: number, conf: [index: number, value: number][]): Buffer {
+  const w = new MessageWriter().raw(ifinfomsg(0, 0, ifindex));
+  w.begin(IFLA_AF_SPEC).begin(AF_INET).begin(IFLA_INET_CONF);
+  for (const [index, value] of conf) w.u32(index, value);
+  w.end().end().end();
+  return w.finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+}
+
 /** Requests `ifname` be enslaved to the link with index `master` (0: released). */
 export function encodeSetMaster(ifname: string, master: number): Buffer {
   return new MessageWriter()
@@ -134,15 +222,31 @@ export interface VethRequest {
   /** fd of the namespace the peer is moved to (omit: same namespace). */
   peerNetnsFd?: number;
   mtu?: number;
+  /** This end's MAC (omit: the kernel's random one). */
+  mac?: string;
+  /** The peer's MAC. */
+  peerMac?: string;
+  /** Index of the bridge this end is enslaved to, in the same request. */
+  master?: number;
+  /** Create both ends up. */
+  up?: boolean;
 }
 
-/** Requests a new veth pair (fails with EEXIST if a name is taken). */
+/**
+ * Requests a new veth pair (fails with EEXIST if a name is taken): one
+ * request makes both ends, moves the peer, names, addresses and enslaves
+ * them, so there is never a half-made pair to clean up.
+ */
 export function encodeNewVeth(req: VethRequest): Buffer {
-  const w = new MessageWriter().raw(ifinfomsg()).str(IFLA_IFNAME, req.name);
+  const info = (): Buffer => (req.up ? ifinfomsg(IFF_UP, IFF_UP) : ifinfomsg());
+  const w = new MessageWriter().raw(info()).str(IFLA_IFNAME, req.name);
   if (req.mtu !== undefined) w.u32(IFLA_MTU, req.mtu);
+  if (req.mac !== undefined) w.attr(IFLA_ADDRESS, macBytes(req.mac));
+  if (req.master !== undefined) w.u32(IFLA_MASTER, req.master);
   w.begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, 'veth').begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
-  w.raw(ifinfomsg()).str(IFLA_IFNAME, req.peerName);
+  w.raw(info()).str(IFLA_IFNAME, req.peerName);
   if (req.mtu !== undefined) w.u32(IFLA_MTU, req.mtu);
+  if (req.peerMac !== undefined) w.attr(IFLA_ADDRESS, macBytes(req.peerMac));
   if (req.peerNetnsFd !== undefined) w.u32(IFLA_NET_NS_FD, req.peerNetnsFd);
   w.end().end().end();
   return w.finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
@@ -163,16 +267,45 @@ export function parseCidr(cidr: string): { family: 4 | 6; bytes: Buffer; prefix:
   return { family: family as 4 | 6, bytes, prefix };
 }
 
-/** Requests an address on the link with index `ifindex`. */
-export function encodeNewAddr(ifindex: number, cidr: string): Buffer {
+/**
+ * Requests an address on the link with index `ifindex`; `noDad` skips
+ * IPv6 duplicate address detection, so the address is usable at once (the
+ * bridge plugin turns DAD off on a container's interface too).
+ */
+export function encodeNewAddr(ifindex: number, cidr: string, opts: { noDad?: boolean } = {}): Buffer {
   const { family, bytes, prefix } = parseCidr(cidr);
   const msg = Buffer.alloc(8);
   msg[0] = family === 4 ? AF_INET : AF_INET6;
   msg[1] = prefix;
   msg.writeUInt32LE(ifindex, 4);
-  return new MessageWriter()
-    .raw(msg)
-    .attr(IFA_LOCAL, bytes)
-    .attr(IFA_ADDRESS, bytes)
-    .finish(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+  const w = new MessageWriter().raw(msg).attr(IFA_LOCAL, bytes).attr(IFA_ADDRESS, bytes);
+  if (opts.noDad && family === 6) w.u32(IFA_FLAGS, IFA_F_NODAD);
+  return w.finish(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+}
+
+/** A route: destination CIDR, optional gateway, out through one link. */
+export interface RouteRequest {
+  dst: string;
+  gateway?: string;
+  ifindex: number;
+}
+
+/** Requests a route in the main table (EEXIST if the same route exists). */
+export function encodeNewRoute(req: RouteRequest): Buffer {
+  const dst = parseCidr(req.dst);
+  const gw = req.gateway === undefined ? undefined : parseCidr(`${req.gateway}/${dst.family === 4 ? 32 : 128}`);
+  if (gw && gw.family !== dst.family)
+    throw new InvalidArgumentError(`route to ${req.dst} cannot go through ${req.gateway}`);
+  const msg = Buffer.alloc(12);
+  msg[0] = dst.family === 4 ? AF_INET : AF_INET6;
+  msg[1] = dst.prefix;
+  msg[4] = RT_TABLE_MAIN;
+  msg[5] = RTPROT_BOOT;
+  msg[6] = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+  msg[7] = RTN_UNICAST;
+  const w = new MessageWriter().raw(msg);
+  if (dst.prefix > 0) w.attr(RTA_DST, dst.bytes);
+  if (gw) w.attr(RTA_GATEWAY, gw.bytes);
+  w.u32(RTA_OIF, req.ifindex);
+  return w.finish(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 }

@@ -483,3 +483,90 @@ export function decodeAddresses(
   }
   return out;
 }
+
+const RTM_NEWROUTE = 24;
+const RTM_GETROUTE = 26;
+const RTMSG_LEN = 12;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_TABLE = 15;
+
+/** A route as the kernel describes it (RTM_NEWROUTE). */
+export interface Route {
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** Destination as a CIDR (0.0.0.0/0 or ::/0 for a default route). */
+  dst: string;
+  /** Gateway, when the route has one. */
+  gateway?: string;
+  /** Index of the link it goes out of (0: none, e.g. a multipath or blackhole route). */
+  oif: number;
+  /** Routing table (254 main, 255 local). */
+  table: number;
+  /** RTN_* type (1 unicast, 2 local, 3 broadcast, ...). */
+  type: number;
+}
+
+/** Builds an RTM_GETROUTE dump request for every route of every family and table. */
+export function encodeGetRoute(): Buffer {
+  const total = NLMSG_HDRLEN + RTMSG_LEN;
+  const b = Buffer.alloc(total);
+  b.writeUInt32LE(total, 0);
+  b.writeUInt16LE(RTM_GETROUTE, 4);
+  b.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
+  return b;
+}
+
+function decodeRoute(buf: Buffer, m: Message): Route | undefined {
+  if (m.type !== RTM_NEWROUTE) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
+  if (m.end - m.start < RTMSG_LEN) throw new NetlinkDecodeError('truncated rtmsg');
+  const familyByte = buf[m.start]!;
+  if (familyByte !== 2 && familyByte !== 10) return undefined;
+  const family = familyByte === 2 ? 4 : 6;
+  const size = family === 4 ? 4 : 16;
+  const addr = (at: number, len: number, name: string): string => {
+    if (len !== size) throw new NetlinkDecodeError(`${name} of ${len} bytes in an IPv${family} route`);
+    return ipaddr.fromByteArray([...buf.subarray(at, at + len)]).toString();
+  };
+  let dst = family === 4 ? '0.0.0.0' : '::';
+  let gateway: string | undefined;
+  let oif = 0;
+  let table: number = buf[m.start + 4]!;
+  eachAttr(buf, m.start + RTMSG_LEN, m.end, (type, at, len) => {
+    switch (type) {
+      case RTA_DST:
+        dst = addr(at, len, 'RTA_DST');
+        break;
+      case RTA_GATEWAY:
+        gateway = addr(at, len, 'RTA_GATEWAY');
+        break;
+      case RTA_OIF:
+        oif = u32(buf, at, len, 'RTA_OIF');
+        break;
+      case RTA_TABLE:
+        table = u32(buf, at, len, 'RTA_TABLE');
+        break;
+    }
+  });
+  const prefix = buf[m.start + 1]!;
+  if (prefix > size * 8) throw new NetlinkDecodeError(`prefix length ${prefix} of an IPv${family} route`);
+  return {
+    family,
+    dst: `${dst}/${prefix}`,
+    ...(gateway === undefined ? {} : { gateway }),
+    oif,
+    table,
+    type: buf[m.start + 7]!,
+  };
+}
+
+/** Decodes an RTM_GETROUTE dump reply into routes, in kernel order. */
+export function decodeRoutes(buf: Buffer, len = buf.length, what = 'listing routes'): Route[] {
+  const out: Route[] = [];
+  for (const m of messages(buf, len, what)) {
+    const r = decodeRoute(buf, m);
+    if (r) out.push(r);
+  }
+  return out;
+}

@@ -10,9 +10,17 @@
 // its namespaces cni-* too).
 import { unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { parseNetworkList } from '../cni/index.js';
+import { bridgeNetworkOf } from '../bridge/index.js';
+import {
+  type CacheEntry,
+  type CniNetworkList,
+  normalizeResult,
+  parseNetworkList,
+  parseResult,
+} from '../cni/index.js';
 import { publish } from '../diagnostics.js';
 import { checkPrivateDir } from '../fsafe.js';
+import { checkPortMappings, expandPortMappings, type PortMapping } from '../ports.js';
 import { processStatus } from '../process.js';
 import { tryLock } from './lock.js';
 import type { StateStore } from './state.js';
@@ -181,15 +189,19 @@ async function sweepCache(ctx: GcContext, ids: Set<string>, report: GcReport): P
       const entry = await ctx.cni.cache.read(cached.network, cached.containerId, cached.ifName);
       if (!entry?.config) throw new Error('it holds no config');
       const list = parseNetworkList(entry.config, cached.path);
-      // The recorded namespace is gone; an empty CNI_NETNS keeps plugins off
-      // whatever may appear at that path later.
-      await ctx.cni.del(list, {
-        containerId: cached.containerId,
-        netns: '',
-        ifName: cached.ifName,
-        args: cached.args,
-        capabilityArgs: cached.capabilityArgs,
-      });
+      if (entry.driver === 'native') {
+        await detachCachedNative(ctx, entry, list);
+      } else {
+        // The recorded namespace is gone; an empty CNI_NETNS keeps plugins off
+        // whatever may appear at that path later.
+        await ctx.cni.del(list, {
+          containerId: cached.containerId,
+          netns: '',
+          ifName: cached.ifName,
+          args: cached.args,
+          capabilityArgs: cached.capabilityArgs,
+        });
+      }
       report.releasedAttachments.push({
         network: cached.network,
         containerId: cached.containerId,
@@ -201,4 +213,33 @@ async function sweepCache(ctx: GcContext, ids: Set<string>, report: GcReport): P
       held.release();
     }
   }
+}
+
+/**
+ * The native driver's undo of a cached attachment whose namespace is gone
+ * (the veth went with it): its leases and firewall elements. The entry is
+ * untrusted: its ports are checked as a caller's would be, its result
+ * parsed in its list's version.
+ */
+async function detachCachedNative(
+  ctx: GcContext,
+  entry: CacheEntry,
+  list: CniNetworkList,
+): Promise<void> {
+  const network = bridgeNetworkOf(list);
+  if ('unsupported' in network) throw new Error(`its network is not one the native driver serves: ${network.unsupported}`);
+  const raw = entry.capabilityArgs['portMappings'];
+  // checkPortMappings checks each field of what it is given, whatever its type says.
+  const ports = Array.isArray(raw) ? expandPortMappings(checkPortMappings(raw as PortMapping[])) : [];
+  const addresses =
+    entry.result === undefined
+      ? []
+      : normalizeResult(parseResult(entry.result, list.cniVersion)).ips.map((ip) => ip.address);
+  await ctx.bridge.detach({
+    network,
+    containerId: entry.containerId,
+    ifName: entry.ifName,
+    addresses,
+    ports,
+  });
 }

@@ -6,9 +6,10 @@
 // is taken. Rollback, teardown and gc all undo from that journal (undo.ts),
 // so a crash at any point leaves exactly what the journal names.
 import { dirname } from 'node:path';
-import { CniRuntime } from '../cni/index.js';
+import { BridgeDriver } from '../bridge/index.js';
+import { type CniResult, CniRuntime } from '../cni/index.js';
 import { publish } from '../diagnostics.js';
-import { AbortError, AggregatePodnetError } from '../errors.js';
+import { AbortError, AggregatePodnetError, InvalidArgumentError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
 import { processIdentity } from '../process.js';
@@ -24,10 +25,16 @@ import {
 import { Attachment } from './attachment.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { type ContainerLock, lock } from './lock.js';
-import { NoSuchContainerError, planSetup, type SetupPlan } from './plan.js';
+import {
+  type DriverChoice,
+  NoSuchContainerError,
+  type PlannedNetwork,
+  planSetup,
+  type SetupPlan,
+} from './plan.js';
 import { StateStore } from './state.js';
 import type { ContainerState, SetupOptions } from './types.js';
-import { heldByProcess, undo } from './undo.js';
+import { heldByProcess, nativePorts, undo } from './undo.js';
 
 /** Options of {@link Networking}. */
 export interface NetworkingOptions {
@@ -59,6 +66,16 @@ export interface NetworkingOptions {
    * Default 60 s, the default deadline of one plugin call.
    */
   lockTimeoutMs?: number;
+  /**
+   * Which driver attaches bridge networks: 'native' (podnet's own: links
+   * and addresses over netlink, leases in host-local's files, the firewall
+   * in podnet's nftables table; a few milliseconds a setup, no process
+   * started), 'cni' (the plugins), or 'auto', the default: native for the
+   * embedded default network, the plugins for config lists users wrote.
+   * With 'native', a list the driver cannot serve is refused
+   * (ERR_PODNET_DRIVER_UNSUPPORTED).
+   */
+  driver?: DriverChoice;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, id: string): void {
@@ -102,6 +119,10 @@ export class Networking {
   readonly keeper: boolean;
   /** Whether setups are rootless (see {@link NetworkingOptions.rootless}). */
   readonly rootless: boolean;
+  /** Which driver attaches bridge networks (see {@link NetworkingOptions.driver}). */
+  readonly driver: DriverChoice;
+  /** podnet's own bridge driver (its sockets open on first use). */
+  readonly bridge: BridgeDriver;
   readonly #lockTimeoutMs: number;
 
   constructor(options: NetworkingOptions = {}) {
@@ -112,6 +133,11 @@ export class Networking {
     this.keeper = options.keeper ?? false;
     this.rootless = options.rootless ?? process.geteuid?.() !== 0;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 60_000;
+    const driver = options.driver ?? 'auto';
+    if (driver !== 'native' && driver !== 'cni' && driver !== 'auto')
+      throw new InvalidArgumentError(`driver must be 'native', 'cni' or 'auto', not '${String(driver)}'`);
+    this.driver = driver;
+    this.bridge = new BridgeDriver(this.cni.cache);
   }
 
   /**
@@ -180,7 +206,8 @@ export class Networking {
         netns = await NetworkNamespace.fromPid(mode.pid, where);
       else netns = await NetworkNamespace.open(state.netnsPath);
       step('netns');
-      if (netns && (mode === 'none' || plan.engine !== undefined)) await netns.setLinkUp('lo');
+      // podman brings lo up in every mode: a process inside must reach 127.0.0.1.
+      if (netns) await netns.setLinkUp('lo');
       if (plan.engine !== undefined) {
         const engine = plan.engine;
         if (this.keeper) {
@@ -230,30 +257,33 @@ export class Networking {
           config: n.list.bytes,
           runtime,
           reached: -1,
+          ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
         };
         state.adding = adding;
-        const result = await this.cni.add(
-          n.list,
-          {
-            containerId: id,
-            netns: runtime.netns,
-            ifName: n.ifName,
-            args: runtime.args,
-            capabilityArgs: runtime.capabilityArgs,
-          },
-          {
-            ...(signal ? { signal } : {}),
-            // Before each plugin reads its config, the journal says how far
-            // the chain got and which process group runs the plugin.
-            onPlugin: async ({ plugin, prevResult, pid }) => {
-              adding.reached = plugin;
-              if (prevResult === undefined) delete adding.prevResult;
-              else adding.prevResult = prevResult;
-              adding.plugin = processIdentity(pid);
-              await journal();
-            },
-          },
-        );
+        const result = n.native
+          ? await this.#attachNative(state, n, runtime, netns!, journal)
+          : await this.cni.add(
+              n.list,
+              {
+                containerId: id,
+                netns: runtime.netns,
+                ifName: n.ifName,
+                args: runtime.args,
+                capabilityArgs: runtime.capabilityArgs,
+              },
+              {
+                ...(signal ? { signal } : {}),
+                // Before each plugin reads its config, the journal says how far
+                // the chain got and which process group runs the plugin.
+                onPlugin: async ({ plugin, prevResult, pid }) => {
+                  adding.reached = plugin;
+                  if (prevResult === undefined) delete adding.prevResult;
+                  else adding.prevResult = prevResult;
+                  adding.plugin = processIdentity(pid);
+                  await journal();
+                },
+              },
+            );
         delete state.adding;
         state.networks.push({
           name: n.list.name,
@@ -261,6 +291,7 @@ export class Networking {
           config: n.list.bytes,
           runtime,
           result,
+          ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
         });
         await journal();
         step(`network:${n.list.name}`);
@@ -295,6 +326,35 @@ export class Networking {
     }
   }
 
+  // The native driver's attach of one network: journalled first (its undo
+  // finds every trace by the names recorded here), then made in-process.
+  async #attachNative(
+    state: ContainerState,
+    n: PlannedNetwork,
+    runtime: ContainerState['networks'][number]['runtime'],
+    netns: NetworkNamespace,
+    journal: () => Promise<void>,
+  ): Promise<CniResult> {
+    const native = n.native!;
+    await journal();
+    const caps = runtime.capabilityArgs;
+    const ips = Array.isArray(caps['ips']) ? (caps['ips'] as string[]) : [];
+    const mac = typeof caps['mac'] === 'string' ? caps['mac'] : undefined;
+    return this.bridge.attach({
+      network: native.network,
+      config: n.list.bytes,
+      containerId: state.id,
+      ifName: n.ifName,
+      hostIfName: native.hostIfName,
+      netns,
+      ips,
+      ...(mac === undefined ? {} : { mac }),
+      ports: nativePorts(state, runtime),
+      args: runtime.args,
+      capabilityArgs: caps,
+    });
+  }
+
   /**
    * Loads a container's network from its state (written by any process).
    * The handle is for looking: disposing it closes it; `teardown()` is the
@@ -326,7 +386,12 @@ export class Networking {
    * in the report.
    */
   async gc(): Promise<GcReport> {
-    return collectGarbage({ cni: this.cni, store: this.store, sweepCniCache: !this.rootless });
+    return collectGarbage({
+      cni: this.cni,
+      store: this.store,
+      bridge: this.bridge,
+      sweepCniCache: !this.rootless,
+    });
   }
 
   // Teardown of one container by ID: under its lock (waiting for a setup in

@@ -4,9 +4,17 @@
 // network's interface and exact runtime config) without touching anything,
 // so bad input changes nothing on the host. Execution (networking.ts) then
 // only carries the plan out, journalling each step.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import {
+  type BridgeDriver,
+  type BridgeNetwork,
+  bridgeNetworkOf,
+  checkBridgeName,
+  checkSubnets,
+  DriverUnsupportedError,
+} from '../bridge/index.js';
 import type { CniNetworkList, CniRuntime } from '../cni/index.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
 import { checkPortMappings, chooseFreeHostPorts, expandPortMappings } from '../ports.js';
@@ -39,8 +47,25 @@ export interface SetupPlan {
   /** pasta's parsed options (mode 'pasta'). */
   pasta: PastaOptions | undefined;
   /** The networks to ADD, in order, with the runtime config each gets. */
-  networks: { list: CniNetworkList; ifName: string; runtime: RecordedRuntimeConf }[];
+  networks: PlannedNetwork[];
 }
+
+/** One network of a plan: its list, interface and runtime config, and which driver attaches it. */
+export interface PlannedNetwork {
+  list: CniNetworkList;
+  ifName: string;
+  runtime: RecordedRuntimeConf;
+  /** Set when the native driver attaches it: what it reads from the list, the host veth's name. */
+  native?: { network: BridgeNetwork; hostIfName: string };
+}
+
+/**
+ * Which driver attaches networks: 'native' (podnet's own bridge driver;
+ * a list it cannot serve is refused), 'cni' (the plugins), or 'auto' (the
+ * default: native for the embedded default network, the plugins for every
+ * config list a user wrote).
+ */
+export type DriverChoice = 'native' | 'cni' | 'auto';
 
 /** What planning needs from its Networking. */
 export interface PlanContext {
@@ -49,6 +74,8 @@ export interface PlanContext {
   netnsDir: string;
   defaultNetwork: string;
   rootless: boolean;
+  driver: DriverChoice;
+  bridge: BridgeDriver;
 }
 
 const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
@@ -107,6 +134,7 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
   const names = joinsCni ? (requested.length ? requested : [ctx.defaultNetwork]) : [];
   // Load every config before anything is made: a missing network changes nothing.
   const lists = await Promise.all(names.map((n) => ctx.cni.loadNetwork(n)));
+  const natives = await Promise.all(lists.map((list) => planNative(ctx, list)));
   // Last, once all is known to be good: a free port is chosen by binding
   // port 0 and closing it again, and recorded, so inspect shows it.
   const portMappings = await chooseFreeHostPorts(wantedPorts);
@@ -148,12 +176,38 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
     engine: slirp ? 'slirp4netns' : pasta ? 'pasta' : ctx.rootless ? 'none' : undefined,
     slirp,
     pasta,
-    networks: lists.map((list, i) => ({
-      list,
-      ifName: `eth${i}`,
-      runtime: runtimeConf(state, i, ip, mac),
-    })),
+    networks: lists.map((list, i) => {
+      const network = natives[i];
+      return {
+        list,
+        ifName: `eth${i}`,
+        runtime: runtimeConf(state, i, ip, mac),
+        ...(network === undefined
+          ? {}
+          : { native: { network, hostIfName: `veth${randomBytes(4).toString('hex')}` } }),
+      };
+    }),
   };
+}
+
+/**
+ * The native driver's view of a network it is to attach, checked against
+ * the host (a bridge name held by another kind of link, a subnet that
+ * overlaps a host route: refused before anything is made), or undefined
+ * when the plugins attach it.
+ */
+async function planNative(ctx: PlanContext, list: CniNetworkList): Promise<BridgeNetwork | undefined> {
+  if (ctx.driver === 'cni') return undefined;
+  if (ctx.driver === 'auto' && list.source !== '<embedded>') return undefined;
+  const network = bridgeNetworkOf(list);
+  if ('unsupported' in network) {
+    if (ctx.driver === 'auto') return undefined;
+    throw new DriverUnsupportedError(list.name, network.unsupported);
+  }
+  const host = await ctx.bridge.host();
+  checkBridgeName(host, network);
+  checkSubnets(host, network);
+  return network;
 }
 
 /**

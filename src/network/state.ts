@@ -65,6 +65,8 @@ export class StateFileError extends PodnetError {
 
 const Protocol = v.picklist(['tcp', 'udp']);
 const IfName = v.pipe(v.string(), v.regex(/^eth\d{1,4}$/));
+// The only host link a state may name: one the native driver made.
+const HostIfName = v.pipe(v.string(), v.regex(/^veth[0-9a-f]{8}$/));
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const Mode = v.union([
   v.picklist(['bridge', 'none', 'slirp4netns', 'pasta']),
@@ -97,6 +99,8 @@ const StateSchema = v.strictObject({
       config: v.string(),
       runtime: RuntimeConf,
       result: v.looseObject({}),
+      driver: v.optional(v.literal('native')),
+      hostIfName: v.optional(HostIfName),
     }),
   ),
   adding: v.optional(
@@ -113,6 +117,8 @@ const StateSchema = v.strictObject({
           startTime: v.string(),
         }),
       ),
+      driver: v.optional(v.literal('native')),
+      hostIfName: v.optional(HostIfName),
     }),
   ),
   portMappings: v.array(

@@ -89,6 +89,10 @@ export interface AttachedNetwork {
   runtime: RecordedRuntimeConf;
   /** The ADD result in the list's cniVersion. */
   result: CniResult;
+  /** 'native': podnet's own bridge driver attached it, not the plugins. */
+  driver?: 'native';
+  /** The native driver's host end of the veth (veth + 8 hex digits). */
+  hostIfName?: string;
 }
 
 /**
@@ -112,6 +116,10 @@ export interface PendingNetwork {
    * an ADD still running cannot finish after its undo.
    */
   plugin?: { pid: number; startTime: string };
+  /** 'native': the native driver is attaching it (its undo needs no `reached`). */
+  driver?: 'native';
+  /** The native driver's host end of the veth, named before it is made. */
+  hostIfName?: string;
 }
 
 /** A helper process a container's network needs (slirp4netns, a port forwarder). */

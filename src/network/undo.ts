@@ -8,11 +8,19 @@
 // only when all of that succeeded, so a failure can be retried.
 import { lstat, rm, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/index.js';
+import { type BridgeDriver, bridgeNetworkOf } from '../bridge/index.js';
+import {
+  type CniDelOptions,
+  type CniResult,
+  type CniRuntime,
+  normalizeResult,
+  parseNetworkList,
+} from '../cni/index.js';
 import { publish } from '../diagnostics.js';
 import { AggregatePodnetError, isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
 import { checkOwnDir, checkPrivateDir, UnsafePathError } from '../fsafe.js';
 import { NetworkNamespace } from '../netns/index.js';
+import { type ExpandedPort, expandPortMappings } from '../ports.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
 import type { ContainerState, HelperProcess, RecordedRuntimeConf } from './types.js';
@@ -37,6 +45,7 @@ export class TeardownError extends AggregatePodnetError {
 export interface UndoContext {
   cni: CniRuntime;
   store: StateStore;
+  bridge: BridgeDriver;
 }
 
 /** Whether the container's namespace is held by a UserNamespace helper rather than a mount. */
@@ -60,7 +69,9 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   }
   // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
   // for one, finds its rules through the portMappings capability.
-  if (state.adding) {
+  if (state.adding?.driver === 'native') {
+    await detachNative(ctx, state, state.adding).catch((e: unknown) => errors.push(e));
+  } else if (state.adding) {
     const a = state.adding;
     // A plugin whose setup process died may still be running its ADD: it
     // must end before the DEL, or it could finish after it.
@@ -71,9 +82,11 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
     }).catch((e: unknown) => errors.push(e));
   }
   for (const n of [...state.networks].reverse()) {
-    await del(ctx.cni, state, n.config, n.ifName, n.runtime, {}).catch((e: unknown) =>
-      errors.push(e),
-    );
+    const undone =
+      n.driver === 'native'
+        ? detachNative(ctx, state, n)
+        : del(ctx.cni, state, n.config, n.ifName, n.runtime, {});
+    await undone.catch((e: unknown) => errors.push(e));
   }
   // A namespace held by a helper went with it (stopped above).
   if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '')
@@ -82,6 +95,40 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   if (errors.length) throw new TeardownError(state.id, errors);
   await ctx.store.remove(state.id);
   return killed;
+}
+
+/** The published ports a network's attach got (the first network's, as the plugins get them). */
+export function nativePorts(state: ContainerState, runtime: RecordedRuntimeConf): ExpandedPort[] {
+  return runtime.capabilityArgs['portMappings'] === undefined
+    ? []
+    : expandPortMappings(state.portMappings);
+}
+
+// The native driver's undo of one network, whether its attach completed
+// or not: everything is found again by the names the journal holds.
+async function detachNative(
+  ctx: UndoContext,
+  state: ContainerState,
+  n: { config: string; ifName: string; runtime: RecordedRuntimeConf; hostIfName?: string; result?: CniResult },
+): Promise<void> {
+  const list = parseNetworkList(n.config, `the state of container '${state.id}'`);
+  const network = bridgeNetworkOf(list);
+  if ('unsupported' in network)
+    throw new PodnetError('ERR_PODNET_BAD_STATE', `the state of container '${state.id}' names a network the native driver cannot serve: ${network.unsupported}`);
+  const addresses = n.result ? normalizeResult(n.result).ips.map((ip) => ip.address) : [];
+  // A namespace that outlives its mount (a { pid } container's) keeps the
+  // veth unless it is deleted; one podnet removes takes it along.
+  const keepsLink = typeof state.mode === 'object';
+  await ctx.bridge.detach(
+    {
+      network,
+      containerId: state.id,
+      ifName: n.ifName,
+      addresses,
+      ports: nativePorts(state, n.runtime),
+    },
+    keepsLink && n.hostIfName !== undefined ? { hostIfName: n.hostIfName } : {},
+  );
 }
 
 async function del(

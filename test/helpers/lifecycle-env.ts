@@ -1,6 +1,6 @@
-// What the lifecycle tests share: a throwaway host that has already run one
-// container (so the bridge, portmap's and firewall's shared chains exist, as
-// on any host that ran podnet once) with its snapshot, the flags every
+// What the lifecycle tests share: a throwaway host that has already run a
+// container with each driver (so the bridge, portmap's and firewall's shared
+// chains and podnet's nftables table exist, as on any host that ran podnet once) with its snapshot, the flags every
 // command gets, and a `podnet up` whose progress (NODE_DEBUG=podnet: one
 // line per diagnostics event) can be watched and cut short with SIGKILL.
 import type { ChildProcess } from 'node:child_process';
@@ -65,9 +65,13 @@ export async function ok(host: ThrowawayHost, args: string[]): Promise<string> {
 export async function warmHost(): Promise<WarmHost> {
   const host = await throwawayHost();
   try {
-    const id = `warm-${uniq()}`;
-    await ok(host, ['up', id, '-p', '127.0.0.1:8080:80']);
-    await ok(host, ['down', id]);
+    // Both drivers: each leaves what it shares between containers (the
+    // bridge, the plugins' chains, podnet's nftables table).
+    for (const driver of ['cni', 'native']) {
+      const id = `warm-${uniq()}`;
+      await ok(host, ['up', id, '--driver', driver, '-p', '127.0.0.1:8080:80']);
+      await ok(host, ['down', id]);
+    }
     await ok(host, ['gc']);
     return { host, baseline: await host.snapshot() };
   } catch (err) {

@@ -48,6 +48,7 @@ export interface NetEnv {
     stateDir: string;
     netnsDir: string;
     pluginDirs: string[];
+    driver: 'cni' | 'native';
   };
   /** A Networking over this env. */
   net(): Networking;
@@ -77,8 +78,11 @@ export async function netEnv(
     failAt?: [number, number];
     plugin?: string;
     pluginConfig?: Record<string, unknown>;
+    /** Which driver attaches the networks (default 'cni'). */
+    driver?: 'cni' | 'native';
   } = {},
 ): Promise<NetEnv> {
+  const driver = opts.driver ?? 'cni';
   const root = mkdtempSync(join(tmpdir(), TEST_PREFIX));
   const confDir = join(root, 'net.d');
   const cacheDir = join(root, 'cache');
@@ -125,7 +129,8 @@ export async function netEnv(
   const pluginDirs = [PLUGIN_DIR, FIXTURES];
   const iptablesBefore = await iptablesLines();
   const defaultNetwork = networks[0]?.name ?? 'podman';
-  const options = { confDir, cacheDir, stateDir, netnsDir: ns.dir, pluginDirs, defaultNetwork };
+  const options = { confDir, cacheDir, stateDir, netnsDir: ns.dir, pluginDirs, defaultNetwork, driver };
+  const hadTable = await podnetTableExists();
   return {
     root,
     confDir,
@@ -141,6 +146,7 @@ export async function netEnv(
         stateDir,
         netnsDir: ns.dir,
         defaultNetwork,
+        driver,
       }),
     async leftovers() {
       const out = [
@@ -167,10 +173,22 @@ export async function netEnv(
       const links = await hostLinks();
       for (const n of networks) if (links.includes(n.bridge)) await deleteLink(n.bridge);
       await removeNewChains(iptablesBefore);
+      // The native driver's table is shared like portmap's chains: it goes
+      // if this env made it (test files run one at a time).
+      if (!hadTable && (await podnetTableExists()))
+        await run(['nft', 'delete', 'table', 'inet', 'podnet']);
       await ns.cleanup();
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Whether the host has podnet's nftables table. */
+async function podnetTableExists(): Promise<boolean> {
+  return run(['nft', 'list', 'table', 'inet', 'podnet']).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Addresses (CIDR) and MAC of an interface inside a namespace, as iproute2 sees them. */
@@ -191,7 +209,7 @@ export async function ifaceInfo(
  * Registers an afterEach that checks the current env left nothing and
  * cleans it up; `use()` makes a test's env.
  */
-export function netEnvPerTest(): { use: typeof netEnv } {
+export function netEnvPerTest(driver: 'cni' | 'native' = 'cni'): { use: typeof netEnv } {
   let env: NetEnv | undefined;
   afterEach(async () => {
     if (!env) return;
@@ -203,7 +221,8 @@ export function netEnvPerTest(): { use: typeof netEnv } {
   });
   return {
     use: async (...args) => {
-      env = await netEnv(...args);
+      const [count, opts] = args;
+      env = await netEnv(count, { driver, ...opts });
       return env;
     },
   };

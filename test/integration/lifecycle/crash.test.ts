@@ -28,6 +28,7 @@ import { type CliResult, until } from '../../helpers/process.js';
 import { settledDiff, type ThrowawayHost } from '../../helpers/throwaway-host.js';
 
 const SLOW_ADD = fixture('cni/slow-add');
+const DIE_AT = fixture('network/die-at.mjs');
 /** How long the slow plugin waits: far longer than the kill takes to follow its mark. */
 const SLOW_SECONDS = 2;
 
@@ -110,6 +111,8 @@ describe.skipIf(skipReason !== undefined)(
           const up = host.spawnPodnet([
             'up',
             id,
+            '--driver',
+            'cni',
             '-p',
             '127.0.0.1:8080:80',
             ...pluginFlags,
@@ -170,62 +173,128 @@ function killPoints(events: ProgressEvent[], totalMs: number, count: number): Ki
 }
 
 const POINTS = 24;
+/** The timed kill points are the plugin path's: its run is long enough to spread them. */
+const UP_CNI = ['--driver', 'cni', '-p', '127.0.0.1:8080:80'];
 
-describe.skipIf(skipReason !== undefined)('podnet up SIGKILLed at 24 points of its run', () => {
-  let calibration: WatchedRun;
-  let points: KillPoint[] = [];
+describe.skipIf(skipReason !== undefined)(
+  'podnet up (CNI path) SIGKILLed at 24 points of its run',
+  () => {
+    let calibration: WatchedRun;
+    let points: KillPoint[] = [];
 
-  beforeAll(async () => {
-    const warm = await pool.acquire();
-    const id = `cal-${uniq()}`;
-    try {
-      calibration = await watchedPodnet(warm.host, ['up', id, '-p', '127.0.0.1:8080:80']);
-      expect(calibration.code).toBe(0);
-      await ok(warm.host, ['down', id]);
-      expect(await settledDiff(warm.host, warm.baseline)).toEqual([]);
-      pool.release(warm);
-    } catch (err) {
-      await warm.host.close();
-      throw err;
-    }
-    points = killPoints(calibration.events, calibration.ms, POINTS);
-    console.log(
-      `calibration: podnet up took ${calibration.ms.toFixed(0)} ms; events at ` +
-        calibration.events.map((e) => `${e.at.toFixed(0)} ${e.label}`).join(', '),
+    beforeAll(async () => {
+      const warm = await pool.acquire();
+      const id = `cal-${uniq()}`;
+      try {
+        calibration = await watchedPodnet(warm.host, ['up', id, ...UP_CNI]);
+        expect(calibration.code).toBe(0);
+        await ok(warm.host, ['down', id]);
+        expect(await settledDiff(warm.host, warm.baseline)).toEqual([]);
+        pool.release(warm);
+      } catch (err) {
+        await warm.host.close();
+        throw err;
+      }
+      points = killPoints(calibration.events, calibration.ms, POINTS);
+      console.log(
+        `calibration: podnet up took ${calibration.ms.toFixed(0)} ms; events at ` +
+          calibration.events.map((e) => `${e.at.toFixed(0)} ${e.label}`).join(', '),
+      );
+    }, 60_000);
+
+    it.concurrent.for(Array.from({ length: POINTS }, (_, i) => i))(
+      'kill point %i, then gc (and down if it had finished): the host is as it was',
+      { timeout: 180_000 },
+      (i, { expect, onTestFinished }) =>
+        slots(async () => {
+          const point = points[i]!;
+          const { host, baseline, clean } = await pool.lease(onTestFinished);
+          const id = `kill-${i}-${uniq()}`;
+          const run = await watchedPodnet(host, ['up', id, ...UP_CNI], point);
+          const where = `${run.killedAfter === undefined ? 'not killed (finished first)' : `killed ${point.ms.toFixed(0)} ms after event ${point.event} (last seen: ${run.killedAfter})`}`;
+          console.log(`kill point ${i}: ${where}`);
+          const hadState = (await stateOf(host, id)) !== undefined;
+          const gc = await timedGc(host, []);
+          const state = await stateOf(host, id);
+          if (run.code === 0)
+            expect(state?.phase, `${where}: gc must keep a finished container`).toBe('ready');
+          if (state?.phase === 'ready') {
+            const down = await host.podnet(['down', id, ...CONF_FLAGS]);
+            expect(down.code, `${where}: podnet down: ${down.stderr}`).toBe(0);
+          }
+          const diff = await settledDiff(host, baseline);
+          if (run.killedAfter !== undefined && hadState)
+            gcTimes.push({ recovery: gc.ms, idle: (await timedGc(host, [])).ms });
+          expect(
+            { gcExit: gc.code, diff },
+            `${where}; gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+          ).toEqual({
+            gcExit: 0,
+            diff: [],
+          });
+          clean();
+        }),
     );
-  }, 60_000);
+  },
+);
 
-  it.concurrent.for(Array.from({ length: POINTS }, (_, i) => i))(
-    'kill point %i, then gc (and down if it had finished): the host is as it was',
-    { timeout: 180_000 },
-    (i, { expect, onTestFinished }) =>
-      slots(async () => {
-        const point = points[i]!;
-        const { host, baseline, clean } = await pool.lease(onTestFinished);
-        const id = `kill-${i}-${uniq()}`;
-        const run = await watchedPodnet(host, ['up', id, '-p', '127.0.0.1:8080:80'], point);
-        const where = `${run.killedAfter === undefined ? 'not killed (finished first)' : `killed ${point.ms.toFixed(0)} ms after event ${point.event} (last seen: ${run.killedAfter})`}`;
-        console.log(`kill point ${i}: ${where}`);
-        const hadState = (await stateOf(host, id)) !== undefined;
-        const gc = await timedGc(host, []);
-        const state = await stateOf(host, id);
-        if (run.code === 0)
-          expect(state?.phase, `${where}: gc must keep a finished container`).toBe('ready');
-        if (state?.phase === 'ready') {
-          const down = await host.podnet(['down', id, ...CONF_FLAGS]);
-          expect(down.code, `${where}: podnet down: ${down.stderr}`).toBe(0);
-        }
-        const diff = await settledDiff(host, baseline);
-        if (run.killedAfter !== undefined && hadState)
+/**
+ * The native driver's whole attach takes a few milliseconds, too short for
+ * kill points in time: the process kills itself (test/fixtures/network/
+ * die-at.mjs) the moment a step is published, so every step boundary of the
+ * setup, the driver's included, is a case.
+ */
+const NATIVE_STEPS: [channel: string, phase: string][] = [
+  ['podnet:network:setup', 'state'],
+  ['podnet:network:setup', 'netns'],
+  ['podnet:bridge:attach', 'leased'],
+  ['podnet:bridge:attach', 'bridge'],
+  ['podnet:bridge:attach', 'veth'],
+  ['podnet:bridge:attach', 'container'],
+  ['podnet:bridge:attach', 'firewall'],
+  ['podnet:bridge:attach', 'cached'],
+  ['podnet:network:setup', 'network:podman'],
+];
+
+describe.skipIf(skipReason !== undefined)(
+  'podnet up (native driver) SIGKILLed after each step',
+  () => {
+    it.concurrent.for(NATIVE_STEPS)(
+      'killed at %s %s, then gc: the host is as it was',
+      { timeout: 120_000 },
+      ([channel, phase], { expect, onTestFinished }) =>
+        slots(async () => {
+          const { host, baseline, clean } = await pool.lease(onTestFinished);
+          const id = `native-${uniq()}`;
+          const up = await host.podnet(
+            [
+              'up',
+              id,
+              '--driver',
+              'native',
+              '-p',
+              '127.0.0.1:8080:80',
+              '-p',
+              '9090:90/udp',
+              ...CONF_FLAGS,
+            ],
+            { NODE_OPTIONS: `--import=${DIE_AT}`, PODNET_TEST_DIE_AT: `${channel}#${phase}` },
+          );
+          // SIGKILL: no exit code (execFile reports the signal's), nothing on stderr.
+          expect(up.code, `podnet up ran past ${phase}: ${up.stderr}`).not.toBe(0);
+          expect(await stateOf(host, id), 'the journal').toBeDefined();
+          const gc = await timedGc(host, []);
+          const diff = await settledDiff(host, baseline);
           gcTimes.push({ recovery: gc.ms, idle: (await timedGc(host, [])).ms });
-        expect(
-          { gcExit: gc.code, diff },
-          `${where}; gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
-        ).toEqual({
-          gcExit: 0,
-          diff: [],
-        });
-        clean();
-      }),
-  );
-});
+          expect(
+            { gcExit: gc.code, diff },
+            `gc said: ${gc.stdout.trim()} ${gc.stderr.trim()}`,
+          ).toEqual({
+            gcExit: 0,
+            diff: [],
+          });
+          clean();
+        }),
+    );
+  },
+);
