@@ -166,7 +166,10 @@ async function parallelRun(c) {
   const t1 = performance.now();
   const down = await Promise.allSettled(ok.map((h) => c.teardown(h)));
   const teardownMs = performance.now() - t1;
-  for (const h of ok) live.delete(h);
+  // A teardown that failed stays in `live`: the cleanup tries it again.
+  ok.forEach((h, i) => {
+    if (down[i].status === 'fulfilled') live.delete(h);
+  });
   const downFailed = down.filter((r) => r.status === 'rejected');
   parallel.set(c.key, {
     setupMs,
