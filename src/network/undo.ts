@@ -12,6 +12,7 @@ import { type CniDelOptions, type CniRuntime, parseNetworkList } from '../cni/in
 import { publish } from '../diagnostics.js';
 import { AggregatePodnetError, isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
 import { checkOwnDir, checkPrivateDir, UnsafePathError } from '../fsafe.js';
+import { USERNS_HELPER } from '../native.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
@@ -156,7 +157,7 @@ const HELPER_ARGV: Record<HelperProcess['kind'], (argv: string[]) => boolean> = 
   slirp4netns: (argv) => basename(argv[0] ?? '') === 'slirp4netns',
   pasta: (argv) => /^(pasta|passt)(\.avx2)?$/.test(basename(argv[0] ?? '')),
   keeper: (argv) => argv.some((a) => /\/keeper-main\.[jt]s$/.test(a)),
-  userns: (argv) => argv.some((a) => /\/userns-main\.[jt]s$/.test(a)),
+  userns: (argv) => basename(argv[0] ?? '') === USERNS_HELPER,
   forwarder: (argv) => argv.some((a) => /\/forwarder-main\.[jt]s$/.test(a)),
 };
 
