@@ -244,6 +244,8 @@ int main(int argc, char** argv) {
     do {
       n = recvmsg(kChannel, &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    // A reset is the owner gone with a reply of this helper unread.
+    if (n < 0 && errno == ECONNRESET) return 0;
     if (n < 0) Die("recvmsg", errno);
     // Requests carry no fds: any that came are closed unread.
     bool fds = false;
