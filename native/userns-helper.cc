@@ -26,7 +26,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -173,6 +175,17 @@ void Create() {
   WriteFile("/proc/self/gid_map", map);
 }
 
+// Only fds 0-3 are meant for this process. Anything else it inherited (an
+// fd some ancestor opened without O_CLOEXEC) would be held as long as the
+// namespaces are: a pipe's write end kept here, say, keeps another
+// process's reader from its end of file.
+void CloseInherited() {
+  if (syscall(SYS_close_range, kChannel + 1, ~0U, 0) == 0) return;
+  rlimit lim{};
+  rlim_t max = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur : 65536;
+  for (rlim_t fd = kChannel + 1; fd < max; fd++) close(static_cast<int>(fd));
+}
+
 bool SameNamespace(int fd, const char* own) {
   struct stat a, b;
   return fstat(fd, &a) == 0 && stat(own, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
@@ -226,6 +239,7 @@ int main(int argc, char** argv) {
   // Signals meant for the owner's terminal must not take the namespaces away
   // under it: the owner ends this helper by closing the channel.
   signal(SIGINT, SIG_IGN);
+  CloseInherited();
   if (create) Create();
   else Join(argv[2]);
 

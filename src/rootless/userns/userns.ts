@@ -146,9 +146,15 @@ class HelperChannel implements SocketSource {
     const fd = this.#fd;
     if (fd === undefined)
       return Promise.reject(new UserNamespaceError('the user namespace helper was closed'));
+    let message: Buffer;
+    try {
+      message = encodeRequest(req); // a RangeError here is the caller's bug, not the helper's
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
       try {
-        native.sendFds(fd, encodeRequest(req));
+        native.sendFds(fd, message);
       } catch (err) {
         reject(new UserNamespaceError('the user namespace helper is gone', '', { cause: err }));
         return;
