@@ -239,6 +239,9 @@ int main(int argc, char** argv) {
   // Signals meant for the owner's terminal must not take the namespaces away
   // under it: the owner ends this helper by closing the channel.
   signal(SIGINT, SIG_IGN);
+  // Its stderr is a pipe the owner stops reading once it has started: a
+  // late error line must not turn an exit 1 into death by SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
   CloseInherited();
   if (create) Create();
   else Join(argv[2]);
