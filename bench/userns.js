@@ -6,16 +6,26 @@
 // enters itself, in the same run. It runs as the user it is started as (as
 // root it makes the same kind of user namespace).
 //
+// Helper start: UserNamespace.create() until it resolves (the helper ready
+// and its netns opened), then a close that is not timed. With
+// PODNET_BASELINE=DIR (the dist/ of another build, e.g. main's HEAD built in
+// a temp clone), the baseline's starts are interleaved with this build's in
+// the same process and the ratio is printed; goal: at least 10x faster.
+//
 // Environment: BENCH_ROUNDS (default 3) interleaved rounds; the figure is
-// the median over rounds of each round's median.
+// the median over rounds of each round's median. BENCH_STARTS (default 30)
+// helper starts per build, median of all.
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { NetworkNamespace, UserNamespace } from '../dist/index.js';
 import { median, printTable, usSince } from './lib/util.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const STARTS = Number(process.env.BENCH_STARTS ?? 30);
+const GOAL = 10;
 const root = process.getuid?.() === 0;
 const dir = root ? mkdtempSync(join(tmpdir(), 'podnet-bench-')) : undefined;
 
@@ -28,6 +38,39 @@ async function timeEach(n, fn) {
   }
   return median(out);
 }
+
+// Helper starts, this build's and the baseline's alternating (which goes
+// first alternating too), so drift in the machine's load hits both alike.
+const builds = [['this build', UserNamespace]];
+if (process.env.PODNET_BASELINE) {
+  const base = await import(pathToFileURL(join(process.env.PODNET_BASELINE, 'index.js')).href);
+  builds.push(['baseline', base.UserNamespace]);
+}
+const starts = new Map(builds.map(([name]) => [name, []]));
+for (let i = 0; i < STARTS; i++) {
+  for (const [name, Userns] of i % 2 ? [...builds].reverse() : builds) {
+    const t0 = process.hrtime.bigint();
+    const u = await Userns.create();
+    starts.get(name).push(usSince(t0) / 1000);
+    await u.close();
+  }
+}
+const startMs = Object.fromEntries([...starts].map(([name, v]) => [name, median(v)]));
+const ratio = startMs.baseline === undefined ? null : startMs.baseline / startMs['this build'];
+printTable(
+  `UserNamespace helper start, median of ${STARTS} per build, interleaved`,
+  ['build', 'median ms', 'min ms', 'max ms'],
+  [...starts].map(([name, v]) => [
+    name,
+    median(v).toFixed(2),
+    Math.min(...v).toFixed(2),
+    Math.max(...v).toFixed(2),
+  ]),
+);
+if (ratio !== null)
+  console.log(
+    `baseline / this build: ${ratio.toFixed(1)}x (goal >= ${GOAL}x: ${ratio >= GOAL ? 'met' : 'NOT met'})`,
+  );
 
 const rows = new Map();
 const add = (name, us) => rows.set(name, [...(rows.get(name) ?? []), us]);
@@ -80,4 +123,17 @@ printTable(
   ['what', 'median'],
   table,
 );
-console.log(JSON.stringify({ bench: 'userns', rounds: ROUNDS, us: Object.fromEntries(table) }));
+console.log(
+  JSON.stringify({
+    bench: 'userns',
+    rounds: ROUNDS,
+    us: Object.fromEntries(table),
+    start: {
+      n: STARTS,
+      ms: startMs,
+      ratio,
+      goal: GOAL,
+      met: ratio === null ? null : ratio >= GOAL,
+    },
+  }),
+);

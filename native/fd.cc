@@ -3,8 +3,8 @@
 // SOCK_SEQPACKET unix socket (SCM_RIGHTS). An unprivileged process cannot
 // enter the network namespace of its own user namespace (setns needs
 // CAP_SYS_ADMIN in the initial user namespace too), so a helper process
-// living inside opens the sockets there and sends them out; a socket keeps
-// the namespace it was opened in.
+// living inside (userns-helper.cc) opens the sockets there and sends them
+// out; a socket keeps the namespace it was opened in.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -180,8 +180,10 @@ Napi::Value JsRecv(const Napi::CallbackInfo& info) {
 }
 
 // socketsHere(domain, type, protocol, count, addr?): COUNT sockets in the
-// calling thread's own namespace (the helper that lives inside one), bound
-// to ADDR when given. All or nothing.
+// calling thread's own namespace, bound to ADDR when given, all or nothing:
+// what the user namespace helper (userns-helper.cc) does inside its
+// namespace, here for the tests and fixtures that stand in for it or need
+// sockets of a known kind.
 Napi::Value JsSocketsHere(const Napi::CallbackInfo& info) {
   int domain = info[0].As<Napi::Number>().Int32Value();
   int type = info[1].As<Napi::Number>().Int32Value();

@@ -1,17 +1,20 @@
 #!/usr/bin/env node
-// Builds the addon with AddressSanitizer and UBSan into a directory of its
-// own (never build/Release, which everything else loads), plus a tiny probe
+// Builds the addon and the user namespace helper (podnet-userns) with
+// AddressSanitizer and UBSan into a directory of its own (never
+// build/Release, which everything else loads), plus a tiny probe
 // addon whose only job is to commit one heap overflow and one undefined
 // operation, so a run can prove the sanitizers are really watching.
 //
 //   node scripts/build-sanitized.js OUTDIR
 //
-// prints a JSON line: { addon, probe, preload } with the two .node paths and
-// the LD_PRELOAD value a Node process needs to load them (libasan must come
-// first in the process: Node itself is not instrumented).
+// prints a JSON line: { addon, probe, helper, preload } with the two .node
+// paths, the helper executable's, and the LD_PRELOAD value a Node process
+// needs to load them (libasan must come first in the process: Node itself is
+// not instrumented).
 //
-// The target is derived from binding.gyp (same sources, defines and flags),
-// so the two builds cannot drift apart.
+// The targets are derived from binding.gyp (same sources, defines and
+// flags), so the builds cannot drift apart. The helper is linked
+// dynamically here: the sanitizer runtimes do not support -static.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -39,22 +42,25 @@ const flags = [
   '-O1',
 ];
 
-const base = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8')).targets[0];
+const targets = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8')).targets;
+const base = targets.find((t) => t.target_name === 'podnet');
+const helper = targets.find((t) => t.target_name === 'podnet-userns');
 // binding.gyp asks node for the include dir from the project's root; the
 // generated file lives elsewhere, so it is resolved here.
 const napiInclude = resolve(require('node-addon-api').include_dir); // relative to the cwd
-const sanitized = (name, sources) => ({
-  ...base,
+const sanitized = (target, name, sources) => ({
+  ...target,
   target_name: name,
   sources: sources.map((s) => join('project', s)),
   include_dirs: [napiInclude],
-  cflags_cc: [...base.cflags_cc, ...flags],
+  cflags_cc: [...target.cflags_cc, ...flags],
   ldflags: ['-fsanitize=address,undefined'],
 });
 const gyp = {
   targets: [
-    sanitized('podnet', base.sources),
-    sanitized('sanitizer_probe', ['test/fixtures/native/sanitizer-probe.cc']),
+    sanitized(base, 'podnet', base.sources),
+    sanitized(base, 'sanitizer_probe', ['test/fixtures/native/sanitizer-probe.cc']),
+    sanitized(helper, helper.target_name, helper.sources),
   ],
 };
 // gyp wants sources below the .gyp file (it names objects after their
@@ -91,6 +97,7 @@ console.log(
   JSON.stringify({
     addon: join(out, 'build', 'Release', 'podnet.node'),
     probe: join(out, 'build', 'Release', 'sanitizer_probe.node'),
+    helper: join(out, 'build', 'Release', helper.target_name),
     preload: [runtime('libasan.so'), runtime('libubsan.so')].join(':'),
   }),
 );

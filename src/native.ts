@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { accessSync, constants, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -226,6 +226,41 @@ function listDir(path: string): string[] {
 export const native: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, key) => Reflect.get(load(), key),
 });
+
+/** The file name of the user namespace helper executable (native/userns-helper.cc). */
+export const USERNS_HELPER = 'podnet-userns';
+
+/**
+ * The user namespace helper executable, found where the addon is: in
+ * build/Release after a local build, else in the prebuilds/ directory of
+ * the package's platform and architecture (a static executable, so one
+ * build fits glibc and musl), or the file PODNET_USERNS_HELPER names (the
+ * sanitizer build of scripts/build-sanitized.js; not for production use).
+ * Throws ERR_PODNET_NO_ADDON, one line saying where it looked and how to
+ * build it, when there is none.
+ */
+export function usernsHelperPath(): string {
+  const override = process.env['PODNET_USERNS_HELPER'];
+  const candidates = override
+    ? [override]
+    : [
+        join(packageDir, 'build', 'Release', USERNS_HELPER),
+        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, USERNS_HELPER),
+      ];
+  for (const path of candidates) {
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // The next place, as node-gyp-build goes on to prebuilds/.
+    }
+  }
+  throw new PodnetError(
+    'ERR_PODNET_NO_ADDON',
+    `podnet's user namespace helper is not available: no executable ${candidates.join(' or ')}; ` +
+      `build it with python3, make and a C++17 compiler: cd ${packageDir} && npx node-gyp rebuild`,
+  );
+}
 
 interface RawNativeError {
   errno?: unknown;

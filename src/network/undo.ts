@@ -19,6 +19,7 @@ import {
 import { publish } from '../diagnostics.js';
 import { AggregatePodnetError, isPodnetError, NotANamespaceError, PodnetError } from '../errors.js';
 import { checkOwnDir, checkPrivateDir, UnsafePathError } from '../fsafe.js';
+import { USERNS_HELPER } from '../native.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { type ExpandedPort, expandPortMappings } from '../ports.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
@@ -203,7 +204,7 @@ const HELPER_ARGV: Record<HelperProcess['kind'], (argv: string[]) => boolean> = 
   slirp4netns: (argv) => basename(argv[0] ?? '') === 'slirp4netns',
   pasta: (argv) => /^(pasta|passt)(\.avx2)?$/.test(basename(argv[0] ?? '')),
   keeper: (argv) => argv.some((a) => /\/keeper-main\.[jt]s$/.test(a)),
-  userns: (argv) => argv.some((a) => /\/userns-main\.[jt]s$/.test(a)),
+  userns: (argv) => basename(argv[0] ?? '') === USERNS_HELPER,
   forwarder: (argv) => argv.some((a) => /\/forwarder-main\.[jt]s$/.test(a)),
 };
 

@@ -4,26 +4,20 @@
 // Node cannot make one itself: unshare(CLONE_NEWUSER) fails in a
 // multithreaded process, and an unprivileged process may not setns() into
 // the network namespace afterwards (that needs CAP_SYS_ADMIN in the initial
-// user namespace as well). So a small helper is started inside both
-// (unshare(1) creates them and execs Node with userns-main.js; nsenter(1)
-// joins existing ones). The helper holds the namespaces while it lives, is
+// user namespace as well). So a small native helper (podnet-userns, built
+// with the addon: native/userns-helper.cc) creates both, or joins existing
+// ones, and lives inside them. It holds the namespaces while it lives, is
 // the pid slirp4netns and pasta attach to, and opens sockets inside on
 // request, handing the fds back over a SOCK_SEQPACKET socket (SCM_RIGHTS).
 // A socket keeps the namespace it was opened in, so this process then uses
 // them as its own: the kept NETLINK_ROUTE socket for statistics, listening
 // and connecting sockets, the port forwarder's sockets.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { AbortError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
-import { native } from '../../native.js';
+import { native, usernsHelperPath } from '../../native.js';
 import { NetworkNamespace, type SocketRequest, type SocketSource } from '../../netns/namespace.js';
 import { findExecutable } from '../executable.js';
-import {
-  encodeMessage,
-  HELPER_CHANNEL_FD,
-  parseHelperReply,
-  type SocketsRequest,
-} from './protocol.js';
+import { encodeRequest, HELPER_CHANNEL_FD, parseHelperReply } from './protocol.js';
 
 /** How long to wait for the helper to start, and for each of its replies. */
 export const DEFAULT_USERNS_TIMEOUT_MS = 10_000;
@@ -32,7 +26,7 @@ const EXIT_GRACE_MS = 2_000;
 
 /** The helper could not be started, or stopped answering. */
 export class UserNamespaceError extends PodnetError {
-  /** What the helper (or unshare/nsenter) wrote to stderr, if anything. */
+  /** What the helper wrote to stderr, if anything. */
   readonly log: string;
 
   constructor(message: string, log = '', options: PodnetErrorOptions = {}) {
@@ -48,8 +42,8 @@ export class UserNamespaceError extends PodnetError {
 
 /** A hint for the usual reasons an unprivileged user namespace is refused. */
 function usernsHint(log: string): string | undefined {
-  // unshare(1) says 'unshare failed: Operation not permitted' (or 'No space left
-  // on device' when user.max_user_namespaces is 0); nsenter's refusals are other matters.
+  // The helper says 'unshare failed: Operation not permitted' (or 'No space left
+  // on device' when user.max_user_namespaces is 0); a refused join is another matter.
   if (/unshare failed/i.test(log)) {
     return (
       'the kernel refused a user namespace to this user; check `sysctl user.max_user_namespaces` ' +
@@ -57,6 +51,14 @@ function usernsHint(log: string): string | undefined {
     );
   }
   return undefined;
+}
+
+/** The helper executable opts name, or podnet's own. */
+async function helperProgram(opts: UserNamespaceOptions): Promise<string> {
+  if (opts.program === undefined) return usernsHelperPath();
+  const program = await findExecutable(opts.program);
+  if (!program) throw new UserNamespaceError(`'${opts.program}' is not an executable`);
+  return program;
 }
 
 /** How the helper ended. */
@@ -69,7 +71,10 @@ export interface HelperExit {
 
 /** Options of {@link UserNamespace.create} and {@link UserNamespace.join}. */
 export interface UserNamespaceOptions {
-  /** unshare(1) (create) or nsenter(1) (join): found on PATH unless given. */
+  /**
+   * The helper executable: podnet's own (podnet-userns, found beside
+   * the addon) unless given; a name without a slash is looked up on PATH.
+   */
   program?: string;
   /** Deadline for the helper to start and for each reply (default {@link DEFAULT_USERNS_TIMEOUT_MS}). */
   timeoutMs?: number;
@@ -141,16 +146,15 @@ class HelperChannel implements SocketSource {
     const fd = this.#fd;
     if (fd === undefined)
       return Promise.reject(new UserNamespaceError('the user namespace helper was closed'));
-    const message: SocketsRequest = {
-      domain: req.domain,
-      type: req.type,
-      protocol: req.protocol,
-      count: req.count,
-      ...(req.addr ? { addr: req.addr.toString('base64') } : {}),
-    };
+    let message: Buffer;
+    try {
+      message = encodeRequest(req); // a RangeError here is the caller's bug, not the helper's
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
       try {
-        native.sendFds(fd, encodeMessage(message));
+        native.sendFds(fd, message);
       } catch (err) {
         reject(new UserNamespaceError('the user namespace helper is gone', '', { cause: err }));
         return;
@@ -181,7 +185,7 @@ class HelperChannel implements SocketSource {
       const reply = parseHelperReply(msg.data);
       const wrong =
         reply === undefined
-          ? `the helper sent a reply podnet does not know: ${JSON.stringify(msg.data.toString('utf8').slice(0, 200))}`
+          ? `the helper sent a reply podnet does not know: ${msg.data.subarray(0, 64).toString('hex')}`
           : reply.ok
             ? checkHelperFds(waiter.req, msg.fds)
             : undefined;
@@ -263,9 +267,7 @@ export class UserNamespace implements AsyncDisposable {
    * new namespace. Throws UserNamespaceError when the kernel refuses.
    */
   static async create(opts: UserNamespaceOptions = {}): Promise<UserNamespace> {
-    const program = await findExecutable(opts.program ?? 'unshare');
-    if (!program) throw new UserNamespaceError('unshare(1) (util-linux) is not installed');
-    return UserNamespace.#start(program, ['--user', '--map-root-user', '--net'], opts);
+    return UserNamespace.#start(await helperProgram(opts), ['create'], opts);
   }
 
   /**
@@ -277,13 +279,7 @@ export class UserNamespace implements AsyncDisposable {
   static async join(pid: number, opts: UserNamespaceOptions = {}): Promise<UserNamespace> {
     if (!Number.isInteger(pid) || pid <= 0)
       throw new UserNamespaceError(`cannot join pid ${String(pid)}: not a process id`);
-    const program = await findExecutable(opts.program ?? 'nsenter');
-    if (!program) throw new UserNamespaceError('nsenter(1) (util-linux) is not installed');
-    return UserNamespace.#start(
-      program,
-      ['--preserve-credentials', '--user', '--net', '--target', String(pid)],
-      opts,
-    );
+    return UserNamespace.#start(await helperProgram(opts), ['join', String(pid)], opts);
   }
 
   static async #start(
@@ -294,15 +290,13 @@ export class UserNamespace implements AsyncDisposable {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_USERNS_TIMEOUT_MS;
     if (opts.signal?.aborted)
       throw new AbortError('starting a user namespace', { cause: opts.signal.reason });
-    const main = fileURLToPath(new URL('./userns-main.js', import.meta.url));
     const [ours, theirs] = native.seqpacketPair();
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
     stdio[HELPER_CHANNEL_FD] = theirs;
     let child: ChildProcess;
     try {
-      // unshare and nsenter exec the helper in place: its pid is the child's.
       // Its own process group, so a terminal's ^C reaches the owner only.
-      child = spawn(program, [...args, '--', process.execPath, main], {
+      child = spawn(program, args, {
         stdio,
         detached: true,
       });
@@ -344,9 +338,12 @@ export class UserNamespace implements AsyncDisposable {
       });
       if (opts.signal?.aborted)
         throw new AbortError('starting a user namespace', { cause: opts.signal.reason });
-      if (hello !== null && parseHelperReply(hello.data)?.ok !== true) {
-        for (const fd of hello.fds) native.closeFd(fd);
-        throw new UserNamespaceError('the helper did not say it was ready', log);
+      if (hello !== null) {
+        for (const fd of hello.fds) native.closeFd(fd); // the first message carries none
+        const ready = parseHelperReply(hello.data);
+        // Its own pid: the helper is the child itself, no process in between.
+        if (ready?.ok !== true || ready.pid !== child.pid || hello.fds.length > 0)
+          throw new UserNamespaceError('the helper did not say it was ready', log);
       }
       if (hello === null || child.pid === undefined) {
         const end = await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))]);

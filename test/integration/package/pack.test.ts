@@ -1,6 +1,7 @@
 // The package must work where npm runs no install scripts (npm 11 blocks
 // dependency scripts by default) and no compiler exists: the prebuilt
-// addon inside the tarball is what loads. Where no prebuild fits (arm64,
+// addon inside the tarball is what loads, and the prebuilt user namespace
+// helper beside it is what runs. Where no prebuild fits (arm64,
 // musl), it must still import and show its help, fail the first namespace
 // call with one line, and build with the command that line gives.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -32,6 +33,7 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       ];
       const files = info.files.map((f) => f.path);
       expect(files).toContain('prebuilds/linux-x64/podnet.glibc.node');
+      expect(files).toContain('prebuilds/linux-x64/podnet-userns');
       expect(files).toContain('dist/index.js');
       expect(files).toContain('dist/index.d.ts');
       expect(files).toContain('bin/podnet.js');
@@ -90,6 +92,25 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
         },
       );
       expect(cjs.trim()).toBe('function'); // require(esm) for CommonJS callers
+
+      // The helper is the shipped prebuild (the package has no build/), still executable.
+      const userns = `
+      import { readlinkSync } from 'node:fs';
+      import { UserNamespace } from 'podnet';
+      const u = await UserNamespace.create();
+      const exe = readlinkSync('/proc/' + u.pid + '/exe');
+      const links = (await u.netns.links()).map((l) => l.name);
+      await u.close();
+      console.log(JSON.stringify({ exe, links }));`;
+      const held = execFileSync('node', ['--input-type=module', '-e', userns], {
+        cwd: app,
+        env: { PATH: bin },
+        encoding: 'utf8',
+      });
+      expect(JSON.parse(held)).toEqual({
+        exe: join(app, 'node_modules', 'podnet', 'prebuilds', 'linux-x64', 'podnet-userns'),
+        links: ['lo'],
+      });
     },
     BUILD_TIMEOUT_MS,
   );
@@ -159,14 +180,22 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
           '--input-type=module',
           '-e',
           `
-      import { NetworkNamespace } from 'podnet';
+      import { readlinkSync } from 'node:fs';
+      import { NetworkNamespace, UserNamespace } from 'podnet';
       const ns = await NetworkNamespace.create({ dir: ${JSON.stringify(nsDir)} });
-      console.log(ns.linkStatsSync('lo').rxBytes);
-      await ns.remove();`,
+      const rx = ns.linkStatsSync('lo').rxBytes;
+      await ns.remove();
+      const u = await UserNamespace.create();
+      console.log(JSON.stringify({ rx, helper: readlinkSync('/proc/' + u.pid + '/exe') }));
+      await u.close();`,
         ],
         { cwd: join(work, 'app'), env, encoding: 'utf8' },
       );
-      expect(built.trim()).toBe('0');
+      // The rebuild made the user namespace helper too, and podnet runs that one.
+      expect(JSON.parse(built)).toEqual({
+        rx: 0,
+        helper: join(pkg, 'build', 'Release', 'podnet-userns'),
+      });
       execFileSync('umount', [nsDir]);
     },
     BUILD_TIMEOUT_MS,

@@ -26,6 +26,7 @@ import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
+import { usernsHelperPath } from '../../../src/native.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
 import { run } from '../../helpers/process.js';
@@ -179,9 +180,11 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     // The checkout may be where the user cannot read (under /root, say).
     const pkg = mkdtempSync(join(tmpdir(), `${TEST_PREFIX}pkg-`));
     pkgDir = pkg;
-    // The addon where podnet loads it from: build/Release, or the prebuild.
+    // The addon and the user namespace helper where podnet loads them from:
+    // build/Release, or the prebuilds.
     const addon = relative(root, nodeGypBuild.path(root));
-    for (const part of ['dist', 'bin', 'package.json', addon])
+    const helper = relative(root, usernsHelperPath());
+    for (const part of ['dist', 'bin', 'package.json', addon, helper])
       cpSync(join(root, part), join(pkg, part), { recursive: true });
     for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
       cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
@@ -391,7 +394,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     try {
       const kinds = (await processesOf(user.uid)).map((p) => p.split(' ').slice(1).join(' '));
       expect(kinds.filter((k) => k.includes('keeper-main'))).toHaveLength(1);
-      expect(kinds.filter((k) => k.includes('userns-main'))).toHaveLength(1);
+      expect(kinds.filter((k) => k.includes('podnet-userns'))).toHaveLength(1);
       const stats = await runAsUser([bin, 'stats', id, '--json']);
       expect(stats.code, stats.stderr).toBe(0);
     } finally {
@@ -421,7 +424,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       expect(stats.stdout).toContain('tap0');
       const kinds = (await processesOf(user.uid)).map((p) => p.split(' ').slice(1).join(' '));
       expect(kinds.some((k) => k.includes('slirp4netns'))).toBe(true);
-      expect(kinds.some((k) => k.includes('userns-main'))).toBe(true);
+      expect(kinds.some((k) => k.includes('podnet-userns'))).toBe(true);
     } finally {
       const down = await runAsUser([bin, 'down', id]);
       expect(down.code, down.stderr).toBe(0);

@@ -1,9 +1,10 @@
 // The native unit tests, the decoder fuzz and the relay stress test, run
-// again against an AddressSanitizer + UBSan build of the addon
-// (scripts/build-sanitized.js, into a temp dir: build/Release is left alone).
+// again against an AddressSanitizer + UBSan build of the addon and of the
+// user namespace helper (scripts/build-sanitized.js, into a temp dir:
+// build/Release is left alone).
 // A sanitizer run that is not really sanitizing would pass for the wrong
 // reason, so the same setup must first catch two deliberate bugs of a probe
-// addon, and the podnet build must carry the sanitizers' hooks.
+// addon, and the podnet builds must carry the sanitizers' hooks.
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ const NATIVE_TESTS = [
   'test/unit/native/netlink-fuzz.test.ts',
   'test/unit/native/fd.test.ts',
   'test/unit/rootless/userns/userns.test.ts',
+  'test/unit/rootless/userns/helper.test.ts',
   'test/unit/native/relay.test.ts',
   'test/unit/native/relay-stress.test.ts',
 ];
@@ -27,6 +29,7 @@ const NATIVE_TESTS = [
 interface Build {
   addon: string;
   probe: string;
+  helper: string;
   preload: string;
 }
 
@@ -82,11 +85,13 @@ describe('the addon under AddressSanitizer and UBSan', () => {
   });
 
   it('is instrumented, and the runtime catches a heap overflow and a signed overflow', async () => {
-    const undefinedSymbols = execFileSync('nm', ['-D', '--undefined-only', build.addon], {
-      encoding: 'utf8',
-    });
-    expect(undefinedSymbols).toMatch(/__asan_init/);
-    expect(undefinedSymbols).toMatch(/__ubsan_handle_/);
+    for (const binary of [build.addon, build.helper]) {
+      const undefinedSymbols = execFileSync('nm', ['-D', '--undefined-only', binary], {
+        encoding: 'utf8',
+      });
+      expect(undefinedSymbols).toMatch(/__asan_init/);
+      expect(undefinedSymbols).toMatch(/__ubsan_handle_/);
+    }
 
     const heap = await sanitized(build, [
       '-e',
@@ -108,7 +113,7 @@ describe('the addon under AddressSanitizer and UBSan', () => {
     const run = await sanitized(
       build,
       [vitest, 'run', '--project', 'unit', '--reporter', 'dot', ...NATIVE_TESTS],
-      { PODNET_ADDON_PATH: build.addon, NO_COLOR: '1' },
+      { PODNET_ADDON_PATH: build.addon, PODNET_USERNS_HELPER: build.helper, NO_COLOR: '1' },
     );
     const report = `${run.stdout}\n${run.stderr}`;
     // The child's own summary, so a CI log shows what ran under the sanitizers.

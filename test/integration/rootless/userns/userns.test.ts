@@ -9,8 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isRoot } from '../../../helpers/host.js';
 import { running, until } from '../../../helpers/process.js';
 
-// The helper is dist/rootless/userns/userns-main.js, found next to the module that
-// starts it: so this test uses the build, as a user's program would.
+// The helper is build/Release/podnet-userns, found from the package the module
+// that starts it belongs to: so this test uses the build, as a user's program would.
 const dist = new URL('../../../../dist/index.js', import.meta.url).href;
 const { PodnetSystemError, UserNamespace, UserNamespaceError } = (await import(
   dist

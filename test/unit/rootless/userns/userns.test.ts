@@ -92,4 +92,15 @@ describe('a helper that sends the wrong fds', () => {
       await expect.poll(openFds, { timeout: 2000 }).toBe(before);
     },
   );
+
+  it('a helper of another protocol is refused at its first message', async () => {
+    process.env['PODNET_TEST_LIAR_MODE'] = 'json';
+    const before = openFds();
+    const err = await UserNamespace.create({ program: liar, timeoutMs: 5000 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UserNamespaceError);
+    expect((err as Error).message).toMatch(/^the helper did not say it was ready/);
+    await expect.poll(openFds, { timeout: 2000 }).toBe(before);
+  });
 });
