@@ -26,7 +26,6 @@
 import {
   closeSync,
   constants as fsConstants,
-  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -110,6 +109,11 @@ export interface IpamOwner extends IpamStore {
   containerId: string;
   /** The interface name in the container. */
   ifName: string;
+  /**
+   * The addresses reserveAddresses returned (bare or CIDR), when the caller
+   * journalled them: only those lease files are read.
+   */
+  ips?: readonly string[];
 }
 
 /** One lease file of a network, as listLeases reads it. */
@@ -165,33 +169,49 @@ interface Ip {
 }
 
 /**
- * A user's or a file's address: IPv4 only in four-part decimal (ipaddr.js
- * would take `010.1.1.1` as octal, Go refuses it), IPv6 without a zone and
- * not v4-mapped (Go would turn that into IPv4, so host-local would name its
- * file differently).
+ * A user's or a file's address: IPv4 only in four-part decimal without
+ * leading zeros (ipaddr.js would take `010.1.1.1` as octal, Go refuses it),
+ * IPv6 without a zone and not v4-mapped (Go would turn that into IPv4, so
+ * host-local would name its file differently). IPv4 is parsed here rather
+ * than by ipaddr.js: it runs for lease names on the hot path, where
+ * ipaddr.js's object per address was the largest cost measured.
  */
 function parseIp(text: string): Ip | undefined {
-  if (ipaddr.IPv4.isValidFourPartDecimal(text))
-    return { version: 4, value: toBig(ipaddr.IPv4.parse(text).toByteArray()) };
-  if (!ipaddr.IPv6.isValid(text) || text.includes('%')) return undefined;
+  const v4 = IPV4.exec(text);
+  if (v4 !== null) {
+    let value = 0;
+    for (let i = 1; i <= 4; i++) {
+      const octet = Number(v4[i]);
+      if (octet > 255) return undefined;
+      value = value * 256 + octet;
+    }
+    return { version: 4, value: BigInt(value) };
+  }
+  if (!text.includes(':') || text.includes('%') || !ipaddr.IPv6.isValid(text)) return undefined;
   const v6 = ipaddr.IPv6.parse(text);
   if (v6.isIPv4MappedAddress()) return undefined;
-  return { version: 6, value: toBig(v6.toByteArray()) };
+  let value = 0n;
+  for (const b of v6.toByteArray()) value = (value << 8n) | BigInt(b);
+  return { version: 6, value };
 }
 
-function toBig(bytes: number[]): bigint {
-  let n = 0n;
-  for (const b of bytes) n = (n << 8n) | BigInt(b);
-  return n;
-}
+const IPV4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
 
 /** The address as Go's net.IP.String() writes it (RFC 5952 for v6): host-local's file name. */
 function formatIp(version: 4 | 6, value: bigint): string {
-  const length = version === 4 ? 4 : 16;
-  const bytes: number[] = new Array(length);
-  for (let i = length - 1, n = value; i >= 0; i--, n >>= 8n) bytes[i] = Number(n & 0xffn);
-  const addr = ipaddr.fromByteArray(bytes);
-  return addr instanceof ipaddr.IPv6 ? addr.toRFC5952String() : addr.toString();
+  if (version === 4) {
+    const n = Number(value);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  }
+  const bytes: number[] = new Array(16);
+  for (let i = 15, n = value; i >= 0; i--, n >>= 8n) bytes[i] = Number(n & 0xffn);
+  return (ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String();
+}
+
+/** The address a lease file's name stands for, if it is one exactly as host-local names it. */
+function leaseName(name: string): Ip | undefined {
+  const ip = parseIp(name);
+  return ip !== undefined && formatIp(ip.version, ip.value) === name ? ip : undefined;
 }
 
 // ---- Range sets: host-local's Canonicalize, checked up front --------------
@@ -297,6 +317,9 @@ function reservedInRange(r: Range, value: bigint): boolean {
   return value === r.gateway || value === r.network || value === r.broadcast;
 }
 
+/** A prefix length after an address, which host-local ignores in `ips`. */
+const CIDR_SUFFIX = /\/(0|[1-9]\d{0,2})$/;
+
 /**
  * Assigns the static addresses to range sets as host-local does (each set
  * takes a requested address it contains); an address in no set, a second
@@ -305,7 +328,7 @@ function reservedInRange(r: Range, value: bigint): boolean {
 function assignStatic(sets: RangeSet[], ips: readonly string[]): (Ip | undefined)[] {
   const chosen: (Ip | undefined)[] = sets.map(() => undefined);
   for (const text of ips) {
-    const bare = typeof text === 'string' ? text.replace(/\/(0|[1-9]\d{0,2})$/, '') : '';
+    const bare = typeof text === 'string' ? text.replace(CIDR_SUFFIX, '') : '';
     const ip = parseIp(bare);
     if (ip === undefined) throw new InvalidArgumentError(`static IP '${text}' is not an address`);
     const i = sets.findIndex((s) => setContains(s, ip));
@@ -407,25 +430,29 @@ function parseLease(text: string): { containerId: string; ifName: string | undef
 
 interface LeaseEntry {
   name: string;
-  ip: Ip;
   containerId: string;
   ifName: string | undefined;
 }
 
+/** Only characters of an address: the cheap test before a name is read as a lease. */
+const ADDRESS_CHARS = /^[0-9a-f.:]+$/;
+
 /**
- * Every valid lease of the directory: a regular file (never a symlink or a
- * directory) whose name is an address exactly as host-local would write it
- * and whose content parses.
+ * Every lease of the directory that `keep` accepts: a regular file (never a
+ * symlink or a directory) whose name looks like an address and whose content
+ * parses. The name is not yet checked to be an address as host-local writes
+ * it (see leaseName): the caller does that for the few it keeps, since it
+ * costs more than the filter.
  */
-function scanLeases(dir: string): LeaseEntry[] {
+function scanLeases(dir: string, keep: (l: LeaseEntry) => boolean = () => true): LeaseEntry[] {
   const leases: LeaseEntry[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    const ip = parseIp(entry.name);
-    if (ip === undefined || formatIp(ip.version, ip.value) !== entry.name) continue;
-    const text = readSmall(join(dir, entry.name));
+    if (!entry.isFile() || !ADDRESS_CHARS.test(entry.name)) continue;
+    const text = readSmall(`${dir}/${entry.name}`); // join() was a tenth of a scan
     const owner = text === undefined ? undefined : parseLease(text);
-    if (owner !== undefined) leases.push({ name: entry.name, ip, ...owner });
+    if (owner === undefined) continue;
+    const lease = { name: entry.name, ...owner };
+    if (keep(lease)) leases.push(lease);
   }
   return leases;
 }
@@ -484,47 +511,7 @@ function readLastReserved(dir: string, set: number): Ip | undefined {
   return text === undefined ? undefined : parseIp(text.trim());
 }
 
-// ---- The lock ---------------------------------------------------------------
-
-/**
- * Runs `body` holding host-local's flock on `<dir>/lock`. The file is never
- * unlinked (host-local keeps it and may be blocked on it), and nothing is
- * written into it. The first attempt is made at once; after that, a timer
- * between non-blocking attempts, up to `timeoutMs`.
- */
-async function withLock<T>(
-  dir: string,
-  network: string,
-  timeoutMs: number,
-  body: () => T,
-): Promise<T> {
-  const path = join(dir, 'lock');
-  const deadline = Date.now() + timeoutMs;
-  let fd: number;
-  for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
-    try {
-      fd = native.tryLockFile(path);
-      break;
-    } catch (err) {
-      if ((err as { errno?: number }).errno !== osConstants.errno.EWOULDBLOCK)
-        throw systemError(`locking '${path}'`, err);
-    }
-    if (Date.now() >= deadline)
-      throw new IpamError(
-        'ERR_PODNET_IPAM_BUSY',
-        network,
-        `its lock '${path}' is still held after ${timeoutMs} ms`,
-      );
-    await sleep(wait);
-  }
-  try {
-    return body();
-  } finally {
-    closeSync(fd);
-  }
-}
-
-// ---- Operations -------------------------------------------------------------
+// ---- The store and its lock -----------------------------------------------
 
 interface Store {
   dir: string;
@@ -541,11 +528,7 @@ function openStore(where: IpamStore): Store {
   const timeoutMs = where.lockTimeoutMs ?? DEFAULT_IPAM_LOCK_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0)
     throw new InvalidArgumentError(`lockTimeoutMs ${timeoutMs} must be a number >= 0`);
-  const dir = join(dataDir, where.network);
-  // The leases are root's records: another user able to write the directory
-  // could plant leases or remove ours.
-  checkPrivateDir(dir);
-  return { dir, network: where.network, timeoutMs };
+  return { dir: join(dataDir, where.network), network: where.network, timeoutMs };
 }
 
 function checkOwner(containerId: unknown, ifName: unknown): void {
@@ -555,16 +538,70 @@ function checkOwner(containerId: unknown, ifName: unknown): void {
   if (ifProblem !== undefined) throw new InvalidArgumentError(`interface name ${ifProblem}`);
 }
 
-/** False when the network's directory does not exist (so it holds no lease). */
-function storeExists(store: Store): boolean {
+/**
+ * Network directories found private in this process. The leases are root's
+ * records (another user able to write the directory could plant leases or
+ * remove ours), so a directory is checked (checkPrivateDir: its owner and
+ * mode, and every directory above it) before its first use; once per
+ * process, as the check is most of an operation's cost otherwise.
+ */
+const checkedDirs = new Set<string>();
+
+function checkDir(dir: string): void {
+  if (checkedDirs.has(dir)) return;
+  checkPrivateDir(dir);
+  checkedDirs.add(dir);
+}
+
+const ENOENT = osConstants.errno.ENOENT;
+const EWOULDBLOCK = osConstants.errno.EWOULDBLOCK;
+
+/**
+ * Runs `body` holding host-local's flock on `<dir>/lock`, as host-local
+ * takes it. The file is never unlinked (host-local keeps it and may be
+ * blocked on it), and nothing is written into it. The first attempt is made
+ * at once; after that, a timer between non-blocking attempts, up to the
+ * store's timeout. A missing directory is made (0755, as host-local does)
+ * when `create`, and otherwise means an empty store: `body` is not run and
+ * the result is undefined.
+ */
+async function withLock<T>(store: Store, create: boolean, body: () => T): Promise<T | undefined> {
+  checkDir(store.dir);
+  const path = join(store.dir, 'lock');
+  const deadline = Date.now() + store.timeoutMs;
+  let fd: number;
+  for (let wait = 1; ; ) {
+    try {
+      fd = native.tryLockFile(path);
+      break;
+    } catch (err) {
+      const errno = (err as { errno?: number }).errno;
+      if (errno === ENOENT && create) {
+        // Checked above while missing; made by us now, so ours.
+        mkdirSync(store.dir, { recursive: true, mode: 0o755 });
+        create = false;
+        continue;
+      }
+      if (errno === ENOENT) return undefined;
+      if (errno !== EWOULDBLOCK) throw systemError(`locking '${path}'`, err);
+    }
+    if (Date.now() >= deadline)
+      throw new IpamError(
+        'ERR_PODNET_IPAM_BUSY',
+        store.network,
+        `its lock '${path}' is still held after ${store.timeoutMs} ms`,
+      );
+    await sleep(wait);
+    wait = Math.min(wait * 2, 20);
+  }
   try {
-    lstatSync(store.dir);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw systemError(`reading '${store.dir}'`, err);
+    return body();
+  } finally {
+    closeSync(fd);
   }
 }
+
+// ---- Operations -------------------------------------------------------------
 
 /**
  * Reserves one address in every range set of `req.ranges` for the container
@@ -585,13 +622,11 @@ export async function reserveAddresses(req: IpamRequest): Promise<IpamLease[]> {
   checkOwner(req.containerId, req.ifName);
   const sets = parseRangeSets(req.ranges);
   const wanted = assignStatic(sets, req.ips ?? []);
-  mkdirSync(store.dir, { recursive: true, mode: 0o755 });
   const { dir, network } = store;
-  return withLock(dir, network, store.timeoutMs, () => {
-    for (const lease of scanLeases(dir)) {
-      if (lease.containerId !== req.containerId) continue;
-      if (lease.ifName !== undefined && lease.ifName !== req.ifName) continue;
-      if (sets.some((s) => setContains(s, lease.ip)))
+  const leases = await withLock(store, true, () => {
+    for (const lease of scanLeases(dir, (l) => ownedBy(l, req.containerId, req.ifName))) {
+      const ip = leaseName(lease.name);
+      if (ip !== undefined && sets.some((s) => setContains(s, ip)))
         throw new IpamError(
           'ERR_PODNET_DUPLICATE_LEASE',
           network,
@@ -616,6 +651,12 @@ export async function reserveAddresses(req: IpamRequest): Promise<IpamLease[]> {
       throw err;
     }
   });
+  return leases!;
+}
+
+/** host-local's match: `ID\r\nIFNAME`, or an older lease holding the ID alone. */
+function ownedBy(l: LeaseEntry, containerId: string, ifName: string): boolean {
+  return l.containerId === containerId && (l.ifName === undefined || l.ifName === ifName);
 }
 
 function reserveOne(
@@ -654,36 +695,56 @@ function reserveOne(
     'ERR_PODNET_NO_FREE_ADDRESS',
     network,
     `no free address in range set ${index}`,
-    { rangeSet: index },
+    {
+      rangeSet: index,
+    },
   );
 }
 
 /**
- * Releases the leases of a container interface (host-local's ReleaseByID):
- * every lease file whose content is `ID\r\nIFNAME`; when there is none,
- * those in the older format whose content is the ID alone. Returns the
- * released addresses (none when the network has no directory).
+ * Releases the leases of a container interface, as host-local's ReleaseByID
+ * does: every lease file whose content is `ID\r\nIFNAME`; when there is
+ * none, those in the older format whose content is the ID alone. With
+ * `owner.ips` (the addresses reserveAddresses returned, from the caller's
+ * journal) only those files are read, and each released if it is this
+ * interface's: teardown then costs no scan of the network's leases. Returns
+ * the released addresses (none when the network has no directory).
  */
 export async function releaseAddresses(owner: IpamOwner): Promise<string[]> {
   const store = openStore(owner);
   checkOwner(owner.containerId, owner.ifName);
-  if (!storeExists(store)) return [];
-  return withLock(store.dir, store.network, store.timeoutMs, () => {
-    const leases = scanLeases(store.dir).filter((l) => l.containerId === owner.containerId);
-    let mine = leases.filter((l) => l.ifName === owner.ifName);
-    if (mine.length === 0) mine = leases.filter((l) => l.ifName === undefined);
-    const released: string[] = [];
-    for (const l of mine) {
+  const named = owner.ips?.map((text) => {
+    const ip = typeof text === 'string' ? parseIp(text.replace(CIDR_SUFFIX, '')) : undefined;
+    if (ip === undefined)
+      throw new InvalidArgumentError(`lease address '${text}' is not an address`);
+    return formatIp(ip.version, ip.value);
+  });
+  const released = await withLock(store, false, () => {
+    const mine = (l: LeaseEntry) => l.containerId === owner.containerId;
+    const leases =
+      named === undefined
+        ? scanLeases(store.dir, mine)
+        : named.flatMap((name) => {
+            const text = readSmall(join(store.dir, name));
+            const parsed = text === undefined ? undefined : parseLease(text);
+            return parsed !== undefined && mine({ name, ...parsed }) ? [{ name, ...parsed }] : [];
+          });
+    let chosen = leases.filter((l) => l.ifName === owner.ifName);
+    if (chosen.length === 0) chosen = leases.filter((l) => l.ifName === undefined);
+    const done: string[] = [];
+    for (const l of chosen) {
+      if (leaseName(l.name) === undefined) continue;
       try {
         unlinkSync(join(store.dir, l.name));
-        released.push(l.name);
+        done.push(l.name);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
           throw systemError(`releasing lease '${join(store.dir, l.name)}'`, err);
       }
     }
-    return released;
+    return done;
   });
+  return released ?? [];
 }
 
 /**
@@ -692,12 +753,12 @@ export async function releaseAddresses(owner: IpamOwner): Promise<string[]> {
  */
 export async function listLeases(where: IpamStore): Promise<IpamLeaseFile[]> {
   const store = openStore(where);
-  if (!storeExists(store)) return [];
-  return withLock(store.dir, store.network, store.timeoutMs, () =>
-    scanLeases(store.dir).map((l) => ({
-      ip: l.name,
-      containerId: l.containerId,
-      ifName: l.ifName,
-    })),
+  const leases = await withLock(store, false, () =>
+    scanLeases(store.dir).flatMap((l) =>
+      leaseName(l.name) === undefined
+        ? []
+        : [{ ip: l.name, containerId: l.containerId, ifName: l.ifName }],
+    ),
   );
+  return leases ?? [];
 }

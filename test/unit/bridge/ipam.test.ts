@@ -280,6 +280,25 @@ describe('releaseAddresses', () => {
     );
   });
 
+  it("with the journalled ips, reads only those files, and frees each only if it is the interface's", async () => {
+    const ranges = [[{ subnet: '10.1.0.0/24' }], [{ subnet: 'fd00::/64' }]];
+    const mine = await reserveAddresses(req('c1', { ranges }));
+    await reserveAddresses(req('c2', { ranges }));
+    const owner = { dataDir, network, containerId: 'c1', ifName: 'eth0' };
+    // 10.1.0.3 is c2's: named by a stale journal, it stays.
+    const released = await releaseAddresses({
+      ...owner,
+      ips: [...mine.map((l) => l.address), '10.1.0.3', '10.1.0.99'],
+    });
+    expect(released).toEqual(['10.1.0.2', 'fd00::2']);
+    expect((await listLeases({ dataDir, network })).map((l) => l.containerId)).toEqual([
+      'c2',
+      'c2',
+    ]);
+    const err = await refusal(releaseAddresses({ ...owner, ips: ['10.1.0.2; rm'] }));
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+  });
+
   it('creates nothing for a network that has no directory', async () => {
     expect(await releaseAddresses({ dataDir, network, containerId: 'c1', ifName: 'eth0' })).toEqual(
       [],
