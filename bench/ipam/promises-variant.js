@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 const READ = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NONBLOCK;
-const REPLACE =
+const REWRITE =
   constants.O_WRONLY |
   constants.O_CREAT |
   constants.O_TRUNC |
@@ -40,8 +40,9 @@ export async function reserveRelease(dir, ip, owner, lock, unlock) {
     const fh = await open(join(dir, ip), CREATE, 0o644);
     await fh.write(owner);
     await fh.close();
-    const last = await open(join(dir, 'last_reserved_ip.0'), REPLACE, 0o644);
-    await last.write(ip);
+    const last = await open(join(dir, 'last_reserved_ip.0'), REWRITE, 0o644);
+    const { bytesWritten } = await last.write(ip, 0);
+    await last.truncate(bytesWritten);
     await last.close();
   } finally {
     unlock(fd);

@@ -96,6 +96,13 @@ describe('reserveAddresses', () => {
     expect(snapshot()).toEqual(before);
   });
 
+  it('wraps after the last address, and rewrites last_reserved_ip to its new length', async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'last_reserved_ip.0'), '10.1.0.254\n');
+    expect(await ip('c1')).toBe('10.1.0.2');
+    expect(readFileSync(join(dir, 'last_reserved_ip.0'), 'utf8')).toBe('10.1.0.2');
+  });
+
   it('starts at rangeStart when last_reserved_ip is outside the set, and walks ranges in order', async () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'last_reserved_ip.0'), '192.168.9.9');
