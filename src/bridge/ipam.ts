@@ -328,9 +328,11 @@ const CIDR_SUFFIX = /\/(0|[1-9]\d{0,2})$/;
  * takes a requested address it contains); an address in no set, a second
  * one for a set, or one never handed out is an InvalidArgumentError.
  */
-function assignStatic(sets: RangeSet[], ips: readonly string[]): (Ip | undefined)[] {
+function assignStatic(sets: RangeSet[], ips: readonly string[] | undefined): (Ip | undefined)[] {
+  if (ips !== undefined && !Array.isArray(ips))
+    throw new InvalidArgumentError('static IPs (ips) must be a list of addresses');
   const chosen: (Ip | undefined)[] = sets.map(() => undefined);
-  for (const text of ips) {
+  for (const text of ips ?? []) {
     const bare = typeof text === 'string' ? text.replace(CIDR_SUFFIX, '') : '';
     const ip = parseIp(bare);
     if (ip === undefined) throw new InvalidArgumentError(`static IP '${text}' is not an address`);
@@ -631,7 +633,7 @@ export async function reserveAddresses(req: IpamRequest): Promise<IpamLease[]> {
   const store = openStore(req);
   checkOwner(req.containerId, req.ifName);
   const sets = parseRangeSets(req.ranges);
-  const wanted = assignStatic(sets, req.ips ?? []);
+  const wanted = assignStatic(sets, req.ips);
   const { dir, network } = store;
   const leases = await withLock(store, true, () => {
     for (const lease of scanLeases(dir, (l) => ownedBy(l, req.containerId, req.ifName))) {
@@ -723,6 +725,8 @@ function reserveOne(
 export async function releaseAddresses(owner: IpamOwner): Promise<string[]> {
   const store = openStore(owner);
   checkOwner(owner.containerId, owner.ifName);
+  if (owner.ips !== undefined && !Array.isArray(owner.ips))
+    throw new InvalidArgumentError('lease addresses (ips) must be a list of addresses');
   const named = owner.ips?.map((text) => {
     const ip = typeof text === 'string' ? parseIp(text.replace(CIDR_SUFFIX, '')) : undefined;
     if (ip === undefined)

@@ -401,6 +401,7 @@ describe('bad input', () => {
       'overlaps',
     ],
     ['a network name with a slash', { network: '../etc' }, 'network name'],
+    ['ips that are not a list', { ips: '10.1.0.5' as unknown as string[] }, 'must be a list'],
     ['a relative dataDir', { dataDir: 'var/lib' }, 'absolute'],
     ['a container ID with a space', { containerId: 'a b' }, 'container ID'],
     ['an ifName with a slash', { ifName: 'a/b' }, 'interface name'],
