@@ -52,7 +52,7 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
     });
   }
 
-  const native4 = async (containerId: string) =>
+  const nativeAdd = async (containerId: string) =>
     (
       await reserveAddresses({
         dataDir: env.dataDir,
@@ -74,9 +74,9 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
 
   it('native first, then host-local: different addresses, one round-robin across both', async () => {
     const p = env.prefix;
-    expect(await native4('n1')).toEqual([`${p}.2/24`, v6(2)]);
+    expect(await nativeAdd('n1')).toEqual([`${p}.2/24`, v6(2)]);
     expect(await cniAdd('h1')).toEqual([`${p}.3/24`, v6(3)]);
-    expect(await native4('n2')).toEqual([`${p}.4/24`, v6(4)]);
+    expect(await nativeAdd('n2')).toEqual([`${p}.4/24`, v6(4)]);
     expect(await cniAdd('h2')).toEqual([`${p}.5/24`, v6(5)]);
     expect(readFileSync(join(dir, 'last_reserved_ip.0'), 'utf8')).toBe(`${p}.5`);
     // host-local reads native leases as its own format, and the other way round.
@@ -91,7 +91,7 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
   it('host-local first, then native; each one’s release frees only its own', async () => {
     const p = env.prefix;
     expect(await cniAdd('h1')).toEqual([`${p}.2/24`, v6(2)]);
-    expect(await native4('n1')).toEqual([`${p}.3/24`, v6(3)]);
+    expect(await nativeAdd('n1')).toEqual([`${p}.3/24`, v6(3)]);
     await cniDel('h1');
     expect(existsSync(join(dir, `${p}.2`))).toBe(false);
     expect(existsSync(join(dir, `${p}.3`))).toBe(true);
@@ -101,7 +101,7 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
     );
     expect(existsSync(join(dir, `${p}.4`))).toBe(true);
     // host-local DEL of an ID it never gave anything to frees nothing native holds.
-    expect(await native4('n2')).toEqual([`${p}.5/24`, v6(5)]);
+    expect(await nativeAdd('n2')).toEqual([`${p}.5/24`, v6(5)]);
     await cniDel('n9');
     const bare = (a: string) => a.replace(/\/\d+$/, '');
     expect(readdirSync(dir).sort()).toEqual(
@@ -128,16 +128,16 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IpamError);
     expect((err as IpamError).code).toBe('ERR_PODNET_DUPLICATE_LEASE');
-    await native4('n1');
+    await nativeAdd('n1');
     await expect(cniAdd('n1')).rejects.toThrow(/duplicate allocation is not allowed/);
   });
 
   it('static IPs: each refuses an address the other holds', async () => {
     const p = env.prefix;
     const withIps = hostLocalList(ranges, { ips: true });
-    await native4('n1'); // .2
+    await nativeAdd('n1'); // .2
     await expect(cniAdd('h1', withIps, { ips: [`${p}.2/24`] })).rejects.toThrow(/not available/);
-    expect(await cniAdd('h2', withIps, { ips: [`${p}.40/24`] })).toEqual([`${p}.40/24`, v6(2 + 1)]);
+    expect(await cniAdd('h2', withIps, { ips: [`${p}.40/24`] })).toEqual([`${p}.40/24`, v6(3)]);
     const err = await reserveAddresses({
       dataDir: env.dataDir,
       network: env.network,
@@ -149,11 +149,11 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
     expect((err as IpamError).code).toBe('ERR_PODNET_ADDRESS_TAKEN');
     expect(existsSync(join(dir, v6(4).replace('/120', '')))).toBe(false);
     // host-local recorded its static address as the last reserved: native goes on from there.
-    expect(await native4('n3')).toEqual([`${p}.41/24`, v6(4)]);
+    expect(await nativeAdd('n3')).toEqual([`${p}.41/24`, v6(4)]);
   });
 
   it('one lock: host-local waits for a native holder, native waits for flock(1)', async () => {
-    await native4('n0'); // makes the directory and the lock
+    await nativeAdd('n0'); // makes the directory and the lock
     const held = native.tryLockFile(join(dir, 'lock'));
     let done = false;
     const add = cniAdd('h1').then((ips) => {
@@ -169,7 +169,7 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
     const exited = new Promise((r) => flock.on('exit', r));
     await untilHeldElsewhere(join(dir, 'lock'));
     const started = Date.now();
-    await native4('n1');
+    await nativeAdd('n1');
     expect(Date.now() - started).toBeGreaterThanOrEqual(100);
     await exited;
     expect(existsSync(join(dir, 'lock'))).toBe(true);
