@@ -8,6 +8,7 @@ import { constants } from 'node:os';
 /** Every `ERR_PODNET_*` code, with what it means. */
 export const PODNET_ERROR_CODES = {
   ERR_PODNET_ABORTED: 'the operation was aborted through its AbortSignal',
+  ERR_PODNET_ADDRESS_TAKEN: 'the static address asked for is already leased in the network',
   ERR_PODNET_BAD_STATE: 'a container state file is unreadable or not one podnet wrote',
   ERR_PODNET_BRIDGE_CONFLICT: 'the bridge name is taken by a link of another kind',
   ERR_PODNET_CLOSED: 'the handle was already closed',
@@ -26,6 +27,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_DEMO: '`podnet demo` left something behind',
   ERR_PODNET_DRIVER_UNSUPPORTED:
     'the native driver cannot serve that network config (the message says what it lacks)',
+  ERR_PODNET_DUPLICATE_LEASE: 'the container interface already holds an address in the network',
   ERR_PODNET_ENGINE_MISSING:
     'the rootless engine (`engine`: slirp4netns or pasta) is not installed',
   ERR_PODNET_ENGINE_PROBE: 'the binary does not answer like the engine named in `engine`',
@@ -35,6 +37,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_INTERNAL: "the CLI met an error that is not podnet's own (a bug: please report it)",
   ERR_PODNET_INVALID_ARGUMENT: 'an option or argument is invalid; nothing was changed',
   ERR_PODNET_INVALID_INPUT: 'a file or reply the CLI read does not have the expected shape',
+  ERR_PODNET_IPAM_BUSY: "another process holds the network's IPAM lock past the deadline",
   ERR_PODNET_KEEPER: 'a keeper process gave no usable report',
   ERR_PODNET_KEEPER_TIMEOUT: 'a keeper process did not report within its deadline',
   ERR_PODNET_LINK_NOT_FOUND: 'no interface of that name in the namespace',
@@ -44,6 +47,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NETLINK_DECODE: 'a netlink reply could not be decoded',
   ERR_PODNET_NO_ADDON:
     'the native addon has no build for this platform (the message says how to make one)',
+  ERR_PODNET_NO_FREE_ADDRESS: 'a range set of the network has no address left to lease',
   ERR_PODNET_NO_SUCH_CONTAINER: 'no state for that container ID',
   ERR_PODNET_NOT_A_NAMESPACE: 'the path exists but is not a network namespace',
   ERR_PODNET_PASTA_ADDRESS: 'pasta gave the namespace no address the port forwarder may dial',

@@ -49,6 +49,13 @@ export interface NativeBinding {
    * another holder has it. Closing the fd releases the lock.
    */
   tryLockFile(path: string): number;
+  /**
+   * The regular files directly in `dir` of at most `maxBytes`, as
+   * [name, content, name, content, ...] (UTF-8): never through a symlink,
+   * never blocking on a FIFO; a file that cannot be read is left out. Throws
+   * when the directory cannot be opened or listed.
+   */
+  readDirFiles(dir: string, maxBytes: number): string[];
   RtnlSocket: new (fd: number) => NativeRtnlSocket;
   /** The stats fast path's C++ decoder over captured bytes (for tests). */
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;

@@ -1,9 +1,13 @@
 // The addon's fd passing (native/fd.cc), which needs no privileges:
 // messages with and without fds over a SOCK_SEQPACKET pair, end of stream,
-// the receive deadline, and sockets opened in the caller's own namespace.
-import { fstatSync, readlinkSync } from 'node:fs';
+// the receive deadline, and sockets opened in the caller's own namespace;
+// and its reader of a directory's small files (IPAM's leases).
+import { execFileSync } from 'node:child_process';
+import { fstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
+import { tempDirs } from '../../helpers/temp.js';
 
 const AF_INET = 2;
 const SOCK_STREAM = 1;
@@ -54,6 +58,35 @@ describe('fd passing', () => {
     );
     expect(() => native.socketsHere(9999, SOCK_STREAM, 0, 1)).toThrow(
       expect.objectContaining({ errno: 97, syscall: 'socket' }),
+    );
+  });
+});
+
+describe('readDirFiles', () => {
+  const dirs = tempDirs();
+
+  it('reads the small regular files of a directory, and nothing else', () => {
+    const dir = dirs();
+    const outside = join(dirs(), 'target');
+    writeFileSync(outside, 'secret');
+    writeFileSync(join(dir, 'a'), 'one\r\ntwo');
+    writeFileSync(join(dir, 'empty'), '');
+    writeFileSync(join(dir, 'utf8'), 'é');
+    writeFileSync(join(dir, 'big'), 'x'.repeat(65));
+    writeFileSync(join(dir, 'fits'), 'x'.repeat(64));
+    symlinkSync(outside, join(dir, 'link'));
+    mkdirSync(join(dir, 'sub'));
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    const files = native.readDirFiles(dir, 64);
+    const got = Object.fromEntries(
+      Array.from({ length: files.length / 2 }, (_, i) => [files[2 * i], files[2 * i + 1]]),
+    );
+    expect(got).toEqual({ a: 'one\r\ntwo', empty: '', utf8: 'é', fits: 'x'.repeat(64) });
+  });
+
+  it('throws for a directory it cannot open', () => {
+    expect(() => native.readDirFiles(join(dirs(), 'missing'), 64)).toThrow(
+      expect.objectContaining({ errno: 2, syscall: 'open' }),
     );
   });
 });
