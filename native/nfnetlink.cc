@@ -34,8 +34,6 @@ constexpr size_t kRecvBuf = 64 * 1024;
 // the buffer must hold them all, or the kernel drops some (ENOBUFS).
 constexpr int kRcvBufBytes = 32 * 1024 * 1024;
 constexpr size_t kNfgenmsgLen = 4;
-// What a batch must be at least: BEGIN and END.
-constexpr size_t kMinMessages = 2;
 
 // The result of a batch: per message, 1 when the kernel acked it, a
 // negative errno when it refused it, 0 when it said nothing about it.
@@ -79,9 +77,9 @@ void ScanReplies(const char* p, size_t len, uint32_t base, uint32_t count, Batch
 }
 
 // Walks a batch buffer: every message at least a header and a nfgenmsg,
-// inside the buffer, 4-byte aligned. Returns the message offsets, or an
-// empty list when the buffer is not a sequence of such messages.
-std::vector<size_t> FrameBatch(const char* p, size_t len) {
+// inside the buffer, 4-byte aligned, at least MIN of them. Returns the
+// message offsets, or an empty list when the buffer is not that.
+std::vector<size_t> FrameBatch(const char* p, size_t len, size_t min) {
   std::vector<size_t> offsets;
   size_t off = 0;
   while (off < len) {
@@ -94,7 +92,7 @@ std::vector<size_t> FrameBatch(const char* p, size_t len) {
     if (step > len - off) return {};  // the last message's padding is missing
     off += step;
   }
-  if (offsets.size() < kMinMessages) return {};
+  if (offsets.size() < min) return {};
   return offsets;
 }
 
@@ -102,7 +100,8 @@ class NfnlSocket : public Napi::ObjectWrap<NfnlSocket> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NfnlSocket",
-                       {InstanceMethod("batch", &NfnlSocket::Batch), InstanceMethod("close", &NfnlSocket::Close)});
+                       {InstanceMethod("batch", &NfnlSocket::Batch), InstanceMethod("request", &NfnlSocket::Request),
+                        InstanceMethod("close", &NfnlSocket::Close)});
   }
 
   // new NfnlSocket(fd?): FD is a NETLINK_NETFILTER socket opened elsewhere
@@ -141,14 +140,28 @@ class NfnlSocket : public Napi::ObjectWrap<NfnlSocket> {
   // asked for an ack and got no answer is reported as [index, 0]. (BEGIN and
   // END should not ask: kernels before 6.10 never ack them.) Throws for a
   // buffer that is not a batch (EINVAL) and for a failed sendmsg or recv.
-  Napi::Value Batch(const Napi::CallbackInfo& info) {
+  Napi::Value Batch(const Napi::CallbackInfo& info) { return Transact(info, 2, "batch"); }
+
+  // request(msg: Buffer): [0, errno] | null. One message outside a batch
+  // (a GETTABLE, say), answered the same way; data replies are skipped.
+  Napi::Value Request(const Napi::CallbackInfo& info) { return Transact(info, 1, "request"); }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+
+ private:
+  // A batch (MIN 2: BEGIN ... END) or a single request (MIN 1: exactly one).
+  Napi::Value Transact(const Napi::CallbackInfo& info, size_t min, const char* what) {
     Napi::Env env = info.Env();
-    if (!info[0].IsBuffer()) return OutcomeToValue(env, Outcome::Fail(EINVAL, "batch"));
+    if (!info[0].IsBuffer()) return OutcomeToValue(env, Outcome::Fail(EINVAL, what));
     auto in = info[0].As<Napi::Buffer<char>>();
     if (fd_ < 0) return OutcomeToValue(env, Outcome::Fail(EBADF, "sendmsg"));
     req_.assign(in.Data(), in.Data() + in.Length());
-    std::vector<size_t> offsets = FrameBatch(req_.data(), req_.size());
-    if (offsets.empty()) return OutcomeToValue(env, Outcome::Fail(EINVAL, "batch"));
+    std::vector<size_t> offsets = FrameBatch(req_.data(), req_.size(), min);
+    if (offsets.empty() || (min == 1 && offsets.size() != 1)) return OutcomeToValue(env, Outcome::Fail(EINVAL, what));
     const uint32_t count = static_cast<uint32_t>(offsets.size());
     Outcome drained = Drain(nullptr, 0, 0);  // replies left by an interrupted earlier caller
     if (drained.err) return OutcomeToValue(env, drained);
@@ -185,13 +198,6 @@ class NfnlSocket : public Napi::ObjectWrap<NfnlSocket> {
     return env.Null();
   }
 
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-    return info.Env().Undefined();
-  }
-
- private:
   // Reads every reply queued on the socket without waiting, scanning each
   // into ANSWER (none: discards them).
   Outcome Drain(BatchAnswer* answer, uint32_t base, uint32_t count) {

@@ -29,6 +29,8 @@ export interface NativeNfnlSocket {
    * answer). Synchronous: the kernel has handled the batch when sendmsg returns.
    */
   batch(batch: Buffer): [number, number] | null;
+  /** One message outside a batch, answered the same way ([0, errno] or null); data replies are skipped. */
+  request(msg: Buffer): [number, number] | null;
   close(): void;
 }
 

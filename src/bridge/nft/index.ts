@@ -5,7 +5,7 @@
 // elements, so nothing here finds or keeps a rule handle, and no process is
 // spawned: a batch is one sendmsg on a NETLINK_NETFILTER socket.
 import ipaddr from 'ipaddr.js';
-import { InvalidArgumentError, NftBatchError, PodnetError } from '../../errors.js';
+import { ClosedError, InvalidArgumentError, NftBatchError, PodnetError } from '../../errors.js';
 import { type NativeNfnlSocket, native, systemError } from '../../native.js';
 import type { NetworkNamespace } from '../../netns/index.js';
 import {
@@ -18,6 +18,7 @@ import {
   TABLE,
   type TableElement,
 } from './ruleset.js';
+import { getTable } from './wire.js';
 
 /** A network as the table knows it. */
 export interface FirewallNetwork {
@@ -221,24 +222,30 @@ export class PodnetTable {
   }
 
   #ensureStructure(): void {
+    // A look first: a refused batch costs the kernel's abort (about 10 ms),
+    // a GETTABLE microseconds, and the table is there nearly always.
+    const what = `making nftables table inet ${TABLE} in ${this.#where}`;
+    const probe = this.#call((s) => s.request(getTable(TABLE)));
+    if (!probe) return;
+    if (probe[1] !== ENOENT) throw new NftBatchError(what, 'looking the table up', probe[1]);
     const msgs = structureBatch();
     const refused = this.#send(msgs);
     // Message 1 creates the table exclusively: EEXIST there is "made already".
     if (!refused || (refused[0] === 1 && refused[1] === EEXIST)) return;
-    throw new NftBatchError(
-      `making nftables table inet ${TABLE} in ${this.#where}`,
-      `message ${refused[0]} of ${msgs.length}`,
-      refused[1],
-    );
+    throw new NftBatchError(what, `message ${refused[0]} of ${msgs.length}`, refused[1]);
   }
 
   #send(msgs: Buffer[]): [number, number] | null {
+    return this.#call((s) => s.batch(Buffer.concat(msgs)));
+  }
+
+  #call(fn: (s: NativeNfnlSocket) => [number, number] | null): [number, number] | null {
     const sock = this.#sock;
-    if (!sock) throw new PodnetError('ERR_PODNET_CLOSED', `nftables table inet ${TABLE} is closed`);
+    if (!sock) throw new ClosedError(`nftables table inet ${TABLE} in ${this.#where}`);
     try {
-      return sock.batch(Buffer.concat(msgs));
+      return fn(sock);
     } catch (err) {
-      throw systemError(`sending a batch to nftables table inet ${TABLE} in ${this.#where}`, err);
+      throw systemError(`talking to nftables table inet ${TABLE} in ${this.#where}`, err);
     }
   }
 

@@ -16,6 +16,7 @@ const NFPROTO_INET = 1;
 /** nf_tables message types (enum nf_tables_msg_types). */
 export const NFT_MSG = {
   NEWTABLE: 0,
+  GETTABLE: 1,
   NEWCHAIN: 3,
   NEWRULE: 6,
   NEWSET: 9,
@@ -126,6 +127,13 @@ export function newTable(name: string, exclusive: boolean): Buffer {
   const flags = exclusive ? NLM_F.CREATE | NLM_F.EXCL : 0;
   return message(NFT_MSG.NEWTABLE, flags, (w) => {
     w.str(NFTA_TABLE_NAME, name).u32be(NFTA_TABLE_FLAGS, 0);
+  });
+}
+
+/** GETTABLE of one table, outside any batch: answered by the table, or ENOENT. */
+export function getTable(name: string): Buffer {
+  return message(NFT_MSG.GETTABLE, 0, (w) => {
+    w.str(NFTA_TABLE_NAME, name);
   });
 }
 
