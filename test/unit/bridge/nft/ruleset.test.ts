@@ -60,7 +60,8 @@ describe("podnet's table structure", () => {
     const nft = capturedBatch('structure');
     expect(batch[1]!.type).toBe(NEWTABLE);
     expect(batch[1]!.flags).toBe(nft[1]!.flags | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
-    batch.slice(2, -1).forEach((m, i) => expect(m.flags).toBe(nft[i + 2]!.flags | NLM_F_ACK));
+    for (const [i, m] of batch.slice(2, -1).entries())
+      expect(m.flags).toBe(nft[i + 2]!.flags | NLM_F_ACK);
     for (const i of [0, batch.length - 1]) expect(batch[i]!.flags & NLM_F_ACK).toBe(0);
   });
 });
