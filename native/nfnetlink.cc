@@ -138,7 +138,7 @@ class NfnlSocket : public Napi::ObjectWrap<NfnlSocket> {
   // that asked for an ack (NLM_F_ACK) and refused none, else the first
   // message it refused (index in the batch, positive errno). A message that
   // asked for an ack and got no answer is reported as [index, 0]. (BEGIN and
-  // END should not ask: kernels before 6.10 never ack them.) Throws for a
+  // END should not ask: older kernels never ack them.) Throws for a
   // buffer that is not a batch (EINVAL) and for a failed sendmsg or recv.
   Napi::Value Batch(const Napi::CallbackInfo& info) { return Transact(info, 2, "batch"); }
 
