@@ -29,10 +29,11 @@ namespace podnet {
 namespace {
 
 constexpr size_t kRecvBuf = 64 * 1024;
-// Each ack the kernel queues costs about a kilobyte of receive buffer
-// (skb truesize), and a batch's acks all arrive before the first is read:
-// the buffer must hold them all, or the kernel drops some (ENOBUFS).
-constexpr int kRcvBufBytes = 32 * 1024 * 1024;
+// A batch is one datagram, which must fit the send buffer (EMSGSIZE); each
+// ack the kernel queues costs receive buffer (its skb's truesize), and a
+// batch's acks all arrive before the first is read: the buffer must hold
+// them all, or the kernel drops some (ENOBUFS).
+constexpr int kSockBufBytes = 32 * 1024 * 1024;
 constexpr size_t kNfgenmsgLen = 4;
 
 // The result of a batch: per message, 1 when the kernel acked it, a
@@ -122,9 +123,12 @@ class NfnlSocket : public Napi::ObjectWrap<NfnlSocket> {
     setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
     // FORCE needs CAP_NET_ADMIN, which changing nf_tables needs anyway;
     // without it the plain option still raises the buffer up to rmem_max.
-    int size = kRcvBufBytes;
+    int size = kSockBufBytes;
     if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
       setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+    if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     }
     buf_.resize(kRecvBuf);
   }

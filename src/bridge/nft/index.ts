@@ -61,6 +61,13 @@ export interface RemoveReport {
 
 const EEXIST = 17;
 const ENOENT = 2;
+/**
+ * Host ports of one container a batch carries at most. Every message is
+ * answered with an ack, and all the acks of a batch must fit the socket's
+ * receive buffer at once: a teardown of 32768 ports (65536 messages) does,
+ * one of 65535 (131070 messages) overflows it (ENOBUFS).
+ */
+export const MAX_PORTS = 32768;
 
 function bad(message: string): never {
   throw new InvalidArgumentError(message);
@@ -166,6 +173,8 @@ function networkSteps(n: CheckedNetwork): Step[] {
 function portSteps(n: CheckedNetwork, c: FirewallContainer): Step[] {
   if (typeof c !== 'object' || c === null || !Array.isArray(c.ports))
     bad('a firewall container must be an object with ports[]');
+  if (c.ports.length > MAX_PORTS)
+    bad(`a container publishes at most ${MAX_PORTS} host ports here, not ${c.ports.length}`);
   const steps = c.ports.map((p) => {
     const element = portElement(checkPort(n, p));
     return { element, what: `port ${describePort(p)} in map ${element.set}`, port: p };

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type FirewallNetwork,
   type FirewallPort,
+  MAX_PORTS,
   PodnetTable,
 } from '../../../src/bridge/nft/index.js';
 import { isPodnetError } from '../../../src/errors.js';
@@ -34,6 +35,10 @@ const C1 = '10.88.0.2';
 const C2 = '10.88.0.3';
 const OUTSIDE_HOST = '192.168.77.1'; // the host's address on the outside link
 const OUTSIDE = '192.168.77.2';
+const C1_6 = 'fd00:88::2';
+const C2_6 = 'fd00:88::3';
+const OUTSIDE_HOST6 = 'fd00:77::1';
+const OUTSIDE6 = 'fd00:77::2';
 
 const tcp = (hostPort: number, containerIP = C1, hostIP?: string): FirewallPort => ({
   protocol: 'tcp',
@@ -42,10 +47,10 @@ const tcp = (hostPort: number, containerIP = C1, hostIP?: string): FirewallPort 
   containerPort: 80,
   ...(hostIP === undefined ? {} : { hostIP }),
 });
-const udp = (hostPort: number, hostIP?: string): FirewallPort => ({
+const udp = (hostPort: number, hostIP?: string, containerIP = C1): FirewallPort => ({
   protocol: 'udp',
   hostPort,
-  containerIP: C1,
+  containerIP,
   containerPort: 53,
   ...(hostIP === undefined ? {} : { hostIP }),
 });
@@ -77,9 +82,10 @@ async function listTable(host: ThrowawayHost): Promise<string> {
 }
 
 /**
- * The host's bridge pbr0 (10.88.0.1/24, route_localnet as the integrator
- * sets it) with containers c1 and c2 on it, and an "outside" namespace on
- * a veth (192.168.77.0/24); forwarding on.
+ * The host's bridge pbr0 (10.88.0.1/24 and fd00:88::1/64, route_localnet
+ * as the integrator sets it) with containers c1 and c2 on it, and an
+ * "outside" namespace on a veth (192.168.77.0/24, fd00:77::/64);
+ * forwarding on.
  */
 async function buildTopology(host: ThrowawayHost): Promise<void> {
   const steps = [
@@ -88,10 +94,12 @@ async function buildTopology(host: ThrowawayHost): Promise<void> {
     'ip link set pbr0 up',
     'sysctl -qw net.ipv4.ip_forward=1',
     'sysctl -qw net.ipv4.conf.pbr0.route_localnet=1',
+    'sysctl -qw net.ipv6.conf.all.forwarding=1',
+    'ip addr add fd00:88::1/64 dev pbr0 nodad',
     ...[
-      ['c1', C1],
-      ['c2', C2],
-    ].flatMap(([c, ip]) => [
+      ['c1', C1, C1_6],
+      ['c2', C2, C2_6],
+    ].flatMap(([c, ip, ip6]) => [
       `ip netns add ${c}`,
       `ip link add v${c} type veth peer name eth0 netns ${c}`,
       `ip link set v${c} master pbr0 up`,
@@ -99,6 +107,8 @@ async function buildTopology(host: ThrowawayHost): Promise<void> {
       `ip -n ${c} link set eth0 up`,
       `ip -n ${c} link set lo up`,
       `ip -n ${c} route add default via 10.88.0.1`,
+      `ip -n ${c} addr add ${ip6}/64 dev eth0 nodad`,
+      `ip -n ${c} route add default via fd00:88::1`,
     ]),
     'ip netns add out',
     'ip link add vout type veth peer name eth0 netns out',
@@ -107,6 +117,10 @@ async function buildTopology(host: ThrowawayHost): Promise<void> {
     `ip -n out addr add ${OUTSIDE}/24 dev eth0`,
     'ip -n out link set eth0 up',
     'ip -n out link set lo up',
+    `ip addr add ${OUTSIDE_HOST6}/64 dev vout nodad`,
+    `ip -n out addr add ${OUTSIDE6}/64 dev eth0 nodad`,
+    // A route back to the containers, so an unmasqueraded answer finds its way.
+    `ip -n out route add fd00:88::/64 via ${OUTSIDE_HOST6}`,
   ];
   for (const s of steps) await must(host, s.split(' '));
 }
@@ -256,6 +270,7 @@ describe.skipIf(!isRoot)("podnet's nftables table", () => {
       [{ ...NET, bridge: 'a/b' }, [tcp(8080)]],
       [{ ...NET, subnets: ['10.88.0.0/33'] }, [tcp(8080)]],
       [{ ...NET, subnets: [] }, [tcp(8080)]],
+      [NET, Array.from({ length: MAX_PORTS + 1 }, (_, i) => tcp(1 + i))],
     ];
     for (const [net, ports] of bad) {
       expect(() => table!.addContainer(net, { ports }), JSON.stringify(ports)).toThrow(
@@ -298,6 +313,32 @@ describe.skipIf(!isRoot)("podnet's nftables table", () => {
     });
     expect(await ask(host, 'out', 'tcp', OUTSIDE_HOST, 8080)).toBe('');
     expect(await ask(host, undefined, 'tcp', '127.0.0.1', 8081)).toBe('');
+  });
+
+  it('carries IPv6 the same way, and masquerades an IPv6 network leaving its subnet', async () => {
+    await buildTopology(host);
+    await serve(host, 'c1');
+    await serve(host, 'out');
+    table = await PodnetTable.open({ netns });
+    const net = { ...NET, subnets: ['10.88.0.0/24', 'fd00:88::/64'] };
+    const ports = [tcp(8080, C1_6), udp(5353, undefined, C1_6), tcp(8082, C1_6, OUTSIDE_HOST6)];
+    table.addContainer(net, { ports });
+    expect(await ask(host, 'out', 'tcp', OUTSIDE_HOST6, 8080)).toBe(`tcp ${OUTSIDE6}`);
+    expect(await ask(host, 'out', 'udp', OUTSIDE_HOST6, 5353)).toBe(`udp ${OUTSIDE6}`);
+    // On one host address only: reachable there, not through the bridge's address.
+    expect(await ask(host, 'out', 'tcp', OUTSIDE_HOST6, 8082)).toBe(`tcp ${OUTSIDE6}`);
+    expect(await ask(host, 'c2', 'tcp', 'fd00:88::1', 8082)).toBe('');
+    // An IPv6 port publishes nothing for IPv4.
+    expect(await ask(host, 'out', 'tcp', OUTSIDE_HOST, 8080)).toBe('');
+    // Hairpin and outbound masquerade, over IPv6.
+    expect(await ask(host, 'c2', 'tcp', OUTSIDE_HOST6, 8080)).toBe('tcp fd00:88::1');
+    expect(await ask(host, 'c1', 'tcp', OUTSIDE6, 80)).toBe(`tcp ${OUTSIDE_HOST6}`);
+    table.removeContainer(net, { ports });
+    expect(await ask(host, 'out', 'tcp', OUTSIDE_HOST6, 8080)).toBe('');
+    table.removeNetwork(net);
+    // Without ipMasq the container's own address reaches the outside.
+    table.ensureNetwork({ ...net, masquerade: false });
+    expect(await ask(host, 'c1', 'tcp', OUTSIDE6, 80)).toBe(`tcp ${C1_6}`);
   });
 
   it("survives another tool's iptables-nft rules beside it, and their flush", async () => {
