@@ -146,7 +146,7 @@ export class NftBatchError extends PodnetError {
   constructor(what: string, step: string, errno: number, options: PodnetErrorOptions = {}) {
     const name = errno === 0 ? 'no answer' : errnoName(-Math.abs(errno));
     super('ERR_PODNET_NFT', `${what}: ${step}: ${name}`, options);
-    this.errno = -Math.abs(errno);
+    this.errno = errno === 0 ? 0 : -Math.abs(errno);
     this.step = step;
   }
 }

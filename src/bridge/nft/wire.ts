@@ -24,8 +24,8 @@ export const NFT_MSG = {
   DELSETELEM: 14,
 } as const;
 
-/** Netlink header flags. */
-export const NLM_F = {
+// Netlink header flags.
+const NLM_F = {
   REQUEST: 0x1,
   ACK: 0x4,
   EXCL: 0x200,
