@@ -8,6 +8,7 @@ import ipaddr from 'ipaddr.js';
 import { ClosedError, InvalidArgumentError, NftBatchError, PodnetError } from '../../errors.js';
 import { type NativeNfnlSocket, native, systemError } from '../../native.js';
 import type { NetworkNamespace } from '../../netns/index.js';
+import { isPortNumber } from '../../ports.js';
 import {
   addBatch,
   networkElements,
@@ -82,8 +83,7 @@ function parseAddress(text: unknown, what: string): ipaddr.IPv4 | ipaddr.IPv6 {
 }
 
 function checkPortNumber(n: unknown, what: string): number {
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535)
-    bad(`${what} must be an integer from 1 to 65535, not ${String(n)}`);
+  if (!isPortNumber(n)) bad(`${what} must be an integer from 1 to 65535, not ${String(n)}`);
   return n;
 }
 
@@ -115,11 +115,16 @@ function checkNetwork(net: FirewallNetwork): CheckedNetwork {
   if (!Array.isArray(net.subnets) || net.subnets.length === 0)
     bad(`network '${net.name}' needs at least one subnet`);
   const subnets = net.subnets.map((cidr: unknown) => {
-    if (typeof cidr !== 'string') bad(`network '${net.name}': a subnet must be a CIDR string`);
+    const notSubnet = () =>
+      bad(`network '${net.name}': '${String(cidr)}' is not a subnet (address/prefix)`);
+    if (typeof cidr !== 'string') return notSubnet();
+    // parseCIDR takes '10.88/16' and octal '010.1.1.0/24' as IPv4: only dotted quads here.
+    const addr = cidr.split('/')[0]!;
+    if (ipaddr.IPv4.isValid(addr) && !ipaddr.IPv4.isValidFourPartDecimal(addr)) return notSubnet();
     try {
       return ipaddr.parseCIDR(cidr);
     } catch {
-      return bad(`network '${net.name}': '${cidr}' is not a subnet (address/prefix)`);
+      return notSubnet();
     }
   });
   return { net, subnets };

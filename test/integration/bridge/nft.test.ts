@@ -269,6 +269,7 @@ describe.skipIf(!isRoot)("podnet's nftables table", () => {
       [NET, [tcp(8080), tcp(8080)]],
       [{ ...NET, bridge: 'a/b' }, [tcp(8080)]],
       [{ ...NET, subnets: ['10.88.0.0/33'] }, [tcp(8080)]],
+      [{ ...NET, subnets: ['10.88/16'] }, [tcp(8080)]],
       [{ ...NET, subnets: [] }, [tcp(8080)]],
       [NET, Array.from({ length: MAX_PORTS + 1 }, (_, i) => tcp(1 + i))],
     ];
