@@ -130,6 +130,8 @@ const RTN_LOCAL = 2;
 const IPS_DST_NAT = 0x20;
 const CT_STATE_ESTABLISHED_RELATED = 0x6;
 
+// Registers loaded from ct and fib hold host-order numbers: little-endian
+// on every CPU podnet ships for (x64, arm64).
 const hostU32 = (v: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v, 0);
@@ -147,9 +149,9 @@ const addrLoad = (v: 4 | 6, which: 'saddr' | 'daddr'): Expr => {
   return payload(BASE.NETWORK, which === 'saddr' ? IP6_SADDR : IP6_DADDR, 16, REG.R1);
 };
 
-const inSet = (s: SpecRef, invert = false): Expr => lookup(REG.R1, s, invert ? { invert } : {});
-
 type SpecRef = { name: string; id: number };
+
+const inSet = (s: SpecRef, invert = false): Expr => lookup(REG.R1, s, invert ? { invert } : {});
 
 /** ct status dnat: the connection was DNATed (by any table). */
 const dnated = (): Expr[] => [
@@ -158,16 +160,18 @@ const dnated = (): Expr[] => [
   cmp(REG.R1, CMP.NEQ, hostU32(0)),
 ];
 
+// A concatenated key is loaded member by member into consecutive 4-byte
+// registers from R1 (an IPv6 address takes four); the map's data lands the
+// same way from R1, so DNAT finds the address in R1 and the port in the
+// register after it (R32_01 after an IPv4 address, R2 after an IPv6 one).
 function hostportRules(): Expr[][] {
-  const v4 = SETS.dnat4;
-  const v6 = SETS.dnat6;
   return [
     [
       ...family(4),
       addrLoad(4, 'daddr'),
       meta(META.L4PROTO, REG.R32_01),
       payload(BASE.TRANSPORT, TH_DPORT, 2, REG.R32_02),
-      lookup(REG.R1, v4, { dreg: REG.R1 }),
+      lookup(REG.R1, SETS.dnat4, { dreg: REG.R1 }),
       dnat(AF_INET, REG.R1, REG.R32_01),
     ],
     [
@@ -182,7 +186,7 @@ function hostportRules(): Expr[][] {
       addrLoad(6, 'daddr'),
       meta(META.L4PROTO, REG.R2),
       payload(BASE.TRANSPORT, TH_DPORT, 2, REG.R32_05),
-      lookup(REG.R1, v6, { dreg: REG.R1 }),
+      lookup(REG.R1, SETS.dnat6, { dreg: REG.R1 }),
       dnat(AF_INET6, REG.R1, REG.R2),
     ],
     [

@@ -183,6 +183,7 @@ function tlv(type: number, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from([type, value.length]), value]);
 }
 
+// Host order is little-endian on every CPU podnet ships for (x64, arm64).
 function u32host(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v, 0);
