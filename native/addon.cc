@@ -3,6 +3,7 @@
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podnet::InitNetns(env, exports);
   podnet::InitNetlink(env, exports);
+  podnet::InitNfnetlink(env, exports);
   podnet::InitRelay(env, exports);
   podnet::InitFd(env, exports);
   return exports;

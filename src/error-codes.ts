@@ -48,6 +48,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NO_ADDON:
     'the native addon has no build for this platform (the message says how to make one)',
   ERR_PODNET_NO_FREE_ADDRESS: 'a range set of the network has no address left to lease',
+  ERR_PODNET_NFT: "podnet's nftables table refused a batch (`errno`, the message in `step`)",
   ERR_PODNET_NO_SUCH_CONTAINER: 'no state for that container ID',
   ERR_PODNET_NOT_A_NAMESPACE: 'the path exists but is not a network namespace',
   ERR_PODNET_PASTA_ADDRESS: 'pasta gave the namespace no address the port forwarder may dial',

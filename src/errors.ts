@@ -131,6 +131,26 @@ export class NetlinkDecodeError extends PodnetError {
   }
 }
 
+/**
+ * The kernel refused a batch on podnet's nftables table, which it then
+ * aborted whole: nothing of the batch was applied. `step` says what the
+ * refused message was for; `errno` is the kernel's answer (0 when it gave
+ * none to a message that asked for one).
+ */
+export class NftBatchError extends PodnetError {
+  /** Negative errno, as in Node's system errors (0: the message got no answer). */
+  readonly errno: number;
+  /** What the refused message did (`adding tcp 8080 to map dnat4any`, ...). */
+  readonly step: string;
+
+  constructor(what: string, step: string, errno: number, options: PodnetErrorOptions = {}) {
+    const name = errno === 0 ? 'no answer' : errnoName(-Math.abs(errno));
+    super('ERR_PODNET_NFT', `${what}: ${step}: ${name}`, options);
+    this.errno = errno === 0 ? 0 : -Math.abs(errno);
+    this.step = step;
+  }
+}
+
 /** An operation was used on a handle that is already closed. */
 export class ClosedError extends PodnetError {
   constructor(what: string) {

@@ -19,6 +19,21 @@ export interface NativeRtnlSocket {
   close(): void;
 }
 
+/** The NETLINK_NETFILTER socket type the addon exports (native/nfnetlink.cc). */
+export interface NativeNfnlSocket {
+  /**
+   * Numbers every message of BATCH (NFNL_MSG_BATCH_BEGIN ... END), sends it
+   * in one sendmsg and reads the kernel's answers: null when every message
+   * that asked for an ack got one and none was refused, else the first
+   * refused one as [index, errno] (errno 0: it asked for an ack and got no
+   * answer). Synchronous: the kernel has handled the batch when sendmsg returns.
+   */
+  batch(batch: Buffer): [number, number] | null;
+  /** One message outside a batch, answered the same way ([0, errno] or null); data replies are skipped. */
+  request(msg: Buffer): [number, number] | null;
+  close(): void;
+}
+
 /** The addon's functions (native/*.cc). Arguments are validated in TypeScript before these are called. */
 export interface NativeBinding {
   createNetns(dir: string, path: string): Promise<number>;
@@ -57,6 +72,16 @@ export interface NativeBinding {
    */
   readDirFiles(dir: string, maxBytes: number): string[];
   RtnlSocket: new (fd: number) => NativeRtnlSocket;
+  /** Owns FD (a NETLINK_NETFILTER socket opened elsewhere), or opens one in the calling thread's namespace. */
+  NfnlSocket: new (
+    fd?: number,
+  ) => NativeNfnlSocket;
+  /**
+   * The batch reply scanner over captured bytes (for tests): per message,
+   * 1 acked, a negative errno refused, 0 no answer; null for replies that
+   * do not frame.
+   */
+  scanBatchReplies(buf: Buffer, base: number, count: number): number[] | null;
   /** The stats fast path's C++ decoder over captured bytes (for tests). */
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;
   STATS_MALFORMED: number;

@@ -41,6 +41,7 @@ const NSFS_MAGIC = 0x6e736673;
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
+const NETLINK_NETFILTER = 12;
 const IFNAMSIZ = 16;
 // A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
 // (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
@@ -396,6 +397,19 @@ export class NetworkNamespace implements AsyncDisposable {
     } catch (err) {
       throw this.#notFound(ifname, err);
     }
+  }
+
+  /**
+   * Opens a NETLINK_NETFILTER socket inside the namespace and returns its
+   * fd (O_CLOEXEC), the caller owning it: what nf_tables batches for this
+   * namespace are sent on (podnet's own table, src/bridge/nft/).
+   */
+  async netfilterSocket(): Promise<number> {
+    return this.#openOne(`opening a netfilter netlink socket in '${this.path}'`, {
+      domain: AF_NETLINK,
+      type: SOCK_RAW,
+      protocol: NETLINK_NETFILTER,
+    });
   }
 
   /** Sets a link up (IFF_UP), e.g. `lo`, which a new namespace has down. */

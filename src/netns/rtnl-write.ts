@@ -6,6 +6,7 @@
 // kernel answers each with an ack (NLMSG_ERROR 0).
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
+import { MessageWriter } from './nlmsg.js';
 import { ipv6Bytes } from './sockaddr.js';
 
 const RTM_NEWLINK = 16;
@@ -42,70 +43,9 @@ const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
 const RTN_UNICAST = 1;
 const AF_BRIDGE = 7;
-const NLA_F_NESTED = 0x8000;
 const IFF_UP = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
-
-/** Builds one netlink message: fixed headers, then (nested) attributes. */
-class MessageWriter {
-  #chunks: Buffer[] = [];
-  #len = 0;
-  readonly #open: number[] = [];
-
-  raw(b: Buffer): this {
-    this.#chunks.push(b);
-    this.#len += b.length;
-    return this;
-  }
-
-  attr(type: number, payload: Buffer): this {
-    const hdr = Buffer.alloc(4);
-    hdr.writeUInt16LE(4 + payload.length, 0);
-    hdr.writeUInt16LE(type, 2);
-    this.raw(hdr).raw(payload);
-    const pad = (4 - (payload.length % 4)) % 4;
-    return pad ? this.raw(Buffer.alloc(pad)) : this;
-  }
-
-  str(type: number, s: string): this {
-    return this.attr(type, Buffer.from(`${s}\0`, 'utf8'));
-  }
-
-  u8(type: number, v: number): this {
-    return this.attr(type, Buffer.from([v & 0xff]));
-  }
-
-  u32(type: number, v: number): this {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v >>> 0, 0);
-    return this.attr(type, b);
-  }
-
-  /** Opens a nested attribute; its length is filled in by end(). */
-  begin(type: number): this {
-    const hdr = Buffer.alloc(4);
-    hdr.writeUInt16LE(type | NLA_F_NESTED, 2);
-    this.#open.push(this.#chunks.length, this.#len);
-    return this.raw(hdr);
-  }
-
-  end(): this {
-    const start = this.#open.pop()!;
-    const index = this.#open.pop()!;
-    this.#chunks[index]!.writeUInt16LE(this.#len - start, 0);
-    return this;
-  }
-
-  /** The message, with nlmsghdr in front (seq is set by the native layer). */
-  finish(type: number, flags: number): Buffer {
-    const hdr = Buffer.alloc(16);
-    hdr.writeUInt32LE(16 + this.#len, 0);
-    hdr.writeUInt16LE(type, 4);
-    hdr.writeUInt16LE(flags, 6);
-    return Buffer.concat([hdr, ...this.#chunks]);
-  }
-}
 
 function ifinfomsg(flags = 0, change = 0, index = 0, family = 0): Buffer {
   const b = Buffer.alloc(16);

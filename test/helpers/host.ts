@@ -40,6 +40,7 @@ const TOOLS = [
   '/usr/bin/pasta',
   '/usr/bin/nsenter',
   '/usr/sbin/iptables-save',
+  '/usr/sbin/nft',
   ...CNI_PLUGINS.map((p) => `${PLUGIN_DIR}/${p}`),
 ];
 const missingTools = TOOLS.filter(

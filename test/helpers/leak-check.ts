@@ -1,12 +1,25 @@
 // Runs once around the whole integration suite: records what the host holds
 // before, and fails the run if anything podnet's tests make is left after:
-// namespaces, nsfs and test-dir mounts, links, iptables rules, IPAM leases,
-// CNI cache files, temp dirs, helper processes, test users.
-import { execFileSync } from 'node:child_process';
+// namespaces, nsfs and test-dir mounts, links, iptables rules, podnet's
+// nftables table, IPAM leases, CNI cache files, temp dirs, helper
+// processes, test users.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IPTABLES_TABLES, iptablesContent } from './iptables.js';
+import { NFT_LIST_PODNET, podnetTableContent } from './nft.js';
+
+// nft's exit code and stderr matter (no table is not a failure), so not sh().
+function nftPodnet(): string[] {
+  const [cmd, ...args] = NFT_LIST_PODNET;
+  const r = spawnSync(cmd!, args, { encoding: 'utf8' });
+  return podnetTableContent({
+    code: r.status ?? -1,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+  });
+}
 
 const sh = (cmd: string, args: string[]): string => {
   try {
@@ -73,6 +86,9 @@ function snapshot(): Record<string, string[]> {
         ]),
       ),
     ),
+    // podnet's own nftables table (the native driver's), by content: tests
+    // make it in throwaway hosts only, so on this host it must not change.
+    'nftables table inet podnet': nftPodnet(),
     'CNI state in /var/lib/cni': files('/var/lib/cni'),
     'podnet state in /run/podnet': files('/run/podnet'),
     // Every temp dir podnet or its tests make starts with podnet- (benchmarks excepted).

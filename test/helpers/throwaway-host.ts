@@ -11,6 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { IPTABLES_TABLES, iptablesContent } from './iptables.js';
+import { NFT_LIST_PODNET, podnetTableContent } from './nft.js';
 import { type CliResult, podnetBin, running, runResult, until } from './process.js';
 
 /** What a host holds, section by section, each a sorted list of lines. */
@@ -133,9 +134,10 @@ export async function throwawayHost(): Promise<ThrowawayHost> {
           const f = l.split(' ');
           return `${f[4]} ${f[f.indexOf('-') + 1]}`;
         });
-      const [links, addrs, ...tables] = await Promise.all([
+      const [links, addrs, podnetTable, ...tables] = await Promise.all([
         host.run(['ip', '-j', '-d', 'link', 'show']),
         host.run(['ip', '-j', 'addr', 'show']),
+        host.run(NFT_LIST_PODNET),
         ...IPTABLES_TABLES.flatMap((t) => [
           host.run(['iptables-save', '-t', t]),
           host.run(['ip6tables-save', '-t', t]),
@@ -175,6 +177,9 @@ export async function throwawayHost(): Promise<ThrowawayHost> {
               : [`(${family}-save failed: ${res.stderr.trim()})`];
         }
       });
+      // podnet's own nftables table, by content: its structure, once made,
+      // stays (like the bridge a CNI network leaves); its elements must not.
+      snap['nftables table inet podnet'] = podnetTableContent(podnetTable!);
       // host-local's lock and last_reserved_ip are its bookkeeping, not leases.
       const files = PRIVATE_DIRS.flatMap((d) => filesUnder(root, d)).filter(
         (f) => !/^\/var\/lib\/cni\/networks\/.*\/(lock|last_reserved_ip\.\d+)$/.test(f),

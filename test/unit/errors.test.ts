@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   isPodnetError,
+  NftBatchError,
   NotANamespaceError,
   PodnetError,
   PodnetSystemError,
@@ -18,6 +19,19 @@ describe('errors', () => {
     });
     expect(e.message).toBe("opening x: ENOENT: open '/x'");
     expect(e).toBeInstanceOf(PodnetError);
+  });
+
+  it('names the refused message of an nftables batch and the kernel answer', () => {
+    const e = new NftBatchError('publishing ports', 'port tcp 80 in map dnat4any', 16);
+    expect(e).toMatchObject({
+      code: 'ERR_PODNET_NFT',
+      errno: -16,
+      step: 'port tcp 80 in map dnat4any',
+    });
+    expect(e.message).toBe('publishing ports: port tcp 80 in map dnat4any: EBUSY');
+    const silent = new NftBatchError('making the table', 'message 3 of 30', 0);
+    expect(silent.errno).toBe(0);
+    expect(silent.message).toBe('making the table: message 3 of 30: no answer');
   });
 
   it('keeps the cause and recognises podnet errors without instanceof', () => {

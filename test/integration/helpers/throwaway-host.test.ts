@@ -37,6 +37,9 @@ describe.skipIf(skipReason !== undefined)('throwaway host', () => {
       ],
       ['ip6tables', '-t', 'security', '-N', 'PT-TEST'],
       ['ip', 'link', 'add', link, 'type', 'bridge'],
+      ['nft', 'add', 'table', 'inet', 'podnet'],
+      ['nft', 'add', 'set', 'inet', 'podnet', 'subnets4', '{ type ipv4_addr; flags interval; }'],
+      ['nft', 'add', 'element', 'inet', 'podnet', 'subnets4', '{ 10.88.0.0/16 }'],
       ['mkdir', '-p', '/run/podnet', '/var/lib/cni/networks/podman'],
       ['touch', `/run/podnet/${tag}.json`, '/var/lib/cni/networks/podman/10.88.0.9'],
     ];
@@ -51,6 +54,13 @@ describe.skipIf(skipReason !== undefined)('throwaway host', () => {
       `links: + ${link} bridge master=-`,
       `iptables raw: + -A PREROUTING -m comment --comment ${tag} -j ACCEPT`,
       'ip6tables security: + :PT-TEST -',
+      // Sorted lines, as every section.
+      'nftables table inet podnet: + elements = { 10.88.0.0/16 }',
+      'nftables table inet podnet: + flags interval',
+      'nftables table inet podnet: + set subnets4 {',
+      'nftables table inet podnet: + table inet podnet {',
+      'nftables table inet podnet: + type ipv4_addr',
+      'nftables table inet podnet: + }',
       `podnet state (/run/podnet): + /run/podnet/${tag}.json`,
       'host-local leases (/var/lib/cni/networks): + /var/lib/cni/networks/podman/10.88.0.9',
     ]);

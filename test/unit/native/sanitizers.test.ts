@@ -19,6 +19,7 @@ const NATIVE_TESTS = [
   'test/unit/native.test.ts',
   'test/unit/native/netlink.test.ts',
   'test/unit/native/netlink-fuzz.test.ts',
+  'test/unit/native/nfnetlink.test.ts',
   'test/unit/native/fd.test.ts',
   'test/unit/rootless/userns/userns.test.ts',
   'test/unit/rootless/userns/helper.test.ts',
