@@ -23,7 +23,7 @@ import {
   ensureBridge,
 } from './link.js';
 import type { BridgeNetwork } from './network.js';
-import { type FirewallPort, PodnetTable } from './nft/index.js';
+import { type FirewallNetwork, type FirewallPort, PodnetTable } from './nft/index.js';
 
 /** What attaching one container to one bridge network needs. */
 export interface AttachRequest {
@@ -77,8 +77,8 @@ export class BridgeDriver {
     return this.#host;
   }
 
-  #firewall(): PodnetTable {
-    this.#table ??= PodnetTable.open();
+  async #firewall(): Promise<PodnetTable> {
+    this.#table ??= await PodnetTable.open();
     return this.#table;
   }
 
@@ -108,9 +108,11 @@ export class BridgeDriver {
     step('veth');
     configureContainer(req.netns, req.ifName, leases, net.routes);
     step('container');
-    this.#firewall().addContainer(firewallNetwork(net), {
-      ips: leases.map((l) => l.address.split('/')[0]!),
-      ports: firewallPorts(req.ports, leases.map((l) => l.address.split('/')[0]!)),
+    (await this.#firewall()).addContainer(firewallNetwork(net), {
+      ports: firewallPorts(
+        req.ports,
+        leases.map((l) => l.address.split('/')[0]!),
+      ),
     });
     step('firewall');
     const result: CniResult100 = {
@@ -120,11 +122,7 @@ export class BridgeDriver {
         { name: link.host.name, mac: link.host.mac },
         { name: link.container.name, mac: link.container.mac, sandbox: req.netns.path },
       ],
-      ips: leases.map((l) => ({
-        interface: 2,
-        address: l.address,
-        ...(l.gateway === undefined ? {} : { gateway: l.gateway }),
-      })),
+      ips: leases.map((l) => ({ interface: 2, address: l.address, gateway: l.gateway })),
       routes: net.routes.map((r) => ({ ...r })),
       dns: {},
     };
@@ -152,17 +150,20 @@ export class BridgeDriver {
    */
   async detach(req: DetachRequest, opts: { hostIfName?: string } = {}): Promise<void> {
     const net = req.network;
-    const held = (await listLeases(net.dataDir, net.name))
-      .filter((l) => l.containerId === req.containerId && l.ifName === req.ifName)
-      .map((l) => l.ip);
-    const ips = [...new Set([...req.addresses.map((a) => a.split('/')[0]!), ...held])];
-    this.#firewall().removeContainer(firewallNetwork(net), { ips, ports: firewallPorts(req.ports, ips) });
-    await releaseAddresses({
-      dataDir: net.dataDir,
-      network: net.name,
-      containerId: req.containerId,
-      ifName: req.ifName,
+    const store = { dataDir: net.dataDir, network: net.name };
+    const owner = { ...store, containerId: req.containerId, ifName: req.ifName };
+    // The recorded result names the addresses; an attach cut short before
+    // its result was journalled is found by its leases.
+    let ips = req.addresses.map((a) => a.split('/')[0]!);
+    if (ips.length === 0) {
+      ips = (await listLeases(store))
+        .filter((l) => l.containerId === req.containerId && (l.ifName ?? req.ifName) === req.ifName)
+        .map((l) => l.ip);
+    }
+    (await this.#firewall()).removeContainer(firewallNetwork(net), {
+      ports: firewallPorts(req.ports, ips),
     });
+    await releaseAddresses(req.addresses.length ? { ...owner, ips } : owner);
     if (opts.hostIfName !== undefined) {
       const host = await this.host();
       deleteLinkIfPresent(host, opts.hostIfName);
@@ -179,7 +180,7 @@ export class BridgeDriver {
   }
 }
 
-function firewallNetwork(net: BridgeNetwork): Parameters<PodnetTable['addContainer']>[0] {
+function firewallNetwork(net: BridgeNetwork): FirewallNetwork {
   return {
     name: net.name,
     bridge: net.bridge,

@@ -108,7 +108,12 @@ export function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
     for (const r of routes) {
       if (bridge && r.oif === bridge.index) continue;
       if (overlaps(range.subnet, r.dst))
-        throw new SubnetConflictError(net.name, range.subnet, r.dst, names.get(r.oif) ?? `#${r.oif}`);
+        throw new SubnetConflictError(
+          net.name,
+          range.subnet,
+          r.dst,
+          names.get(r.oif) ?? `#${r.oif}`,
+        );
     }
   }
 }
@@ -122,7 +127,8 @@ export interface BridgeLink {
 /** Refuses a bridge name held by a link of another kind. Reads only. */
 export function checkBridgeName(host: NetworkNamespace, net: BridgeNetwork): void {
   const link = findLink(host, net.bridge);
-  if (link && link.kind !== 'bridge') throw new BridgeConflictError(net.bridge, link.kind ?? 'unknown');
+  if (link && link.kind !== 'bridge')
+    throw new BridgeConflictError(net.bridge, link.kind ?? 'unknown');
 }
 
 /** The prefix length of the range `gateway` belongs to. */
@@ -194,7 +200,10 @@ export function ensureBridge(
  * through /proc/sys from this thread, which is in the host's namespace.
  */
 export function enableForwarding(v6: boolean): void {
-  const files = ['/proc/sys/net/ipv4/ip_forward', ...(v6 ? ['/proc/sys/net/ipv6/conf/all/forwarding'] : [])];
+  const files = [
+    '/proc/sys/net/ipv4/ip_forward',
+    ...(v6 ? ['/proc/sys/net/ipv6/conf/all/forwarding'] : []),
+  ];
   for (const file of files) {
     if (readFileSync(file, 'utf8').trim() !== '1') writeFileSync(file, '1');
   }
@@ -240,7 +249,10 @@ export function createVeth(
     if (!link) throw new PodnetError('ENODEV', `veth '${names.host}' vanished as it was made`);
     host.rtnlAckSync(`setting hairpin mode on '${names.host}'`, encodeSetHairpin(link.index, true));
   }
-  return { host: { name: names.host, mac: hostMac }, container: { name: names.container, mac: ctrMac } };
+  return {
+    host: { name: names.host, mac: hostMac },
+    container: { name: names.container, mac: ctrMac },
+  };
 }
 
 /**
@@ -272,7 +284,11 @@ export function configureContainer(
     ignore('EEXIST', () =>
       ctr.rtnlAckSync(
         `adding a route to ${r.dst} in '${ctr.path}'`,
-        encodeNewRoute({ dst: r.dst, ifindex: link.index, ...(gw === undefined ? {} : { gateway: gw }) }),
+        encodeNewRoute({
+          dst: r.dst,
+          ifindex: link.index,
+          ...(gw === undefined ? {} : { gateway: gw }),
+        }),
       ),
     );
   }

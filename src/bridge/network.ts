@@ -81,7 +81,16 @@ const BRIDGE_KEYS = new Set([
   'forceAddress',
   'promiscMode',
 ]);
-const IPAM_KEYS = new Set(['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir']);
+const IPAM_KEYS = new Set([
+  'type',
+  'subnet',
+  'rangeStart',
+  'rangeEnd',
+  'gateway',
+  'ranges',
+  'routes',
+  'dataDir',
+]);
 const OTHER_KEYS: Record<string, Set<string>> = {
   portmap: new Set([...COMMON, 'snat', 'backend']),
   firewall: new Set([...COMMON, 'backend', 'ingressPolicy']),
@@ -115,7 +124,10 @@ function parseRange(r: Raw, where: string): BridgeRange | string {
     ? ipaddr.IPv6.networkAddressFromCIDR(subnet)
     : ipaddr.IPv4.networkAddressFromCIDR(subnet);
   const network = `${base.toString()}/${prefix}`;
-  const out: BridgeRange = { subnet: network, gateway: str(r['gateway']) ?? defaultGateway(network) };
+  const out: BridgeRange = {
+    subnet: network,
+    gateway: str(r['gateway']) ?? defaultGateway(network),
+  };
   for (const key of ['rangeStart', 'rangeEnd'] as const) {
     const v = str(r[key]);
     if (v !== undefined) {
@@ -133,8 +145,7 @@ function parseRange(r: Raw, where: string): BridgeRange | string {
  */
 export function bridgeNetworkOf(list: CniNetworkList): BridgeNetwork | { unsupported: string } {
   const [first, ...rest] = list.plugins;
-  if (!first || first.type !== 'bridge')
-    return { unsupported: 'its first plugin is not bridge' };
+  if (first?.type !== 'bridge') return { unsupported: 'its first plugin is not bridge' };
   const c = first.config;
   const unknown = Object.keys(c).filter((k) => !BRIDGE_KEYS.has(k));
   if (unknown.length) return { unsupported: `bridge option ${unknown.join(', ')}` };
@@ -148,10 +159,13 @@ export function bridgeNetworkOf(list: CniNetworkList): BridgeNetwork | { unsuppo
   const ranges: BridgeRange[][] = [];
   if (Array.isArray(ipam['ranges'])) {
     for (const [i, set] of ipam['ranges'].entries()) {
-      if (!Array.isArray(set) || set.length === 0) return { unsupported: `range set ${i} is empty` };
+      if (!Array.isArray(set) || set.length === 0)
+        return { unsupported: `range set ${i} is empty` };
       const parsed: BridgeRange[] = [];
       for (const [j, r] of set.entries()) {
-        const range = isRecord(r) ? parseRange(r, `range ${i}.${j}`) : `range ${i}.${j} is not an object`;
+        const range = isRecord(r)
+          ? parseRange(r, `range ${i}.${j}`)
+          : `range ${i}.${j} is not an object`;
         if (typeof range === 'string') return { unsupported: range };
         parsed.push(range);
       }
@@ -189,11 +203,18 @@ export function bridgeNetworkOf(list: CniNetworkList): BridgeNetwork | { unsuppo
     if (!keys) return { unsupported: `plugin ${p.type}` };
     const extra = Object.keys(p.config).filter((k) => !keys.has(k));
     if (extra.length) return { unsupported: `${p.type} option ${extra.join(', ')}` };
-    if (p.type === 'firewall' && p.config['ingressPolicy'] !== undefined && p.config['ingressPolicy'] !== 'open')
+    if (
+      p.type === 'firewall' &&
+      p.config['ingressPolicy'] !== undefined &&
+      p.config['ingressPolicy'] !== 'open'
+    )
       return { unsupported: `firewall ingressPolicy ${String(p.config['ingressPolicy'])}` };
   }
   const mtu = c['mtu'];
-  if (mtu !== undefined && (!Number.isInteger(mtu) || (mtu as number) < 68 || (mtu as number) > 65535))
+  if (
+    mtu !== undefined &&
+    (!Number.isInteger(mtu) || (mtu as number) < 68 || (mtu as number) > 65535)
+  )
     return { unsupported: `bridge mtu ${String(mtu)}` };
   return {
     name: list.name,

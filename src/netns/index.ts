@@ -27,7 +27,6 @@ export {
   type OperState,
   type Route,
 } from './rtnl.js';
-export type { SocketType } from './sockaddr.js';
 export {
   type BridgeRequest,
   encodeDelLink,
@@ -42,3 +41,4 @@ export {
   type RouteRequest,
   type VethRequest,
 } from './rtnl-write.js';
+export type { SocketType } from './sockaddr.js';

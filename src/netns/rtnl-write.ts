@@ -212,7 +212,11 @@ export function parseCidr(cidr: string): { family: 4 | 6; bytes: Buffer; prefix:
  * IPv6 duplicate address detection, so the address is usable at once (the
  * bridge plugin turns DAD off on a container's interface too).
  */
-export function encodeNewAddr(ifindex: number, cidr: string, opts: { noDad?: boolean } = {}): Buffer {
+export function encodeNewAddr(
+  ifindex: number,
+  cidr: string,
+  opts: { noDad?: boolean } = {},
+): Buffer {
   const { family, bytes, prefix } = parseCidr(cidr);
   const msg = Buffer.alloc(8);
   msg[0] = family === 4 ? AF_INET : AF_INET6;
@@ -233,7 +237,10 @@ export interface RouteRequest {
 /** Requests a route in the main table (EEXIST if the same route exists). */
 export function encodeNewRoute(req: RouteRequest): Buffer {
   const dst = parseCidr(req.dst);
-  const gw = req.gateway === undefined ? undefined : parseCidr(`${req.gateway}/${dst.family === 4 ? 32 : 128}`);
+  const gw =
+    req.gateway === undefined
+      ? undefined
+      : parseCidr(`${req.gateway}/${dst.family === 4 ? 32 : 128}`);
   if (gw && gw.family !== dst.family)
     throw new InvalidArgumentError(`route to ${req.dst} cannot go through ${req.gateway}`);
   const msg = Buffer.alloc(12);

@@ -526,7 +526,8 @@ function decodeRoute(buf: Buffer, m: Message): Route | undefined {
   const family = familyByte === 2 ? 4 : 6;
   const size = family === 4 ? 4 : 16;
   const addr = (at: number, len: number, name: string): string => {
-    if (len !== size) throw new NetlinkDecodeError(`${name} of ${len} bytes in an IPv${family} route`);
+    if (len !== size)
+      throw new NetlinkDecodeError(`${name} of ${len} bytes in an IPv${family} route`);
     return ipaddr.fromByteArray([...buf.subarray(at, at + len)]).toString();
   };
   let dst = family === 4 ? '0.0.0.0' : '::';
@@ -550,7 +551,8 @@ function decodeRoute(buf: Buffer, m: Message): Route | undefined {
     }
   });
   const prefix = buf[m.start + 1]!;
-  if (prefix > size * 8) throw new NetlinkDecodeError(`prefix length ${prefix} of an IPv${family} route`);
+  if (prefix > size * 8)
+    throw new NetlinkDecodeError(`prefix length ${prefix} of an IPv${family} route`);
   return {
     family,
     dst: `${dst}/${prefix}`,

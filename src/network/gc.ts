@@ -227,10 +227,13 @@ async function detachCachedNative(
   list: CniNetworkList,
 ): Promise<void> {
   const network = bridgeNetworkOf(list);
-  if ('unsupported' in network) throw new Error(`its network is not one the native driver serves: ${network.unsupported}`);
+  if ('unsupported' in network)
+    throw new Error(`its network is not one the native driver serves: ${network.unsupported}`);
   const raw = entry.capabilityArgs['portMappings'];
   // checkPortMappings checks each field of what it is given, whatever its type says.
-  const ports = Array.isArray(raw) ? expandPortMappings(checkPortMappings(raw as PortMapping[])) : [];
+  const ports = Array.isArray(raw)
+    ? expandPortMappings(checkPortMappings(raw as PortMapping[]))
+    : [];
   const addresses =
     entry.result === undefined
       ? []

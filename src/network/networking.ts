@@ -135,7 +135,9 @@ export class Networking {
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 60_000;
     const driver = options.driver ?? 'auto';
     if (driver !== 'native' && driver !== 'cni' && driver !== 'auto')
-      throw new InvalidArgumentError(`driver must be 'native', 'cni' or 'auto', not '${String(driver)}'`);
+      throw new InvalidArgumentError(
+        `driver must be 'native', 'cni' or 'auto', not '${String(driver)}'`,
+      );
     this.driver = driver;
     this.bridge = new BridgeDriver(this.cni.cache);
   }

@@ -196,7 +196,10 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
  * overlaps a host route: refused before anything is made), or undefined
  * when the plugins attach it.
  */
-async function planNative(ctx: PlanContext, list: CniNetworkList): Promise<BridgeNetwork | undefined> {
+async function planNative(
+  ctx: PlanContext,
+  list: CniNetworkList,
+): Promise<BridgeNetwork | undefined> {
   if (ctx.driver === 'cni') return undefined;
   if (ctx.driver === 'auto' && list.source !== '<embedded>') return undefined;
   const network = bridgeNetworkOf(list);

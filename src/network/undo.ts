@@ -110,12 +110,21 @@ export function nativePorts(state: ContainerState, runtime: RecordedRuntimeConf)
 async function detachNative(
   ctx: UndoContext,
   state: ContainerState,
-  n: { config: string; ifName: string; runtime: RecordedRuntimeConf; hostIfName?: string; result?: CniResult },
+  n: {
+    config: string;
+    ifName: string;
+    runtime: RecordedRuntimeConf;
+    hostIfName?: string;
+    result?: CniResult;
+  },
 ): Promise<void> {
   const list = parseNetworkList(n.config, `the state of container '${state.id}'`);
   const network = bridgeNetworkOf(list);
   if ('unsupported' in network)
-    throw new PodnetError('ERR_PODNET_BAD_STATE', `the state of container '${state.id}' names a network the native driver cannot serve: ${network.unsupported}`);
+    throw new PodnetError(
+      'ERR_PODNET_BAD_STATE',
+      `the state of container '${state.id}' names a network the native driver cannot serve: ${network.unsupported}`,
+    );
   const addresses = n.result ? normalizeResult(n.result).ips.map((ip) => ip.address) : [];
   // A namespace that outlives its mount (a { pid } container's) keeps the
   // veth unless it is deleted; one podnet removes takes it along.

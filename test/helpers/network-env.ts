@@ -129,7 +129,15 @@ export async function netEnv(
   const pluginDirs = [PLUGIN_DIR, FIXTURES];
   const iptablesBefore = await iptablesLines();
   const defaultNetwork = networks[0]?.name ?? 'podman';
-  const options = { confDir, cacheDir, stateDir, netnsDir: ns.dir, pluginDirs, defaultNetwork, driver };
+  const options = {
+    confDir,
+    cacheDir,
+    stateDir,
+    netnsDir: ns.dir,
+    pluginDirs,
+    defaultNetwork,
+    driver,
+  };
   const hadTable = await podnetTableExists();
   return {
     root,

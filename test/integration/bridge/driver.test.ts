@@ -12,8 +12,8 @@ import { uniq } from '../../helpers/host.js';
 import { CONF_FLAGS, ok, skipReason, stateOf, warmHost } from '../../helpers/lifecycle-env.js';
 import type { CliResult } from '../../helpers/process.js';
 import {
-  settledDiff,
   type HostSnapshot,
+  settledDiff,
   type ThrowawayHost,
 } from '../../helpers/throwaway-host.js';
 

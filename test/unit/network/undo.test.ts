@@ -8,10 +8,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BridgeDriver } from '../../../src/bridge/index.js';
 import { CniRuntime } from '../../../src/cni/index.js';
 import { native, usernsHelperPath } from '../../../src/native.js';
 import { StateStore } from '../../../src/network/state.js';
-import { undo } from '../../../src/network/undo.js';
+import { type UndoContext, undo } from '../../../src/network/undo.js';
 import { processIdentity } from '../../../src/process.js';
 import { running, until } from '../../helpers/process.js';
 import { reportSkip } from '../../helpers/skip.js';
@@ -24,10 +25,11 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function context(): { cni: CniRuntime; store: StateStore } {
+function context(): UndoContext {
   const dir = mkdtempSync(join(tmpdir(), 'podnet-test-undo-'));
   dirs.push(dir);
-  return { cni: new CniRuntime({ confDir: dir, cacheDir: dir }), store: new StateStore(dir) };
+  const cni = new CniRuntime({ confDir: dir, cacheDir: dir });
+  return { cni, store: new StateStore(dir), bridge: new BridgeDriver(cni.cache) };
 }
 
 /** A user namespace helper this test holds the channel of, so it stays until signalled. */
