@@ -218,9 +218,9 @@ export interface ContainerLink {
 }
 
 /**
- * Creates the veth pair: the host end on the bridge, the peer in the
- * container's namespace, both up; hairpin mode on the host end if the
- * network asks for it.
+ * Creates the veth pair: the host end up on the bridge, the peer (down
+ * until {@link configureContainer}) in the container's namespace; hairpin
+ * mode on the host end if the network asks for it.
  */
 export function createVeth(
   host: NetworkNamespace,
@@ -257,8 +257,8 @@ export function createVeth(
 
 /**
  * Configures the container's side: its addresses (IPv6 without DAD, as
- * the bridge plugin does), arp_notify (so neighbours learn a reused
- * address's new MAC at once), the routes.
+ * the bridge plugin does), the link up with arp_notify (so neighbours
+ * learn a reused address's new MAC at once), the routes.
  */
 export function configureContainer(
   ctr: NetworkNamespace,
@@ -275,8 +275,8 @@ export function configureContainer(
     );
   }
   ctr.rtnlAckSync(
-    `setting arp_notify on '${ifName}' in '${ctr.path}'`,
-    encodeSetInetConf(link.index, [[IPV4_DEVCONF.ARP_NOTIFY, 1]]),
+    `setting '${ifName}' up with arp_notify in '${ctr.path}'`,
+    encodeSetInetConf(link.index, [[IPV4_DEVCONF.ARP_NOTIFY, 1]], { up: true }),
   );
   for (const r of routes) {
     const v6 = r.dst.includes(':');

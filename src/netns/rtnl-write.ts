@@ -11,6 +11,9 @@ import { ipv6Bytes } from './sockaddr.js';
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
+// PF_BRIDGE registers its link settings for RTM_SETLINK only: a NEWLINK
+// with family AF_BRIDGE reaches the generic handler and changes nothing.
+const RTM_SETLINK = 19;
 const RTM_NEWADDR = 20;
 const RTM_NEWROUTE = 24;
 const NLM_F_REQUEST = 0x1;
@@ -126,7 +129,7 @@ export function encodeSetHairpin(ifindex: number, on: boolean): Buffer {
     .begin(IFLA_PROTINFO)
     .u8(IFLA_BRPORT_MODE, on ? 1 : 0)
     .end()
-    .finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+    .finish(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK);
 }
 
 /** Per-device IPv4 settings, by their IPV4_DEVCONF_* index (linux/ip.h). */
@@ -134,12 +137,18 @@ export const IPV4_DEVCONF = { ARP_NOTIFY: 22, ROUTE_LOCALNET: 26 } as const;
 
 /**
  * Requests per-device IPv4 settings (net.ipv4.conf.IF.*) through
- * IFLA_AF_SPEC: the netlink way to write those sysctls, which works on a
- * namespace's socket from any thread, where /proc/sys would need a thread
- * inside the namespace.
+ * IFLA_AF_SPEC, and with `up` the link set up in the same request: the
+ * netlink way to write those sysctls, which works on a namespace's socket
+ * from any thread, where /proc/sys would need a thread inside the namespace.
  */
-export function encodeSetInetConf(ifindex: number, conf: [index: number, value: number][]): Buffer {
-  const w = new MessageWriter().raw(ifinfomsg(0, 0, ifindex));
+export function encodeSetInetConf(
+  ifindex: number,
+  conf: [index: number, value: number][],
+  opts: { up?: boolean } = {},
+): Buffer {
+  const w = new MessageWriter().raw(
+    opts.up ? ifinfomsg(IFF_UP, IFF_UP, ifindex) : ifinfomsg(0, 0, ifindex),
+  );
   w.begin(IFLA_AF_SPEC).begin(AF_INET).begin(IFLA_INET_CONF);
   for (const [index, value] of conf) w.u32(index, value);
   w.end().end().end();
@@ -168,7 +177,11 @@ export interface VethRequest {
   peerMac?: string;
   /** Index of the bridge this end is enslaved to, in the same request. */
   master?: number;
-  /** Create both ends up. */
+  /**
+   * Create this end up. The peer always starts down: the kernel opens it
+   * before the pair is joined, and a veth without a peer cannot be up
+   * (ENOTCONN).
+   */
   up?: boolean;
 }
 
@@ -178,13 +191,14 @@ export interface VethRequest {
  * them, so there is never a half-made pair to clean up.
  */
 export function encodeNewVeth(req: VethRequest): Buffer {
-  const info = (): Buffer => (req.up ? ifinfomsg(IFF_UP, IFF_UP) : ifinfomsg());
-  const w = new MessageWriter().raw(info()).str(IFLA_IFNAME, req.name);
+  const w = new MessageWriter()
+    .raw(req.up ? ifinfomsg(IFF_UP, IFF_UP) : ifinfomsg())
+    .str(IFLA_IFNAME, req.name);
   if (req.mtu !== undefined) w.u32(IFLA_MTU, req.mtu);
   if (req.mac !== undefined) w.attr(IFLA_ADDRESS, macBytes(req.mac));
   if (req.master !== undefined) w.u32(IFLA_MASTER, req.master);
   w.begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, 'veth').begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
-  w.raw(info()).str(IFLA_IFNAME, req.peerName);
+  w.raw(ifinfomsg()).str(IFLA_IFNAME, req.peerName);
   if (req.mtu !== undefined) w.u32(IFLA_MTU, req.mtu);
   if (req.peerMac !== undefined) w.attr(IFLA_ADDRESS, macBytes(req.peerMac));
   if (req.peerNetnsFd !== undefined) w.u32(IFLA_NET_NS_FD, req.peerNetnsFd);

@@ -170,12 +170,25 @@ export async function netEnv(
           out.push(`iptables ${line}`);
       }
       // Host-side veths hang off our bridges; the bridges themselves stay (as with podman).
-      for (const n of networks) {
-        const ports = await run(['ip', '-j', 'link', 'show', 'master', n.bridge]).catch(() => '[]');
-        for (const p of JSON.parse(ports || '[]') as { ifname: string }[])
-          out.push(`veth ${p.ifname} on ${n.bridge}`);
+      // The native driver leaves its veths to the kernel, which destroys them
+      // with their namespace, asynchronously: wait for that, a while.
+      const veths = async (): Promise<string[]> => {
+        const found: string[] = [];
+        for (const n of networks) {
+          const ports = await run(['ip', '-j', 'link', 'show', 'master', n.bridge]).catch(
+            () => '[]',
+          );
+          for (const p of JSON.parse(ports || '[]') as { ifname: string }[])
+            found.push(`veth ${p.ifname} on ${n.bridge}`);
+        }
+        return found;
+      };
+      let left = await veths();
+      for (let i = 0; i < 30 && left.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = await veths();
       }
-      return out;
+      return [...out, ...left];
     },
     async cleanup() {
       const links = await hostLinks();

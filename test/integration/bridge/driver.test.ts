@@ -6,6 +6,7 @@
 // masquerade, inspect equal to the CNI path's, leases shared with the
 // plugins, gc after a reboot, and bad input refused with nothing changed.
 import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../../helpers/fixtures.js';
 import { uniq } from '../../helpers/host.js';
@@ -200,8 +201,8 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
       '9090:90/udp',
     ];
     const shown: Record<string, unknown>[] = [];
+    const id = `same-${uniq()}`;
     for (const driver of ['cni', 'native']) {
-      const id = `same-${uniq()}`;
       await ok(host, ['up', id, '--driver', driver, ...flags]);
       const { SandboxKey, ...rest } = await inspect(host, id);
       expect(SandboxKey).toMatch(/^\/run\/netns\/cni-/);
@@ -254,7 +255,10 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
 
   describe('bad input: a typed error, nothing changed', () => {
     const refused = async (args: string[], code: string, prepare?: string[][]): Promise<void> => {
-      for (const argv of prepare ?? []) expect((await host.run(argv)).code).toBe(0);
+      for (const argv of prepare ?? []) {
+        const r = await host.run(argv);
+        expect(r.code, `${argv.join(' ')}: ${r.stderr}`).toBe(0);
+      }
       const before = await host.snapshot();
       const r = await host.podnet(
         args.includes('--cni-config-dir') ? args : [...args, ...CONF_FLAGS],
@@ -302,11 +306,12 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
             { type: 'portmap', capabilities: { portMappings: true } },
           ],
         });
-      const write = (file: string, text: string) => [
-        'sh',
-        '-c',
-        `mkdir -p ${dir} && cat > ${dir}/${file} <<'EOF'\n${text}\nEOF`,
-      ];
+      mkdirSync(host.path(dir), { recursive: true });
+      writeFileSync(
+        host.path(`${dir}/overlap.conflist`),
+        list('overlap', 'pnover0', '198.51.100.0/25'),
+      );
+      writeFileSync(host.path(`${dir}/kind.conflist`), list('kind', 'pndummy0', '10.123.0.0/24'));
       await refused(
         [
           'up',
@@ -319,15 +324,11 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
           dir,
         ],
         'ERR_PODNET_SUBNET_CONFLICT',
-        [write('overlap.conflist', list('overlap', 'pnover0', '198.51.100.0/25'))],
       );
       await refused(
         ['up', `k-${uniq()}`, '--driver', 'native', '--network', 'kind', '--cni-config-dir', dir],
         'ERR_PODNET_BRIDGE_CONFLICT',
-        [
-          write('kind.conflist', list('kind', 'pndummy0', '10.123.0.0/24')),
-          ['ip', 'link', 'add', 'pndummy0', 'type', 'dummy'],
-        ],
+        [['ip', 'link', 'add', 'pndummy0', 'type', 'veth', 'peer', 'name', 'pndummy1']],
       );
       await host.run(['ip', 'link', 'del', 'pndummy0']);
       await host.run(['rm', '-rf', dir]);
