@@ -238,8 +238,12 @@ export class Networks {
     try {
       const list = await this.#fileOf(net.name);
       if (list === undefined) throw new CniNetworkNotFoundError(net.name, this.configDir);
-      if (net.driver === 'bridge' && net.network_interface !== undefined)
-        await deleteBridge(net.network_interface);
+      // A bridge another network names stays (a hand-written list may share it).
+      const bridge = net.driver === 'bridge' ? net.network_interface : undefined;
+      const shared = (await this.#networks()).some(
+        (n) => n.name !== net.name && n.driver === 'bridge' && n.network_interface === bridge,
+      );
+      if (bridge !== undefined && !shared) await deleteBridge(bridge);
       await unlink(list.source);
     } finally {
       held.release();
