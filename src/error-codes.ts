@@ -40,7 +40,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NEEDS_ROOT: 'the network mode needs root',
   ERR_PODNET_NETLINK_DECODE: 'a netlink reply could not be decoded',
   ERR_PODNET_NETWORK_BUSY:
-    "another process holds the CNI config dir's lock (cni.lock) past the deadline",
+    "another process holds the CNI config dir's network lock past the deadline",
   ERR_PODNET_NETWORK_EXISTS: 'a network of that name already exists in the CNI config dir',
   ERR_PODNET_NETWORK_IN_USE: 'containers are attached to the network (remove it with force)',
   ERR_PODNET_NETWORK_OPTION: 'a network option is unknown, invalid, or not one the driver takes',

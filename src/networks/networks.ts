@@ -4,8 +4,11 @@
 // nothing written on bad input), then writes the file complete under a
 // temp name and links it into place, which fails if the name exists: a
 // file is never overwritten and never seen half-written. Create and remove
-// run under an flock on CONFDIR/cni.lock, the lock podman's CNI backend
-// takes, so two creates cannot pick the same free subnet.
+// run under an flock on CONFDIR/.podnet-networks.lock, so two podnet
+// creates cannot pick the same free subnet. (podman's CNI backend locks
+// CONFDIR/cni.lock with fcntl, which an flock does not exclude, and
+// unlinking that file on release would split podman's own lock: so podnet
+// keeps a lock of its own.)
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -49,7 +52,7 @@ export interface NetworksOptions {
   networking?: Networking;
   /** The CNI config dir (default the networking's, /etc/cni/net.d). */
   configDir?: string;
-  /** How long create and remove wait for cni.lock (default 10 s). */
+  /** How long create and remove wait for the config dir's lock (default 10 s). */
   lockTimeoutMs?: number;
 }
 
@@ -324,7 +327,7 @@ export class Networks {
   async #lock(): Promise<ContainerLock> {
     await mkdir(this.configDir, { recursive: true, mode: 0o755 });
     this.#checkDir();
-    const path = join(this.configDir, 'cni.lock');
+    const path = join(this.configDir, '.podnet-networks.lock');
     const deadline = Date.now() + this.#lockTimeoutMs;
     for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
       const held = tryLock(path);

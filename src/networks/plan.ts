@@ -206,7 +206,9 @@ export function planNetwork(opts: NetworkCreateOptions, ctx: PlanContext): Netwo
   };
 
   if (driver === 'bridge') {
-    net.network_interface = freeDeviceName({ ...ctx, existing: [...ctx.existing, net] });
+    // An unnamed network's bridge takes its name, as podman's CommonNetworkCreate does.
+    net.network_interface =
+      opts.name === undefined ? name : freeDeviceName({ ...ctx, existing: [...ctx.existing, net] });
   } else {
     if (parent !== undefined && !ctx.liveInterfaces.includes(parent))
       throw new NetworkError(
@@ -343,6 +345,11 @@ export function planNetwork(opts: NetworkCreateOptions, ctx: PlanContext): Netwo
   // has no address for dnsmasq to listen on); without the plugin, no DNS.
   net.dns_enabled = driver === 'bridge' && (opts.dns ?? true) && !internal && ctx.dnsname;
   if (Object.keys(options).length > 0) net.options = options;
+  for (const [k, v] of Object.entries(opts.labels ?? {}))
+    if (typeof v !== 'string')
+      throw new InvalidArgumentError(
+        `network '${name}': label ${k} must be a string, not ${typeof v}`,
+      );
   if (opts.labels !== undefined && Object.keys(opts.labels).length > 0)
     net.labels = { ...opts.labels };
   net.ipam_options = { driver: ipamDriver };

@@ -43,6 +43,11 @@ describe('planNetwork', () => {
     expect(net.id).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('names an unnamed network like podman: the next free cni-podmanN, its bridge the same', () => {
+    const net = planNetwork({}, ctx({ liveInterfaces: ['cni-podman1'] }));
+    expect([net.name, net.network_interface]).toEqual(['cni-podman2', 'cni-podman2']);
+  });
+
   it('skips subnets of existing networks and host routes, and taken bridge names', () => {
     const existing = [planNetwork({ name: 'a' }, ctx())];
     const net = planNetwork(
