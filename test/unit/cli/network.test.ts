@@ -1,5 +1,6 @@
 // `podnet network`'s flags as the library's options: the pure part of the command.
 import { describe, expect, it } from 'vitest';
+import type { FlagValues } from '../../../src/cli/flags.js';
 import { createOptions, listFilters, parsePairs } from '../../../src/cli/network.js';
 
 describe('podnet network flags', () => {
@@ -34,14 +35,14 @@ describe('podnet network flags', () => {
   });
 
   it('refuses malformed flags as usage errors', () => {
-    for (const [flags, message] of [
+    const cases: [FlagValues, RegExp][] = [
       [{ driver: 'overlay' }, /--driver 'overlay'/],
       [{ opt: ['mtu'] }, /--opt 'mtu': expected mtu=VALUE/],
       [{ route: ['10.0.0.0/8'] }, /--route '10\.0\.0\.0\/8': expected DEST-CIDR,GATEWAY/],
       [{ label: ['=x'] }, /--label '=x': expected KEY=VALUE/],
-    ] as const) {
-      expect(() => createOptions('n', { ...flags }), message.source).toThrow(message);
-    }
+    ];
+    for (const [flags, message] of cases)
+      expect(() => createOptions('n', flags), message.source).toThrow(message);
     expect(() => listFilters({ filter: ['colour=red'] })).toThrow(/--filter 'colour=red'/);
   });
 
