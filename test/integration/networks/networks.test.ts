@@ -309,6 +309,9 @@ describe.skipIf(skipReason !== undefined)('podnet network', () => {
     const a = await up('ctra', 'dnsa');
     const b = await up('ctrb', 'dnsa');
     const c = await up('ctrc', 'dnsb');
+    // `PID CMDLINE` lines: the program is the second word.
+    const dnsmasq = () => host!.processes().filter((p) => p.split(' ')[1]?.endsWith('dnsmasq'));
+    expect(dnsmasq()).toHaveLength(2); // one per network, on its bridge
 
     expect(await probe(a, 'resolve', a.Gateway, 'ctrb')).toEqual({ addresses: [b.IPAddress] });
     expect(await probe(a, 'resolve', a.Gateway, 'ctrb.dns.podman')).toEqual({
@@ -324,6 +327,8 @@ describe.skipIf(skipReason !== undefined)('podnet network', () => {
     expect(await probe(a, 'resolve', a.Gateway, 'ctrb.dns.podman')).toEqual({ error: 'ENOTFOUND' });
     await ok('down', 'ctra');
     await ok('down', 'ctrc');
+    // dnsname stops a network's dnsmasq with its last container.
+    expect(dnsmasq()).toEqual([]);
   });
 
   it('isolate: containers on two isolated networks cannot reach each other, two on one network can', async () => {
