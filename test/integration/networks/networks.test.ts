@@ -220,10 +220,46 @@ describe.skipIf(skipReason !== undefined)('podnet network', () => {
     );
     expect(Date.parse(net.created)).toBeGreaterThan(Date.now() - 600_000);
 
+    // macvlan on a parent of the host's (the bridge above stands in for a NIC): one plugin, and a
+    // container on it gets an address of its subnet (a subnet of the parent's LAN is allowed).
+    await ok(
+      'network',
+      'create',
+      'mv',
+      '-d',
+      'macvlan',
+      '-o',
+      'parent=pt-route,mode=bridge',
+      '--subnet',
+      '10.89.1.0/24',
+    );
+    expect(conflist('mv').plugins).toEqual([
+      {
+        type: 'macvlan',
+        master: 'pt-route',
+        ipam: {
+          type: 'host-local',
+          routes: [{ dst: '0.0.0.0/0' }],
+          ranges: [[{ subnet: '10.89.1.0/24', gateway: '10.89.1.1' }]],
+        },
+        mode: 'bridge',
+        capabilities: { ips: true },
+      },
+    ]);
+    const m = await up('ctrm', 'mv');
+    expect(m.IPAddress).toMatch(/^10\.89\.1\.\d+$/);
+    expect((await inspect('mv')).network_interface).toBe('pt-route');
+    await ok('down', 'ctrm');
+    await fails(
+      ['network', 'create', 'mv2', '-d', 'ipvlan', '-o', 'parent=nope0'],
+      1,
+      /parent interface 'nope0' does not exist \[ERR_PODNET_NETWORK_OPTION\]/,
+    );
+
     const ls = JSON.parse(await ok('network', 'ls', '--json', '--filter', 'label=team=net'));
     expect(ls.map((n: { name: string }) => n.name)).toEqual(['opts']);
     expect(JSON.parse(await ok('networks', '--json')).map((n: { name: string }) => n.name)).toEqual(
-      ['podman', 'one', 'opts', 'two'],
+      ['podman', 'mv', 'one', 'opts', 'two'],
     );
     expect(JSON.parse(await ok('networks', 'inspect', 'two'))[0].name).toBe('two');
     expect((await host.podnet(['network', 'exists', 'two', ...CONF])).code).toBe(0);
@@ -255,7 +291,7 @@ describe.skipIf(skipReason !== undefined)('podnet network', () => {
     await fails(
       ['network', 'create', 'ov2', '--subnet', '10.89.0.0/16'],
       1,
-      /overlaps 10\.89\.0\.0\/24 of network 'one' \[ERR_PODNET_SUBNET_OVERLAP\]/,
+      /overlaps 10\.89\.1\.0\/24 of network 'mv' \[ERR_PODNET_SUBNET_OVERLAP\]/,
     );
     await fails(
       ['network', 'create', 'two'],
