@@ -51,6 +51,23 @@ describe('Networks', () => {
     expect(await nets.exists('c')).toBe(false);
   });
 
+  it('creates at the same time take the lock in turn: no two get one subnet or bridge', async () => {
+    const { nets, confDir } = networks();
+    const made = await Promise.all(['p1', 'p2', 'p3', 'p4'].map((name) => nets.create({ name })));
+    const subnets = made.map((n) => parseSubnet(n.subnets![0]!.subnet));
+    for (let i = 0; i < subnets.length; i++)
+      for (let j = i + 1; j < subnets.length; j++)
+        expect(subnetsOverlap(subnets[i]!, subnets[j]!), `${i} ${j}`).toBe(false);
+    expect(new Set(made.map((n) => n.network_interface)).size).toBe(4);
+    // The lock file goes with its last holder.
+    expect(readdirSync(confDir).sort()).toEqual([
+      'p1.conflist',
+      'p2.conflist',
+      'p3.conflist',
+      'p4.conflist',
+    ]);
+  });
+
   it('without the dnsname plugin, no DNS (as podman)', async () => {
     const { nets, confDir } = networks();
     const n = await nets.create({ name: 'n' });
