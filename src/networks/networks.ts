@@ -141,21 +141,13 @@ export class Networks {
    */
   async create(options: NetworkCreateOptions = {}): Promise<NetworkInfo> {
     this.#checkDir();
+    // Planned once before the lock, whose file (and a missing config dir)
+    // would be a change on the host, so bad input changes nothing; then
+    // again under it, against what is there now.
+    await this.#plan(options);
     const held = await this.#lock();
     try {
-      const [existing, routes, links, dnsname] = await Promise.all([
-        this.#networks(),
-        hostRoutes(),
-        liveInterfaces(),
-        this.#hasPlugin('dnsname'),
-      ]);
-      const net = planNetwork(options, {
-        existing,
-        hostRoutes: routes,
-        liveInterfaces: links,
-        dnsname,
-        now: new Date().toISOString(),
-      });
+      const { net, dnsname } = await this.#plan(options);
       const path = join(this.configDir, `${net.name}.conflist`);
       const text = buildConflist(net, dnsname);
       // What podnet writes it must be able to read: checked before the name appears.
@@ -167,10 +159,35 @@ export class Networks {
     }
   }
 
+  async #plan(options: NetworkCreateOptions): Promise<{ net: NetworkInfo; dnsname: boolean }> {
+    const [existing, routes, links, dnsname] = await Promise.all([
+      this.#networks(),
+      hostRoutes(),
+      liveInterfaces(),
+      this.#hasPlugin('dnsname'),
+    ]);
+    const net = planNetwork(options, {
+      existing,
+      hostRoutes: routes,
+      liveInterfaces: links,
+      dnsname,
+      now: new Date().toISOString(),
+    });
+    return { net, dnsname };
+  }
+
   /** Every network (the default network too), filtered (podman's `network ls --filter`). */
   async list(filters: NetworkFilters = {}): Promise<NetworkInfo[]> {
     const all = await this.#networks();
-    const names = (filters.name ?? []).map((re) => new RegExp(re));
+    const names = (filters.name ?? []).map((re) => {
+      try {
+        return new RegExp(re);
+      } catch (cause) {
+        throw new InvalidArgumentError(`name filter '${re}' is not a regular expression`, {
+          cause,
+        });
+      }
+    });
     return all.filter(
       (n) =>
         (names.length === 0 || names.some((re) => re.test(n.name))) &&

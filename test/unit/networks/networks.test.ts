@@ -1,6 +1,6 @@
 // The Networks API over a temp config dir: files written whole, 0644, never
 // over another; read back as create returned them; an unsafe dir refused.
-import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CniRuntime } from '../../../src/cni/index.js';
@@ -84,6 +84,13 @@ describe('Networks', () => {
     expect(err.code).toBe('ERR_PODNET_NETWORK_EXISTS');
     expect(readFileSync(join(confDir, 'taken.conflist'), 'utf8')).toBe(theirs);
     expect(readdirSync(confDir).sort()).toEqual(['first.conflist', 'taken.conflist']);
+  });
+
+  it('bad input makes not even the config dir; a bad name filter is a typed error', async () => {
+    const { nets, confDir } = networks();
+    expect((await refusal(nets.create({ name: 'a/b' }))).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
+    expect(existsSync(confDir)).toBe(false);
+    expect((await refusal(nets.list({ name: ['('] }))).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
   });
 
   it('refuses a config dir others may write, before writing anything', async () => {
