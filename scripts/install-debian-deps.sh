@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   iproute2                   # ip, ss: test topologies and cross-checks
   containernetworking-plugins # the real CNI plugins, in /usr/lib/cni
+  golang-github-containernetworking-plugin-dnsname # dnsname, in /usr/lib/cni: container DNS of `network create`
+  dnsmasq-base               # the dnsmasq dnsname starts (-base: the binary, without a system service)
   iptables                   # used by the portmap and firewall plugins
   nftables                   # nft: the native driver's table, read back by the tests
   slirp4netns passt          # rootless networking engines (slirp4netns, pasta)

@@ -45,10 +45,17 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NAMESPACE_GONE: "a rootless container's namespaces are gone (their helper exited)",
   ERR_PODNET_NEEDS_ROOT: 'the network mode needs root',
   ERR_PODNET_NETLINK_DECODE: 'a netlink reply could not be decoded',
+  ERR_PODNET_NETWORK_BUSY:
+    "another process holds the CNI config dir's network lock past the deadline",
+  ERR_PODNET_NETWORK_EXISTS: 'a network of that name already exists in the CNI config dir',
+  ERR_PODNET_NETWORK_IN_USE: 'containers are attached to the network (remove it with force)',
+  ERR_PODNET_NETWORK_OPTION: 'a network option is unknown, invalid, or not one the driver takes',
   ERR_PODNET_NO_ADDON:
     'the native addon has no build for this platform (the message says how to make one)',
   ERR_PODNET_NO_FREE_ADDRESS: 'a range set of the network has no address left to lease',
   ERR_PODNET_NFT: "podnet's nftables table refused a batch (`errno`, the message in `step`)",
+  ERR_PODNET_NO_FREE_SUBNET:
+    "every subnet of podman's default pools is used by a network or a route",
   ERR_PODNET_NO_SUCH_CONTAINER: 'no state for that container ID',
   ERR_PODNET_NOT_A_NAMESPACE: 'the path exists but is not a network namespace',
   ERR_PODNET_PASTA_ADDRESS: 'pasta gave the namespace no address the port forwarder may dial',
@@ -57,6 +64,8 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_SLIRP4NETNS_API_IO: 'the slirp4netns API socket could not be reached in time',
   ERR_PODNET_SLIRP4NETNS_API_REPLY: 'the slirp4netns API sent a malformed reply',
   ERR_PODNET_SUBNET_CONFLICT: "a network's subnet overlaps a route of the host",
+  ERR_PODNET_SUBNET_OVERLAP:
+    "a subnet overlaps another of the network's, another network's or a host route",
   ERR_PODNET_TEARDOWN:
     'teardown, rollback or cleanup carried on past failures; all are in `errors`',
   ERR_PODNET_UNSAFE_PATH: 'a directory or recorded path is not safe to use (owner, mode, kind)',

@@ -131,6 +131,22 @@ export {
   type StateStore,
   TeardownError,
 } from './network/index.js';
+// Networks as objects
+export {
+  type NetworkContainer,
+  type NetworkContainerInterface,
+  type NetworkCreateOptions,
+  type NetworkDriver,
+  NetworkError,
+  type NetworkErrorCode,
+  type NetworkFilters,
+  type NetworkInfo,
+  type NetworkInspect,
+  type NetworkRoute,
+  type NetworkSubnet,
+  Networks,
+  type NetworksOptions,
+} from './networks/index.js';
 export type { ProcessIdentity } from './process.js';
 
 // Rootless

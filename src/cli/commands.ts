@@ -79,19 +79,24 @@ export const COMMANDS: readonly CommandSpec[] = [
     run: async (args, flags) => (await import('./stats.js')).stats(args, flags),
   },
   {
-    name: 'networks',
-    args: '[action] [name]',
-    summary: 'CNI networks: ls (default) | inspect NAME',
+    name: 'network',
+    aliases: ['networks'],
+    args: '[action] [...names]',
+    summary:
+      'Networks as objects, like podman network: create | ls (default) | inspect | rm | prune | exists',
     description:
-      "ls lists the CNI networks in the configuration directory, in the order libcni reads them (the embedded default network when the directory holds none); a file that does not load is skipped with a warning naming it (an error with --strict). inspect NAME prints one network's configuration as written.",
+      "Networks stored as podman 4's CNI backend stores them, one NAME.conflist in the CNI configuration directory that every command reads: create NAME writes one (bridge + portmap + firewall + tuning, dnsname unless --disable-dns; macvlan or ipvlan with -o parent=IF), refusing a name, subnet or option podman would refuse; ls lists them (and the default network) with podman's fields; inspect NAME... prints podman's JSON with the containers attached; rm NAME... removes a network and its bridge, refused while containers use it unless --force tears them down; prune removes every network no container uses; exists NAME exits 0 or 1. `networks` is the same command.",
     flags: NETWORKS_FLAGS,
-    actions: ['ls', 'inspect'],
+    actions: ['create', 'ls', 'inspect', 'rm', 'prune', 'exists'],
     examples: [
-      '  $ podnet networks',
-      '  $ podnet networks ls --strict --cni-config-dir ./net.d',
-      '  $ podnet networks inspect podman',
+      '  $ podnet network create web                      # a free 10.89.N.0/24, DNS on',
+      '  $ podnet network create db --subnet 10.99.0.0/24 --gateway 10.99.0.254 -o isolate=true',
+      '  $ podnet network create v6 --ipv6 --label env=dev',
+      '  $ podnet network ls --filter label=env=dev --json',
+      '  $ podnet network inspect web | jq -r ".[0].subnets[0].subnet"',
+      '  $ podnet network rm web --force                  # tears down its containers first',
     ],
-    run: async (args, flags) => (await import('./networks.js')).networks(args, flags),
+    run: async (args, flags) => (await import('./network.js')).network(args, flags),
   },
   {
     name: 'netns',

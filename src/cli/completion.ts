@@ -35,7 +35,7 @@ export function bashCompletion(commands: readonly CommandSpec[]): string {
   const cases = commands
     .map(
       (c) =>
-        `    ${c.name}) flags='${flagWords(flagsOf(c))}'; actions='${(c.actions ?? []).join(' ')}' ;;`,
+        `    ${[c.name, ...(c.aliases ?? [])].join('|')}) flags='${flagWords(flagsOf(c))}'; actions='${(c.actions ?? []).join(' ')}' ;;`,
     )
     .join('\n');
   return `# bash completion for podnet: source <(podnet completion bash)
@@ -94,7 +94,7 @@ export function zshCompletion(commands: readonly CommandSpec[]): string {
     .map((c) => {
       const specs = flagsOf(c).flatMap(zshFlag);
       if (c.actions) specs.push(`'1:action:(${c.actions.join(' ')})'`);
-      return `      ${c.name}) _arguments -s ${specs.join(' ')} '*:argument: ' ;;`;
+      return `      ${[c.name, ...(c.aliases ?? [])].join('|')}) _arguments -s ${specs.join(' ')} '*:argument: ' ;;`;
     })
     .join('\n');
   return `#compdef podnet

@@ -21,6 +21,20 @@ export class UsageError extends PodnetError {
   }
 }
 
+/**
+ * A command whose answer is its exit status alone (`network exists`): main
+ * returns the status and prints nothing.
+ */
+export class SilentExit extends Error {
+  /** The exit status. */
+  readonly exitCode: number;
+
+  constructor(exitCode: number) {
+    super(`exit ${exitCode}`);
+    this.exitCode = exitCode;
+  }
+}
+
 /** Codes whose errors are the user's command line, not the operation. */
 const USAGE_CODES = new Set(['ERR_PODNET_USAGE', 'ERR_PODNET_INVALID_ARGUMENT']);
 

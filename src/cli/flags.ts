@@ -107,8 +107,59 @@ export const STATS_FLAGS: readonly FlagSpec[] = [
   ...NETWORK_FLAGS,
 ];
 
-/** Flags of `podnet networks`. */
-export const NETWORKS_FLAGS: readonly FlagSpec[] = [STRICT_FLAG, ...NETWORK_FLAGS];
+/** Flags of `podnet network` (its actions share one list, as cac registers flags per command). */
+export const NETWORKS_FLAGS: readonly FlagSpec[] = [
+  {
+    name: 'subnet',
+    arg: 'cidr',
+    multiple: true,
+    help: 'create: subnet, repeatable (default: a free /24 from 10.89.0.0/16 upwards)',
+  },
+  {
+    name: 'gateway',
+    arg: 'ip',
+    multiple: true,
+    help: "create: gateway of the --subnet at the same position (default: the subnet's first address)",
+  },
+  {
+    name: 'ip-range',
+    arg: 'cidr',
+    multiple: true,
+    help: 'create: lease range inside the --subnet at the same position',
+  },
+  { name: 'ipv6', help: 'create: dual stack (a free ULA /64 unless an IPv6 --subnet is given)' },
+  { name: 'internal', help: 'create: no default route, no masquerade, no DNS' },
+  { name: 'disable-dns', help: 'create: no dnsname plugin (container names not resolved)' },
+  {
+    name: 'driver',
+    short: 'd',
+    arg: 'driver',
+    help: 'create: bridge (default) | macvlan | ipvlan',
+  },
+  {
+    name: 'opt',
+    short: 'o',
+    arg: 'k=v',
+    multiple: true,
+    help: 'create: driver option, repeatable or comma-separated: mtu=N, vlan=N, isolate=true, mode=M, parent=IF, no_default_route=true',
+  },
+  {
+    name: 'route',
+    arg: 'dest,gw',
+    multiple: true,
+    help: 'create: a route for the containers, repeatable: DEST-CIDR,GATEWAY',
+  },
+  { name: 'label', arg: 'k=v', multiple: true, help: 'create: a label, repeatable' },
+  {
+    name: 'filter',
+    arg: 'k=v',
+    multiple: true,
+    help: 'ls: name=REGEX, label=K[=V], driver=D, id=PREFIX; repeatable (all must match)',
+  },
+  { name: 'force', short: 'f', help: 'rm: tear down the containers attached first' },
+  STRICT_FLAG,
+  ...NETWORK_FLAGS,
+];
 
 /** Flags of `podnet netns`: its directory, by either name. */
 export const NETNS_FLAGS: readonly FlagSpec[] = [
@@ -198,6 +249,8 @@ export interface CommandSpec {
   /** What it does, in a few sentences, for `podnet NAME --help`. */
   description: string;
   flags: readonly FlagSpec[];
+  /** Other names of the command (cac aliases; completion knows them too). */
+  aliases?: readonly string[];
   /** Words completion offers as the first argument (sub-actions). */
   actions?: readonly string[];
   /** Command lines shown under Examples, each with a comment. */

@@ -1,6 +1,6 @@
 import { cac } from 'cac';
 import { COMMANDS, EXIT_STATUS_HELP } from './commands.js';
-import { describeError, EXIT_OK, UsageError } from './errors.js';
+import { describeError, EXIT_OK, SilentExit, UsageError } from './errors.js';
 import { addFlags, JSON_FLAG, readFlags } from './flags.js';
 
 /** podnet's version, as `--version` prints it. */
@@ -17,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
   cli.option(`--${JSON_FLAG.name}`, JSON_FLAG.help);
   for (const spec of COMMANDS) {
     const command = cli.command(`${spec.name} ${spec.args}`.trim(), spec.summary);
+    for (const alias of spec.aliases ?? []) command.alias(alias);
     for (const example of spec.examples) command.example(example);
     // Flags are checked by readFlags against the argv as typed; cac's own
     // check would name them camelCased.
@@ -25,7 +26,8 @@ export async function main(argv: string[]): Promise<number> {
       .action(async () => spec.run(cli.args.map(String), readFlags(cli, spec.flags)));
   }
   cli.help((sections) => {
-    const spec = COMMANDS.find((c) => c.name === cli.matchedCommandName);
+    const typed = cli.matchedCommandName;
+    const spec = COMMANDS.find((c) => c.name === typed || c.aliases?.includes(typed ?? ''));
     // cac shows a command's summary only in the command list: its own help
     // gets the full description under the usage line.
     if (spec !== undefined)
@@ -49,6 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     await cli.runMatchedCommand();
     return EXIT_OK;
   } catch (err) {
+    if (err instanceof SilentExit) return err.exitCode;
     const report = describeError(err);
     process.stderr.write(`${report.line}\n`);
     if (process.env['NODE_DEBUG']?.split(',').includes('podnet'))

@@ -214,10 +214,8 @@ describe('main', () => {
     expect(err[1]).toMatch(
       /^podnet: warning: skipped .*20-torn\.conflist: .* \[ERR_PODNET_CNI_CONFIG\]\n$/,
     );
-    // No valid file: the runtime's embedded default network, as before.
-    expect(JSON.parse(out.join('')).map((n: { source: string }) => n.source)).toEqual([
-      '<embedded>',
-    ]);
+    // No valid file: the runtime's embedded default network, as podman always lists its default.
+    expect(JSON.parse(out.join('')).map((n: { name: string }) => n.name)).toEqual(['podman']);
 
     err.length = 0;
     out.length = 0;
