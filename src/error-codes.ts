@@ -63,7 +63,6 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_SLIRP4NETNS_API: 'the slirp4netns API answered a request with an error',
   ERR_PODNET_SLIRP4NETNS_API_IO: 'the slirp4netns API socket could not be reached in time',
   ERR_PODNET_SLIRP4NETNS_API_REPLY: 'the slirp4netns API sent a malformed reply',
-  ERR_PODNET_SUBNET_CONFLICT: "a network's subnet overlaps a route of the host",
   ERR_PODNET_SUBNET_OVERLAP:
     "a subnet overlaps another of the network's, another network's or a host route",
   ERR_PODNET_TEARDOWN:

@@ -2,9 +2,8 @@
 export { type AttachRequest, BridgeDriver, type DetachRequest } from './driver.js';
 export {
   BridgeConflictError,
-  checkBridgeName,
-  checkSubnets,
-  SubnetConflictError,
+  checkNetwork,
+  SubnetOverlapError,
 } from './link.js';
 export {
   type BridgeNetwork,

@@ -42,7 +42,7 @@ export class BridgeConflictError extends PodnetError {
 }
 
 /** A network's subnet overlaps a route of the host that does not go through its bridge. */
-export class SubnetConflictError extends PodnetError {
+export class SubnetOverlapError extends PodnetError {
   /** The subnet. */
   readonly subnet: string;
   /** The route it overlaps. */
@@ -50,7 +50,7 @@ export class SubnetConflictError extends PodnetError {
 
   constructor(network: string, subnet: string, route: string, dev: string) {
     super(
-      'ERR_PODNET_SUBNET_CONFLICT',
+      'ERR_PODNET_SUBNET_OVERLAP',
       `network '${network}': subnet ${subnet} overlaps the host's route to ${route} on '${dev}'`,
     );
     this.subnet = subnet;
@@ -94,7 +94,7 @@ function overlaps(a: string, b: string): boolean {
  * refuses to create one: its containers could not reach what that route
  * leads to. Reads only.
  */
-export function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
+function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
   const what = `listing the routes of '${host.path}'`;
   const reply = host.rtnlRequestSync(what, encodeGetRoute());
   const routes = decodeRoutes(reply, reply.length, what).filter(
@@ -108,7 +108,7 @@ export function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
     for (const r of routes) {
       if (bridge && r.oif === bridge.index) continue;
       if (overlaps(range.subnet, r.dst))
-        throw new SubnetConflictError(
+        throw new SubnetOverlapError(
           net.name,
           range.subnet,
           r.dst,
@@ -124,11 +124,18 @@ export interface BridgeLink {
   mac: string;
 }
 
-/** Refuses a bridge name held by a link of another kind. Reads only. */
-export function checkBridgeName(host: NetworkNamespace, net: BridgeNetwork): void {
+/**
+ * Checks a network against the host before anything is made: a bridge
+ * name held by a link of another kind is refused; a bridge still to be
+ * made must not take a subnet that a host route leads elsewhere (one that
+ * exists had its subnets checked when it was made, and its own routes are
+ * on it). Reads only.
+ */
+export function checkNetwork(host: NetworkNamespace, net: BridgeNetwork): void {
   const link = findLink(host, net.bridge);
   if (link && link.kind !== 'bridge')
     throw new BridgeConflictError(net.bridge, link.kind ?? 'unknown');
+  if (!link) checkSubnets(host, net);
 }
 
 /** The prefix length of the range `gateway` belongs to. */

@@ -11,8 +11,7 @@ import {
   type BridgeDriver,
   type BridgeNetwork,
   bridgeNetworkOf,
-  checkBridgeName,
-  checkSubnets,
+  checkNetwork,
   DriverUnsupportedError,
 } from '../bridge/index.js';
 import type { CniNetworkList, CniRuntime } from '../cni/index.js';
@@ -208,8 +207,7 @@ async function planNative(
     throw new DriverUnsupportedError(list.name, network.unsupported);
   }
   const host = await ctx.bridge.host();
-  checkBridgeName(host, network);
-  checkSubnets(host, network);
+  checkNetwork(host, network);
   return network;
 }
 

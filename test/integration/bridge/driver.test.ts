@@ -323,7 +323,7 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
           '--cni-config-dir',
           dir,
         ],
-        'ERR_PODNET_SUBNET_CONFLICT',
+        'ERR_PODNET_SUBNET_OVERLAP',
       );
       await refused(
         ['up', `k-${uniq()}`, '--driver', 'native', '--network', 'kind', '--cni-config-dir', dir],
