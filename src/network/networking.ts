@@ -7,7 +7,7 @@
 // so a crash at any point leaves exactly what the journal names.
 import { dirname } from 'node:path';
 import { CniRuntime } from '../cni/index.js';
-import { publish } from '../diagnostics.js';
+import { checkTrace, publish, traced } from '../diagnostics.js';
 import { AbortError, AggregatePodnetError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
@@ -26,7 +26,7 @@ import { collectGarbage, type GcReport } from './gc.js';
 import { type ContainerLock, lock } from './lock.js';
 import { NoSuchContainerError, planSetup, type SetupPlan } from './plan.js';
 import { StateStore } from './state.js';
-import type { ContainerState, SetupOptions } from './types.js';
+import type { ContainerState, SetupOptions, SetupTraceContext } from './types.js';
 import { heldByProcess, undo } from './undo.js';
 
 /** Options of {@link Networking}. */
@@ -121,8 +121,19 @@ export class Networking {
    * changes nothing. If any step fails, everything done is undone from the
    * journal and the original error is thrown; should that cleanup fail too,
    * its failures are in the error's `cleanupError` (ERR_PODNET_TEARDOWN).
+   * Traced on the `podnet:network:setup` tracing channel, in the trace of
+   * `options.traceparent` unless a subscriber gives it another.
    */
   async setup(options: SetupOptions): Promise<Attachment> {
+    const context: SetupTraceContext = {
+      id: options.id,
+      name: options.name,
+      ...checkTrace(options),
+    };
+    return traced('podnet:network:setup', context, () => this.#setup(options));
+  }
+
+  async #setup(options: SetupOptions): Promise<Attachment> {
     const plan = await planSetup(this, options);
     const { state } = plan;
     await this.store.prepare();
