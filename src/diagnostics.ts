@@ -130,15 +130,17 @@ export function currentTrace(): TraceContext | undefined {
  */
 export function traced<T>(
   name: TracingChannelName,
-  context: TraceContext & object,
+  context: object,
   fn: () => Promise<T>,
 ): Promise<T> {
-  if (context.traceparent === undefined) {
+  // Any object (the operation's facts) that may carry TraceContext's fields.
+  const trace = context as TraceContext;
+  if (trace.traceparent === undefined) {
     const enclosing = activeTrace.getStore();
     if (enclosing !== undefined) Object.assign(context, enclosing);
   }
   const ch = tracing.get(name)!;
-  const run = (): Promise<T> => activeTrace.run(validTrace(context), fn);
+  const run = (): Promise<T> => activeTrace.run(validTrace(trace), fn);
   return ch.hasSubscribers ? ch.tracePromise(run, context) : run();
 }
 

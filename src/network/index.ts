@@ -1,4 +1,4 @@
-export { Attachment } from './attachment.js';
+export { Attachment, type StatsFrame, type WatchStatsOptions } from './attachment.js';
 export type { GcReport } from './gc.js';
 export { buildNetworkSettings } from './inspect.js';
 export { ContainerBusyError } from './lock.js';

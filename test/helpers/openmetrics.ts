@@ -200,7 +200,8 @@ export function parseOpenMetrics(text: string): Family[] {
     if (tokens[1] !== undefined) parseNumber(tokens[1], where);
     const f = current;
     const suffix = f && (SUFFIXES[f.type] ?? ['']).find((s) => name === f.name + s);
-    if (!f || suffix === undefined) throw new Error(`${where}: sample '${name}' outside its family`);
+    if (!f || suffix === undefined)
+      throw new Error(`${where}: sample '${name}' outside its family`);
     f.samplesStarted = true;
     if (f.type === 'counter' && suffix === '_total' && !(value >= 0))
       throw new Error(`${where}: counter total ${value} is negative or NaN`);

@@ -78,7 +78,13 @@ describe('the strict parser', () => {
     ['a histogram without +Inf', ['# TYPE h histogram', 'h_bucket{le="1.0"} 1', '# EOF']],
     [
       'unsorted buckets',
-      ['# TYPE h histogram', 'h_bucket{le="2.0"} 1', 'h_bucket{le="1.0"} 1', 'h_bucket{le="+Inf"} 1', '# EOF'],
+      [
+        '# TYPE h histogram',
+        'h_bucket{le="2.0"} 1',
+        'h_bucket{le="1.0"} 1',
+        'h_bucket{le="+Inf"} 1',
+        '# EOF',
+      ],
     ],
     [
       'a _count that is not the +Inf bucket',
@@ -108,7 +114,10 @@ describe('formatOpenMetrics', () => {
     const families = parseOpenMetrics(text);
     expect(families.map((f) => f.name)).toEqual(networkCounters.map((c) => c.family));
     expect(families.every((f) => f.type === 'counter')).toBe(true);
-    expect(families[0]).toMatchObject({ unit: 'bytes', help: 'Cumulative count of bytes received' });
+    expect(families[0]).toMatchObject({
+      unit: 'bytes',
+      help: 'Cumulative count of bytes received',
+    });
     for (const c of stats) {
       for (const i of c.interfaces) {
         for (const counter of networkCounters) {
@@ -122,7 +131,9 @@ describe('formatOpenMetrics', () => {
         }
       }
     }
-    expect(text).toContain('container_network_transmit_packets_dropped_total{id="db1",name="db",interface="eth0"} ');
+    expect(text).toContain(
+      'container_network_transmit_packets_dropped_total{id="db1",name="db",interface="eth0"} ',
+    );
   });
 
   it('escapes label values so that they read back as they were', () => {
@@ -166,7 +177,8 @@ describe('DurationHistogram', () => {
     h.observe({ outcome: 'error' }, 0.1);
     const [f] = parseOpenMetrics(formatOpenMetrics([], [h.snapshot()])).slice(8);
     expect(f).toMatchObject({ name: 't_seconds', type: 'histogram', unit: 'seconds' });
-    const at = (le: string, outcome: string) => sampleValue([f!], 't_seconds_bucket', { outcome, le });
+    const at = (le: string, outcome: string) =>
+      sampleValue([f!], 't_seconds_bucket', { outcome, le });
     expect([at('0.1', 'ok'), at('1.0', 'ok'), at('+Inf', 'ok')]).toEqual([1, 2, 3]);
     expect(sampleValue([f!], 't_seconds_count', { outcome: 'error' })).toBe(1);
     expect(sampleValue([f!], 't_seconds_sum', { outcome: 'ok' })).toBeCloseTo(5.55);
@@ -187,12 +199,18 @@ describe('PodnetMetrics', () => {
         throw new Error('boom');
       }),
     ).rejects.toThrow('boom');
-    await traced('podnet:cni:exec', { plugin: 'bridge', command: 'ADD', path: '/x' }, async () => 1);
+    await traced(
+      'podnet:cni:exec',
+      { plugin: 'bridge', command: 'ADD', path: '/x' },
+      async () => 1,
+    );
     metrics.close();
     await traced('podnet:network:setup', { id: 'u3', name: 'u3' }, async () => 'after close');
     const families = parseOpenMetrics(await metrics.openMetrics());
     expect(sampleValue(families, 'podnet_setup_duration_seconds_count', { outcome: 'ok' })).toBe(1);
-    expect(sampleValue(families, 'podnet_setup_duration_seconds_count', { outcome: 'error' })).toBe(1);
+    expect(sampleValue(families, 'podnet_setup_duration_seconds_count', { outcome: 'error' })).toBe(
+      1,
+    );
     expect(
       sampleValue(families, 'podnet_plugin_exec_duration_seconds_count', {
         plugin: 'bridge',
@@ -200,6 +218,8 @@ describe('PodnetMetrics', () => {
         outcome: 'ok',
       }),
     ).toBe(1);
-    expect(families.find((f) => f.name === 'podnet_teardown_duration_seconds')?.samples).toEqual([]);
+    expect(families.find((f) => f.name === 'podnet_teardown_duration_seconds')?.samples).toEqual(
+      [],
+    );
   });
 });
