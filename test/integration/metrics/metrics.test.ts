@@ -2,11 +2,13 @@
 // bridge setups on private test networks with the Debian plugins, a fake
 // plugin last in the chain that records the environment it was given, UDP
 // traffic from the host into the container's own address.
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -294,6 +296,33 @@ describe.skipIf(!isRoot)('podnet/metrics on real containers', () => {
       code: 'ERR_PODNET_INVALID_ARGUMENT',
     });
     await a.teardown();
+  });
+
+  it('podnet up continues the trace of a TRACEPARENT in its environment into the plugins', async () => {
+    const env = await recordingEnv();
+    const bin = new URL('../../../bin/podnet.js', import.meta.url).pathname;
+    const dirs = [
+      '--state-dir',
+      env.stateDir,
+      '--netns-dir',
+      env.netnsDir,
+      '--cni-config-dir',
+      env.confDir,
+      '--cni-cache-dir',
+      env.cacheDir,
+      ...env.options.pluginDirs.flatMap((d) => ['--cni-plugin-dir', d]),
+    ];
+    const podnet = (args: string[], extra: Record<string, string> = {}) =>
+      promisify(execFile)(process.execPath, [bin, ...args, ...dirs], {
+        env: { ...process.env, ...extra },
+      });
+    await podnet(['up', 'cli-trace', '--network', env.networks[0]!.name, '--json'], {
+      TRACEPARENT,
+    });
+    await podnet(['down', 'cli-trace']);
+    expect(recorded(recordDir!, 'ADD').map((e) => e['TRACEPARENT'])).toEqual([TRACEPARENT]);
+    // down has no trace in its environment: its DEL has none.
+    expect(recorded(recordDir!, 'DEL').map((e) => e['TRACEPARENT'])).toEqual([undefined]);
   });
 
   it('podnet stats --format openmetrics prints the same counters, strictly parseable', async () => {

@@ -34,6 +34,8 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       expect(files).toContain('prebuilds/linux-x64/podnet.glibc.node');
       expect(files).toContain('dist/index.js');
       expect(files).toContain('dist/index.d.ts');
+      expect(files).toContain('dist/metrics/index.js');
+      expect(files).toContain('dist/metrics/index.d.ts');
       expect(files).toContain('bin/podnet.js');
       expect(files).toContain('LICENSE');
       expect(files).toContain('CHANGELOG.md');
@@ -90,6 +92,26 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
         },
       );
       expect(cjs.trim()).toBe('function'); // require(esm) for CommonJS callers
+
+      // podnet/metrics is an entry point of its own; prom-client, an optional
+      // peer, is not installed with it, and asking for it says so in one line.
+      const metrics = execFileSync(
+        'node',
+        [
+          '--input-type=module',
+          '-e',
+          `
+      import { PodnetMetrics, registerPromClient } from 'podnet/metrics';
+      const m = new PodnetMetrics();
+      const text = await m.openMetrics();
+      const e = await registerPromClient(m).catch((e) => e);
+      m.close();
+      console.log(JSON.stringify({ eof: text.endsWith('# EOF\\n'), code: e.code }));`,
+        ],
+        { cwd: app, env: { PATH: bin }, encoding: 'utf8' },
+      );
+      expect(JSON.parse(metrics)).toEqual({ eof: true, code: 'ERR_PODNET_MISSING_PEER' });
+      expect(existsSync(join(app, 'node_modules', 'prom-client'))).toBe(false);
     },
     BUILD_TIMEOUT_MS,
   );
