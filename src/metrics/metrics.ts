@@ -37,8 +37,9 @@ export async function readContainerStats(net: Networking): Promise<ContainerNetw
       }
     } catch (e) {
       if (isPodnetError(e) && GONE.has(e.code)) continue;
-      // A namespace that went away under the read: gone too, if its state did.
-      if ((await net.store.read(state.id).catch(() => undefined)) === undefined) continue;
+      // A namespace that went away under the read: gone too, if its state
+      // did (a state that no longer reads is not proof: the error stands).
+      if ((await net.store.read(state.id).catch(() => state)) === undefined) continue;
       throw e;
     }
   }
