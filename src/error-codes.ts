@@ -41,6 +41,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_KEEPER: 'a keeper process gave no usable report',
   ERR_PODNET_KEEPER_TIMEOUT: 'a keeper process did not report within its deadline',
   ERR_PODNET_LINK_NOT_FOUND: 'no interface of that name in the namespace',
+  ERR_PODNET_MISSING_PEER: 'an optional peer dependency the feature needs is not installed',
   ERR_PODNET_NAMESPACE_CYCLE: 'containers that share namespaces name each other in a cycle',
   ERR_PODNET_NAMESPACE_GONE: "a rootless container's namespaces are gone (their helper exited)",
   ERR_PODNET_NEEDS_ROOT: 'the network mode needs root',

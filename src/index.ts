@@ -55,12 +55,19 @@ export {
   type ExecPluginOptions,
   type NormalizedCniResult,
   normalizeResult,
+  type PluginExecContext,
   type PluginExecutor,
   type PluginOutput,
   type ResultCache,
 } from './cni/index.js';
 // Diagnostics
-export { type ChannelName, channelNames } from './diagnostics.js';
+export {
+  type ChannelName,
+  channelNames,
+  type TraceContext,
+  type TracingChannelName,
+  tracingChannelNames,
+} from './diagnostics.js';
 // Errors
 export {
   PODNET_ERROR_CODES,
@@ -106,6 +113,7 @@ export {
   type Attachment,
   ContainerBusyError,
   ContainerExistsError,
+  type ContainerFrame,
   type ContainerState,
   type ContainerStats,
   defaultStateDir,
@@ -115,7 +123,9 @@ export {
   type InspectAddress,
   type InspectNetwork,
   type InspectPortBinding,
+  type InterfaceRates,
   type InterfaceStats,
+  type InterfaceWatch,
   type NetworkAddresses,
   Networking,
   type NetworkingOptions,
@@ -127,9 +137,13 @@ export {
   type RecordedRuntimeConf,
   type SetupOptions,
   type SetupOwner,
+  type SetupTraceContext,
   StateFileError,
   type StateStore,
+  type StatsFrame,
   TeardownError,
+  type TeardownTraceContext,
+  type WatchStatsOptions,
 } from './network/index.js';
 // Networks as objects
 export {

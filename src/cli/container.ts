@@ -1,6 +1,7 @@
 // `podnet up`, `down`, `inspect` and `gc`: a container's network across
 // processes. Each command is one process: `up` leaves the namespace mounted
 // and the state on disk, so later commands find them by ID.
+import { validTrace } from '../diagnostics.js';
 import type { Attachment, GcReport } from '../network/index.js';
 import type { NetworkSettings } from '../network/types.js';
 import { parseUpArgs } from './args.js';
@@ -84,6 +85,17 @@ export async function up([id = '']: string[], flags: FlagValues): Promise<void> 
     netns: str(flags, 'netns'),
     mode: str(flags, 'mode'),
   });
+  // A caller's trace in the environment (CI systems set TRACEPARENT, as
+  // OpenTelemetry's environment carriers do) continues into the plugins;
+  // one that is not valid is no trace, as libcni treats it.
+  const trace = validTrace({
+    traceparent: process.env['TRACEPARENT'],
+    tracestate: process.env['TRACESTATE'],
+  });
+  if (trace?.traceparent !== undefined) {
+    options.traceparent = trace.traceparent;
+    if (trace.tracestate !== undefined) options.tracestate = trace.tracestate;
+  }
   const att = await networkingFromFlags(flags).setup(options);
   try {
     const settings = att.inspect();

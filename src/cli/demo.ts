@@ -6,7 +6,7 @@ import net from 'node:net';
 import { CniRuntime, DEFAULT_NETWORK } from '../cni/index.js';
 import { PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
-import { Networking, statsRates } from '../network/index.js';
+import { Networking } from '../network/index.js';
 import type { ContainerStats, NetworkSettings } from '../network/types.js';
 import type { FlagValues } from './flags.js';
 import { bytes, print, table } from './output.js';
@@ -109,23 +109,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     say(
       `3. fetching http://127.0.0.1:${hostPort}/ ${total} times through the published port, watching eth0`,
     );
-    let prev = await attached.stats();
-    let prevAt = Date.now();
     let done = 0;
     let responseBytes = 0;
     let first = '';
-    const watch = setInterval(() => {
-      void attached.stats().then((next) => {
-        const now = Date.now();
-        const [r] = statsRates(prev, next, (now - prevAt) / 1000);
-        prev = next;
-        prevAt = now;
-        if (r)
+    // The same watch as `podnet stats --watch`: rates from its second frame.
+    const stopWatch = new AbortController();
+    const watching = (async () => {
+      for await (const frame of attached.watchStats({ interval: 200, signal: stopWatch.signal })) {
+        const r = frame.interfaces[0];
+        if (r?.rxBytesPerSec !== undefined && r.txBytesPerSec !== undefined)
           say(
             `   ${String(done).padStart(4)} requests  rx ${bytes(r.rxBytesPerSec)}/s  tx ${bytes(r.txBytesPerSec)}/s`,
           );
-      });
-    }, 200);
+      }
+    })();
     try {
       const agent = new http.Agent({ keepAlive: false });
       for (; done < total; done++) {
@@ -141,7 +138,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
         first ||= body.toString().split('\n')[0]!;
       }
     } finally {
-      clearInterval(watch);
+      stopWatch.abort();
+      await watching;
     }
     say(`   every response came from inside: "${first}"`);
     const stats = await attached.stats();

@@ -103,6 +103,11 @@ export const STATS_FLAGS: readonly FlagSpec[] = [
     arg: 'seconds',
     help: 'Seconds between redraws with --watch, fractions allowed (default 1)',
   },
+  {
+    name: 'format',
+    arg: 'format',
+    help: 'table | json (the same as --json) | openmetrics (cAdvisor names; not with --watch)',
+  },
   STRICT_FLAG,
   ...NETWORK_FLAGS,
 ];

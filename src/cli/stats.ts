@@ -1,12 +1,13 @@
 // `podnet stats`: per-interface counters of containers set up by any process,
-// once or redrawn until SIGINT: the first frame at once with counters, then
-// rates against the previous frame.
+// once (a table, JSON or OpenMetrics) or redrawn until SIGINT on the watch
+// loop that Attachment.watchStats runs too: the first frame at once with
+// counters, then rates against the previous frame.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isPodnetError } from '../errors.js';
-import type { LinkStats } from '../netns/index.js';
+import { type ContainerNetworkStats, formatOpenMetrics } from '../metrics/openmetrics.js';
 import type { Attachment, Networking } from '../network/index.js';
-import { type InterfaceRates, statsRates } from '../network/stats.js';
+import { type InterfaceWatch, type WatchClock, watchFrames } from '../network/stats.js';
 import type { ContainerStats } from '../network/types.js';
 import { parseInterval } from './args.js';
 import { networkingFromFlags, reportSkipped } from './context.js';
@@ -15,19 +16,9 @@ import { type FlagValues, str } from './flags.js';
 import { bytes, print, shortId, table } from './output.js';
 
 /** One container's counters, as `podnet stats --json` prints them. */
-export interface ContainerStatsReport extends ContainerStats {
-  id: string;
-  name: string;
-}
+export type ContainerStatsReport = ContainerNetworkStats;
 
-/**
- * One interface in a frame of `podnet stats --watch --json`: its counters,
- * and its rates since the previous frame (absent in a container's first).
- */
-export interface InterfaceWatch extends Partial<InterfaceRates> {
-  name: string;
-  stats: LinkStats;
-}
+export type { InterfaceWatch };
 
 /** One frame of `podnet stats --watch` (a line of JSON with --json). */
 export interface StatsTick {
@@ -43,8 +34,11 @@ export interface WatchedContainer {
   close(): void;
 }
 
-/** What the watch loop reads from the world; injected, so tests run it on a fake clock. */
-export interface WatchSource {
+/**
+ * What the watch reads from the world, and its clock; injected, so tests
+ * run it on a fake clock.
+ */
+export interface WatchSource extends WatchClock {
   /** IDs of the containers that are ready now. */
   list(): Promise<string[]>;
   /**
@@ -52,67 +46,59 @@ export interface WatchSource {
    * given on the command line, at the start), when that is an error.
    */
   open(id: string, required: boolean): Promise<WatchedContainer | undefined>;
-  /** Milliseconds on a monotonic clock. */
-  now(): number;
-  /** Wall-clock time of a frame. */
-  date(): Date;
-  /** Waits one interval; false when the watch is to end (interrupted). */
-  pause(): Promise<boolean>;
 }
 
 /**
- * The `stats --watch` loop: emits a frame at once (counters only), then one
- * per interval with each container's rates against its previous sample.
- * Every frame lists the ready containers again: ones torn down meanwhile
- * disappear, and ones set up meanwhile (any, without IDS; named ones set up
- * again, with) appear with counters, then rates from their second frame.
- * Closes every container it opened, however it ends.
+ * `stats --watch` over the watch loop (watchFrames): emits a frame at once
+ * (counters only), then one per interval with each container's rates
+ * against its previous sample. Every frame lists the ready containers
+ * again: ones torn down meanwhile disappear, and ones set up meanwhile
+ * (any, without IDS; named ones set up again, with) appear with counters,
+ * then rates from their second frame. Closes every container it opened,
+ * however it ends.
  */
 export async function watchStats(
   source: WatchSource,
   ids: readonly string[],
   emit: (tick: StatsTick) => void,
 ): Promise<void> {
-  const watched = new Map<string, { c: WatchedContainer; prev?: ContainerStats; at: number }>();
+  const watched = new Map<string, WatchedContainer>();
   let first = true;
+  const sample = async (): Promise<Map<string, ContainerStats>> => {
+    const live = new Set(await source.list());
+    for (const [id, c] of watched) {
+      if (!live.has(id)) {
+        c.close();
+        watched.delete(id);
+      }
+    }
+    // At the start, IDs named on the command line must exist (whatever
+    // their phase); later they come back only when ready.
+    const named = first && ids.length > 0;
+    const wanted = ids.length === 0 ? [...live] : named ? ids : ids.filter((id) => live.has(id));
+    for (const id of wanted) {
+      if (watched.has(id)) continue;
+      const c = await source.open(id, named);
+      if (c !== undefined) watched.set(id, c);
+    }
+    first = false;
+    const samples = new Map<string, ContainerStats>();
+    for (const [id, c] of watched) samples.set(id, await c.stats());
+    return samples;
+  };
   try {
-    do {
-      const live = new Set(await source.list());
-      for (const [id, w] of watched) {
-        if (!live.has(id)) {
-          w.c.close();
-          watched.delete(id);
-        }
-      }
-      // At the start, IDs named on the command line must exist (whatever
-      // their phase); later they come back only when ready.
-      const named = first && ids.length > 0;
-      const wanted = ids.length === 0 ? [...live] : named ? ids : ids.filter((id) => live.has(id));
-      for (const id of wanted) {
-        if (watched.has(id)) continue;
-        const c = await source.open(id, named);
-        if (c !== undefined) watched.set(id, { c, at: 0 });
-      }
-      first = false;
-      const tick: StatsTick = { time: source.date().toISOString(), containers: [] };
-      for (const [id, w] of watched) {
-        const stats = await w.c.stats();
-        const at = source.now();
-        const rates =
-          w.prev === undefined || at <= w.at
-            ? undefined
-            : statsRates(w.prev, stats, (at - w.at) / 1000);
-        tick.containers.push({
+    for await (const frame of watchFrames(sample, source)) {
+      emit({
+        time: frame.time.toISOString(),
+        containers: [...frame.containers].map(([id, c]) => ({
           id,
-          name: w.c.name,
-          interfaces: stats.interfaces.map((i, n) => ({ ...rates?.[n], ...i })),
-        });
-        Object.assign(w, { prev: stats, at });
-      }
-      emit(tick);
-    } while (await source.pause());
+          name: watched.get(id)?.name ?? id,
+          interfaces: c.interfaces,
+        })),
+      });
+    }
   } finally {
-    for (const w of watched.values()) w.c.close();
+    for (const c of watched.values()) c.close();
   }
 }
 
@@ -225,6 +211,7 @@ async function watch(
   ids: string[],
   intervalMs: number,
   flags: FlagValues,
+  json: boolean,
 ): Promise<void> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
@@ -234,7 +221,6 @@ async function watch(
   // Clearing the screen only makes sense on a terminal; piped output gets
   // one table after another.
   const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
-  const json = flags['json'] === true;
   try {
     await watchStats(
       {
@@ -261,15 +247,34 @@ async function watch(
   }
 }
 
+const FORMATS = ['table', 'json', 'openmetrics'] as const;
+
+/** The output format: --format, or json for --json; --json with another format is an error. */
+function outputFormat(flags: FlagValues): (typeof FORMATS)[number] {
+  const given = str(flags, 'format');
+  const json = flags['json'] === true;
+  if (given === undefined) return json ? 'json' : 'table';
+  const format = FORMATS.find((f) => f === given);
+  if (format === undefined)
+    throw new UsageError(`--format must be ${FORMATS.join(', ')}; got '${given}'`);
+  if (json && format !== 'json') throw new UsageError(`--json and --format ${format} disagree`);
+  return format;
+}
+
 /** `podnet stats [ID...]`: counters once, or `--watch`ed. */
 export async function stats(ids: string[], flags: FlagValues): Promise<void> {
   const interval = str(flags, 'interval');
   if (interval !== undefined && flags['watch'] !== true) {
     throw new UsageError('--interval needs --watch');
   }
+  const format = outputFormat(flags);
+  if (format === 'openmetrics' && flags['watch'] === true) {
+    // An exposition is a snapshot for a scraper; rates are the scraper's job.
+    throw new UsageError('--format openmetrics prints one exposition: it takes no --watch');
+  }
   const intervalMs = interval === undefined ? 1000 : parseInterval(interval);
   const net = networkingFromFlags(flags);
-  if (flags['watch'] === true) return watch(net, ids, intervalMs, flags);
+  if (flags['watch'] === true) return watch(net, ids, intervalMs, flags, format === 'json');
   const all = ids.length > 0 ? ids : await readyIds(net, flags, new Set());
   const reports: ContainerStatsReport[] = [];
   for (const id of all) {
@@ -281,5 +286,6 @@ export async function stats(ids: string[], flags: FlagValues): Promise<void> {
       att.close();
     }
   }
-  print(flags['json'] === true, reports, () => formatStats(reports));
+  if (format === 'openmetrics') process.stdout.write(formatOpenMetrics(reports));
+  else print(format === 'json', reports, () => formatStats(reports));
 }

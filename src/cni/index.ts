@@ -32,6 +32,7 @@ export {
   type PluginOutput,
   spawnPlugin,
 } from './invoke/exec.js';
+export type { PluginExecContext } from './invoke/plugin.js';
 export {
   type CniDns,
   type CniInterface,

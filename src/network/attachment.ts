@@ -2,7 +2,10 @@
 // Inspect and stats read it; teardown is explicit, and dispose tears down
 // only a network this handle set up (a handle from load() is someone
 // else's container: disposing it just closes it).
-import { PodnetError } from '../errors.js';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { traced } from '../diagnostics.js';
+import { InvalidArgumentError, PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { processAlive } from '../process.js';
 import {
@@ -13,8 +16,28 @@ import {
   UserNamespace,
 } from '../rootless/index.js';
 import { buildNetworkSettings } from './inspect.js';
-import { summarizeStats } from './stats.js';
-import type { AttachedNetwork, ContainerState, ContainerStats, NetworkSettings } from './types.js';
+import { type ContainerFrame, summarizeStats, watchFrames } from './stats.js';
+import type {
+  AttachedNetwork,
+  ContainerState,
+  ContainerStats,
+  NetworkSettings,
+  TeardownTraceContext,
+} from './types.js';
+
+/** Options of {@link Attachment.watchStats}. */
+export interface WatchStatsOptions {
+  /** Milliseconds between frames (default 1000). */
+  interval?: number;
+  /** Ends the watch: the iterator finishes, with no error. */
+  signal?: AbortSignal;
+}
+
+/** One frame of {@link Attachment.watchStats}. */
+export interface StatsFrame extends ContainerFrame {
+  /** When the sample was taken. */
+  time: Date;
+}
 
 /** What an attachment's teardown asks of its Networking: undo the container under its lock. */
 export type TeardownById = (id: string) => Promise<void>;
@@ -98,6 +121,34 @@ export class Attachment implements AsyncDisposable {
     return summarizeStats(await this.#netns.links());
   }
 
+  /**
+   * Statistics as a stream: a frame at once with the counters, then one
+   * every `interval` ms with each interface's rates since the previous
+   * frame as well. Ends when `signal` aborts or the loop is left; frames
+   * are taken when asked for, so a consumer that is slow gets them further
+   * apart (rates stay right: they use the time that passed). Throws
+   * InvalidArgumentError unless `interval` is a positive number.
+   */
+  async *watchStats(options: WatchStatsOptions = {}): AsyncGenerator<StatsFrame, void, undefined> {
+    const { interval = 1000, signal } = options;
+    if (typeof interval !== 'number' || !(interval > 0) || !Number.isFinite(interval))
+      throw new InvalidArgumentError(`interval must be a positive number of ms, got ${interval}`);
+    if (signal?.aborted) return;
+    const frames = watchFrames(async () => new Map([[0, await this.stats()]]), {
+      now: () => performance.now(),
+      date: () => new Date(),
+      pause: () =>
+        sleep(interval, undefined, signal ? { signal } : {}).then(
+          () => true,
+          () => false,
+        ),
+    });
+    for await (const { time, containers } of frames) {
+      if (signal?.aborted) return;
+      yield { time, ...containers.get(0)! };
+    }
+  }
+
   // Only a process inside an unprivileged user's user namespace may open
   // sockets in its network namespace: join one there (root can enter it).
   async #open(): Promise<NetworkNamespace> {
@@ -119,9 +170,15 @@ export class Attachment implements AsyncDisposable {
    * engines stop, then, under the container's lock (waiting for a setup
    * still in progress), everything its state names is undone and the state
    * deleted. Throws a TeardownError, keeping the state, if a step failed.
-   * Running it twice is fine.
+   * Running it twice is fine. Traced on the `podnet:network:teardown`
+   * tracing channel.
    */
-  async teardown(): Promise<void> {
+  teardown(): Promise<void> {
+    const context: TeardownTraceContext = { id: this.#state.id };
+    return traced('podnet:network:teardown', context, () => this.#teardownNow());
+  }
+
+  async #teardownNow(): Promise<void> {
     const engines = this.#engines;
     this.#engines = undefined;
     const stopped = engines

@@ -1,4 +1,4 @@
-export { Attachment } from './attachment.js';
+export { Attachment, type StatsFrame, type WatchStatsOptions } from './attachment.js';
 export type { GcReport } from './gc.js';
 export { buildNetworkSettings } from './inspect.js';
 export { ContainerBusyError } from './lock.js';
@@ -11,6 +11,14 @@ export {
   StateFileError,
   StateStore,
 } from './state.js';
-export { type InterfaceRates, statsRates, summarizeStats } from './stats.js';
+export {
+  type ContainerFrame,
+  type InterfaceRates,
+  type InterfaceWatch,
+  statsRates,
+  summarizeStats,
+  type WatchClock,
+  watchFrames,
+} from './stats.js';
 export type * from './types.js';
 export { TeardownError } from './undo.js';

@@ -8,7 +8,7 @@
 import { dirname } from 'node:path';
 import { BridgeDriver } from '../bridge/index.js';
 import { type CniResult, CniRuntime } from '../cni/index.js';
-import { publish } from '../diagnostics.js';
+import { checkTrace, publish, traced } from '../diagnostics.js';
 import { AbortError, AggregatePodnetError, InvalidArgumentError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
 import { defaultNetnsDir, NetworkNamespace } from '../netns/index.js';
@@ -33,7 +33,7 @@ import {
   type SetupPlan,
 } from './plan.js';
 import { StateStore } from './state.js';
-import type { ContainerState, SetupOptions } from './types.js';
+import type { ContainerState, SetupOptions, SetupTraceContext } from './types.js';
 import { heldByProcess, nativePorts, undo } from './undo.js';
 
 /** Options of {@link Networking}. */
@@ -149,8 +149,19 @@ export class Networking {
    * changes nothing. If any step fails, everything done is undone from the
    * journal and the original error is thrown; should that cleanup fail too,
    * its failures are in the error's `cleanupError` (ERR_PODNET_TEARDOWN).
+   * Traced on the `podnet:network:setup` tracing channel, in the trace of
+   * `options.traceparent` unless a subscriber gives it another.
    */
   async setup(options: SetupOptions): Promise<Attachment> {
+    const context: SetupTraceContext = {
+      id: options.id,
+      name: options.name,
+      ...checkTrace(options),
+    };
+    return traced('podnet:network:setup', context, () => this.#setup(options));
+  }
+
+  async #setup(options: SetupOptions): Promise<Attachment> {
     const plan = await planSetup(this, options);
     const { state } = plan;
     await this.store.prepare();

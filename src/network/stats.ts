@@ -1,5 +1,6 @@
 // A container's network statistics from the links of its namespace: pure
-// functions over what one netlink dump returned, so they test without root.
+// functions over what one netlink dump returned, and the watch loop over
+// samples on an injected clock, so they test without root.
 import { type Link, type LinkStats, linkStatsFields } from '../netns/index.js';
 import type { ContainerStats, InterfaceStats } from './types.js';
 
@@ -68,4 +69,69 @@ export function statsRates(
       txPacketsPerSec: rate('txPackets'),
     };
   });
+}
+
+/**
+ * One interface in a frame of a watch: its counters, and its rates since
+ * the previous frame (absent in its container's first frame).
+ */
+export interface InterfaceWatch extends Partial<InterfaceRates> {
+  name: string;
+  stats: LinkStats;
+}
+
+/** One container in a frame of a watch. */
+export interface ContainerFrame {
+  /** Every non-loopback interface, by name, with rates from the second frame. */
+  interfaces: InterfaceWatch[];
+  /** The interfaces' counters summed. */
+  total: LinkStats;
+  /** Seconds since this container's previous sample (absent in its first frame). */
+  seconds?: number;
+}
+
+/** The pace of a watch; injected, so tests run it on a fake clock. */
+export interface WatchClock {
+  /** Milliseconds on a monotonic clock (rates are taken against it). */
+  now(): number;
+  /** Wall-clock time of a frame. */
+  date(): Date;
+  /** Waits one interval; false when the watch is to end. */
+  pause(): Promise<boolean>;
+}
+
+/**
+ * The one watch loop, under `Attachment.watchStats` and `podnet stats
+ * --watch`: samples at once, then after each pause, and yields a frame per
+ * sample with each container's rates against its previous sample. A key
+ * that `sample` no longer returns is forgotten, so one that comes back
+ * starts again with counters only. Pull-based: nothing is sampled while the
+ * consumer holds a frame, so a slow consumer gets frames further apart, and
+ * rates over the time that really passed.
+ */
+export async function* watchFrames<K>(
+  sample: () => Promise<ReadonlyMap<K, ContainerStats>>,
+  clock: WatchClock,
+): AsyncGenerator<{ time: Date; containers: Map<K, ContainerFrame> }, void, undefined> {
+  let prev = new Map<K, { stats: ContainerStats; at: number }>();
+  do {
+    const time = clock.date();
+    const samples = await sample();
+    const at = clock.now();
+    const containers = new Map<K, ContainerFrame>();
+    const next = new Map<K, { stats: ContainerStats; at: number }>();
+    for (const [key, stats] of samples) {
+      const before = prev.get(key);
+      const seconds = before !== undefined && at > before.at ? (at - before.at) / 1000 : undefined;
+      const rates = seconds === undefined ? undefined : statsRates(before!.stats, stats, seconds);
+      containers.set(key, {
+        interfaces: stats.interfaces.map((i, n) => ({ ...rates?.[n], ...i })),
+        total: stats.total,
+        ...(seconds === undefined ? {} : { seconds }),
+      });
+      next.set(key, { stats, at });
+    }
+    prev = next;
+    yield { time, containers };
+  } while (await clock.pause());
 }

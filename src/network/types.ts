@@ -2,6 +2,7 @@
 // what is kept on disk per container (ContainerState), and what inspect and
 // stats return. Kept apart from the code so every part shares one contract.
 import type { CniResult } from '../cni/index.js';
+import type { TraceContext } from '../diagnostics.js';
 import type { LinkStats } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
 
@@ -62,6 +63,31 @@ export interface SetupOptions {
   modeOptions?: string[];
   /** Aborts a setup in progress (what was done is rolled back). */
   signal?: AbortSignal;
+  /**
+   * W3C trace context of the caller's span: the setup runs in this trace,
+   * and each plugin gets it as TRACEPARENT (a `podnet:network:setup` start
+   * subscriber may replace it). Invalid: ERR_PODNET_INVALID_ARGUMENT.
+   */
+  traceparent?: string;
+  /** W3C tracestate going with `traceparent` (at most 512 printable ASCII characters). */
+  tracestate?: string;
+}
+
+/**
+ * The context object of a setup on the `podnet:network:setup` tracing
+ * channel (Node adds `result` or `error` at its end).
+ */
+export interface SetupTraceContext extends TraceContext {
+  /** Container ID. */
+  id: string;
+  /** Container name. */
+  name: string;
+}
+
+/** The context object of a teardown on the `podnet:network:teardown` tracing channel. */
+export interface TeardownTraceContext extends TraceContext {
+  /** Container ID. */
+  id: string;
 }
 
 /**

@@ -2,6 +2,7 @@
 // place for every command. Plugins get a minimal environment (PATH, for the
 // iptables and friends they run, plus what the runtime's caller adds) and
 // the spec's CNI_* variables; nothing else of this process leaks in.
+import type { TraceContext } from '../../diagnostics.js';
 import type { CniCommand } from '../errors.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -42,4 +43,22 @@ export function pluginEnv(
   }
   env['CNI_PATH'] = pluginDirs.join(':');
   return env;
+}
+
+/**
+ * `env` with the trace a plugin call runs in: TRACEPARENT, and TRACESTATE
+ * when the trace has one, the environment carriers of W3C trace context
+ * (OpenTelemetry's OTEP 0258) that libcni passes its plugins. A call in no
+ * trace gets `env` as it is.
+ */
+export function withTrace(
+  env: Readonly<Record<string, string>>,
+  trace: TraceContext | undefined,
+): Readonly<Record<string, string>> {
+  if (trace?.traceparent === undefined) return env;
+  const traced: Record<string, string> = { ...env, TRACEPARENT: trace.traceparent };
+  // A tracestate of the caller's base environment belongs to another trace.
+  delete traced['TRACESTATE'];
+  if (trace.tracestate !== undefined) traced['TRACESTATE'] = trace.tracestate;
+  return traced;
 }

@@ -1,9 +1,11 @@
 // One plugin call of the exec protocol, as libcni's ExecPluginWithResult:
 // the config on stdin, the environment, the executor, and the outcome
 // turned into the output or a podnet error; every call is published on
-// podnet:cni:exec. The runtime above only decides which calls to make.
-import { publish } from '../../diagnostics.js';
+// podnet:cni:exec, and traced on the tracing channel of that name. The
+// runtime above only decides which calls to make.
+import { currentTrace, publish, traced } from '../../diagnostics.js';
 import type { CniPluginCall } from '../errors.js';
+import { withTrace } from './env.js';
 import { PluginExecError, type PluginExecutor, type PluginOutput } from './exec.js';
 import { execError, pluginError } from './output.js';
 
@@ -26,12 +28,42 @@ export interface InvokeOptions {
 }
 
 /**
- * Runs plugin `path` with `config` as its stdin and exactly `env` as its
- * environment. Resolves with its output when it exits 0; rejects with a
- * CniError (its error JSON), CniOutputError, CniTimeoutError, AbortError or
+ * The context object of one plugin execution on the `podnet:cni:exec`
+ * tracing channel: the call, the binary, the attachment, and the trace
+ * (see TraceContext) whose TRACEPARENT the plugin gets.
+ */
+export interface PluginExecContext extends CniPluginCall {
+  path: string;
+  containerId?: string | undefined;
+  ifName?: string | undefined;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+}
+
+/**
+ * Runs plugin `path` with `config` as its stdin and `env` as its
+ * environment, plus TRACEPARENT/TRACESTATE when the call runs in a trace.
+ * Resolves with its output when it exits 0; rejects with a CniError (its
+ * error JSON), CniOutputError, CniTimeoutError, AbortError or
  * PodnetSystemError (it could not be started), or the onSpawn hook's error.
  */
-export async function invokePlugin(
+export function invokePlugin(
+  call: CniPluginCall,
+  path: string,
+  config: Record<string, unknown>,
+  env: Readonly<Record<string, string>>,
+  options: InvokeOptions,
+): Promise<PluginOutput> {
+  const context: PluginExecContext = {
+    ...call,
+    path,
+    containerId: options.containerId,
+    ifName: options.ifName,
+  };
+  return traced('podnet:cni:exec', context, () => execute(call, path, config, env, options));
+}
+
+async function execute(
   call: CniPluginCall,
   path: string,
   config: Record<string, unknown>,
@@ -42,7 +74,7 @@ export async function invokePlugin(
   let out: PluginOutput | undefined;
   let failure: unknown;
   try {
-    out = await options.exec(path, JSON.stringify(config), env, {
+    out = await options.exec(path, JSON.stringify(config), withTrace(env, currentTrace()), {
       timeoutMs: options.timeoutMs,
       maxOutputBytes: options.maxOutputBytes,
       signal: options.signal,

@@ -36,6 +36,8 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       expect(files).toContain('prebuilds/linux-x64/podnet-userns');
       expect(files).toContain('dist/index.js');
       expect(files).toContain('dist/index.d.ts');
+      expect(files).toContain('dist/metrics/index.js');
+      expect(files).toContain('dist/metrics/index.d.ts');
       expect(files).toContain('bin/podnet.js');
       expect(files).toContain('LICENSE');
       expect(files).toContain('CHANGELOG.md');
@@ -111,6 +113,25 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
         exe: join(app, 'node_modules', 'podnet', 'prebuilds', 'linux-x64', 'podnet-userns'),
         links: ['lo'],
       });
+      // podnet/metrics is an entry point of its own; prom-client, an optional
+      // peer, is not installed with it, and asking for it says so in one line.
+      const metrics = execFileSync(
+        'node',
+        [
+          '--input-type=module',
+          '-e',
+          `
+      import { PodnetMetrics, registerPromClient } from 'podnet/metrics';
+      const m = new PodnetMetrics();
+      const text = await m.openMetrics();
+      const e = await registerPromClient(m).catch((e) => e);
+      m.close();
+      console.log(JSON.stringify({ eof: text.endsWith('# EOF\\n'), code: e.code }));`,
+        ],
+        { cwd: app, env: { PATH: bin }, encoding: 'utf8' },
+      );
+      expect(JSON.parse(metrics)).toEqual({ eof: true, code: 'ERR_PODNET_MISSING_PEER' });
+      expect(existsSync(join(app, 'node_modules', 'prom-client'))).toBe(false);
     },
     BUILD_TIMEOUT_MS,
   );

@@ -164,6 +164,18 @@ describe('main', () => {
         "podnet: no completion for shell 'fish': bash or zsh [ERR_PODNET_USAGE]\n",
       ],
       [['stats', '--interval', '1'], 'podnet: --interval needs --watch [ERR_PODNET_USAGE]\n'],
+      [
+        ['stats', '--format', 'yaml'],
+        "podnet: --format must be table, json, openmetrics; got 'yaml' [ERR_PODNET_USAGE]\n",
+      ],
+      [
+        ['stats', '--json', '--format', 'table'],
+        'podnet: --json and --format table disagree [ERR_PODNET_USAGE]\n',
+      ],
+      [
+        ['stats', '--watch', '--format', 'openmetrics'],
+        'podnet: --format openmetrics prints one exposition: it takes no --watch [ERR_PODNET_USAGE]\n',
+      ],
     ];
     for (const [argv, line] of cases) {
       err.length = 0;

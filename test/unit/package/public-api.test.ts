@@ -1,5 +1,6 @@
-// Pins the public surface: what `import('podnet')` gives at run time and
-// what dist/index.d.ts declares, against public-api.json. A new export, or
+// Pins the public surface of each entry point: what `import('podnet')` (and
+// `podnet/metrics`) gives at run time and what its .d.ts declares, against
+// public-api.json (public-api-metrics.json). A new export, or
 // one that goes, fails here until the list is changed with it: the surface
 // is a decision, not a side effect of `export *`. Runs on the build (npm
 // test builds first), since the build is what users get.
@@ -9,13 +10,39 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '../../..');
-const dts = join(root, 'dist/index.d.ts');
-const pinned = JSON.parse(readFileSync(join(import.meta.dirname, 'public-api.json'), 'utf8')) as {
-  values: string[];
-  types: string[];
-};
 
-function publicSymbols(): { checker: ts.TypeChecker; symbols: ts.Symbol[] } {
+/** An entry point of the package: its build, its source and its pinned names. */
+interface Entry {
+  name: string;
+  dts: string;
+  js: string;
+  src: string;
+  pinned: { values: string[]; types: string[] };
+}
+
+const pinnedFile = (file: string): Entry['pinned'] =>
+  JSON.parse(readFileSync(join(import.meta.dirname, file), 'utf8')) as Entry['pinned'];
+
+const entries: Entry[] = [
+  {
+    name: 'podnet',
+    dts: join(root, 'dist/index.d.ts'),
+    js: join(root, 'dist/index.js'),
+    src: '../../../src/index.js',
+    pinned: pinnedFile('public-api.json'),
+  },
+  {
+    name: 'podnet/metrics',
+    dts: join(root, 'dist/metrics/index.d.ts'),
+    js: join(root, 'dist/metrics/index.js'),
+    src: '../../../src/metrics/index.js',
+    pinned: pinnedFile('public-api-metrics.json'),
+  },
+];
+const [main] = entries as [Entry];
+const pinned = main.pinned;
+
+function publicSymbols(dts: string): { checker: ts.TypeChecker; symbols: ts.Symbol[] } {
   const program = ts.createProgram([dts], { noEmit: true });
   const checker = program.getTypeChecker();
   const file = program.getSourceFile(dts);
@@ -24,18 +51,19 @@ function publicSymbols(): { checker: ts.TypeChecker; symbols: ts.Symbol[] } {
   return { checker, symbols: checker.getExportsOfModule(module) };
 }
 
-function declaredNames(): string[] {
-  return publicSymbols()
+function declaredNames(dts: string): string[] {
+  return publicSymbols(dts)
     .symbols.map((s) => s.name)
     .sort();
 }
 
 // Types of podnet's own that a public declaration names but the entry point
 // does not export: a user could get such a value and not name its type.
-// Constructors and protected or private members are not for users.
-function unnamedTypes(): string[] {
-  const { checker, symbols } = publicSymbols();
-  const names = new Set(symbols.map((s) => s.name));
+// Constructors and protected or private members are not for users. Types
+// the main entry point exports count as named for the others.
+function unnamedTypes(dts: string): string[] {
+  const { checker, symbols } = publicSymbols(dts);
+  const names = new Set([...symbols.map((s) => s.name), ...pinned.values, ...pinned.types]);
   const resolve = (s: ts.Symbol | undefined): ts.Symbol | undefined =>
     s && s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
   const missing = new Set<string>();
@@ -60,29 +88,33 @@ function unnamedTypes(): string[] {
   return [...missing].sort();
 }
 
-describe('the public API', () => {
+describe.each(entries)('the public API of $name', (entry) => {
   it('is built (run `npm run build:ts` first)', () => {
-    expect(existsSync(dts)).toBe(true);
+    expect(existsSync(entry.dts)).toBe(true);
   });
 
-  it("has exactly the pinned run-time exports in import('podnet')", async () => {
-    const podnet = (await import(join(root, 'dist/index.js'))) as Record<string, unknown>;
-    expect(Object.keys(podnet).sort()).toEqual(pinned.values);
+  it('has exactly the pinned run-time exports', async () => {
+    const mod = (await import(entry.js)) as Record<string, unknown>;
+    expect(Object.keys(mod).sort()).toEqual(entry.pinned.values);
   });
 
-  it('declares exactly the pinned names in dist/index.d.ts', () => {
-    expect(declaredNames()).toEqual([...pinned.values, ...pinned.types].sort());
+  it('declares exactly the pinned names in its .d.ts', () => {
+    expect(declaredNames(entry.dts)).toEqual(
+      [...entry.pinned.values, ...entry.pinned.types].sort(),
+    );
   });
 
   it('the source entry point exports the same values as the build', async () => {
-    const src = (await import('../../../src/index.js')) as Record<string, unknown>;
-    expect(Object.keys(src).sort()).toEqual(pinned.values);
+    const mod = (await import(entry.src)) as Record<string, unknown>;
+    expect(Object.keys(mod).sort()).toEqual(entry.pinned.values);
   });
 
   it('names every type of its own that a public declaration uses', () => {
-    expect(unnamedTypes()).toEqual([]);
+    expect(unnamedTypes(entry.dts)).toEqual([]);
   });
+});
 
+describe('the public API', () => {
   it('keeps wire codecs, fd numbers and the native binding out', () => {
     const names = [...pinned.values, ...pinned.types];
     for (const internal of [

@@ -1,5 +1,5 @@
 // Every ```ts block of README.md is a program a user could paste: it imports
-// only from 'podnet', 'podnet/testing' and node:*, defines every name it
+// only from 'podnet', 'podnet/testing', 'podnet/metrics' and node:*, defines every name it
 // uses, avoids `using` declarations (Node 20, the engines floor, rejects
 // them), and type-checks against the package's own types with the project's
 // strict settings; and it is plain JavaScript that this Node parses as an
@@ -43,7 +43,10 @@ it('every ts example imports only the package and node:*, and uses no `using` de
     const visit = (node: ts.Node): void => {
       if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier)) {
         const from = node.moduleSpecifier.text;
-        if (!['podnet', 'podnet/testing'].includes(from) && !from.startsWith('node:'))
+        if (
+          !['podnet', 'podnet/testing', 'podnet/metrics'].includes(from) &&
+          !from.startsWith('node:')
+        )
           problems.push(`README.md:${at(node)}: imports '${from}'`);
       }
       if (ts.isVariableDeclarationList(node) && node.flags & ts.NodeFlags.Using)
@@ -100,6 +103,7 @@ it("every ts example type-checks against the package's types (strict, Node 20's 
     paths: {
       podnet: [join(root, 'src', 'index.ts')],
       'podnet/testing': [join(root, 'src', 'testing', 'index.ts')],
+      'podnet/metrics': [join(root, 'src', 'metrics', 'index.ts')],
     },
   });
   const errors = ts.getPreEmitDiagnostics(program).map((d) => where(files, d));
