@@ -116,6 +116,7 @@ export {
   type ContainerFrame,
   type ContainerState,
   type ContainerStats,
+  type DriverChoice,
   defaultStateDir,
   type ExposedPort,
   type GcReport,

@@ -3,7 +3,7 @@ export type { GcReport } from './gc.js';
 export { buildNetworkSettings } from './inspect.js';
 export { ContainerBusyError } from './lock.js';
 export { Networking, type NetworkingOptions } from './networking.js';
-export { NoSuchContainerError } from './plan.js';
+export { type DriverChoice, NoSuchContainerError } from './plan.js';
 export {
   ContainerExistsError,
   checkContainerId,

@@ -28,13 +28,14 @@ import { type ContainerLock, lock } from './lock.js';
 import {
   type DriverChoice,
   NoSuchContainerError,
+  type PlanContext,
   type PlannedNetwork,
   planSetup,
   type SetupPlan,
 } from './plan.js';
 import { StateStore } from './state.js';
 import type { ContainerState, SetupOptions, SetupTraceContext } from './types.js';
-import { heldByProcess, nativePorts, undo } from './undo.js';
+import { heldByProcess, nativePorts, type UndoContext, undo } from './undo.js';
 
 /** Options of {@link Networking}. */
 export interface NetworkingOptions {
@@ -121,8 +122,8 @@ export class Networking {
   readonly rootless: boolean;
   /** Which driver attaches bridge networks (see {@link NetworkingOptions.driver}). */
   readonly driver: DriverChoice;
-  /** podnet's own bridge driver (its sockets open on first use). */
-  readonly bridge: BridgeDriver;
+  // podnet's own bridge driver (its sockets open on first use).
+  readonly #bridge: BridgeDriver;
   readonly #lockTimeoutMs: number;
 
   constructor(options: NetworkingOptions = {}) {
@@ -139,7 +140,7 @@ export class Networking {
         `driver must be 'native', 'cni' or 'auto', not '${String(driver)}'`,
       );
     this.driver = driver;
-    this.bridge = new BridgeDriver(this.cni.cache);
+    this.#bridge = new BridgeDriver(this.cni.cache);
   }
 
   /**
@@ -162,7 +163,7 @@ export class Networking {
   }
 
   async #setup(options: SetupOptions): Promise<Attachment> {
-    const plan = await planSetup(this, options);
+    const plan = await planSetup(this.#context(), options);
     const { state } = plan;
     await this.store.prepare();
     // Plugins read and write the cache, and a namespace is mounted in the
@@ -328,7 +329,7 @@ export class Networking {
       netns?.close();
       await userns?.close().catch((e: unknown) => cleanup.push(e));
       try {
-        await undo(this, state);
+        await undo(this.#context(), state);
       } catch (e) {
         // The journal stays, for teardown or gc to finish.
         cleanup.push(...(e instanceof AggregatePodnetError ? e.errors : [e]));
@@ -337,6 +338,19 @@ export class Networking {
       }
       throw withCleanupError(err, id, cleanup);
     }
+  }
+
+  // What planning and undoing need (the driver stays private).
+  #context(): PlanContext & UndoContext {
+    return {
+      cni: this.cni,
+      store: this.store,
+      netnsDir: this.netnsDir,
+      defaultNetwork: this.defaultNetwork,
+      rootless: this.rootless,
+      driver: this.driver,
+      bridge: this.#bridge,
+    };
   }
 
   // The native driver's attach of one network: journalled first (its undo
@@ -353,7 +367,7 @@ export class Networking {
     const caps = runtime.capabilityArgs;
     const ips = Array.isArray(caps['ips']) ? (caps['ips'] as string[]) : [];
     const mac = typeof caps['mac'] === 'string' ? caps['mac'] : undefined;
-    return this.bridge.attach({
+    return this.#bridge.attach({
       network: native.network,
       config: n.list.bytes,
       containerId: state.id,
@@ -402,7 +416,7 @@ export class Networking {
     return collectGarbage({
       cni: this.cni,
       store: this.store,
-      bridge: this.bridge,
+      bridge: this.#bridge,
       sweepCniCache: !this.rootless,
     });
   }
@@ -413,7 +427,7 @@ export class Networking {
     const held = await lock(this.store.lockPathOf(id), id, this.#lockTimeoutMs);
     try {
       const state = await this.store.read(id);
-      if (state) await undo(this, state);
+      if (state) await undo(this.#context(), state);
     } finally {
       held.release();
     }
