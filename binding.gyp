@@ -8,6 +8,14 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-fno-exceptions", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "podnet-exec",
+      "type": "executable",
+      "sources": ["native/exec-helper.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
     }
   ]
 }

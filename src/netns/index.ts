@@ -25,3 +25,4 @@ export {
   type OperState,
 } from './rtnl.js';
 export type { SocketType } from './sockaddr.js';
+export type { NamespaceProcess, NamespaceSpawnOptions } from './spawn.js';
