@@ -238,10 +238,16 @@ export function spawnInNamespace(target: SpawnTarget, req: SpawnRequest): Namesp
     settled = true;
     // Back to the prototype's emit: events flow as usual from here on.
     delete (child as { emit?: unknown }).emit;
-    if (err) emit('error', err);
-    for (const [event, args] of held) {
-      if (!(err && event === 'spawn')) emit(event, ...args);
-    }
+    const release = (): void => {
+      for (const [event, args] of held) {
+        if (!(err && event === 'spawn')) emit(event, ...args);
+      }
+    };
+    if (!err) return release();
+    emit('error', err);
+    // A later turn, as Node's 'close' comes after its 'error': code that
+    // awaits the error and then the close still sees both.
+    setImmediate(release);
   };
   const holdUntilExec = (event: string | symbol, ...args: unknown[]): boolean => {
     if (event === 'spawn' || event === 'exit' || event === 'close') {
