@@ -243,7 +243,10 @@ export function spawnInNamespace(target: SpawnTarget, req: SpawnRequest): Namesp
         if (!(err && event === 'spawn')) emit(event, ...args);
       }
     };
-    if (!err) return release();
+    if (!err) {
+      release();
+      return;
+    }
     emit('error', err);
     // A later turn, as Node's 'close' comes after its 'error': code that
     // awaits the error and then the close still sees both.
