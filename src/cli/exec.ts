@@ -1,6 +1,7 @@
 // `podnet exec ID -- CMD ...` and `podnet netns exec NAME -- CMD ...`: a
 // command inside a namespace, with the terminal's stdio, whose exit status
 // becomes podnet's (as `podman exec` and `ip netns exec` do).
+import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import type { NetworkNamespace } from '../netns/index.js';
 import { describeError, UsageError } from './errors.js';
@@ -38,23 +39,27 @@ export async function execIn(
   command: string,
   args: string[],
 ): Promise<number> {
-  const child = ns.spawn(command, args, { stdio: 'inherit' });
+  // Armed before the spawn: the command may run (and be signalled) before
+  // spawn() returns to this code.
+  let child: ChildProcess | undefined;
   const forward = (signal: NodeJS.Signals): void => {
-    child.kill(signal);
+    child?.kill(signal);
   };
   const ignore = (): void => undefined;
   process.on('SIGINT', ignore);
   for (const s of FORWARDED) process.on(s, forward);
   try {
+    child = ns.spawn(command, args, { stdio: 'inherit' });
+    const running = child;
     return await new Promise<number>((resolve, reject) => {
       let failure: unknown;
       let thrown = false;
-      child.once('error', (err: NodeJS.ErrnoException) => {
+      running.once('error', (err: NodeJS.ErrnoException) => {
         failure = err;
         thrown = err.syscall !== `spawn ${command}`;
         if (thrown) reject(err);
       });
-      child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      running.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
         if (thrown) return;
         if (failure !== undefined) {
           process.stderr.write(`${describeError(failure).line}\n`);
