@@ -6,9 +6,10 @@
 //
 //   node scripts/build-sanitized.js OUTDIR
 //
-// prints a JSON line: { addon, probe, preload } with the two .node paths and
-// the LD_PRELOAD value a Node process needs to load them (libasan must come
-// first in the process: Node itself is not instrumented).
+// prints a JSON line: { addon, probe, execHelper, preload } with the two
+// .node paths, the exec helper's, and the LD_PRELOAD value a Node process
+// needs to load the addons (libasan must come first in the process: Node
+// itself is not instrumented).
 //
 // The target is derived from binding.gyp (same sources, defines and flags),
 // so the two builds cannot drift apart.
@@ -51,10 +52,22 @@ const sanitized = (name, sources) => ({
   cflags_cc: [...base.cflags_cc, ...flags],
   ldflags: ['-fsanitize=address,undefined'],
 });
+// ns.spawn's exec helper, as binding.gyp declares it but linked
+// dynamically: the sanitizer runtimes do not link statically. It carries
+// them itself (no preload), until its exec replaces it with the command.
+const helper = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8')).targets.find(
+  (t) => t.target_name === 'podnet-exec',
+);
 const gyp = {
   targets: [
     sanitized('podnet', base.sources),
     sanitized('sanitizer_probe', ['test/fixtures/native/sanitizer-probe.cc']),
+    {
+      ...helper,
+      sources: helper.sources.map((s) => join('project', s)),
+      cflags: [...helper.cflags, ...flags],
+      ldflags: ['-fsanitize=address,undefined'],
+    },
   ],
 };
 // gyp wants sources below the .gyp file (it names objects after their
@@ -91,6 +104,7 @@ console.log(
   JSON.stringify({
     addon: join(out, 'build', 'Release', 'podnet.node'),
     probe: join(out, 'build', 'Release', 'sanitizer_probe.node'),
+    execHelper: join(out, 'build', 'Release', 'podnet-exec'),
     preload: [runtime('libasan.so'), runtime('libubsan.so')].join(':'),
   }),
 );
