@@ -156,4 +156,6 @@ export const EXIT_STATUS_HELP = [
   '  0  success',
   '  1  the operation failed (the error line names its code)',
   '  2  usage error: unknown command or flag, bad flag value, missing argument; nothing was done',
+  "  exec and netns exec: the command's own status (128+N when signal N ended it); 125 podnet",
+  '  failed (usage errors too), 126 the command could not be run, 127 it was not found',
 ].join('\n');
