@@ -689,6 +689,12 @@ export class NetworkNamespace implements AsyncDisposable {
       { fd: this.#nsfd(), path: this.path, joinUserns: this.#source !== undefined },
       req,
     );
+    publish('podnet:netns:spawn', {
+      path: this.path,
+      command: req.command,
+      args: req.args,
+      pid: child.pid,
+    });
     if (req.options.detached !== true && child.pid !== undefined) {
       this.#children.add(child);
       child.once('exit', () => this.#children.delete(child));

@@ -17,6 +17,7 @@
 import { type ChildProcess, type SpawnOptions, type StdioOptions, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, PodnetError, PodnetSystemError } from '../errors.js';
 
@@ -233,27 +234,52 @@ export function spawnInNamespace(target: SpawnTarget, req: SpawnRequest): Namesp
   const held: [string | symbol, unknown[]][] = [];
   let settled = false;
   const emit = child.emit.bind(child) as (event: string | symbol, ...args: unknown[]) => boolean;
+  // The caller's readable stdio (not the status socket). At the real exit
+  // Node resumes every one of them on the next tick, discarding what nobody
+  // reads yet ("one last chance" is the 'exit' handler); with 'exit' held,
+  // that chance must come with the held 'exit' instead.
+  const readable = (child.stdio.slice(0, statusFd) as (Readable | null | undefined)[]).filter(
+    (st): st is Readable => st?.readable === true,
+  );
+  let spared = false;
+  const spare = (): void => {
+    spared = true;
+    for (const st of readable) {
+      const resume = st.resume;
+      // Only a resume with nobody reading is Node's flush; one that comes
+      // with a 'data' listener (on('data'), pipe) is a reader's, let through.
+      st.resume = function flushLater(this: Readable) {
+        if (this.listenerCount('data') + this.listenerCount('readable') === 0) return this;
+        return resume.call(this);
+      };
+    }
+  };
   const settle = (err: Error | undefined): void => {
     if (settled) return;
     settled = true;
-    // Back to the prototype's emit: events flow as usual from here on.
-    delete (child as { emit?: unknown }).emit;
-    const release = (): void => {
-      for (const [event, args] of held) {
-        if (!(err && event === 'spawn')) emit(event, ...args);
+    // 'spawn' (or the error) first; what the process did next on a later
+    // turn, so code that awaits 'spawn' or 'error' and then reads stdout
+    // or waits for 'exit' or 'close' sees them, as with Node's own spawn.
+    const spawned = held.findIndex(([event]) => event === 'spawn');
+    const [first] = spawned === -1 ? [] : held.splice(spawned, 1);
+    if (err) emit('error', err);
+    else if (first) emit('spawn', ...first[1]);
+    setImmediate(() => {
+      // Back to the prototype's emit: events flow as usual from here on.
+      delete (child as { emit?: unknown }).emit;
+      if (spared) for (const st of readable) delete (st as { resume?: unknown }).resume;
+      for (const [event, args] of held.splice(0)) emit(event, ...args);
+      // Node's flush of unread output, one tick after the 'exit' it follows.
+      if (spared) {
+        process.nextTick(() => {
+          for (const st of readable) st.resume();
+        });
       }
-    };
-    if (!err) {
-      release();
-      return;
-    }
-    emit('error', err);
-    // A later turn, as Node's 'close' comes after its 'error': code that
-    // awaits the error and then the close still sees both.
-    setImmediate(release);
+    });
   };
   const holdUntilExec = (event: string | symbol, ...args: unknown[]): boolean => {
     if (event === 'spawn' || event === 'exit' || event === 'close') {
+      if (event === 'exit' && !spared) spare();
       held.push([event, args]);
       return true;
     }

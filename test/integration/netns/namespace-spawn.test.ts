@@ -2,6 +2,7 @@
 // (native/exec-helper.c). Each test checks the kernel's view (the child's
 // /proc/PID/ns/net against the namespace's inode), not podnet's word.
 import { type ChildProcess, spawn } from 'node:child_process';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { chmodSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,10 +93,17 @@ describe.skipIf(!isRoot)('NetworkNamespace.spawn', () => {
     expect(seen).toEqual(['spawn', 'exit', 'close']);
   });
 
-  it('the pid is the command itself, and the namespace has its own links', async () => {
+  it('the pid is the command itself, published on podnet:netns:spawn; the namespace has its own links', async () => {
+    const seen: unknown[] = [];
+    const onSpawn = (message: unknown): void => {
+      seen.push(message);
+    };
+    diagnosticsChannel.subscribe('podnet:netns:spawn', onSpawn);
     const child = spawnIn(ns, 'ip', ['-o', 'link', 'show']);
+    diagnosticsChannel.unsubscribe('podnet:netns:spawn', onSpawn);
     await once(child, 'spawn');
     const pid = child.pid!;
+    expect(seen).toEqual([{ path: ns.path, command: 'ip', args: ['-o', 'link', 'show'], pid }]);
     const { code, stdout } = await outcome(child);
     expect(code).toBe(0);
     expect(stdout.trim().split('\n')).toHaveLength(1); // lo, nothing of the host's
@@ -141,6 +149,33 @@ describe.skipIf(!isRoot)('NetworkNamespace.spawn', () => {
     const child = spawnIn(ns, 'sh', ['-c', 'tr "\\0" " " < /proc/$$/cmdline'], { argv0: 'named' });
     const { stdout } = await outcome(child);
     expect(stdout).toBe('named -c tr "\\0" " " < /proc/$$/cmdline ');
+  });
+
+  it("a fast command's output is kept for a reader who starts after 'spawn' or in 'exit', as with Node", async () => {
+    const collect = (stream: NodeJS.ReadableStream): Promise<string> =>
+      new Promise((resolve) => {
+        let text = '';
+        stream.setEncoding('utf8');
+        stream.on('data', (d: string) => {
+          text += d;
+        });
+        stream.on('end', () => resolve(text));
+      });
+    for (let i = 0; i < 20; i++) {
+      const afterSpawn = spawnIn(ns, 'echo', [`a${i}`]);
+      await once(afterSpawn, 'spawn');
+      expect(await collect(afterSpawn.stdout!)).toBe(`a${i}\n`);
+
+      // Node's "one last chance": reading from the 'exit' handler itself.
+      const inExit = spawnIn(ns, 'echo', [`b${i}`]);
+      const text = await new Promise<Promise<string>>((resolve) =>
+        inExit.on('exit', () => resolve(collect(inExit.stdout!))),
+      );
+      expect(await text).toBe(`b${i}\n`);
+      // And nobody reading at all: the output is flushed, 'close' still comes.
+      const unread = spawnIn(ns, 'echo', [`c${i}`]);
+      expect((await once(unread, 'close'))[0]).toBe(0);
+    }
   });
 
   it('a missing command is an ENOENT error event as Node gives, exit 127, no spawn event', async () => {
@@ -214,8 +249,11 @@ describe.skipIf(!isRoot)('NetworkNamespace.spawn', () => {
     expect(child.signalCode).toBe('SIGTERM');
     expect(pidExists(pid)).toBe(false);
 
-    // sh ignores SIGTERM here and waits on sleep; only SIGKILL ends it.
-    const stubborn = spawnIn(ns, 'sh', ['-c', 'trap "" TERM; echo ready; sleep 100 & wait']);
+    // One process (no child to orphan) that ignores SIGTERM: only SIGKILL ends it.
+    const stubborn = spawnIn(ns, process.execPath, [
+      '-e',
+      "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000)",
+    ]);
     await once(stubborn.stdout!, 'data');
     const started = Date.now();
     await stubborn[Symbol.asyncDispose]();
