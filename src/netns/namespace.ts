@@ -723,8 +723,10 @@ export class NetworkNamespace implements AsyncDisposable {
   }
 
   /**
-   * Unmounts and unlinks the mount point and closes the fds. Removing twice
-   * is a no-op. The kernel frees the namespace once nothing else holds it.
+   * Unmounts and unlinks the mount point and closes the fds, once the
+   * processes `spawn` started in it (killed as by `close()`) have exited.
+   * Removing twice is a no-op. The kernel frees the namespace once nothing
+   * else holds it.
    */
   async remove(): Promise<void> {
     await this.#closeAndWait();

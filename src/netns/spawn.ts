@@ -319,7 +319,6 @@ export function spawnInNamespace(target: SpawnTarget, req: SpawnRequest): Namesp
   }
 
   const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
     child.once('exit', () => resolve());
     child.once('error', () => {
       if (child.pid === undefined) resolve(); // never started: nothing to wait for

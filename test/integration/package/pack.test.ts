@@ -166,11 +166,14 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       import { NetworkNamespace } from 'podnet';
       const ns = await NetworkNamespace.create({ dir: ${JSON.stringify(nsDir)} });
       console.log(ns.linkStatsSync('lo').rxBytes);
+      // The exec helper that build made, found in build/Release.
+      const child = ns.spawn(process.execPath, ['-e', 'process.exit(4)']);
+      console.log(await new Promise((resolve) => child.on('exit', resolve)));
       await ns.remove();`,
         ],
         { cwd: join(work, 'app'), env, encoding: 'utf8' },
       );
-      expect(built.trim()).toBe('0');
+      expect(built.trim()).toBe('0\n4');
       execFileSync('umount', [nsDir]);
     },
     BUILD_TIMEOUT_MS,
