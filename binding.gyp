@@ -16,6 +16,14 @@
       "defines": ["_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-O2"],
       "ldflags": ["-static"]
+    },
+    {
+      "target_name": "podnet-exec",
+      "type": "executable",
+      "sources": ["native/exec-helper.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
     }
   ]
 }

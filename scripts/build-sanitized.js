@@ -1,20 +1,22 @@
 #!/usr/bin/env node
-// Builds the addon and the user namespace helper (podnet-userns) with
-// AddressSanitizer and UBSan into a directory of its own (never
+// Builds the addon and the helper executables (podnet-userns, podnet-exec)
+// with AddressSanitizer and UBSan into a directory of its own (never
 // build/Release, which everything else loads), plus a tiny probe
 // addon whose only job is to commit one heap overflow and one undefined
 // operation, so a run can prove the sanitizers are really watching.
 //
 //   node scripts/build-sanitized.js OUTDIR
 //
-// prints a JSON line: { addon, probe, helper, preload } with the two .node
-// paths, the helper executable's, and the LD_PRELOAD value a Node process
-// needs to load them (libasan must come first in the process: Node itself is
-// not instrumented).
+// prints a JSON line: { addon, probe, helper, execHelper, preload } with the
+// two .node paths, the user namespace helper's and the exec helper's, and the
+// LD_PRELOAD value a Node process needs to load the addons (libasan must come
+// first in the process: Node itself is not instrumented).
 //
 // The targets are derived from binding.gyp (same sources, defines and
-// flags), so the builds cannot drift apart. The helper is linked
-// dynamically here: the sanitizer runtimes do not support -static.
+// flags), so the builds cannot drift apart. The helpers are linked
+// dynamically here: the sanitizer runtimes do not support -static. They
+// carry the runtimes themselves (no preload); the exec helper until its exec
+// replaces it with the command.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -45,6 +47,7 @@ const flags = [
 const targets = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8')).targets;
 const base = targets.find((t) => t.target_name === 'podnet');
 const helper = targets.find((t) => t.target_name === 'podnet-userns');
+const execHelper = targets.find((t) => t.target_name === 'podnet-exec');
 // binding.gyp asks node for the include dir from the project's root; the
 // generated file lives elsewhere, so it is resolved here.
 const napiInclude = resolve(require('node-addon-api').include_dir); // relative to the cwd
@@ -61,6 +64,12 @@ const gyp = {
     sanitized(base, 'podnet', base.sources),
     sanitized(base, 'sanitizer_probe', ['test/fixtures/native/sanitizer-probe.cc']),
     sanitized(helper, helper.target_name, helper.sources),
+    {
+      ...execHelper,
+      sources: execHelper.sources.map((s) => join('project', s)),
+      cflags: [...execHelper.cflags, ...flags],
+      ldflags: ['-fsanitize=address,undefined'],
+    },
   ],
 };
 // gyp wants sources below the .gyp file (it names objects after their
@@ -98,6 +107,7 @@ console.log(
     addon: join(out, 'build', 'Release', 'podnet.node'),
     probe: join(out, 'build', 'Release', 'sanitizer_probe.node'),
     helper: join(out, 'build', 'Release', helper.target_name),
+    execHelper: join(out, 'build', 'Release', execHelper.target_name),
     preload: [runtime('libasan.so'), runtime('libubsan.so')].join(':'),
   }),
 );

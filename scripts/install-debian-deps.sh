@@ -14,6 +14,7 @@ packages=(
   uidmap                     # newuidmap/newgidmap for rootless tests
   util-linux mount procps    # nsenter, unshare, findmnt, umount, sysctl
   g++ make python3           # node-gyp builds the addon
+  gcc libc6-dev              # and ns.spawn's exec helper, C linked statically (libc.a)
   libasan8 libubsan1         # sanitizer build of the addon (libgcc-N-dev, which g++ pulls, links them)
   binutils                   # nm: the sanitizer test checks that build carries the sanitizers
   zsh                        # the CLI test parses `podnet completion zsh` with zsh -n

@@ -11,6 +11,8 @@ export const channelNames = [
   'podnet:netns:create',
   'podnet:netns:remove',
   'podnet:netns:open',
+  // ns.spawn started a process: { path, command, args, pid }.
+  'podnet:netns:spawn',
   'podnet:cni:exec',
   'podnet:cni:result',
   'podnet:network:setup',

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import type { PodnetErrorCode, SystemErrorCode } from './error-codes.js';
 
@@ -82,10 +83,15 @@ export class PodnetSystemError extends PodnetError {
 
 function errnoName(errno: number): SystemErrorCode {
   try {
-    return getSystemErrorName(errno) as SystemErrorCode;
+    const name = getSystemErrorName(errno);
+    if (!name.startsWith('Unknown')) return name as SystemErrorCode;
   } catch {
-    return `Unknown system error ${errno}`;
+    // Not an errno libuv knows: the table below may.
   }
+  // libuv names only the errnos it maps (not ENOEXEC, which an exec can
+  // fail with); the kernel's own table, as os.constants has it, names the rest.
+  const known = Object.entries(constants.errno).find(([, n]) => n === -errno);
+  return known ? (known[0] as SystemErrorCode) : `Unknown system error ${errno}`;
 }
 
 /** A user-supplied option or argument is invalid; nothing was changed. */

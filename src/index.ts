@@ -101,6 +101,8 @@ export {
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,
+  type NamespaceProcess,
+  type NamespaceSpawnOptions,
   NetworkNamespace,
   type OperState,
   type SocketRequest,

@@ -100,19 +100,35 @@ export const COMMANDS: readonly CommandSpec[] = [
     run: async (args, flags) => (await import('./network.js')).network(args, flags),
   },
   {
+    name: 'exec',
+    args: '<id>',
+    summary: "Run a command in a container's network namespace: exec ID -- CMD [ARG...]",
+    description:
+      "Runs CMD with its arguments (no shell) inside container ID's network namespace (and, for an unprivileged user's rootless container, its user namespace), with podnet's stdin, stdout and stderr. podnet exits with the command's status: 128+N when signal N ended it, 126 when it could not be run, 127 when it was not found, 125 when podnet itself failed (no such container, say). SIGTERM, SIGHUP and SIGQUIT sent to podnet are passed on to the command.",
+    flags: NETWORK_FLAGS,
+    examples: [
+      "  $ podnet exec web1 -- ip -brief addr               # the container's interfaces",
+      '  $ podnet exec web1 -- curl -s http://127.0.0.1:80/  # its own loopback',
+    ],
+    run: async (args, flags) => (await import('./exec.js')).exec(args, flags),
+    failureStatus: () => 125,
+  },
+  {
     name: 'netns',
     args: '<action> [name]',
-    summary: 'Network namespaces: add [NAME] | ls | rm NAME',
+    summary: 'Network namespaces: add [NAME] | ls | rm NAME | exec NAME -- CMD [ARG...]',
     description:
-      'Named network namespaces, like `ip netns`: add mounts a new one (a generated name without NAME), ls lists them, rm unmounts and removes one. They live in /run/netns unless --dir (or --netns-dir) says otherwise.',
+      'Named network namespaces, like `ip netns`: add mounts a new one (a generated name without NAME), ls lists them, rm unmounts and removes one, exec runs a command inside one (no shell; podnet exits with its status, as for `podnet exec`: 126 cannot run, 127 not found, 125 podnet failed). They live in /run/netns unless --dir (or --netns-dir) says otherwise.',
     flags: NETNS_FLAGS,
-    actions: ['add', 'ls', 'rm'],
+    actions: ['add', 'ls', 'rm', 'exec'],
     examples: [
       '  $ podnet netns add blue',
       '  $ podnet netns ls --dir /tmp/my-netns --json',
+      '  $ podnet netns exec blue -- ip link set lo up',
       '  $ podnet netns rm blue',
     ],
     run: async (args, flags) => (await import('./netns.js')).netns(args, flags),
+    failureStatus: (args) => (args[0] === 'exec' ? 125 : undefined),
   },
   {
     name: 'demo',
@@ -146,4 +162,6 @@ export const EXIT_STATUS_HELP = [
   '  0  success',
   '  1  the operation failed (the error line names its code)',
   '  2  usage error: unknown command or flag, bad flag value, missing argument; nothing was done',
+  "  exec and netns exec: the command's own status (128+N when signal N ended it); 125 podnet",
+  '  failed (usage errors too), 126 the command could not be run, 127 it was not found',
 ].join('\n');

@@ -207,12 +207,14 @@ export function readFlags(cli: CAC, specs: readonly FlagSpec[]): FlagValues {
   const dashes = cli.rawArgs.indexOf('--');
   const help = cli.matchedCommandName ? `podnet ${cli.matchedCommandName} --help` : 'podnet --help';
   try {
-    return parseArgs({
+    const { values } = parseArgs({
       args: cli.rawArgs.slice(2, dashes === -1 ? undefined : dashes),
       options,
       allowPositionals: true,
       strict: true,
-    }).values;
+    });
+    // What follows `--` (the command of `exec`), as typed, under '--' as cac keeps it.
+    return dashes === -1 ? values : { ...values, '--': cli.rawArgs.slice(dashes + 1) };
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     const message = (cause as Error).message;
@@ -260,6 +262,16 @@ export interface CommandSpec {
   actions?: readonly string[];
   /** Command lines shown under Examples, each with a comment. */
   examples: readonly string[];
-  /** Runs it with its positional arguments (strings, as typed) and flags. */
-  run(args: string[], flags: FlagValues): Promise<void>;
+  /**
+   * Runs it with its positional arguments (strings, as typed) and flags
+   * (what follows `--` under '--'); resolves to podnet's exit status as a
+   * number when that is not simply 0 (exec: the command's own).
+   */
+  run(args: string[], flags: FlagValues): Promise<unknown>;
+  /**
+   * podnet's exit status for its own failure, for a command (or action, by
+   * ARGS) whose status is otherwise another program's: 125 for exec, as
+   * podman exec has, so that it cannot be taken for the command's.
+   */
+  failureStatus?(args: readonly string[]): number | undefined;
 }

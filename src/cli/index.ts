@@ -48,14 +48,15 @@ export async function main(argv: string[]): Promise<number> {
       readFlags(cli, []); // names an unknown flag as such
       throw new UsageError('missing command (see podnet --help)');
     }
-    await cli.runMatchedCommand();
-    return EXIT_OK;
+    const status: unknown = await cli.runMatchedCommand();
+    return typeof status === 'number' ? status : EXIT_OK;
   } catch (err) {
     if (err instanceof SilentExit) return err.exitCode;
     const report = describeError(err);
     process.stderr.write(`${report.line}\n`);
     if (process.env['NODE_DEBUG']?.split(',').includes('podnet'))
       process.stderr.write(`${(err as Error).stack}\n`);
-    return report.exitCode;
+    const spec = COMMANDS.find((c) => c.name === cli.matchedCommandName);
+    return spec?.failureStatus?.(cli.args.map(String)) ?? report.exitCode;
   }
 }

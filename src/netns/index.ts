@@ -42,3 +42,4 @@ export {
   type VethRequest,
 } from './rtnl-write.js';
 export type { SocketType } from './sockaddr.js';
+export type { NamespaceProcess, NamespaceSpawnOptions } from './spawn.js';

@@ -36,6 +36,12 @@ import {
   encodeSetMaster,
 } from './rtnl-write.js';
 import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
+import {
+  checkSpawnRequest,
+  type NamespaceProcess,
+  type NamespaceSpawnOptions,
+  spawnInNamespace,
+} from './spawn.js';
 
 const NSFS_MAGIC = 0x6e736673;
 const AF_NETLINK = 16;
@@ -219,6 +225,10 @@ export class NetworkNamespace implements AsyncDisposable {
   readonly #requests = new Map<string, Buffer>();
   // Set when sockets come from a helper inside instead of setns.
   readonly #source: SocketSource | undefined;
+  // Processes spawn() started and close() ends (detached ones excepted).
+  readonly #children = new Set<NamespaceProcess>();
+  // The exits of those close() killed, awaited by remove() and disposal.
+  readonly #ended: Promise<void>[] = [];
 
   private constructor(path: string, fd: number, owned: boolean, source?: SocketSource) {
     this.path = path;
@@ -698,8 +708,57 @@ export class NetworkNamespace implements AsyncDisposable {
     });
   }
 
-  /** Closes podnet's fds for the namespace; the mount stays (podman's closeNetNS). Idempotent. */
+  /**
+   * Starts COMMAND with ARGS inside the namespace, as child_process.spawn
+   * does (same options, same ChildProcess, same events), from its argv
+   * only: never a shell. The process is the command itself (its pid is
+   * `child.pid`); a small exec helper joins the namespace and execs it, so
+   * no thread of this process changes namespace. For a namespace opened
+   * with {@link openWith} (an unprivileged user's own), the process joins
+   * the namespace's user namespace first, and so runs as root there.
+   *
+   * A command that cannot run ends as Node's own do: an 'error' event
+   * (ENOENT, EACCES, ... with Node's `syscall: 'spawn CMD'`, `path`,
+   * `spawnargs`), no 'spawn', and exit status 127 (not found) or 126; a
+   * failed setns is an 'error' with syscall 'setns'. `signal`, `timeout`
+   * and `killSignal` work as for spawn. The process is killed (SIGKILL) by
+   * `close()`, `remove()` or disposal of this handle, unless spawned with
+   * `detached: true`; disposing the process itself kills it too.
+   */
+  spawn(
+    command: string,
+    args?: readonly string[],
+    options?: NamespaceSpawnOptions,
+  ): NamespaceProcess {
+    const req = checkSpawnRequest(command, args, options);
+    const child = spawnInNamespace(
+      { fd: this.#nsfd(), path: this.path, joinUserns: this.#source !== undefined },
+      req,
+    );
+    publish('podnet:netns:spawn', {
+      path: this.path,
+      command: req.command,
+      args: req.args,
+      pid: child.pid,
+    });
+    if (req.options.detached !== true && child.pid !== undefined) {
+      this.#children.add(child);
+      child.once('exit', () => this.#children.delete(child));
+    }
+    return child;
+  }
+
+  /**
+   * Closes podnet's fds for the namespace, and kills (SIGKILL) the
+   * processes `spawn` started in it that are not detached; the mount stays
+   * (podman's closeNetNS). Idempotent.
+   */
   close(): void {
+    for (const child of this.#children) {
+      this.#ended.push(new Promise<void>((resolve) => child.once('exit', () => resolve())));
+      child.kill('SIGKILL');
+    }
+    this.#children.clear();
     this.#rtnl?.close();
     this.#rtnl = undefined;
     if (this.#fd !== undefined) {
@@ -710,20 +769,31 @@ export class NetworkNamespace implements AsyncDisposable {
   }
 
   /**
-   * Unmounts and unlinks the mount point and closes the fds. Removing twice
-   * is a no-op. The kernel frees the namespace once nothing else holds it.
+   * Unmounts and unlinks the mount point and closes the fds, once the
+   * processes `spawn` started in it (killed as by `close()`) have exited.
+   * Removing twice is a no-op. The kernel frees the namespace once nothing
+   * else holds it.
    */
   async remove(): Promise<void> {
-    this.close();
+    await this.#closeAndWait();
     if (this.#removed) return;
     await call(`removing network namespace '${this.path}'`, native.removeNetns(this.path));
     this.#removed = true;
     publish('podnet:netns:remove', { path: this.path });
   }
 
-  /** Removes the namespace if podnet mounted it, else only closes it. */
+  // close(), then the exit of every process it killed.
+  async #closeAndWait(): Promise<void> {
+    this.close();
+    await Promise.all(this.#ended.splice(0));
+  }
+
+  /**
+   * Removes the namespace if podnet mounted it, else only closes it; either
+   * way resolves once the processes `spawn` started in it have exited.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.owned) await this.remove();
-    else this.close();
+    else await this.#closeAndWait();
   }
 }

@@ -117,8 +117,18 @@ export class Attachment implements AsyncDisposable {
 
   /** Counters of every non-loopback interface in the namespace, and their sum. */
   async stats(): Promise<ContainerStats> {
+    return summarizeStats(await (await this.openNetns()).links());
+  }
+
+  /**
+   * The container's namespace, opened on first use when this handle has
+   * none yet: for a rootless container of an unprivileged user, through a
+   * helper joined to its user namespace, so that `spawn` enters that too.
+   * `close()` releases it.
+   */
+  async openNetns(): Promise<NetworkNamespace> {
     this.#netns ??= await this.#open();
-    return summarizeStats(await this.#netns.links());
+    return this.#netns;
   }
 
   /**

@@ -34,6 +34,7 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       const files = info.files.map((f) => f.path);
       expect(files).toContain('prebuilds/linux-x64/podnet.glibc.node');
       expect(files).toContain('prebuilds/linux-x64/podnet-userns');
+      expect(files).toContain('prebuilds/linux-x64/podnet-exec'); // ns.spawn's helper
       expect(files).toContain('dist/index.js');
       expect(files).toContain('dist/index.d.ts');
       expect(files).toContain('dist/metrics/index.js');
@@ -74,14 +75,17 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       import { NetworkNamespace, isPodnetError } from 'podnet';
       const ns = await NetworkNamespace.create({ dir: ${JSON.stringify(join(work, 'ns'))} });
       const lo = ns.linkStatsSync('lo');
+      // The prebuilt exec helper, found in the package and executable.
+      const child = ns.spawn(process.execPath, ['-e', 'process.exit(3)']);
+      const code = await new Promise((resolve) => child.on('exit', resolve));
       await ns.remove();
-      console.log(JSON.stringify({ rx: lo.rxBytes, isPodnetError: typeof isPodnetError }));`;
+      console.log(JSON.stringify({ rx: lo.rxBytes, code, isPodnetError: typeof isPodnetError }));`;
       const result = execFileSync('node', ['--input-type=module', '-e', script], {
         cwd: app,
         env: { PATH: bin },
         encoding: 'utf8',
       });
-      expect(JSON.parse(result)).toEqual({ rx: 0, isPodnetError: 'function' });
+      expect(JSON.parse(result)).toEqual({ rx: 0, code: 3, isPodnetError: 'function' });
       execFileSync('umount', [join(work, 'ns')]);
 
       const cjs = execFileSync(
@@ -205,16 +209,20 @@ describe.skipIf(!isRoot)('the packed tarball', () => {
       import { NetworkNamespace, UserNamespace } from 'podnet';
       const ns = await NetworkNamespace.create({ dir: ${JSON.stringify(nsDir)} });
       const rx = ns.linkStatsSync('lo').rxBytes;
+      // The exec helper that build made, found in build/Release.
+      const child = ns.spawn(process.execPath, ['-e', 'process.exit(4)']);
+      const code = await new Promise((resolve) => child.on('exit', resolve));
       await ns.remove();
       const u = await UserNamespace.create();
-      console.log(JSON.stringify({ rx, helper: readlinkSync('/proc/' + u.pid + '/exe') }));
+      console.log(JSON.stringify({ rx, code, helper: readlinkSync('/proc/' + u.pid + '/exe') }));
       await u.close();`,
         ],
         { cwd: join(work, 'app'), env, encoding: 'utf8' },
       );
-      // The rebuild made the user namespace helper too, and podnet runs that one.
+      // The rebuild made both helpers too, and podnet runs those.
       expect(JSON.parse(built)).toEqual({
         rx: 0,
+        code: 4,
         helper: join(pkg, 'build', 'Release', 'podnet-userns'),
       });
       execFileSync('umount', [nsDir]);

@@ -57,8 +57,10 @@ describe.skipIf(!isRoot)('README examples, run', () => {
 
   it('namespaces and link statistics', async () => {
     const out = await runAsWritten('netns', block("NetworkNamespace.create({ name: 'peer' })"));
-    const [reply, counters] = out.trim().split('\n');
+    const [reply, spawned, counters] = out.trim().split('\n');
     expect(reply).toBe('hello');
+    // ip's exit code and its line for veth1, run inside b by ns.spawn
+    expect(spawned).toMatch(/^0 veth1@if\d+\s+UP\s+10\.231\.0\.2\/24/);
     // rxBytes of veth0 after the exchange, txPackets, and the links of a
     const m = /^(\d+) (\d+)n \[ (.*) \]$/.exec(counters ?? '');
     expect(m, counters).not.toBeNull();

@@ -27,6 +27,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
 import { usernsHelperPath } from '../../../src/native.js';
+import { execHelperPath } from '../../../src/netns/spawn.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
 import { run } from '../../helpers/process.js';
@@ -184,7 +185,9 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     // build/Release, or the prebuilds.
     const addon = relative(root, nodeGypBuild.path(root));
     const helper = relative(root, usernsHelperPath());
-    for (const part of ['dist', 'bin', 'package.json', addon, helper])
+    // And ns.spawn's exec helper, found the same way.
+    const execHelper = relative(root, execHelperPath());
+    for (const part of ['dist', 'bin', 'package.json', addon, helper, execHelper])
       cpSync(join(root, part), join(pkg, part), { recursive: true });
     for (const dep of ['node-gyp-build', 'valibot', 'ipaddr.js', 'cac'])
       cpSync(join(root, 'node_modules', dep), join(pkg, 'node_modules', dep), { recursive: true });
@@ -206,9 +209,11 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       left = await processesOf(user.uid);
     }
     if (left.length) await run(['pkill', '-KILL', '-u', String(user.uid)]).catch(() => '');
-    const state = readdirSync(join(user.runtime, 'podnet'), { withFileTypes: true }).map(
-      (d) => d.name,
-    );
+    // A test that set up no container (ns.spawn's) has made no state dir.
+    const stateDir = join(user.runtime, 'podnet');
+    const state = existsSync(stateDir)
+      ? readdirSync(stateDir, { withFileTypes: true }).map((d) => d.name)
+      : [];
     // A failed test must not leave its state to the next: gc as the user cleans it.
     if (state.length) await runAsUser([join(user.pkg, 'bin/podnet.js'), 'gc']);
     const files = ownedBy(user.uid, tmpdir());
@@ -383,6 +388,68 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       expect(JSON.parse(gc.stdout)).toMatchObject({ removedStates: [id] });
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  it("ns.spawn as the user: the process joins the helper's user and network namespaces, root inside", async () => {
+    const script = `
+      const { UserNamespace } = await import(process.env.PODNET_PKG + '/dist/index.js');
+      const { readdirSync, readlinkSync } = await import('node:fs');
+      const u = await UserNamespace.create();
+      const child = u.netns.spawn('sh', ['-c', 'readlink /proc/self/ns/net /proc/self/ns/user; id -u'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      const missing = await new Promise((resolve) =>
+        u.netns.spawn('podnet-no-such-command').on('error', (e) => resolve(e.code)));
+      const threads = new Set(readdirSync('/proc/self/task').map((t) => readlinkSync('/proc/self/task/' + t + '/ns/net')));
+      console.log(JSON.stringify({
+        code, out, missing, threads: [...threads],
+        net: readlinkSync('/proc/' + u.pid + '/ns/net'),
+        user: readlinkSync('/proc/' + u.pid + '/ns/user'),
+        own: readlinkSync('/proc/self/ns/net'),
+      }));
+      await u.close();`;
+    const { code, stdout, stderr } = await runAsUser(['--input-type=module', '-e', script]);
+    expect(code, stderr).toBe(0);
+    const got = JSON.parse(stdout) as Record<string, unknown>;
+    expect(got['code']).toBe(0);
+    expect(String(got['out']).trim().split('\n')).toEqual([got['net'], got['user'], '0']);
+    expect(got['net']).not.toBe(got['own']);
+    expect(got['missing']).toBe('ENOENT');
+    expect(got['threads']).toEqual([got['own']]);
+  });
+
+  it("`podnet exec ID` as the user: the command runs in the rootless container's namespaces", async () => {
+    const id = `exec-${uniq()}`;
+    const bin = join(user.pkg, 'bin/podnet.js');
+    const up = await runAsUser([bin, 'up', id, '--mode', 'none', '--json']);
+    expect(up.code, up.stderr).toBe(0);
+    try {
+      const state = JSON.parse(
+        await readFile(join(user.runtime, 'podnet', `${id}.json`), 'utf8'),
+      ) as { helpers: { kind: string; pid: number }[] };
+      const holder = state.helpers.find((h) => h.kind === 'userns')!;
+      const exec = await runAsUser([
+        bin,
+        'exec',
+        id,
+        '--',
+        'sh',
+        '-c',
+        'readlink /proc/self/ns/net /proc/self/ns/user; id -u; exit 5',
+      ]);
+      expect(exec.code, exec.stderr).toBe(5);
+      expect(exec.stdout.trim().split('\n')).toEqual([
+        (await run(['readlink', `/proc/${holder.pid}/ns/net`])).trim(),
+        (await run(['readlink', `/proc/${holder.pid}/ns/user`])).trim(),
+        '0',
+      ]);
+    } finally {
+      const down = await runAsUser([bin, 'down', id]);
+      expect(down.code, down.stderr).toBe(0);
     }
   });
 

@@ -40,7 +40,7 @@ describe('bash completion', () => {
       '--json',
     ]);
     expect(await complete('st')).toEqual(['stats']);
-    expect(await complete('netns', '')).toEqual(['add', 'ls', 'rm']);
+    expect(await complete('netns', '')).toEqual(['add', 'ls', 'rm', 'exec']);
     expect(await complete('completion', '')).toEqual(['bash', 'zsh']);
     expect(await complete('stats', '--in')).toEqual(['--interval']);
     expect(await complete('netns', 'ls', '--')).toEqual([
@@ -72,6 +72,6 @@ describe.skipIf(!haveZsh)('zsh completion', () => {
   it('lists every command with its summary', () => {
     const script = zshCompletion(COMMANDS);
     for (const c of COMMANDS) expect(script).toContain(`\n    '${c.name}:`);
-    expect(script).toContain("'1:action:(add ls rm)'");
+    expect(script).toContain("'1:action:(add ls rm exec)'");
   });
 });

@@ -10,6 +10,7 @@ import * as v from 'valibot';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { COMMANDS } from '../../../src/cli/commands.js';
 import { describeError, UsageError } from '../../../src/cli/errors.js';
+import { commandAfterDashes } from '../../../src/cli/exec.js';
 import { NETNS_FLAGS, NETWORK_FLAGS, readFlags } from '../../../src/cli/flags.js';
 import { main } from '../../../src/cli/index.js';
 import { InvalidArgumentError, PodnetError, PodnetSystemError } from '../../../src/errors.js';
@@ -118,6 +119,23 @@ describe('readFlags', () => {
   it('keeps values exactly as typed (cac would turn 007 into 7)', () => {
     expect(flagsOf(['netns', 'ls', '--dir', '007'], NETNS_FLAGS)['dir']).toBe('007');
     expect(flagsOf(['netns', 'ls', '--netns-dir', '007'])['netns-dir']).toBe('007');
+  });
+
+  it('keeps what follows -- as typed under "--", flags there included, and checks none of it', () => {
+    const flags = flagsOf(
+      ['netns', 'exec', '--dir', '/x', '--', 'ls', '-l', '--frob', '007'],
+      NETNS_FLAGS,
+    );
+    expect(flags['dir']).toBe('/x');
+    expect(flags['--']).toEqual(['ls', '-l', '--frob', '007']);
+    expect(commandAfterDashes(flags, 'podnet netns exec x')).toEqual([
+      'ls',
+      ['-l', '--frob', '007'],
+    ]);
+    expect(flagsOf(['netns', 'ls'])['--']).toBeUndefined();
+    expect(() => commandAfterDashes(flagsOf(['netns', 'exec', '--']), 'podnet exec web1')).toThrow(
+      new UsageError('missing command: podnet exec web1 -- CMD [ARG...]'),
+    );
   });
 
   it('names an unknown or valueless flag as typed, not camelCased', () => {

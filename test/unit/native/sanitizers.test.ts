@@ -5,8 +5,9 @@
 // A sanitizer run that is not really sanitizing would pass for the wrong
 // reason, so the same setup must first catch two deliberate bugs of a probe
 // addon, and the podnet builds must carry the sanitizers' hooks.
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +32,7 @@ interface Build {
   addon: string;
   probe: string;
   helper: string;
+  execHelper: string;
   preload: string;
 }
 
@@ -129,4 +131,87 @@ describe('the addon under AddressSanitizer and UBSan', () => {
     // Every file ran (the loader test among them: the sanitizer build was the one loaded).
     expect(report).toMatch(new RegExp(`Test Files\\s+${NATIVE_TESTS.length} passed`));
   }, 90_000);
+
+  it("runs ns.spawn's exec helper cleanly: bad arguments, setns, the PATH search, exec failures", async () => {
+    const nm = execFileSync('nm', ['-D', '--undefined-only', build.execHelper], {
+      encoding: 'utf8',
+    });
+    expect(nm).toMatch(/__asan_init/);
+    const asRoot = process.getuid?.() === 0;
+    // The helper as ns.spawn starts it: status socket at fd 3, this
+    // process's own namespace at fd 4 (only root may setns, even into it).
+    const helper = async (
+      argv: string[],
+      env: Record<string, string> = {},
+    ): Promise<{ code: number | null; stderr: string; status: Buffer; stdout: string }> => {
+      const nsfd = openSync('/proc/self/ns/net', 'r');
+      try {
+        const child = spawn(build.execHelper, argv, {
+          stdio: ['ignore', 'pipe', 'pipe', 'pipe', nsfd],
+          env: {
+            ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
+            UBSAN_OPTIONS: 'halt_on_error=1',
+            ...env,
+          },
+        });
+        const chunks: Record<string, Buffer[]> = { stdout: [], stderr: [], status: [] };
+        child.stdout!.on('data', (d: Buffer) => chunks['stdout']!.push(d));
+        child.stderr!.on('data', (d: Buffer) => chunks['stderr']!.push(d));
+        child.stdio[3]!.on('data', (d: Buffer) => chunks['status']!.push(d));
+        const [code] = (await once(child, 'close')) as [number | null];
+        return {
+          code,
+          stdout: Buffer.concat(chunks['stdout']!).toString(),
+          stderr: Buffer.concat(chunks['stderr']!).toString(),
+          status: Buffer.concat(chunks['status']!),
+        };
+      } finally {
+        closeSync(nsfd);
+      }
+    };
+    const record = (stage: number, errno: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b.writeInt32LE(stage, 0);
+      b.writeInt32LE(errno, 4);
+      return b;
+    };
+    const EPERM = 1;
+    const ENOENT = 2;
+    const EACCES = 13;
+
+    const usage = await helper(['x']);
+    expect(usage.code).toBe(125);
+    expect(usage.stderr).toMatch(/^podnet-exec: usage/);
+    expect((await helper(['3', '3', 'net', '-', '-', 'true', 'true'])).code).toBe(125);
+    expect((await helper(['3', '4', 'net', '12a', '-', 'true', 'true'])).code).toBe(125);
+
+    const ran = await helper(['3', '4', 'net', '-', '-', 'sh', 'sh', '-c', 'echo in']);
+    if (asRoot) expect([ran.code, ran.stdout, ran.status.length]).toEqual([0, 'in\n', 0]);
+    else expect([ran.code, ran.status]).toEqual([126, record(2, EPERM)]);
+
+    // PATH: an empty entry, one longer than PATH_MAX, a file, then nothing found.
+    const dir = mkdtempSync(join(tmpdir(), 'podnet-test-exec-'));
+    try {
+      writeFileSync(join(dir, 'plain'), '');
+      const path = ['', 'x'.repeat(5000), join(dir, 'plain'), dir, '/nonexistent'].join(':');
+      const missing = await helper(['3', '4', 'net', '-', '-', 'podnet-nope', 'podnet-nope'], {
+        PATH: path,
+      });
+      const denied = await helper(['3', '4', 'net', '-', '-', 'plain', 'plain'], { PATH: path });
+      const creds = await helper(['3', '4', 'net', '65534', '65534', 'id', 'id', '-u'], {
+        PATH: '/usr/bin:/bin',
+      });
+      if (asRoot) {
+        expect([missing.code, missing.status]).toEqual([127, record(4, ENOENT)]);
+        expect([denied.code, denied.status]).toEqual([126, record(4, EACCES)]);
+        expect([creds.code, creds.stdout]).toEqual([0, '65534\n']);
+      } else {
+        for (const r of [missing, denied, creds]) expect(r.status).toEqual(record(2, EPERM));
+      }
+      for (const r of [usage, ran, missing, denied, creds])
+        expect(r.stderr).not.toMatch(/AddressSanitizer|runtime error:/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
