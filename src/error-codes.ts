@@ -52,14 +52,14 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NETWORK_EXISTS: 'a network of that name already exists in the CNI config dir',
   ERR_PODNET_NETWORK_IN_USE: 'containers are attached to the network (remove it with force)',
   ERR_PODNET_NETWORK_OPTION: 'a network option is unknown, invalid, or not one the driver takes',
+  ERR_PODNET_NFT: "podnet's nftables table refused a batch (`errno`, the message in `step`)",
+  ERR_PODNET_NOT_A_NAMESPACE: 'the path exists but is not a network namespace',
   ERR_PODNET_NO_ADDON:
     'the native addon has no build for this platform (the message says how to make one)',
   ERR_PODNET_NO_FREE_ADDRESS: 'a range set of the network has no address left to lease',
-  ERR_PODNET_NFT: "podnet's nftables table refused a batch (`errno`, the message in `step`)",
   ERR_PODNET_NO_FREE_SUBNET:
     "every subnet of podman's default pools is used by a network or a route",
   ERR_PODNET_NO_SUCH_CONTAINER: 'no state for that container ID',
-  ERR_PODNET_NOT_A_NAMESPACE: 'the path exists but is not a network namespace',
   ERR_PODNET_PASTA_ADDRESS: 'pasta gave the namespace no address the port forwarder may dial',
   ERR_PODNET_PORT_IN_USE: 'a host port to forward is already taken',
   ERR_PODNET_SLIRP4NETNS_API: 'the slirp4netns API answered a request with an error',
