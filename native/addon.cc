@@ -5,6 +5,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podnet::InitNetlink(env, exports);
   podnet::InitRelay(env, exports);
   podnet::InitFd(env, exports);
+  podnet::InitRtnlChannel(env, exports);
   return exports;
 }
 

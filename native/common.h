@@ -69,5 +69,6 @@ void InitNetns(Napi::Env env, Napi::Object exports);
 void InitNetlink(Napi::Env env, Napi::Object exports);
 void InitRelay(Napi::Env env, Napi::Object exports);
 void InitFd(Napi::Env env, Napi::Object exports);
+void InitRtnlChannel(Napi::Env env, Napi::Object exports);
 
 }  // namespace podnet

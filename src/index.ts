@@ -94,11 +94,16 @@ export {
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,
+  type Neighbor,
+  type NetlinkEvent,
+  NetlinkWatch,
   NetworkNamespace,
   type OperState,
+  type Route,
   type SocketRequest,
   type SocketSource,
   type SocketType,
+  type WatchOptions,
 } from './netns/index.js';
 // A container's network
 export {

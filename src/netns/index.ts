@@ -24,4 +24,6 @@ export {
   linkStatsFields,
   type OperState,
 } from './rtnl.js';
+export type { Neighbor, NetlinkEvent, Route } from './rtnl-events.js';
 export type { SocketType } from './sockaddr.js';
+export { NetlinkWatch, type WatchOptions } from './watch.js';

@@ -11,9 +11,16 @@ import {
   LinkNotFoundError,
   NetlinkDecodeError,
   NotANamespaceError,
+  type PodnetError,
   PodnetSystemError,
 } from '../errors.js';
-import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
+import {
+  call,
+  type NativeRtnlChannel,
+  type NativeRtnlSocket,
+  native,
+  systemError,
+} from '../native.js';
 import {
   checkAck,
   decodeAddresses,
@@ -21,9 +28,11 @@ import {
   decodeLinks,
   encodeGetAddr,
   encodeGetLink,
+  encodeGetStats,
   type InterfaceAddress,
   type Link,
   type LinkStats,
+  linkIndexOf,
   linkStatsFields,
   statsFromCounters,
 } from './rtnl.js';
@@ -36,12 +45,22 @@ import {
   encodeSetMaster,
 } from './rtnl-write.js';
 import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
+import { noteGetStats, StatsChannel, useGetStats } from './stats-channel.js';
+import { NetlinkWatch, type WatchOptions } from './watch.js';
 
 const NSFS_MAGIC = 0x6e736673;
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const IFNAMSIZ = 16;
+const ENODEV = -19;
+const STATS_FIELDS = linkStatsFields.length;
+// A sync read waits this long for a reply that is not there at once (as the
+// kept socket's SO_RCVTIMEO does).
+const SWEEP_TIMEOUT_MS = 5000;
+// Reused by every sweep, grown to the largest one.
+let sweepCounters = new Float64Array(0);
+let sweepResults = new Int32Array(0);
 // A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
 // (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
 // plenty for a pool.
@@ -165,6 +184,29 @@ function checkName(name: unknown): string {
   return name;
 }
 
+/** The counters of a reply, or its failure as a number (a negative errno), as the addon's stats() gives it. */
+function decodeOrErrno(
+  buf: Buffer,
+  len: number,
+  what: string,
+  bigint: boolean,
+): LinkStats<number | bigint> | number {
+  try {
+    return decodeLinkStats(buf, len, what, bigint);
+  } catch (err) {
+    if (err instanceof PodnetSystemError) return err.errno;
+    throw err;
+  }
+}
+
+/** The error of a failed statistics read (the addon's stats() result N). */
+function statsError(n: number, what: string): Error {
+  if (n === native.STATS_MALFORMED) return new NetlinkDecodeError(`reply to ${what}`);
+  if (n === native.STATS_MISSING)
+    return new NetlinkDecodeError(`no link statistics in reply to ${what}`);
+  return new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
+}
+
 /** The mount point path of NAME in DIR (default dir as create uses), with NAME checked. */
 export function namespacePath(name: string, dir: string = defaultNetnsDir()): string {
   return locate({ name, dir }).path;
@@ -211,11 +253,19 @@ export class NetworkNamespace implements AsyncDisposable {
   readonly owned: boolean;
   #fd: number | undefined;
   #rtnl: NativeRtnlSocket | undefined;
+  // The event-loop socket of asynchronous statistics reads and sweeps.
+  #chan: StatsChannel | undefined;
   #removed = false;
-  // Reused by every synchronous read; made on the first one.
+  // Reused by every statistics read; made on the first one.
   #resp: Buffer | undefined;
   #counters: Float64Array | undefined;
   readonly #requests = new Map<string, Buffer>();
+  // RTM_GETSTATS names a link by index: the index of each name read, and
+  // the request of each index. ENODEV drops a name's entry (a link made
+  // again under the same name has a new index).
+  readonly #indexes = new Map<string, number>();
+  readonly #statsRequests = new Map<number, Buffer>();
+  readonly #watches = new Set<NetlinkWatch>();
   // Set when sockets come from a helper inside instead of setns.
   readonly #source: SocketSource | undefined;
 
@@ -362,6 +412,35 @@ export class NetworkNamespace implements AsyncDisposable {
     return this.#rtnl;
   }
 
+  #chanSync(): StatsChannel {
+    if (this.#chan) return this.#chan;
+    const nsfd = this.#nsfd();
+    if (this.#source) throw new ClosedError(`network namespace '${this.path}'`);
+    let fd: number;
+    try {
+      fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+    } catch (err) {
+      throw systemError(`opening a netlink socket in '${this.path}'`, err);
+    }
+    this.#chan = new StatsChannel(fd, this.path);
+    return this.#chan;
+  }
+
+  async #chanAsync(): Promise<StatsChannel> {
+    if (this.#chan) return this.#chan;
+    const fd = await this.#openOne(`opening a netlink socket in '${this.path}'`, {
+      domain: AF_NETLINK,
+      type: SOCK_RAW,
+      protocol: NETLINK_ROUTE,
+    });
+    if (this.#chan || this.#fd === undefined) {
+      native.closeFd(fd); // lost a race with another caller, or closed meanwhile
+      return this.#chanSync();
+    }
+    this.#chan = new StatsChannel(fd, this.path);
+    return this.#chan;
+  }
+
   /** Every link in the namespace, with its counters. */
   async links(): Promise<Link[]> {
     const what = `listing links in '${this.path}'`;
@@ -480,53 +559,254 @@ export class NetworkNamespace implements AsyncDisposable {
     return err;
   }
 
+  #remember(ifname: string, index: number): void {
+    if (this.#indexes.size >= 64) this.#indexes.clear();
+    this.#indexes.set(ifname, index);
+  }
+
+  #statsRequest(index: number): Buffer {
+    let req = this.#statsRequests.get(index);
+    if (!req) {
+      req = encodeGetStats(index);
+      if (this.#statsRequests.size >= 64) this.#statsRequests.clear();
+      this.#statsRequests.set(index, req);
+    }
+    return req;
+  }
+
+  // The index of IFNAME: cached, or from an RTM_GETLINK by name.
+  #indexSync(rtnl: NativeRtnlSocket, ifname: string, what: string): number {
+    const cached = this.#indexes.get(ifname);
+    if (cached !== undefined) return cached;
+    this.#resp ??= Buffer.allocUnsafe(16 * 1024);
+    const reply = rtnl.request(this.#request(ifname), this.#resp);
+    const index =
+      typeof reply === 'number'
+        ? linkIndexOf(this.#resp, reply, what)
+        : linkIndexOf(reply, reply.length, what);
+    this.#remember(ifname, index);
+    return index;
+  }
+
+  async #indexAsync(ch: StatsChannel, ifname: string, what: string): Promise<number> {
+    const cached = this.#indexes.get(ifname);
+    if (cached !== undefined) return cached;
+    const reply = await ch.request(this.#request(ifname));
+    const index = linkIndexOf(reply, reply.length, what);
+    this.#remember(ifname, index);
+    return index;
+  }
+
   /**
    * All rtnl_link_stats64 counters of one interface, read synchronously:
-   * one netlink round trip on the namespace's kept socket (a few
-   * microseconds), no thread and no setns.
+   * one netlink round trip on the namespace's kept socket (about a
+   * microsecond), no thread and no setns. RTM_GETSTATS by the link's index
+   * (cached by name, refreshed on ENODEV) where the kernel has it (4.7 and
+   * later), else RTM_GETLINK by name (decided once per process).
    */
   linkStatsSync(ifname?: string, opts?: { bigint?: false }): LinkStats;
   linkStatsSync(ifname: string, opts: { bigint: true }): LinkStats<bigint>;
   linkStatsSync(ifname = 'eth0', opts: LinkStatsOptions = {}): LinkStats<number | bigint> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
-    const req = this.#request(ifname);
+    const bigint = opts.bigint === true;
     try {
       const rtnl = this.#rtnlSync();
-      if (opts.bigint !== true) {
-        // Fast path: the addon decodes the counters into a Float64Array.
-        this.#counters ??= new Float64Array(linkStatsFields.length);
-        const n = rtnl.stats(req, this.#counters);
-        if (n >= 0) return statsFromCounters(this.#counters);
-        if (n === native.STATS_MALFORMED) throw new NetlinkDecodeError(`reply to ${what}`);
-        if (n === native.STATS_MISSING)
-          throw new NetlinkDecodeError(`no IFLA_STATS64 in reply to ${what}`);
-        throw new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
+      if (useGetStats()) {
+        for (let attempt = 0; ; attempt++) {
+          const req = this.#statsRequest(this.#indexSync(rtnl, ifname, what));
+          const n = this.#readSync(rtnl, req, what, bigint);
+          if (typeof n !== 'number') return n;
+          if (noteGetStats(n)) break; // no RTM_GETSTATS: RTM_GETLINK from now on
+          if (n === ENODEV && attempt === 0) {
+            this.#indexes.delete(ifname);
+            continue;
+          }
+          throw statsError(n, what);
+        }
       }
-      this.#resp ??= Buffer.allocUnsafe(16 * 1024);
-      const reply = rtnl.request(req, this.#resp);
-      const buf = typeof reply === 'number' ? this.#resp : reply;
-      return decodeLinkStats(buf, typeof reply === 'number' ? reply : reply.length, what, true);
+      const n = this.#readSync(rtnl, this.#request(checkIfname(ifname)), what, bigint);
+      if (typeof n !== 'number') return n;
+      throw statsError(n, what);
     } catch (err) {
       throw this.#notFound(ifname, systemError(what, err));
     }
   }
 
-  /** Like {@link linkStatsSync}, with the netlink round trip on the libuv pool. */
-  async linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
-  async linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
-  async linkStats(
-    ifname = 'eth0',
-    opts: LinkStatsOptions = {},
+  // One read on the kept socket: the counters, or the read's failure as a
+  // number (a negative errno, STATS_MALFORMED, STATS_MISSING).
+  #readSync(
+    rtnl: NativeRtnlSocket,
+    req: Buffer,
+    what: string,
+    bigint: boolean,
+  ): LinkStats<number | bigint> | number {
+    if (!bigint) {
+      // Fast path: the addon decodes the counters into a Float64Array.
+      this.#counters ??= new Float64Array(STATS_FIELDS);
+      const n = rtnl.stats(req, this.#counters);
+      if (n >= 0) {
+        noteGetStats(n);
+        return statsFromCounters(this.#counters);
+      }
+      return n;
+    }
+    this.#resp ??= Buffer.allocUnsafe(16 * 1024);
+    const reply = rtnl.request(req, this.#resp);
+    const buf = typeof reply === 'number' ? this.#resp : reply;
+    return decodeOrErrno(buf, typeof reply === 'number' ? reply : reply.length, what, true);
+  }
+
+  /**
+   * Like {@link linkStatsSync}, on the event loop: the request is sent on a
+   * socket of its own that the loop watches, so no thread (not even the
+   * libuv pool's) waits for the reply. The kernel normally answers within
+   * the send; then the counters are there at once.
+   */
+  linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
+  linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
+  linkStats(ifname = 'eth0', opts: LinkStatsOptions = {}): Promise<LinkStats<number | bigint>> {
+    const ch = this.#chan;
+    const index = this.#indexes.get(ifname);
+    // The hot path: no async function, no await, one native call.
+    if (ch?.idle && index !== undefined && opts.bigint !== true && useGetStats()) {
+      this.#counters ??= new Float64Array(STATS_FIELDS);
+      const n = ch.statsNow(this.#statsRequest(index), this.#counters);
+      if (n >= 0) return Promise.resolve(statsFromCounters(this.#counters));
+      if (n === native.STATS_PENDING) return this.#linkStatsAsync(ifname, false, ch.lastSeq);
+      if (n === ENODEV) this.#indexes.delete(ifname);
+    }
+    return this.#linkStatsAsync(ifname, opts.bigint === true);
+  }
+
+  // PENDING: the sequence number of a request the hot path sent, whose reply is to come.
+  async #linkStatsAsync(
+    ifname: string,
+    bigint: boolean,
+    pending?: number,
   ): Promise<LinkStats<number | bigint>> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
-    const req = this.#request(ifname);
-    const rtnl = await this.#rtnlAsync();
-    const reply = await call(what, rtnl.requestAsync(req));
     try {
-      return decodeLinkStats(reply, reply.length, what, opts.bigint === true);
+      const ch = await this.#chanAsync();
+      if (useGetStats()) {
+        for (let attempt = 0; ; attempt++) {
+          let reply: Buffer;
+          if (pending !== undefined && attempt === 0) reply = await ch.reply(pending);
+          else {
+            const index = await this.#indexAsync(ch, ifname, what);
+            reply = await ch.request(this.#statsRequest(index));
+          }
+          const n = decodeOrErrno(reply, reply.length, what, bigint);
+          if (typeof n !== 'number') {
+            noteGetStats(0);
+            return n;
+          }
+          if (noteGetStats(n)) break;
+          if (n === ENODEV && attempt === 0) {
+            this.#indexes.delete(ifname);
+            continue;
+          }
+          throw statsError(n, what);
+        }
+      }
+      const reply = await ch.request(this.#request(checkIfname(ifname)));
+      return decodeLinkStats(reply, reply.length, what, bigint);
     } catch (err) {
-      throw this.#notFound(ifname, err);
+      throw this.#notFound(ifname, systemError(what, err));
     }
+  }
+
+  /**
+   * The counters of IFNAME in each of NAMESPACES, read in one native call:
+   * every namespace's request is sent first, then every reply collected
+   * (the fastest way to sample many containers). A namespace whose read
+   * failed (a missing link, a closed handle) has its PodnetError in its
+   * place, so one does not hide the others. Synchronous, like
+   * {@link linkStatsSync}.
+   */
+  static linkStatsOfSync(
+    namespaces: readonly NetworkNamespace[],
+    ifname = 'eth0',
+  ): (LinkStats | PodnetError)[] {
+    checkIfname(ifname);
+    const out: (LinkStats | PodnetError)[] = new Array(namespaces.length);
+    const chans: NativeRtnlChannel[] = [];
+    const reqs: Buffer[] = [];
+    const where: number[] = [];
+    const one = (i: number): void => {
+      try {
+        out[i] = namespaces[i]!.linkStatsSync(ifname);
+      } catch (err) {
+        if (!isPodnetError(err)) throw err;
+        out[i] = err;
+      }
+    };
+    for (let i = 0; i < namespaces.length; i++) {
+      const ns = namespaces[i]!;
+      // A namespace the sweep cannot batch is read on its own: before the
+      // kernel's answer to RTM_GETSTATS is known, with a request of its
+      // channel in flight, or with no channel to open synchronously.
+      if (
+        !useGetStats() ||
+        ns.#fd === undefined ||
+        (ns.#source && !ns.#chan) ||
+        ns.#chan?.idle === false
+      ) {
+        one(i);
+        continue;
+      }
+      try {
+        const what = `reading statistics of '${ifname}' in '${ns.path}'`;
+        const index = ns.#indexSync(ns.#rtnlSync(), ifname, what);
+        const ch = ns.#chanSync();
+        const req = ns.#statsRequest(index);
+        ch.stamp(req);
+        chans.push(ch.native);
+        reqs.push(req);
+        where.push(i);
+      } catch {
+        one(i); // the same failure, shaped by linkStatsSync
+      }
+    }
+    if (chans.length === 0) return out;
+    if (sweepResults.length < chans.length) {
+      sweepResults = new Int32Array(chans.length);
+      sweepCounters = new Float64Array(chans.length * STATS_FIELDS);
+    }
+    native.sweepStats(chans, reqs, sweepCounters, sweepResults, SWEEP_TIMEOUT_MS);
+    for (let j = 0; j < where.length; j++) {
+      const i = where[j]!;
+      if (sweepResults[j]! >= 0) out[i] = statsFromCounters(sweepCounters, j * STATS_FIELDS);
+      // ENODEV (a link made again), no RTM_GETSTATS, a timeout: read alone,
+      // which deals with each.
+      else one(i);
+    }
+    return out;
+  }
+
+  /**
+   * Watches the namespace's links, addresses, routes and neighbours: an
+   * async iterator of typed events from the rtnetlink multicast groups, on
+   * a socket opened inside the namespace and read on the event loop. With
+   * `listExisting`, what exists comes first. If the socket overflows (the
+   * consumer falls too far behind, or a burst of changes outruns it), the
+   * stream says so with a `resync` event and lists the current state again
+   * instead of losing it silently. `close()` of the namespace ends it too.
+   */
+  watch(opts: WatchOptions = {}): NetlinkWatch {
+    const open = () =>
+      this.#openOne(`opening a netlink socket in '${this.path}'`, {
+        domain: AF_NETLINK,
+        type: SOCK_RAW,
+        protocol: NETLINK_ROUTE,
+      });
+    // The watch may end inside its constructor (an aborted signal).
+    let made: NetlinkWatch | undefined;
+    const w = new NetlinkWatch(open, `watching '${this.path}'`, opts, () => {
+      if (made) this.#watches.delete(made);
+    });
+    made = w;
+    if (!w.closed) this.#watches.add(w);
+    return w;
   }
 
   /**
@@ -656,6 +936,9 @@ export class NetworkNamespace implements AsyncDisposable {
   close(): void {
     this.#rtnl?.close();
     this.#rtnl = undefined;
+    this.#chan?.close();
+    this.#chan = undefined;
+    for (const w of [...this.#watches]) w.close();
     if (this.#fd !== undefined) {
       forgotten.unregister(this);
       native.closeFd(this.#fd);
