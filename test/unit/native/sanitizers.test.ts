@@ -22,6 +22,7 @@ const NATIVE_TESTS = [
   'test/unit/rootless/userns/userns.test.ts',
   'test/unit/native/relay.test.ts',
   'test/unit/native/relay-stress.test.ts',
+  'test/unit/native/rtnl-channel.test.ts',
 ];
 
 interface Build {
