@@ -254,19 +254,21 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
 
   static void OnReadable(uv_poll_t* h, int status, int) {
     auto* self = static_cast<RtnlChannel*>(h->data);
-    if (self != nullptr) self->Drain(status);
+    if (self == nullptr) return;
+    // libuv reports POLLERR as UV_EBADF and stops the handle. On a netlink
+    // socket POLLERR is a pending socket error, ENOBUFS above all (events
+    // were dropped): the poll is started again and the recv below reads
+    // the error itself (a really bad fd reads as EBADF there).
+    if (status < 0 && self->polling_) uv_poll_start(h, UV_READABLE, OnReadable);
+    self->Drain();
   }
 
   // Reads what is there, one datagram per onData call, until nothing is,
   // the budget is spent, or JavaScript stopped the poll or closed the
   // channel from inside a callback (both are checked after each one).
-  void Drain(int status) {
+  void Drain() {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    if (status < 0) {
-      Deliver(env, 0, -status);
-      return;
-    }
     for (int i = 0; i < kReadBudget && polling_ && fd_ >= 0; i++) {
       ssize_t n = RecvNow(0);
       if (n == -EAGAIN || n == -EWOULDBLOCK) break;

@@ -87,7 +87,9 @@ export class NetlinkWatch implements AsyncIterableIterator<NetlinkEvent>, AsyncD
   #pollState = '';
   readonly #queue: NetlinkEvent[] = [];
   readonly #waiters: Waiter[] = [];
+  // The failure next() is still to report (once), and the one that ended the watch.
   #failure: { err: unknown } | undefined;
+  #ended: { err: unknown } | undefined;
   #closed = false;
   readonly #onClose: () => void;
   readonly #onAbort = (): void => {
@@ -128,7 +130,7 @@ export class NetlinkWatch implements AsyncIterableIterator<NetlinkEvent>, AsyncD
       const fd = await open();
       if (this.#closed) {
         native.closeFd(fd);
-        if (this.#failure) throw this.#failure.err;
+        if (this.#ended) throw this.#ended.err;
         return;
       }
       this.#chan = new native.RtnlChannel(fd, this.#buf, (len, errno) => this.#onData(len, errno));
@@ -233,6 +235,7 @@ export class NetlinkWatch implements AsyncIterableIterator<NetlinkEvent>, AsyncD
   #fail(err: unknown): void {
     if (this.#closed) return;
     this.#failure = { err };
+    this.#ended = { err };
     const waiter = this.#waiters.shift();
     this.#shut();
     if (waiter) {
