@@ -18,7 +18,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "common.h"
 #include "rtnl-stats.h"
@@ -30,8 +32,10 @@
 namespace podnet {
 namespace {
 
-// stats() and sweepStats(): the request is sent and its reply not there yet.
+// stats() and a sweep's read(): the request is sent and its reply not there yet.
 constexpr int kPending = -1000002;
+// A sweep's read() left this member out, as asked.
+constexpr int kSkipped = -1000003;
 // Datagrams read in one readable callback before the loop gets a turn.
 constexpr int kReadBudget = 64;
 
@@ -51,7 +55,7 @@ double MonotonicMs() {
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
-// Marks the JS objects that wrap an RtnlChannel, so sweepStats can check
+// Marks the JS objects that wrap an RtnlChannel, so StatsSweep can check
 // what it is given before unwrapping it (napi_type_tag_object).
 constexpr napi_type_tag kChannelTag = {0x706f646e65747263ULL, 0x686e6c5f63686e31ULL};
 
@@ -302,66 +306,124 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
   bool polling_ = false;
 };
 
-// sweepStats(channels, reqs, out, results, timeoutMs): one statistics read
-// on each of N channels in one call: every request is sent first, then
-// every reply collected. RESULTS[i] is DecodeStats's result for channel i
-// (its counters at OUT[25i..]), a negative errno, or kPending when its reply
-// did not come within timeoutMs (0: do not wait; the reply then reaches that
-// channel's onData).
-Napi::Value JsSweepStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto channels = info[0].As<Napi::Array>();
-  auto reqs = info[1].As<Napi::Array>();
-  auto out = info[2].As<Napi::Float64Array>();
-  auto results = info[3].As<Napi::Int32Array>();
-  double timeoutMs = info[4].As<Napi::Number>().DoubleValue();
-  const uint32_t n = channels.Length();
-  if (reqs.Length() != n || out.ElementLength() < n * kStatsFields || results.ElementLength() < n) {
-    return OutcomeToValue(env, Outcome::Fail(EINVAL, "sweepStats"));
+// A statistics read of one link in each of N namespaces, made once and
+// read many times: new StatsSweep(channels, reqs) keeps each channel (a
+// reference, so it outlives no read) and a copy of its RTM_GETSTATS
+// request. read() is one native call for all N, with no N-API work per
+// namespace: every request is sent first, then every reply collected.
+class StatsSweep : public Napi::ObjectWrap<StatsSweep> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "StatsSweep",
+                       {InstanceMethod("read", &StatsSweep::Read), InstanceMethod("setRequest", &StatsSweep::SetRequest)});
   }
-  std::vector<RtnlChannel*> chans(n);
-  std::vector<uint32_t> seqs(n);
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Value c = channels[i];
-    Napi::Value r = reqs[i];
-    if (!c.IsObject() || !c.As<Napi::Object>().CheckTypeTag(&kChannelTag) || !r.IsBuffer()) {
-      return OutcomeToValue(env, Outcome::Fail(EINVAL, "sweepStats"));
+
+  explicit StatsSweep(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StatsSweep>(info) {
+    Napi::Env env = info.Env();
+    auto channels = info[0].As<Napi::Array>();
+    auto reqs = info[1].As<Napi::Array>();
+    if (reqs.Length() != channels.Length()) {
+      SysError(env, EINVAL, "StatsSweep", std::string()).ThrowAsJavaScriptException();
+      return;
     }
-    chans[i] = RtnlChannel::Unwrap(c.As<Napi::Object>());
-    auto req = r.As<Napi::Buffer<char>>();
-    seqs[i] = RequestSeq(req.Data(), req.Length());
-    results[i] = chans[i]->SendRaw(req.Data(), req.Length());
-  }
-  const double deadline = MonotonicMs() + timeoutMs;
-  for (uint32_t i = 0; i < n; i++) {
-    if (results[i] < 0) continue;  // the send failed: its errno stays
-    RtnlChannel* c = chans[i];
-    ssize_t got;
-    for (;;) {
-      got = c->RecvNow(seqs[i]);
-      if (got != -EAGAIN && got != -EWOULDBLOCK) break;
-      double left = deadline - MonotonicMs();
-      if (left <= 0) break;
-      pollfd p{c->fd(), POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left) + 1) < 0 && errno != EINTR) break;
-    }
-    if (got == -EAGAIN || got == -EWOULDBLOCK) {
-      results[i] = kPending;
-    } else if (got < 0) {
-      results[i] = static_cast<int32_t>(got);
-    } else {
-      results[i] = DecodeStats(c->buf(), static_cast<size_t>(got), out.Data() + i * kStatsFields);
+    for (uint32_t i = 0; i < channels.Length(); i++) {
+      Napi::Value c = channels[i];
+      if (!c.IsObject() || !c.As<Napi::Object>().CheckTypeTag(&kChannelTag)) {
+        SysError(env, EINVAL, "StatsSweep", std::string()).ThrowAsJavaScriptException();
+        return;
+      }
+      members_.push_back(Member{RtnlChannel::Unwrap(c.As<Napi::Object>()), Napi::Persistent(c.As<Napi::Object>()), {}});
+      if (!SetRequestAt(env, i, reqs[i])) return;
     }
   }
-  return env.Undefined();
-}
+
+ private:
+  struct Member {
+    RtnlChannel* chan;
+    Napi::ObjectReference ref;  // keeps chan alive
+    std::vector<char> req;
+  };
+
+  bool SetRequestAt(Napi::Env env, uint32_t i, Napi::Value r) {
+    if (i >= members_.size() || !r.IsBuffer() || r.As<Napi::Buffer<char>>().Length() < sizeof(nlmsghdr)) {
+      SysError(env, EINVAL, "StatsSweep", std::string()).ThrowAsJavaScriptException();
+      return false;
+    }
+    auto b = r.As<Napi::Buffer<char>>();
+    members_[i].req.assign(b.Data(), b.Data() + b.Length());
+    return true;
+  }
+
+  // setRequest(i, req): member I's request from now on (its link's index changed).
+  Napi::Value SetRequest(const Napi::CallbackInfo& info) {
+    SetRequestAt(info.Env(), info[0].As<Napi::Number>().Uint32Value(), info[1]);
+    return info.Env().Undefined();
+  }
+
+  // read(out, results, skip, timeoutMs): RESULTS[i] is DecodeStats's result
+  // for member i (its counters at OUT[25i..]), a negative errno, kPending
+  // when its reply did not come within timeoutMs, or kSkipped when SKIP[i]
+  // was set (its channel has a request of its own in flight, whose reply
+  // this read must not consume).
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto out = info[0].As<Napi::Float64Array>();
+    auto results = info[1].As<Napi::Int32Array>();
+    auto skip = info[2].As<Napi::Uint8Array>();
+    double timeoutMs = info[3].As<Napi::Number>().DoubleValue();
+    const size_t n = members_.size();
+    if (out.ElementLength() < n * kStatsFields || results.ElementLength() < n || skip.ElementLength() < n) {
+      return OutcomeToValue(env, Outcome::Fail(EINVAL, "StatsSweep.read"));
+    }
+    int32_t* res = results.Data();
+    const uint8_t* sk = skip.Data();
+    // Sequence numbers of their own (high bit set), apart from those the
+    // channel's JavaScript side stamps, so no reply can be taken for another.
+    const uint32_t seq = 0x80000000u | (++seq_ & 0x7fffffffu);
+    for (size_t i = 0; i < n; i++) {
+      if (sk[i]) {
+        res[i] = kSkipped;
+        continue;
+      }
+      std::vector<char>& req = members_[i].req;
+      memcpy(req.data() + offsetof(nlmsghdr, nlmsg_seq), &seq, sizeof seq);
+      res[i] = members_[i].chan->SendRaw(req.data(), req.size());
+    }
+    const double deadline = MonotonicMs() + timeoutMs;
+    for (size_t i = 0; i < n; i++) {
+      if (res[i] < 0) continue;  // skipped, or the send failed: its errno stays
+      RtnlChannel* c = members_[i].chan;
+      ssize_t got;
+      for (;;) {
+        got = c->RecvNow(seq);
+        if (got != -EAGAIN && got != -EWOULDBLOCK) break;
+        double left = deadline - MonotonicMs();
+        if (left <= 0) break;
+        pollfd p{c->fd(), POLLIN, 0};
+        if (poll(&p, 1, static_cast<int>(left) + 1) < 0 && errno != EINTR) break;
+      }
+      if (got == -EAGAIN || got == -EWOULDBLOCK) {
+        res[i] = kPending;
+      } else if (got < 0) {
+        res[i] = static_cast<int32_t>(got);
+      } else {
+        res[i] = DecodeStats(c->buf(), static_cast<size_t>(got), out.Data() + i * kStatsFields);
+      }
+    }
+    return env.Undefined();
+  }
+
+  std::vector<Member> members_;
+  uint32_t seq_ = 0;
+};
 
 }  // namespace
 
 void InitRtnlChannel(Napi::Env env, Napi::Object exports) {
   exports.Set("RtnlChannel", RtnlChannel::Define(env));
-  exports.Set("sweepStats", Napi::Function::New(env, JsSweepStats, "sweepStats"));
+  exports.Set("StatsSweep", StatsSweep::Define(env));
   exports.Set("STATS_PENDING", Napi::Number::New(env, kPending));
+  exports.Set("STATS_SKIPPED", Napi::Number::New(env, kSkipped));
 }
 
 }  // namespace podnet

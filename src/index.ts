@@ -91,6 +91,7 @@ export {
   type LinkStats,
   type LinkStatsField,
   type LinkStatsOptions,
+  type LinkStatsSweep,
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,

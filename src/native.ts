@@ -45,6 +45,19 @@ export interface NativeRtnlChannel {
   close(): void;
 }
 
+/** A sweep over many channels (native/rtnl-channel.cc StatsSweep). */
+export interface NativeStatsSweep {
+  /**
+   * Sends every member's request, then collects every reply: `results[i]`
+   * is member i's decodeStats result (counters at `out[25 * i]`), a
+   * negative errno, STATS_PENDING when its reply did not come within
+   * `timeoutMs`, or STATS_SKIPPED when `skip[i]` was set.
+   */
+  read(out: Float64Array, results: Int32Array, skip: Uint8Array, timeoutMs: number): void;
+  /** Member i's request from now on. */
+  setRequest(i: number, req: Buffer): void;
+}
+
 /** The addon's functions (native/*.cc). Arguments are validated in TypeScript before these are called. */
 export interface NativeBinding {
   createNetns(dir: string, path: string): Promise<number>;
@@ -91,18 +104,15 @@ export interface NativeBinding {
     onData: (len: number, errno: number) => void,
   ) => NativeRtnlChannel;
   /**
-   * One statistics request on each channel, all sent before any reply is
-   * read: `results[i]` is channel i's decodeStats result (counters at
-   * `out[25 * i]`), or STATS_PENDING when its reply did not come within
-   * `timeoutMs`.
+   * A statistics read over many channels, made once: `reqs[i]` (copied) is
+   * sent on `channels[i]` at each `read`.
    */
-  sweepStats(
+  StatsSweep: new (
     channels: NativeRtnlChannel[],
     reqs: Buffer[],
-    out: Float64Array,
-    results: Int32Array,
-    timeoutMs: number,
-  ): void;
+  ) => NativeStatsSweep;
+  /** A sweep's read left this member out (its `skip` byte was set). */
+  STATS_SKIPPED: number;
   /** The reply to a channel's request is still to come. */
   STATS_PENDING: number;
   /**

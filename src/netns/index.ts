@@ -2,6 +2,7 @@ export {
   type ConnectOptions,
   defaultNetnsDir,
   type LinkStatsOptions,
+  type LinkStatsSweep,
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,

@@ -45,7 +45,7 @@ import {
   encodeSetMaster,
 } from './rtnl-write.js';
 import { checkPort, encodeSockaddr, type SocketType, socketParams } from './sockaddr.js';
-import { noteGetStats, StatsChannel, useGetStats } from './stats-channel.js';
+import { getStatsKnown, noteGetStats, StatsChannel, useGetStats } from './stats-channel.js';
 import { NetlinkWatch, type WatchOptions } from './watch.js';
 
 const NSFS_MAGIC = 0x6e736673;
@@ -58,9 +58,6 @@ const STATS_FIELDS = linkStatsFields.length;
 // A sync read waits this long for a reply that is not there at once (as the
 // kept socket's SO_RCVTIMEO does).
 const SWEEP_TIMEOUT_MS = 5000;
-// Reused by every sweep, grown to the largest one.
-let sweepCounters = new Float64Array(0);
-let sweepResults = new Int32Array(0);
 // A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
 // (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
 // plenty for a pool.
@@ -78,6 +75,22 @@ export interface NamespaceLocation {
 export interface LinkStatsOptions {
   /** Return every counter as a bigint (exact above 2^53), as fs.stat does. */
   bigint?: boolean;
+}
+
+/** A statistics read over many namespaces, made by {@link NetworkNamespace.statsSweep}. */
+export interface LinkStatsSweep extends Disposable {
+  /** The namespaces, in the order of the results. */
+  readonly namespaces: readonly NetworkNamespace[];
+  /** The interface read in each. */
+  readonly ifname: string;
+  /**
+   * The counters of each namespace, in one native call. A namespace whose
+   * read failed (a missing link, a closed handle) has its PodnetError in
+   * its place, so one does not hide the others.
+   */
+  readSync(): (LinkStats | PodnetError)[];
+  /** Ends the sweep (its namespaces stay open). */
+  close(): void;
 }
 
 /** Options of `ns.listen`. */
@@ -258,13 +271,12 @@ export class NetworkNamespace implements AsyncDisposable {
   #removed = false;
   // Reused by every statistics read; made on the first one.
   #resp: Buffer | undefined;
-  #counters: Float64Array | undefined;
+  readonly #counters = new Float64Array(STATS_FIELDS);
   readonly #requests = new Map<string, Buffer>();
-  // RTM_GETSTATS names a link by index: the index of each name read, and
-  // the request of each index. ENODEV drops a name's entry (a link made
+  // RTM_GETSTATS names a link by index: the request of each name read,
+  // made for the index it had. ENODEV drops a name's entry (a link made
   // again under the same name has a new index).
-  readonly #indexes = new Map<string, number>();
-  readonly #statsRequests = new Map<number, Buffer>();
+  readonly #statsReqs = new Map<string, Buffer>();
   readonly #watches = new Set<NetlinkWatch>();
   // Set when sockets come from a helper inside instead of setns.
   readonly #source: SocketSource | undefined;
@@ -559,24 +571,17 @@ export class NetworkNamespace implements AsyncDisposable {
     return err;
   }
 
-  #remember(ifname: string, index: number): void {
-    if (this.#indexes.size >= 64) this.#indexes.clear();
-    this.#indexes.set(ifname, index);
-  }
-
-  #statsRequest(index: number): Buffer {
-    let req = this.#statsRequests.get(index);
-    if (!req) {
-      req = encodeGetStats(index);
-      if (this.#statsRequests.size >= 64) this.#statsRequests.clear();
-      this.#statsRequests.set(index, req);
-    }
+  #remember(ifname: string, index: number): Buffer {
+    if (this.#statsReqs.size >= 64) this.#statsReqs.clear();
+    const req = encodeGetStats(index);
+    this.#statsReqs.set(ifname, req);
     return req;
   }
 
-  // The index of IFNAME: cached, or from an RTM_GETLINK by name.
-  #indexSync(rtnl: NativeRtnlSocket, ifname: string, what: string): number {
-    const cached = this.#indexes.get(ifname);
+  // The RTM_GETSTATS request of IFNAME: cached, or for the index an
+  // RTM_GETLINK by name finds.
+  #statsReqSync(rtnl: NativeRtnlSocket, ifname: string, what: string): Buffer {
+    const cached = this.#statsReqs.get(ifname);
     if (cached !== undefined) return cached;
     this.#resp ??= Buffer.allocUnsafe(16 * 1024);
     const reply = rtnl.request(this.#request(ifname), this.#resp);
@@ -584,17 +589,14 @@ export class NetworkNamespace implements AsyncDisposable {
       typeof reply === 'number'
         ? linkIndexOf(this.#resp, reply, what)
         : linkIndexOf(reply, reply.length, what);
-    this.#remember(ifname, index);
-    return index;
+    return this.#remember(ifname, index);
   }
 
-  async #indexAsync(ch: StatsChannel, ifname: string, what: string): Promise<number> {
-    const cached = this.#indexes.get(ifname);
+  async #statsReqAsync(ch: StatsChannel, ifname: string, what: string): Promise<Buffer> {
+    const cached = this.#statsReqs.get(ifname);
     if (cached !== undefined) return cached;
     const reply = await ch.request(this.#request(ifname));
-    const index = linkIndexOf(reply, reply.length, what);
-    this.#remember(ifname, index);
-    return index;
+    return this.#remember(ifname, linkIndexOf(reply, reply.length, what));
   }
 
   /**
@@ -606,19 +608,28 @@ export class NetworkNamespace implements AsyncDisposable {
    */
   linkStatsSync(ifname?: string, opts?: { bigint?: false }): LinkStats;
   linkStatsSync(ifname: string, opts: { bigint: true }): LinkStats<bigint>;
-  linkStatsSync(ifname = 'eth0', opts: LinkStatsOptions = {}): LinkStats<number | bigint> {
+  linkStatsSync(ifname = 'eth0', opts?: LinkStatsOptions): LinkStats<number | bigint> {
+    // The hot path: a name read before, numbers, RTM_GETSTATS known to work.
+    const req = this.#statsReqs.get(ifname);
+    if (req !== undefined && this.#rtnl !== undefined && opts?.bigint !== true && getStatsKnown()) {
+      const n = this.#rtnl.stats(req, this.#counters);
+      if (n >= 0) return statsFromCounters(this.#counters);
+    }
+    return this.#linkStatsSync(ifname, opts?.bigint === true);
+  }
+
+  #linkStatsSync(ifname: string, bigint: boolean): LinkStats<number | bigint> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
-    const bigint = opts.bigint === true;
     try {
       const rtnl = this.#rtnlSync();
       if (useGetStats()) {
         for (let attempt = 0; ; attempt++) {
-          const req = this.#statsRequest(this.#indexSync(rtnl, ifname, what));
+          const req = this.#statsReqSync(rtnl, ifname, what);
           const n = this.#readSync(rtnl, req, what, bigint);
           if (typeof n !== 'number') return n;
           if (noteGetStats(n)) break; // no RTM_GETSTATS: RTM_GETLINK from now on
           if (n === ENODEV && attempt === 0) {
-            this.#indexes.delete(ifname);
+            this.#statsReqs.delete(ifname);
             continue;
           }
           throw statsError(n, what);
@@ -641,8 +652,7 @@ export class NetworkNamespace implements AsyncDisposable {
     bigint: boolean,
   ): LinkStats<number | bigint> | number {
     if (!bigint) {
-      // Fast path: the addon decodes the counters into a Float64Array.
-      this.#counters ??= new Float64Array(STATS_FIELDS);
+      // The addon decodes the counters into a Float64Array.
       const n = rtnl.stats(req, this.#counters);
       if (n >= 0) {
         noteGetStats(n);
@@ -664,18 +674,17 @@ export class NetworkNamespace implements AsyncDisposable {
    */
   linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
   linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
-  linkStats(ifname = 'eth0', opts: LinkStatsOptions = {}): Promise<LinkStats<number | bigint>> {
+  linkStats(ifname = 'eth0', opts?: LinkStatsOptions): Promise<LinkStats<number | bigint>> {
     const ch = this.#chan;
-    const index = this.#indexes.get(ifname);
+    const req = this.#statsReqs.get(ifname);
     // The hot path: no async function, no await, one native call.
-    if (ch?.idle && index !== undefined && opts.bigint !== true && useGetStats()) {
-      this.#counters ??= new Float64Array(STATS_FIELDS);
-      const n = ch.statsNow(this.#statsRequest(index), this.#counters);
+    if (ch?.idle && req !== undefined && opts?.bigint !== true && getStatsKnown()) {
+      const n = ch.statsNow(req, this.#counters);
       if (n >= 0) return Promise.resolve(statsFromCounters(this.#counters));
       if (n === native.STATS_PENDING) return this.#linkStatsAsync(ifname, false, ch.lastSeq);
-      if (n === ENODEV) this.#indexes.delete(ifname);
+      if (n === ENODEV) this.#statsReqs.delete(ifname);
     }
-    return this.#linkStatsAsync(ifname, opts.bigint === true);
+    return this.#linkStatsAsync(ifname, opts?.bigint === true);
   }
 
   // PENDING: the sequence number of a request the hot path sent, whose reply is to come.
@@ -692,8 +701,7 @@ export class NetworkNamespace implements AsyncDisposable {
           let reply: Buffer;
           if (pending !== undefined && attempt === 0) reply = await ch.reply(pending);
           else {
-            const index = await this.#indexAsync(ch, ifname, what);
-            reply = await ch.request(this.#statsRequest(index));
+            reply = await ch.request(await this.#statsReqAsync(ch, ifname, what));
           }
           const n = decodeOrErrno(reply, reply.length, what, bigint);
           if (typeof n !== 'number') {
@@ -702,7 +710,7 @@ export class NetworkNamespace implements AsyncDisposable {
           }
           if (noteGetStats(n)) break;
           if (n === ENODEV && attempt === 0) {
-            this.#indexes.delete(ifname);
+            this.#statsReqs.delete(ifname);
             continue;
           }
           throw statsError(n, what);
@@ -716,71 +724,85 @@ export class NetworkNamespace implements AsyncDisposable {
   }
 
   /**
-   * The counters of IFNAME in each of NAMESPACES, read in one native call:
-   * every namespace's request is sent first, then every reply collected
-   * (the fastest way to sample many containers). A namespace whose read
-   * failed (a missing link, a closed handle) has its PodnetError in its
-   * place, so one does not hide the others. Synchronous, like
-   * {@link linkStatsSync}.
+   * A sweep: the counters of IFNAME in each of NAMESPACES, read in one
+   * native call per {@link LinkStatsSweep.readSync} (every request sent
+   * first, then every reply collected): the way to sample many containers.
+   * Made once, read as often as wanted; the namespaces stay the caller's.
    */
-  static linkStatsOfSync(
-    namespaces: readonly NetworkNamespace[],
-    ifname = 'eth0',
-  ): (LinkStats | PodnetError)[] {
+  static statsSweep(namespaces: readonly NetworkNamespace[], ifname = 'eth0'): LinkStatsSweep {
     checkIfname(ifname);
-    const out: (LinkStats | PodnetError)[] = new Array(namespaces.length);
-    const chans: NativeRtnlChannel[] = [];
-    const reqs: Buffer[] = [];
+    const all = [...namespaces];
+    const n = all.length;
+    // Members that take part in the native read: a namespace that cannot
+    // (closed, an unprivileged one's without a channel yet, a link missing
+    // now) is read on its own each time, which also shapes its error.
     const where: number[] = [];
-    const one = (i: number): void => {
-      try {
-        out[i] = namespaces[i]!.linkStatsSync(ifname);
-      } catch (err) {
-        if (!isPodnetError(err)) throw err;
-        out[i] = err;
-      }
-    };
-    for (let i = 0; i < namespaces.length; i++) {
-      const ns = namespaces[i]!;
-      // A namespace the sweep cannot batch is read on its own: before the
-      // kernel's answer to RTM_GETSTATS is known, with a request of its
-      // channel in flight, or with no channel to open synchronously.
-      if (
-        !useGetStats() ||
-        ns.#fd === undefined ||
-        (ns.#source && !ns.#chan) ||
-        ns.#chan?.idle === false
-      ) {
-        one(i);
-        continue;
-      }
+    const chans: StatsChannel[] = [];
+    const reqs: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const ns = all[i]!;
+      if (ns.#fd === undefined || (ns.#source && !ns.#chan)) continue;
       try {
         const what = `reading statistics of '${ifname}' in '${ns.path}'`;
-        const index = ns.#indexSync(ns.#rtnlSync(), ifname, what);
-        const ch = ns.#chanSync();
-        const req = ns.#statsRequest(index);
-        ch.stamp(req);
-        chans.push(ch.native);
+        const req = ns.#statsReqSync(ns.#rtnlSync(), ifname, what);
+        chans.push(ns.#chanSync());
         reqs.push(req);
         where.push(i);
       } catch {
-        one(i); // the same failure, shaped by linkStatsSync
+        // read on its own
       }
     }
-    if (chans.length === 0) return out;
-    if (sweepResults.length < chans.length) {
-      sweepResults = new Int32Array(chans.length);
-      sweepCounters = new Float64Array(chans.length * STATS_FIELDS);
-    }
-    native.sweepStats(chans, reqs, sweepCounters, sweepResults, SWEEP_TIMEOUT_MS);
-    for (let j = 0; j < where.length; j++) {
-      const i = where[j]!;
-      if (sweepResults[j]! >= 0) out[i] = statsFromCounters(sweepCounters, j * STATS_FIELDS);
-      // ENODEV (a link made again), no RTM_GETSTATS, a timeout: read alone,
-      // which deals with each.
-      else one(i);
-    }
-    return out;
+    const sweep = new native.StatsSweep(
+      chans.map((c) => c.native),
+      reqs,
+    );
+    const counters = new Float64Array(where.length * STATS_FIELDS);
+    const results = new Int32Array(where.length);
+    const skip = new Uint8Array(where.length);
+    const batched = new Uint8Array(n);
+    for (const i of where) batched[i] = 1;
+    let closed = false;
+    const alone = (i: number): LinkStats | PodnetError => {
+      try {
+        return all[i]!.linkStatsSync(ifname);
+      } catch (err) {
+        if (!isPodnetError(err)) throw err;
+        return err;
+      }
+    };
+    return {
+      namespaces: all,
+      ifname,
+      readSync() {
+        if (closed) throw new ClosedError(`the statistics sweep of '${ifname}'`);
+        if (!useGetStats()) return all.map((_, i) => alone(i));
+        for (let j = 0; j < chans.length; j++) skip[j] = chans[j]!.idle ? 0 : 1;
+        sweep.read(counters, results, skip, SWEEP_TIMEOUT_MS);
+        const out: (LinkStats | PodnetError)[] = new Array(n);
+        for (let j = 0; j < where.length; j++) {
+          const i = where[j]!;
+          const r = results[j]!;
+          if (r >= 0) {
+            out[i] = statsFromCounters(counters, j * STATS_FIELDS);
+            continue;
+          }
+          // ENODEV (a link made again), no RTM_GETSTATS, a timeout, a busy
+          // channel: read alone, which deals with each; a new index is
+          // the member's request from then on.
+          out[i] = alone(i);
+          const req = all[i]!.#statsReqs.get(ifname);
+          if (r === ENODEV && req !== undefined) sweep.setRequest(j, req);
+        }
+        for (let i = 0; i < n; i++) if (!batched[i]) out[i] = alone(i);
+        return out;
+      },
+      close() {
+        closed = true;
+      },
+      [Symbol.dispose]() {
+        closed = true;
+      },
+    };
   }
 
   /**

@@ -4,7 +4,6 @@
 // a link's counters.
 import { ClosedError, PodnetSystemError } from '../errors.js';
 import { type NativeRtnlChannel, native } from '../native.js';
-import { encodeGetStats } from './rtnl.js';
 import { endsDump, framesOf } from './rtnl-events.js';
 
 const RECV_BUF = 64 * 1024;
@@ -21,6 +20,11 @@ export function useGetStats(): boolean {
   return getStatsWorks !== false;
 }
 
+/** Whether RTM_GETSTATS is known to work here (the hot paths take it without asking again). */
+export function getStatsKnown(): boolean {
+  return getStatsWorks === true;
+}
+
 /**
  * Records what the first RTM_GETSTATS got: EOPNOTSUPP (a kernel before 4.7)
  * makes every later read use RTM_GETLINK; anything else settles that it
@@ -30,23 +34,6 @@ export function noteGetStats(result: number): boolean {
   if (getStatsWorks !== undefined) return false;
   getStatsWorks = result !== EOPNOTSUPP;
   return !getStatsWorks;
-}
-
-const statsRequests = new Map<number, Buffer>();
-
-/**
- * The RTM_GETSTATS request of link INDEX, made once: its sequence number
- * is written at each send, and one request is never in two sends at once
- * (everything runs on the JS thread).
- */
-export function getStatsRequest(index: number): Buffer {
-  let req = statsRequests.get(index);
-  if (!req) {
-    req = encodeGetStats(index);
-    if (statsRequests.size >= 1024) statsRequests.clear();
-    statsRequests.set(index, req);
-  }
-  return req;
 }
 
 interface Pending {

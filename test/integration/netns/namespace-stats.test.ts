@@ -139,22 +139,37 @@ describe.skipIf(!isRoot)('link statistics', () => {
     for (let i = 0; i < 4; i++)
       await traffic(nss[i]!, nss[4]!, `10.231.10.${i + 1}`, (i + 1) * 50_000);
     const alone = nss.map((ns) => ns.linkStatsSync('eth0'));
-    const swept = NetworkNamespace.linkStatsOfSync(nss, 'eth0');
+    const sweep = NetworkNamespace.statsSweep(nss, 'eth0');
+    const swept = sweep.readSync();
     expect(swept).toEqual(alone);
     expect(new Set(swept.map((s) => (s as LinkStats).rxBytes)).size).toBe(5);
-    // Twice: the second from the cached indexes and requests.
-    expect(NetworkNamespace.linkStatsOfSync(nss, 'eth0')).toEqual(alone);
+    expect(sweep.readSync()).toEqual(alone); // read again: the same, nothing moved
     for (let i = 0; i < 5; i++) expect(swept[i]).toEqual(await ipStats(nss[i]!, 'eth0'));
+    // An asynchronous read beside it, on the same channel, gets its own reply.
+    const busy = nss[0]!.linkStats('eth0');
+    expect(sweep.readSync()).toEqual(alone);
+    expect(await busy).toEqual(alone[0]);
 
-    // One namespace without the link, one closed: their errors in their
+    // A link made again under its name (a new index), one removed, a
+    // namespace closed: the new link's counters, the errors in their
     // places, the others' counters unchanged.
+    await inNetns(nss[3]!.path, ['ip', 'link', 'del', 'eth0']);
+    await nss[3]!.addVeth('eth0', { name: 'peer3' });
     await inNetns(nss[1]!.path, ['ip', 'link', 'del', 'eth0']);
     const closed = await NetworkNamespace.open(nss[2]!.path);
+    const mixedSweep = NetworkNamespace.statsSweep([nss[0]!, nss[1]!, closed, nss[3]!], 'eth0');
     closed.close();
-    const mixed = NetworkNamespace.linkStatsOfSync([nss[0]!, nss[1]!, closed, nss[3]!], 'eth0');
-    expect(mixed[0]).toEqual(alone[0]);
-    expect(mixed[1]).toBeInstanceOf(LinkNotFoundError);
-    expect(mixed[2]).toBeInstanceOf(ClosedError);
-    expect(mixed[3]).toEqual(alone[3]);
+    for (let round = 0; round < 2; round++) {
+      const mixed = mixedSweep.readSync();
+      expect(mixed[0]).toEqual(alone[0]);
+      expect(mixed[1]).toBeInstanceOf(LinkNotFoundError);
+      expect(mixed[2]).toBeInstanceOf(ClosedError);
+      expect(mixed[3]).toEqual(await ipStats(nss[3]!, 'eth0'));
+      expect((mixed[3] as LinkStats).rxPackets).toBe(0);
+    }
+    mixedSweep.close();
+    expect(() => mixedSweep.readSync()).toThrow(ClosedError);
+    sweep[Symbol.dispose]();
+    expect(() => sweep.readSync()).toThrow(ClosedError);
   });
 });

@@ -137,40 +137,44 @@ describe('RtnlChannel', () => {
     expect(() => chan.join(100_000)).toThrow(expect.objectContaining({ syscall: 'setsockopt' }));
   });
 
-  it('sweepStats sends every request, then reads every reply, one result per channel', () => {
+  it('a StatsSweep sends every request, then reads every reply, one result per member', () => {
     const chans = [channel(), channel(), channel()];
-    const reqs = [encodeGetStats(1), encodeGetStats(0x7fff_fff0), encodeGetStats(1)].map((r, i) =>
-      stamped(r, 40 + i),
+    const sweep = new native.StatsSweep(
+      chans.map((c) => c.chan),
+      [encodeGetStats(1), encodeGetStats(0x7fff_fff0), encodeGetStats(1)],
     );
     const out = new Float64Array(75);
     const results = new Int32Array(3);
-    native.sweepStats(
-      chans.map((c) => c.chan),
-      reqs,
-      out,
-      results,
-      1000,
-    );
-    expect(results[0]).toBeGreaterThanOrEqual(23);
-    expect(results[1]).toBe(-19);
-    expect(results[2]).toBe(results[0]);
-    expect(out[0]).toBeGreaterThanOrEqual(0);
-    for (const c of chans) expect(c.chan.read()).toBe(-EAGAIN);
+    for (let round = 0; round < 3; round++) {
+      sweep.read(out, results, new Uint8Array(3), 1000);
+      expect(results[0]).toBeGreaterThanOrEqual(23);
+      expect(results[1]).toBe(-19);
+      expect(results[2]).toBe(results[0]);
+      for (const c of chans) expect(c.chan.read()).toBe(-EAGAIN);
+    }
+    // A member left out sends nothing; a new request replaces the old.
+    sweep.setRequest(1, encodeGetStats(1));
+    sweep.read(out, results, Uint8Array.of(1, 0, 0), 1000);
+    expect(results[0]).toBe(native.STATS_SKIPPED);
+    expect(results[1]).toBeGreaterThanOrEqual(23);
+    // A closed member's send fails with EBADF; the others go on.
+    chans[2]!.chan.close();
+    sweep.read(out, results, new Uint8Array(3), 1000);
+    expect([results[0]! >= 23, results[1]! >= 23, results[2]]).toEqual([true, true, -9]);
   });
 
-  it('sweepStats refuses what is not a channel, and arrays that do not match', () => {
+  it('a StatsSweep refuses what is not a channel, and arrays that do not match', () => {
     const { chan } = channel();
-    const req = [stamped(encodeGetStats(1), 1)];
-    const fake = {} as NativeRtnlChannel;
-    expect(() =>
-      native.sweepStats([fake], req, new Float64Array(25), new Int32Array(1), 0),
-    ).toThrow(expect.objectContaining({ errno: 22 }));
-    expect(() =>
-      native.sweepStats([chan], req, new Float64Array(24), new Int32Array(1), 0),
-    ).toThrow(expect.objectContaining({ errno: 22 }));
-    expect(() => native.sweepStats([chan], [], new Float64Array(25), new Int32Array(1), 0)).toThrow(
+    const req = [encodeGetStats(1)];
+    expect(() => new native.StatsSweep([{} as NativeRtnlChannel], req)).toThrow(
       expect.objectContaining({ errno: 22 }),
     );
+    expect(() => new native.StatsSweep([chan], [])).toThrow(expect.objectContaining({ errno: 22 }));
+    const sweep = new native.StatsSweep([chan], req);
+    expect(() => sweep.read(new Float64Array(24), new Int32Array(1), new Uint8Array(1), 0)).toThrow(
+      expect.objectContaining({ errno: 22 }),
+    );
+    expect(() => sweep.setRequest(1, req[0]!)).toThrow(expect.objectContaining({ errno: 22 }));
   });
 
   it('fails a send on a closed channel with EBADF', () => {
