@@ -104,7 +104,8 @@ async function remove(ns) {
 
 /** Median per-call microseconds of fn over BATCHES batches of N calls. */
 function timeSync(fn, batches = STATS_BATCHES, n = STATS_PER_BATCH) {
-  for (let i = 0; i < n; i++) fn(); // warm-up (JIT, socket)
+  // Warm-up (JIT, socket): at least 20 calls, also where a batch is one sweep.
+  for (let i = 0; i < Math.max(n, 20); i++) fn();
   const per = [];
   for (let b = 0; b < batches; b++) {
     const t0 = process.hrtime.bigint();

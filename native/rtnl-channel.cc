@@ -101,21 +101,22 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
   ~RtnlChannel() override { Shut(); }
 
   int fd() const { return fd_; }
-  char* buf() const { return buf_; }
-  size_t bufLen() const { return bufLen_; }
 
   // One non-blocking recv into the buffer, skipping datagrams that answer
   // another sequence number (WANT 0: take any). Returns the length, or
   // -errno (-EAGAIN: nothing there yet).
-  ssize_t RecvNow(uint32_t want) {
+  ssize_t RecvNow(uint32_t want) { return RecvInto(buf_, bufLen_, want); }
+
+  // The same into another buffer (a sweep reads every reply into one).
+  ssize_t RecvInto(char* into, size_t len, uint32_t want) {
     for (;;) {
-      ssize_t n = recv(fd_, buf_, bufLen_, MSG_DONTWAIT | MSG_TRUNC);
+      ssize_t n = recv(fd_, into, len, MSG_DONTWAIT | MSG_TRUNC);
       if (n < 0) {
         if (errno == EINTR) continue;
         return -errno;
       }
-      if (static_cast<size_t>(n) > bufLen_) return -EMSGSIZE;  // dropped by the kernel already
-      if (want != 0 && ReplySeq(buf_, static_cast<size_t>(n)) != want) continue;  // a stale reply
+      if (static_cast<size_t>(n) > len) return -EMSGSIZE;  // dropped by the kernel already
+      if (want != 0 && ReplySeq(into, static_cast<size_t>(n)) != want) continue;  // a stale reply
       return n;
     }
   }
@@ -395,7 +396,8 @@ class StatsSweep : public Napi::ObjectWrap<StatsSweep> {
       RtnlChannel* c = members_[i].chan;
       ssize_t got;
       for (;;) {
-        got = c->RecvNow(seq);
+        // One buffer for every reply: the same few cache lines each time.
+        got = c->RecvInto(buf_.data(), buf_.size(), seq);
         if (got != -EAGAIN && got != -EWOULDBLOCK) break;
         double left = deadline - MonotonicMs();
         if (left <= 0) break;
@@ -407,13 +409,14 @@ class StatsSweep : public Napi::ObjectWrap<StatsSweep> {
       } else if (got < 0) {
         res[i] = static_cast<int32_t>(got);
       } else {
-        res[i] = DecodeStats(c->buf(), static_cast<size_t>(got), out.Data() + i * kStatsFields);
+        res[i] = DecodeStats(buf_.data(), static_cast<size_t>(got), out.Data() + i * kStatsFields);
       }
     }
     return env.Undefined();
   }
 
   std::vector<Member> members_;
+  std::vector<char> buf_ = std::vector<char>(64 * 1024);
   uint32_t seq_ = 0;
 };
 
