@@ -14,13 +14,7 @@ import {
   type PodnetError,
   PodnetSystemError,
 } from '../errors.js';
-import {
-  call,
-  type NativeRtnlChannel,
-  type NativeRtnlSocket,
-  native,
-  systemError,
-} from '../native.js';
+import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
 import {
   checkAck,
   decodeAddresses,

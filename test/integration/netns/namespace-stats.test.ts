@@ -6,9 +6,9 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ClosedError,
+  LinkNotFoundError,
   type LinkStats,
   type LinkStatsField,
-  LinkNotFoundError,
   NetworkNamespace,
 } from '../../../src/index.js';
 import { linkStatsFields } from '../../../src/netns/rtnl.js';
