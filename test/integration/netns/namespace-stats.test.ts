@@ -68,6 +68,23 @@ async function traffic(a: NetworkNamespace, b: NetworkNamespace, host: string, b
   await new Promise((r) => server.close(r));
 }
 
+/**
+ * Waits until eth0's counters in every one of NSS stay the same for 300 ms
+ * (a connection's last segments, an RST, may still be on their way), so
+ * reads compared afterwards see the same figures.
+ */
+async function settle(nss: NetworkNamespace[]): Promise<void> {
+  const read = () => JSON.stringify(nss.map((ns) => ns.linkStatsSync('eth0')));
+  let last = read();
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = read();
+    if (now === last) return;
+    last = now;
+  }
+  throw new Error('the counters did not settle within 15 s');
+}
+
 describe.skipIf(!isRoot)('link statistics', () => {
   let tmp: NetnsDir;
   const made: NetworkNamespace[] = [];
@@ -98,6 +115,7 @@ describe.skipIf(!isRoot)('link statistics', () => {
   it('RTM_GETSTATS (sync, async, bigint) and RTM_GETLINK agree with ip -s -s -j link on every counter', async () => {
     const [a, b] = (await hosts('10.231.9.0/24', 2)) as [NetworkNamespace, NetworkNamespace];
     await traffic(a, b, '10.231.9.1', 300_000);
+    await settle([a, b]);
     const ip = await ipStats(a, 'eth0');
     expect(ip.rxBytes).toBeGreaterThan(300_000);
     expect(a.linkStatsSync('eth0')).toEqual(ip);
@@ -138,6 +156,7 @@ describe.skipIf(!isRoot)('link statistics', () => {
     // Different traffic into each, from the last.
     for (let i = 0; i < 4; i++)
       await traffic(nss[i]!, nss[4]!, `10.231.10.${i + 1}`, (i + 1) * 50_000);
+    await settle(nss);
     const alone = nss.map((ns) => ns.linkStatsSync('eth0'));
     const sweep = NetworkNamespace.statsSweep(nss, 'eth0');
     const swept = sweep.readSync();
