@@ -1,7 +1,7 @@
 // The event-loop netlink channel (native/rtnl-channel.cc) on sockets in
 // this process's own namespace, where reading counters and dumps needs no
 // privilege. The events of another namespace are the integration tests'
-// (test/integration/netns/namespace-watch.test.ts).
+// (test/integration/netns/watch.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
 import { type NativeRtnlChannel, native } from '../../../src/native.js';
 import {
