@@ -287,9 +287,10 @@ export function decodeStats64(
   return out;
 }
 
-function ifinfoStart(m: Message): number {
-  // RTM_DELLINK (17) carries the same ifinfomsg and attributes.
-  if (m.type !== RTM_NEWLINK && m.type !== RTM_NEWLINK + 1)
+// RTM_DELLINK (17), an event, carries the same ifinfomsg and attributes;
+// a statistics read takes RTM_NEWLINK only, as the C++ decoder does.
+function ifinfoStart(m: Message, orDelete = false): number {
+  if (m.type !== RTM_NEWLINK && !(orDelete && m.type === RTM_NEWLINK + 1))
     throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
   if (m.end - m.start < IFINFOMSG_LEN) throw new NetlinkDecodeError('truncated ifinfomsg');
   return m.start;
@@ -326,7 +327,7 @@ export function u32(buf: Buffer, at: number, len: number, name: string): number 
 
 /** One RTM_NEWLINK (or RTM_DELLINK) message. */
 export function decodeLink(buf: Buffer, m: Message): Link {
-  const s = ifinfoStart(m);
+  const s = ifinfoStart(m, true);
   const index = buf.readInt32LE(s + 4);
   const flags = buf.readUInt32LE(s + 8);
   const link: Link = {
