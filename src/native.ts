@@ -34,6 +34,45 @@ export interface NativeNfnlSocket {
   close(): void;
 }
 
+/**
+ * A NETLINK_ROUTE socket driven from the event loop (native/rtnl-channel.cc):
+ * the socket of a watch, of asynchronous statistics reads and of sweeps.
+ * Requests carry the sequence number JavaScript gave them.
+ */
+export interface NativeRtnlChannel {
+  /** NETLINK_ADD_MEMBERSHIP of one RTNLGRP_* group. */
+  join(group: number): void;
+  /** Sets SO_RCVBUFFORCE (else SO_RCVBUF) and returns the size the kernel set. */
+  receiveBuffer(bytes: number): number;
+  /** The socket's netlink port id (nlmsg_pid of the kernel's replies to it). */
+  portId(): number;
+  send(req: Buffer): void;
+  /** One datagram into the channel's buffer if one is there: its length, or -errno (-EAGAIN: none). */
+  read(): number;
+  /**
+   * Sends a statistics request; when its reply is already there, writes the
+   * counters into `out` and returns decodeStats' result, else STATS_PENDING
+   * (the reply then reaches onData).
+   */
+  stats(req: Buffer, out: Float64Array): number;
+  /** Whether the event loop watches the fd, and whether that keeps the loop alive. */
+  poll(on: boolean, ref: boolean): void;
+  close(): void;
+}
+
+/** A sweep over many channels (native/rtnl-channel.cc StatsSweep). */
+export interface NativeStatsSweep {
+  /**
+   * Sends every member's request, then collects every reply: `results[i]`
+   * is member i's decodeStats result (counters at `out[25 * i]`), a
+   * negative errno, STATS_PENDING when its reply did not come within
+   * `timeoutMs`, or STATS_SKIPPED when `skip[i]` was set.
+   */
+  read(out: Float64Array, results: Int32Array, skip: Uint8Array, timeoutMs: number): void;
+  /** Member i's request from now on. */
+  setRequest(i: number, req: Buffer): void;
+}
+
 /** The addon's functions (native/*.cc). Arguments are validated in TypeScript before these are called. */
 export interface NativeBinding {
   createNetns(dir: string, path: string): Promise<number>;
@@ -86,6 +125,28 @@ export interface NativeBinding {
   decodeStats(buf: Buffer, len: number, out: Float64Array): number;
   STATS_MALFORMED: number;
   STATS_MISSING: number;
+  /**
+   * A channel that owns `fd`: each datagram the event loop reads from it is
+   * written into `buf`, then `onData(len, 0)` runs (it must decode `buf`
+   * before it returns); a failed read is `onData(0, errno)`.
+   */
+  RtnlChannel: new (
+    fd: number,
+    buf: Buffer,
+    onData: (len: number, errno: number) => void,
+  ) => NativeRtnlChannel;
+  /**
+   * A statistics read over many channels, made once: `reqs[i]` (copied) is
+   * sent on `channels[i]` at each `read`.
+   */
+  StatsSweep: new (
+    channels: NativeRtnlChannel[],
+    reqs: Buffer[],
+  ) => NativeStatsSweep;
+  /** A sweep's read left this member out (its `skip` byte was set). */
+  STATS_SKIPPED: number;
+  /** The reply to a channel's request is still to come. */
+  STATS_PENDING: number;
   /**
    * A new relay group (one per port forwarder); starts the relay thread on
    * first use. `onRefill(kind, left)` is called when one of the group's
