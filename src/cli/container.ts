@@ -96,7 +96,7 @@ export async function up([id = '']: string[], flags: FlagValues): Promise<void> 
     options.traceparent = trace.traceparent;
     if (trace.tracestate !== undefined) options.tracestate = trace.tracestate;
   }
-  const att = await networkingFromFlags(flags).setup(options);
+  const att = await networkingFromFlags(flags, { driver: true }).setup(options);
   try {
     const settings = att.inspect();
     print(flags['json'] === true, settings, () => formatUp(att, settings));
