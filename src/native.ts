@@ -323,26 +323,45 @@ export const native: NativeBinding = new Proxy({} as NativeBinding, {
 /** The file name of the user namespace helper executable (native/userns-helper.cc). */
 export const USERNS_HELPER = 'podnet-userns';
 
+/** The file name of ns.spawn's exec helper executable (native/exec-helper.c). */
+export const EXEC_HELPER = 'podnet-exec';
+
+const HELPERS = {
+  [USERNS_HELPER]: {
+    env: 'PODNET_USERNS_HELPER',
+    what: 'user namespace helper',
+    compiler: 'a C++17',
+  },
+  [EXEC_HELPER]: { env: 'PODNET_EXEC_HELPER', what: 'exec helper', compiler: 'a C' },
+} as const;
+const foundHelpers = new Map<string, string>();
+
 /**
- * The user namespace helper executable, found where the addon is: in
+ * One of podnet's helper executables, found where the addon is: in
  * build/Release after a local build, else in the prebuilds/ directory of
- * the package's platform and architecture (a static executable, so one
- * build fits glibc and musl), or the file PODNET_USERNS_HELPER names (the
- * sanitizer build of scripts/build-sanitized.js; not for production use).
- * Throws ERR_PODNET_NO_ADDON, one line saying where it looked and how to
- * build it, when there is none.
+ * the package's platform and architecture (static executables, so one
+ * build fits glibc and musl), or the file its variable (PODNET_USERNS_HELPER,
+ * PODNET_EXEC_HELPER) names: the sanitizer build of
+ * scripts/build-sanitized.js, not for production use. Throws
+ * ERR_PODNET_NO_ADDON, one line saying where it looked and how to build
+ * it, when there is none.
  */
-export function usernsHelperPath(): string {
-  const override = process.env['PODNET_USERNS_HELPER'];
+function helperExecutable(name: keyof typeof HELPERS): string {
+  const { env, what, compiler } = HELPERS[name];
+  const override = process.env[env];
+  const known = override ? undefined : foundHelpers.get(name);
+  if (known !== undefined) return known;
   const candidates = override
     ? [override]
     : [
-        join(packageDir, 'build', 'Release', USERNS_HELPER),
-        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, USERNS_HELPER),
+        join(packageDir, 'build', 'Release', name),
+        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, name),
       ];
   for (const path of candidates) {
     try {
       accessSync(path, constants.X_OK);
+      // An override may change between calls (tests); the places found are fixed.
+      if (!override) foundHelpers.set(name, path);
       return path;
     } catch {
       // The next place, as node-gyp-build goes on to prebuilds/.
@@ -350,9 +369,19 @@ export function usernsHelperPath(): string {
   }
   throw new PodnetError(
     'ERR_PODNET_NO_ADDON',
-    `podnet's user namespace helper is not available: no executable ${candidates.join(' or ')}; ` +
-      `build it with python3, make and a C++17 compiler: cd ${packageDir} && npx node-gyp rebuild`,
+    `podnet's ${what} is not available: no executable ${candidates.join(' or ')}; ` +
+      `build it with python3, make and ${compiler} compiler: cd ${packageDir} && npx node-gyp rebuild`,
   );
+}
+
+/** The user namespace helper executable (see {@link helperExecutable}). */
+export function usernsHelperPath(): string {
+  return helperExecutable(USERNS_HELPER);
+}
+
+/** ns.spawn's exec helper executable (see {@link helperExecutable}). */
+export function execHelperPath(): string {
+  return helperExecutable(EXEC_HELPER);
 }
 
 interface RawNativeError {
