@@ -1,11 +1,18 @@
 // The native relay on its own, between loopback sockets (no root needed):
 // byte integrity and half-close both ways, through splice and through the
-// read/write fallback, and close of a group.
+// read/write fallback, pairs spread over the relay threads, and close of a
+// group.
 import { createHash, randomBytes } from 'node:crypto';
 import { fstatSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
+
+// Read when this file's first group starts the relay (each test file runs in
+// a process of its own): more threads than this machine may have cores, so
+// pairs are handed between threads wherever the tests run.
+const THREADS = 3;
+process.env.PODNET_RELAY_THREADS = String(THREADS);
 
 const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -72,6 +79,48 @@ describe('native relay', () => {
     expect(after.bytes - before.bytes).toBe(2 * data.length + 3);
     expect(after.pairs - before.pairs).toBe(1);
     expect(after.failed).toBe(before.failed);
+  });
+
+  it('spreads concurrent pairs evenly over the threads, and their counters add up', async () => {
+    flags = 0;
+    expect(native.relayThreads()).toHaveLength(THREADS);
+    const before = native.relayStats(group)!;
+    const port = (front.address() as net.AddressInfo).port;
+    // Open together and held open (no EOF yet), so every pair is live when
+    // the next one is placed.
+    const n = 2 * THREADS;
+    const clients = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const c = net.connect({ host: '127.0.0.1', port }, () => resolve(c));
+            c.on('error', reject);
+          }),
+      ),
+    );
+    await expect.poll(() => native.relayStats(group)!.active - before.active).toBe(n);
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(2));
+    const data = randomBytes(256 * 1024);
+    const backs = await Promise.all(
+      clients.map(
+        (c) =>
+          new Promise<Buffer>((resolve, reject) => {
+            const chunks: Buffer[] = [];
+            c.on('data', (d: Buffer) => chunks.push(d));
+            c.on('end', () => resolve(Buffer.concat(chunks)));
+            c.on('error', reject);
+            c.end(data);
+          }),
+      ),
+    );
+    for (const back of backs) expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    await expect.poll(() => native.relayStats(group)!.active).toBe(before.active);
+    const after = native.relayStats(group)!;
+    expect(after.pairs - before.pairs).toBe(n);
+    expect(after.bytes - before.bytes).toBe(n * (2 * data.length + 3));
+    expect(after.failed).toBe(before.failed);
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(0));
   });
 
   it('an empty exchange ends cleanly', async () => {

@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../../src/index.js';
+import { native } from '../../../../src/native.js';
 import { PortForwarder, PortInUseError } from '../../../../src/rootless/index.js';
 import { createTopology, type Topology } from '../../../../src/testing/index.js';
 import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../../helpers/host.js';
@@ -111,8 +112,50 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
     expect(peers.filter((p) => p === '127.0.0.1')).toEqual([]);
   });
 
+  it('spreads concurrent connections evenly over the relay threads, and counts them all', async () => {
+    await using fwd = await start();
+    const hostPort = fwd.ports[0]!.hostPort;
+    const n = 4;
+    // Held open (no EOF yet): each is placed while the others are live.
+    const clients = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => resolve(c));
+            c.on('error', reject);
+          }),
+      ),
+    );
+    await until('every connection relayed', () => fwd.stats().active === n);
+    // One thread per core here (one on a single core): none has two more than another.
+    const loads = native.relayThreads();
+    expect(loads.length).toBeGreaterThanOrEqual(1);
+    expect(loads.reduce((a, b) => a + b, 0)).toBe(n);
+    expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(1);
+    const data = randomBytes(1024 * 1024);
+    const backs = await Promise.all(
+      clients.map(
+        (c) =>
+          new Promise<Buffer>((resolve, reject) => {
+            const chunks: Buffer[] = [];
+            c.on('data', (d: Buffer) => chunks.push(d));
+            c.on('end', () => resolve(Buffer.concat(chunks)));
+            c.on('error', reject);
+            c.end(data);
+          }),
+      ),
+    );
+    for (const back of backs)
+      expect(back.equals(Buffer.concat([data, Buffer.from('BYE')]))).toBe(true);
+    await until('every connection closed', () => fwd.stats().active === 0);
+    expect(fwd.stats()).toMatchObject({ connections: n, failed: 0, dropped: 0 });
+    expect(fwd.stats().bytes).toBe(n * (2 * data.length + 3));
+    expect(native.relayThreads()).toEqual(loads.map(() => 0));
+  });
+
   it('serves 500 short connections, 50 at a time, from its pool, and close() leaks no fd', async () => {
-    // The relay thread's epoll and eventfd live as long as the process.
+    // The relay threads' epoll fds and eventfds live as long as the process.
     await (await start()).close();
     const before = openFds();
     const fwd = await start();
@@ -162,7 +205,7 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
   });
 
   it('close() stops listening, resets open connections and leaks no fd', async () => {
-    // The relay thread's epoll and eventfd live as long as the process:
+    // The relay threads' epoll fds and eventfds live as long as the process:
     // the earlier tests made them, so the count below is stable.
     await (await start()).close();
     const before = openFds();
@@ -289,7 +332,7 @@ describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
   });
 
   it('closes an idle flow after udpIdleTimeoutMs; the next datagram starts a new one; no fd leaks', async () => {
-    await (await start()).close(); // the relay thread's own fds exist from here on
+    await (await start()).close(); // the relay threads' own fds exist from here on
     const before = openFds();
     const fwd = await start(200);
     const hostPort = fwd.ports[0]!.hostPort;
