@@ -19,11 +19,15 @@
 //
 // Environment: BENCH_SECONDS (default 3) per measurement, BENCH_ROUNDS
 // (default 1) rounds; the figure reported is the median over rounds.
+// BENCH_ONLY (comma-separated, case-insensitive parts of row names) keeps
+// only the rows it names (and podnet's, which every ratio is of), for
+// quicker runs while tuning one contender.
 import ceiling from './forward/contenders/ceiling.js';
 import direct from './forward/contenders/direct.js';
 import dnat from './forward/contenders/dnat.js';
 import pipeProxy from './forward/contenders/pipe-proxy.js';
 import podnet from './forward/contenders/podnet.js';
+import podnetOneThread from './forward/contenders/podnet-one-thread.js';
 import rootlesskit from './forward/contenders/rootlesskit.js';
 import slirp4netns from './forward/contenders/slirp4netns.js';
 import socat from './forward/contenders/socat.js';
@@ -34,7 +38,17 @@ import { cpuSeconds, settle } from './lib/procs.js';
 import { median, printTable } from './lib/util.js';
 
 /** The rows, in the order of the table (and of each round). */
-const CONTENDERS = [ceiling, direct, dnat, podnet, rootlesskit, slirp4netns, pipeProxy, socat];
+const CONTENDERS = [
+  ceiling,
+  direct,
+  dnat,
+  podnet,
+  podnetOneThread,
+  rootlesskit,
+  slirp4netns,
+  pipeProxy,
+  socat,
+];
 /** The columns. */
 const WORKLOADS = [stream(1), stream(4), connections];
 
@@ -64,7 +78,14 @@ const install = 'scripts/install-bench-deps.sh installs it';
 if (!programs.iperf3) {
   console.log(`iperf3 not found: throughput from the Node stream client instead (${install})`);
 }
-const present = CONTENDERS.filter((c) => {
+const only = (process.env.BENCH_ONLY ?? '')
+  .toLowerCase()
+  .split(',')
+  .filter((w) => w !== '');
+const chosen = CONTENDERS.filter(
+  (c) => c === podnet || only.length === 0 || only.some((w) => c.name.toLowerCase().includes(w)),
+);
+const present = chosen.filter((c) => {
   const missing = c.needs.filter((p) => !programs[p]);
   if (missing.length === 0) return true;
   const what = c === rootlesskit ? 'its row and the goal are' : 'its row is';
