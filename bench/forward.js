@@ -152,6 +152,28 @@ function report(results) {
       ...WORKLOADS.map((w) => fmt(med(PODNET, w.id) / med(name, w.id))),
     ]),
   );
+  if (programs.iperf3) {
+    // Where the cores go: iperf3's client and server, plus the forwarding
+    // processes (none for the kernel paths, whose forwarding is charged to
+    // iperf3's processes). On a machine whose cores are all busy, a path's
+    // throughput is about the cores over its total.
+    const total = (name, w) => med(name, `iperf${w.cpuId[0].toUpperCase()}${w.cpuId.slice(1)}`);
+    const whole = (name, w) =>
+      total(name, w) + (Number.isFinite(med(name, w.cpuId)) ? med(name, w.cpuId) : 0);
+    printTable(
+      'CPU s/Gbit of the whole path: iperf3 (client + server) and the forwarding processes',
+      [
+        'path',
+        ...withCpu.map((w) => `iperf3 ${w.label}`),
+        ...withCpu.map((w) => `whole path ${w.label}`),
+      ],
+      [...results.keys()].map((name) => [
+        name,
+        ...withCpu.map((w) => fmt(total(name, w), 3)),
+        ...withCpu.map((w) => fmt(whole(name, w), 3)),
+      ]),
+    );
+  }
   printTable(
     'Anchors (ANCHORS.md, for reference: another machine, iperf3 -t 5; compare ratios, not figures)',
     ['path', '1 stream Gbit/s', '4 streams Gbit/s', 'conns/s'],
