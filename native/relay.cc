@@ -6,11 +6,13 @@
 // was opened in, so the relay can join a host socket with one opened inside
 // a container.
 //
-// Threads: the first (the acceptor) owns every listener and UDP port; each
-// pair goes, when it is made, to the thread relaying the fewest pairs (the
-// acceptor itself on a tie, so an idle process hands nothing over), and
-// stays there. A pair lives on one thread only: its epoll set, its pipes,
-// its memory. Counters are shared atomics, so they add up over threads.
+// Threads: the first (the acceptor) owns every listener and UDP port, and
+// starts every pair. A pair that turns out to be a bulk stream (its pipe
+// grows) moves, once, to the thread relaying the fewest bulk streams if
+// that has at least two fewer than the acceptor: short connections never
+// pay for a hand-over, and long streams spread over the cores. A pair lives
+// on one thread at a time: its epoll set, its pipes, its memory. Counters
+// are shared atomics, so they add up over threads.
 //
 // UDP: for each client address seen on a host UDP port, a socket from the
 // group's UDP pool is connected to the container's address (a flow), and
@@ -213,6 +215,8 @@ struct Direction {
   bool done = false;            // eof, all written, dst shut down for writing
 };
 
+class Worker;
+
 struct Pair {
   uint64_t id = 0;
   std::shared_ptr<Group> group;
@@ -221,6 +225,9 @@ struct Pair {
   Direction ab, ba;
   bool connecting = false;
   bool closed = false;
+  bool bulk = false;    // a pipe grew: counted in its thread's Worker::bulk
+  bool moving = false;  // off this thread's epoll set, handed over after the batch
+  Worker* moveTo = nullptr;  // while moving
   sockaddr_storage addr{};
   socklen_t addrlen = 0;  // 0: b is already connected
 };
@@ -347,12 +354,13 @@ int SetNonBlocking(int fd) {
   return 0;
 }
 
-// Work for a relay thread from another thread. kStart: a pair, its pipes
-// made and counted (by relayStart or by the acceptor), to be connected and
-// relayed.
+// Work for a relay thread from another thread. kStart: a pair from
+// relayStart, its pipes made and counted, to be connected and relayed;
+// kAdopt: a bulk pair another thread relayed until now, to be registered
+// here.
 struct Command {
-  enum Kind { kStart, kListen, kUdp, kRetry, kCloseGroup } kind;
-  Pair* pair = nullptr;          // kStart
+  enum Kind { kStart, kAdopt, kListen, kUdp, kRetry, kCloseGroup } kind;
+  Pair* pair = nullptr;          // kStart, kAdopt
   Listener* listener = nullptr;  // kListen
   UdpPort* udp = nullptr;        // kUdp
   Group* group = nullptr;        // kCloseGroup
@@ -387,8 +395,6 @@ void CountPair(Group& g, Counters& totals) {
   g.stats.pairs++;
 }
 
-class Worker;
-
 // The relay of the process: its groups, its counters and its threads.
 class Relay {
  public:
@@ -413,10 +419,11 @@ class Relay {
 
   uint64_t NextPairId() { return ++lastPair_; }
 
-  // The thread that relays a new pair: the one with the fewest pairs,
-  // SELF (or the acceptor) on a tie. Counted at once, so pairs picked in a
-  // burst spread before any has reached its thread.
-  Worker& Pick(Worker* self);
+  // Where a pair of SELF that just became a bulk stream (counted in SELF
+  // already) should go: the thread with the fewest bulk streams, if it has
+  // at least two fewer than SELF; else nullptr (it stays). The move is
+  // counted at once, so streams that turn bulk in a burst spread.
+  Worker* Lighter(Worker& self);
 
   // The first thread: listeners, UDP ports and their retries.
   Worker& Acceptor() { return *workers_[0]; }
@@ -426,7 +433,7 @@ class Relay {
   // the fds being closed and on no more refill requests being made.
   std::shared_ptr<Group> CloseGroup(uint32_t id);
 
-  // The pairs each thread relays now (none before the first group).
+  // The bulk streams each thread relays now (none before the first group).
   std::vector<int64_t> Loads();
 
  private:
@@ -494,8 +501,9 @@ class Worker {
     return 0;
   }
 
-  // Pairs on this thread (or on their way to it); read by Relay::Pick.
-  std::atomic<int64_t> load{0};
+  // Bulk pairs on this thread (or on their way to it); read by
+  // Relay::Lighter.
+  std::atomic<int64_t> bulk{0};
 
   void Submit(Command c) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -578,8 +586,10 @@ class Worker {
           auto* f = static_cast<Flow*>(w);
           if (f->fd >= 0) FromContainer(*f);
         } else {
+          // A moving pair is left alone: the thread it goes to registers
+          // it anew, which reports whatever is ready by then.
           auto* end = static_cast<End*>(w);
-          if (!end->pair->closed) Handle(*end->pair, end == &end->pair->b);
+          if (!end->pair->closed && !end->pair->moving) Handle(*end->pair, end == &end->pair->b);
         }
       }
       if (retryAt_ != 0 && now_ >= retryAt_) {
@@ -589,6 +599,12 @@ class Worker {
       for (UdpPort* u : udpPorts_) {
         while (!u->lru.empty() && u->lru.front()->last + u->idleMs <= now_) CloseFlow(*u->lru.front());
       }
+      // Handed over only now: a later event in the same batch may name them.
+      for (std::unique_ptr<Pair>& p : moving_) {
+        Worker* to = p->moveTo;
+        if (!p->closed) to->Submit(Command{Command::kAdopt, p.release(), nullptr, nullptr, nullptr, nullptr});
+      }
+      moving_.clear();
       // Freed only now: a later event in the same batch may name them.
       for (uint64_t id : dead_) pairs_.erase(id);
       dead_.clear();
@@ -611,6 +627,9 @@ class Worker {
       switch (c.kind) {
         case Command::kStart:
           Begin(c.pair);
+          break;
+        case Command::kAdopt:
+          Adopt(c.pair);
           break;
         case Command::kListen:
           AddListener(c.listener);
@@ -637,6 +656,14 @@ class Worker {
   void Close(Group* g) {
     for (auto& [id, p] : pairs_) {
       if (p->group.get() == g && !p->closed) Finish(*p, ECONNABORTED);
+    }
+    // Not handed over yet: the thread they were going to may have closed
+    // the group already. Counted there, so uncounted there.
+    for (std::unique_ptr<Pair>& p : moving_) {
+      if (p->group.get() != g || p->closed) continue;
+      p->moveTo->bulk--;
+      p->bulk = false;
+      Finish(*p, ECONNABORTED);
     }
     for (auto it = listeners_.begin(); it != listeners_.end();) {
       if ((*it)->group.get() != g) {
@@ -929,9 +956,7 @@ class Worker {
     }
     p->id = relay_.NextPairId();
     CountPair(*p->group, totals_);
-    Worker& to = relay_.Pick(this);
-    if (&to == this) return Begin(p.release());
-    to.Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
+    Begin(p.release());
   }
 
   // The pipes of a new pair (a to b, b to a): kept ones, or new ones.
@@ -999,7 +1024,35 @@ class Worker {
     }
     int err = Pump(p.ab, p.ba, p.group->stats, totals_);
     if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_);
-    if (err != 0 || (p.ab.done && p.ba.done)) Finish(p, err);
+    if (err != 0 || (p.ab.done && p.ba.done)) return Finish(p, err);
+    if (!p.bulk && (p.ab.grown || p.ba.grown)) BecameBulk(p);
+  }
+
+  // Counts a pair whose pipe just grew, and moves it to a thread with
+  // fewer bulk streams if there is one: off this epoll set now, handed
+  // over after the batch.
+  void BecameBulk(Pair& p) {
+    p.bulk = true;
+    bulk++;
+    Worker* to = relay_.Lighter(*this);
+    if (to == nullptr) return;
+    p.moving = true;
+    p.moveTo = to;
+    for (End* e : {&p.a, &p.b}) epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+    auto it = pairs_.find(p.id);
+    moving_.push_back(std::move(it->second));
+    pairs_.erase(it);
+  }
+
+  // Takes over a bulk pair from another thread (counted here already).
+  void Adopt(Pair* raw) {
+    pairs_.emplace(raw->id, std::unique_ptr<Pair>(raw));
+    Pair& p = *raw;
+    p.moving = false;
+    p.moveTo = nullptr;
+    // Registration reports what is ready already: nothing that came while
+    // the pair was on its way is missed.
+    if (!Register(p.a) || !Register(p.b)) Finish(p, errno);
   }
 
   // Closes a pair. After an error, both sockets are reset (SO_LINGER 0) so
@@ -1010,7 +1063,7 @@ class Worker {
     p.closed = true;
     totals_.active--;
     p.group->stats.active--;
-    load--;
+    if (p.bulk) bulk--;
     if (err != 0) {
       totals_.failed++;
       p.group->stats.failed++;
@@ -1038,6 +1091,7 @@ class Worker {
   // This thread only:
   std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
   std::vector<uint64_t> dead_;
+  std::vector<std::unique_ptr<Pair>> moving_;  // off the epoll set, handed over after the batch
   std::vector<std::unique_ptr<Listener>> listeners_;
   // Closed with their group, freed after the epoll batch like pairs.
   std::vector<std::unique_ptr<Listener>> deadListeners_;
@@ -1072,24 +1126,27 @@ int Relay::Ensure(const char** syscall) {
   return 0;
 }
 
-Worker& Relay::Pick(Worker* self) {
-  Worker* best = self != nullptr ? self : workers_[0].get();
-  int64_t least = best->load.load(std::memory_order_relaxed);
+Worker* Relay::Lighter(Worker& self) {
+  Worker* best = nullptr;
+  int64_t least = self.bulk.load(std::memory_order_relaxed) - 1;
   for (const std::unique_ptr<Worker>& w : workers_) {
-    int64_t n = w->load.load(std::memory_order_relaxed);
+    int64_t n = w->bulk.load(std::memory_order_relaxed);
     if (n < least) {
       best = w.get();
       least = n;
     }
   }
-  best->load.fetch_add(1, std::memory_order_relaxed);
-  return *best;
+  if (best != nullptr) {
+    self.bulk.fetch_sub(1, std::memory_order_relaxed);
+    best->bulk.fetch_add(1, std::memory_order_relaxed);
+  }
+  return best;
 }
 
 std::vector<int64_t> Relay::Loads() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<int64_t> out;
-  for (const std::unique_ptr<Worker>& w : workers_) out.push_back(w->load.load(std::memory_order_relaxed));
+  for (const std::unique_ptr<Worker>& w : workers_) out.push_back(w->bulk.load(std::memory_order_relaxed));
   return out;
 }
 
@@ -1184,7 +1241,7 @@ Napi::Value JsStart(const Napi::CallbackInfo& info) {
   p->id = TheRelay().NextPairId();
   uint64_t id = p->id;
   CountPair(*p->group, TheRelay().Totals());
-  TheRelay().Pick(nullptr).Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
+  TheRelay().Acceptor().Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
@@ -1337,8 +1394,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   return StatsObject(info.Env(), &TheRelay().Totals());
 }
 
-// relayThreads(): the pairs each relay thread relays now, one entry per
-// thread (empty before the first group).
+// relayThreads(): the bulk streams (pairs whose pipe grew) each relay
+// thread relays now, one entry per thread (empty before the first group).
 Napi::Value JsThreads(const Napi::CallbackInfo& info) {
   std::vector<int64_t> loads = TheRelay().Loads();
   Napi::Array out = Napi::Array::New(info.Env(), loads.size());

@@ -101,8 +101,9 @@ export interface NativeBinding {
   /** Counters of a group (undefined once closed), or of the whole process without one. */
   relayStats(group?: number): RelayStats | undefined;
   /**
-   * The pairs each relay thread relays now (including those on their way
-   * to it), one entry per thread; empty before the first relayGroup.
+   * The bulk streams (pairs whose pipe grew) each relay thread relays now,
+   * including those on their way to it, one entry per thread; empty
+   * before the first relayGroup.
    */
   relayThreads(): number[];
   /**

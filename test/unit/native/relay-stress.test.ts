@@ -7,8 +7,9 @@
 // is closed without EPOLL_CTL_DEL). Run under the sanitizer build too
 // (test/unit/native/sanitizers.test.ts), where a use after free is fatal; here the
 // counters and the fd table must come back to where they were. With more
-// relay threads than this machine may have cores, so the acceptor hands
-// pairs to other threads while their group closes.
+// relay threads than this machine may have cores, and bulk connections
+// among the short ones, so pairs move between threads while their group
+// closes.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -49,8 +50,9 @@ function spawnLoop(): { stop: () => Promise<number> } {
 }
 
 // Connects to PORT over and over, CONCURRENCY at a time, each connection
-// sending a line and closing at its echo (or at a reset), until told to
-// stop; then reports how many were echoed. A thread of its own, so that
+// sending a line (every fourth one 512 KiB, so its pipe grows and it may
+// move to another relay thread) and closing at its echo (or at a reset),
+// until told to stop; then reports how many were echoed. A thread of its own, so that
 // clients keep arriving while the JS thread is blocked in relayCloseGroup.
 const FLOOD = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -58,6 +60,8 @@ const net = require('node:net');
 let stopping = false;
 let live = 0;
 let echoed = 0;
+let made = 0;
+const bulk = Buffer.alloc(512 * 1024, 1);
 function one() {
   live++;
   const c = net.connect({ host: '127.0.0.1', port: workerData.port });
@@ -68,7 +72,7 @@ function one() {
     if (!stopping) setImmediate(one);
     else if (live === 0) parentPort.postMessage({ echoed });
   });
-  c.write('ping\\n');
+  c.write(made++ % 4 === 0 ? bulk : 'ping\\n');
 }
 parentPort.on('message', () => { stopping = true; if (live === 0) parentPort.postMessage({ echoed }); });
 for (let i = 0; i < workerData.concurrency; i++) one();

@@ -1,7 +1,7 @@
 // The native relay on its own, between loopback sockets (no root needed):
 // byte integrity and half-close both ways, through splice and through the
-// read/write fallback, pairs spread over the relay threads, and close of a
-// group.
+// read/write fallback, bulk streams spread over the relay threads, and
+// close of a group.
 import { createHash, randomBytes } from 'node:crypto';
 import { fstatSync, openSync } from 'node:fs';
 import net from 'node:net';
@@ -81,40 +81,36 @@ describe('native relay', () => {
     expect(after.failed).toBe(before.failed);
   });
 
-  it('spreads concurrent pairs evenly over the threads, and their counters add up', async () => {
+  it('spreads bulk streams evenly over the threads, and their counters add up', async () => {
     flags = 0;
-    expect(native.relayThreads()).toHaveLength(THREADS);
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(0));
     const before = native.relayStats(group)!;
     const port = (front.address() as net.AddressInfo).port;
-    // Open together and held open (no EOF yet), so every pair is live when
-    // the next one is placed.
     const n = 2 * THREADS;
-    const clients = await Promise.all(
-      Array.from(
-        { length: n },
-        () =>
-          new Promise<net.Socket>((resolve, reject) => {
-            const c = net.connect({ host: '127.0.0.1', port }, () => resolve(c));
-            c.on('error', reject);
-          }),
-      ),
-    );
-    await expect.poll(() => native.relayStats(group)!.active - before.active).toBe(n);
+    const data = randomBytes(4 * 1024 * 1024);
+    // Every stream sends its bulk and keeps its end open, so all are live
+    // bulk streams (their pipes grown) at once; each read echoes back.
+    const streams = Array.from({ length: n }, () => {
+      const c = net.connect({ host: '127.0.0.1', port });
+      const chunks: Buffer[] = [];
+      const back = new Promise<Buffer>((resolve, reject) => {
+        c.on('data', (d: Buffer) => chunks.push(d));
+        c.on('end', () => resolve(Buffer.concat(chunks)));
+        c.on('error', reject);
+      });
+      c.write(data);
+      return { c, back };
+    });
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    await expect.poll(() => sum(native.relayThreads()), { timeout: 10_000 }).toBe(n);
+    // Each moved, when it turned bulk, to a thread with two fewer.
     expect(native.relayThreads()).toEqual(Array(THREADS).fill(2));
-    const data = randomBytes(256 * 1024);
-    const backs = await Promise.all(
-      clients.map(
-        (c) =>
-          new Promise<Buffer>((resolve, reject) => {
-            const chunks: Buffer[] = [];
-            c.on('data', (d: Buffer) => chunks.push(d));
-            c.on('end', () => resolve(Buffer.concat(chunks)));
-            c.on('error', reject);
-            c.end(data);
-          }),
-      ),
-    );
-    for (const back of backs) expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    for (const { c } of streams) c.end();
+    const backs = await Promise.all(streams.map((s) => s.back));
+    for (const back of backs) {
+      expect(back.length).toBe(data.length + 3);
+      expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    }
     await expect.poll(() => native.relayStats(group)!.active).toBe(before.active);
     const after = native.relayStats(group)!;
     expect(after.pairs - before.pairs).toBe(n);
