@@ -27,6 +27,7 @@ import direct from './forward/contenders/direct.js';
 import dnat from './forward/contenders/dnat.js';
 import pipeProxy from './forward/contenders/pipe-proxy.js';
 import podnet from './forward/contenders/podnet.js';
+import podnetBaseline from './forward/contenders/podnet-baseline.js';
 import podnetOneThread from './forward/contenders/podnet-one-thread.js';
 import rootlesskit from './forward/contenders/rootlesskit.js';
 import slirp4netns from './forward/contenders/slirp4netns.js';
@@ -44,6 +45,7 @@ const CONTENDERS = [
   dnat,
   podnet,
   podnetOneThread,
+  ...(process.env.PODNET_BASELINE ? [podnetBaseline] : []),
   rootlesskit,
   slirp4netns,
   pipeProxy,
@@ -215,6 +217,8 @@ function report(results) {
       [...results.keys()].map((k) => [k, Object.fromEntries(keys.map((f) => [f, med(k, f)]))]),
     ),
     goal,
+    // Every row's figures in each round, to see how far the machine's noise moves them.
+    perRound: Object.fromEntries(results),
   };
   console.log(JSON.stringify(summary));
 }

@@ -4,8 +4,11 @@
 import { stopChild } from '../lib/procs.js';
 import { CTR_ADDR, mappingArgs } from './context.js';
 
-/** A contender named NAME that runs role ROLE on host ports PORTS, ENV added to its environment. */
-export function roleProxy(name, role, ports, env = {}) {
+/**
+ * A contender named NAME that runs role ROLE on host ports PORTS, ENV added
+ * to its environment, from ROLES_FILE (default: this checkout's).
+ */
+export function roleProxy(name, role, ports, env = {}, rolesFile = undefined) {
   return {
     name,
     needs: [],
@@ -14,6 +17,7 @@ export function roleProxy(name, role, ports, env = {}) {
         ctx.host,
         [role, ctx.ctr.path, CTR_ADDR, ...mappingArgs(ports)],
         env,
+        rolesFile,
       );
       return {
         from: ctx.host,
