@@ -148,8 +148,9 @@ export interface NativeBinding {
   /** The reply to a channel's request is still to come. */
   STATS_PENDING: number;
   /**
-   * A new relay group (one per port forwarder); starts the relay thread on
-   * first use. `onRefill(kind, left)` is called when one of the group's
+   * A new relay group (one per port forwarder); starts the relay threads on
+   * first use (one per available core, at most 8; PODNET_RELAY_THREADS,
+   * 1 to 64, read then, overrides). `onRefill(kind, left)` is called when one of the group's
    * socket pools is at or below its low-water mark (once until
    * relayPoolAdd or relayPoolFailed answers); while the group is open it
    * keeps the event loop alive, as a listening server does.
@@ -192,6 +193,12 @@ export interface NativeBinding {
   relayCloseGroup(group: number): RelayStats | undefined;
   /** Counters of a group (undefined once closed), or of the whole process without one. */
   relayStats(group?: number): RelayStats | undefined;
+  /**
+   * The bulk streams (pairs whose pipe grew) each relay thread relays now,
+   * including those on their way to it, one entry per thread; empty
+   * before the first relayGroup.
+   */
+  relayThreads(): number[];
   /**
    * A socket bound to `addr` (a raw sockaddr) in this process's namespace,
    * listening when `type` is SOCK_STREAM (IPv6 ones IPv6-only): [fd, port].
