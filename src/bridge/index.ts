@@ -13,3 +13,4 @@ export {
   DriverUnsupportedError,
   HOST_LOCAL_DATA_DIR,
 } from './network.js';
+export { PodnetTable } from './nft/index.js';

@@ -22,6 +22,7 @@ import {
 import { access, mkdir, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PodnetTable } from '../bridge/index.js';
 import { scanNetworks } from '../cni/config.js';
 import {
   type CniNetworkList,
@@ -267,7 +268,14 @@ export class Networks {
       const shared = (await this.#networks()).some(
         (n) => n.name !== net.name && n.driver === 'bridge' && n.network_interface === bridge,
       );
-      if (bridge !== undefined && !shared) await deleteBridge(bridge);
+      if (bridge !== undefined && !shared) {
+        await deleteBridge(bridge);
+        await forgetInFirewall(
+          net.name,
+          bridge,
+          (net.subnets ?? []).map((x) => x.subnet),
+        );
+      }
       await unlink(list.source);
     } finally {
       held.release();
@@ -387,6 +395,22 @@ export class Networks {
     } finally {
       closeSync(dirFd);
     }
+  }
+}
+
+/**
+ * Removes a network's elements (its subnets, its bridge) from the native
+ * driver's nftables table, if the host has that table: what the driver's
+ * first container on the network added stays as long as the network does.
+ */
+async function forgetInFirewall(name: string, bridge: string, subnets: string[]): Promise<void> {
+  if (subnets.length === 0) return;
+  const table = await PodnetTable.openExisting();
+  if (!table) return;
+  try {
+    table.removeNetwork({ name, bridge, subnets, masquerade: true });
+  } finally {
+    table.close();
   }
 }
 

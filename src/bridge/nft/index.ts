@@ -216,6 +216,23 @@ export class PodnetTable {
    * its own); without, in this process's namespace.
    */
   static async open(opts: { netns?: NetworkNamespace } = {}): Promise<PodnetTable> {
+    return (await PodnetTable.#open(opts, true))!;
+  }
+
+  /**
+   * Opens the table only if it exists (undefined when it does not): for
+   * removing what a network left, where making the table would be a change.
+   */
+  static async openExisting(
+    opts: { netns?: NetworkNamespace } = {},
+  ): Promise<PodnetTable | undefined> {
+    return PodnetTable.#open(opts, false);
+  }
+
+  static async #open(
+    opts: { netns?: NetworkNamespace },
+    create: boolean,
+  ): Promise<PodnetTable | undefined> {
     const where = opts.netns ? `'${opts.netns.path}'` : 'this namespace';
     let sock: NativeNfnlSocket;
     try {
@@ -227,12 +244,27 @@ export class PodnetTable {
     }
     const table = new PodnetTable(sock, where);
     try {
-      table.#ensureStructure();
+      if (create) table.#ensureStructure();
+      else if (!table.#exists()) {
+        table.close();
+        return undefined;
+      }
     } catch (err) {
       table.close();
       throw err;
     }
     return table;
+  }
+
+  #exists(): boolean {
+    const probe = this.#call((s) => s.request(getTable(TABLE)));
+    if (!probe) return true;
+    if (probe[1] === ENOENT) return false;
+    throw new NftBatchError(
+      `looking up table inet ${TABLE} in ${this.#where}`,
+      'the lookup',
+      probe[1],
+    );
   }
 
   #ensureStructure(): void {

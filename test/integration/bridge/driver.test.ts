@@ -253,6 +253,40 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
     expect(await settledDiff(host, baseline)).toEqual([]);
   });
 
+  it('serves a network made by `network create` (DNS off): its subnet, its bridge, its ports', async () => {
+    const dir = '/run/podnet-test-made.d';
+    mkdirSync(host.path(dir), { recursive: true, mode: 0o755 });
+    const conf = ['--cni-config-dir', dir];
+    await ok(host, [
+      'network',
+      'create',
+      'made',
+      '--disable-dns',
+      '--subnet',
+      '10.77.0.0/24',
+      ...conf,
+    ]);
+    const id = `made-${uniq()}`;
+    await ok(host, ['up', id, '--driver', 'native', '--network', 'made', '-p', '8090:80', ...conf]);
+    const shown = await inspect(host, id);
+    expect(String(shown['IPAddress'])).toMatch(/^10\.77\.0\.\d+$/);
+    const s = await stateOf(host, id);
+    expect(s).toMatchObject({ networks: [{ driver: 'native' }] });
+    const server = await serve(host, s!.netnsPath!, ['80']);
+    try {
+      expect((await probe(host, OUTSIDE, ['tcp', HOST_IP, '8090'])).stdout.trim()).toBe(
+        `tcp:80:${OUTSIDE_IP}`,
+      );
+    } finally {
+      await stop(server);
+    }
+    await ok(host, ['down', id, ...conf]);
+    await ok(host, ['network', 'rm', 'made', ...conf]);
+    await host.run(['rm', '-rf', dir]);
+    // network rm took the bridge and the network's elements of the table too.
+    expect(await settledDiff(host, baseline)).toEqual([]);
+  });
+
   describe('bad input: a typed error, nothing changed', () => {
     const refused = async (args: string[], code: string, prepare?: string[][]): Promise<void> => {
       for (const argv of prepare ?? []) {
