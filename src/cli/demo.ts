@@ -44,13 +44,26 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
-/** The nat table as iptables-save prints it ('' when iptables is missing). */
-function iptablesNat(): Promise<string> {
+/** What a program prints ('' when it is missing or fails). */
+function output(file: string, args: string[]): Promise<string> {
   return new Promise((resolve) => {
-    execFile('iptables-save', ['-t', 'nat'], { timeout: 10_000 }, (err, stdout) =>
-      resolve(err ? '' : stdout),
-    );
+    execFile(file, args, { timeout: 10_000 }, (err, stdout) => resolve(err ? '' : stdout));
   });
+}
+
+/**
+ * The port rules a container's setup made: the plugins' in iptables' nat
+ * table (tagged with the container ID), the native driver's in podnet's
+ * nftables table (its host port's map element); as `nft` and
+ * `iptables-save` print them, '' where one is missing.
+ */
+async function portRules(id: string, hostPort: number): Promise<string[]> {
+  const nat = await output('iptables-save', ['-t', 'nat']);
+  const table = await output('nft', ['list', 'table', 'inet', 'podnet']);
+  return [
+    ...nat.split('\n').filter((l) => l.includes(`id: "${id}"`)),
+    ...table.split('\n').filter((l) => l.includes(`. ${hostPort} :`)),
+  ];
 }
 
 async function hostLinkExists(name: string): Promise<boolean> {
@@ -84,7 +97,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     `1. setting up container '${id}' on network '${DEFAULT_NETWORK.name}' (bridge ${bridge}, 10.88.0.0/16)`,
   );
   say(
-    `   with port 127.0.0.1:${hostPort} -> 80/tcp published (plugins: bridge, host-local, portmap, firewall, tuning)`,
+    `   with port 127.0.0.1:${hostPort} -> 80/tcp published (the native driver: what bridge, host-local, portmap, firewall and tuning do, in-process)`,
   );
   const attached = await nw.setup({
     id,
@@ -186,17 +199,26 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     };
   } finally {
     server.close();
-    say('5. tearing down: CNI DEL of every plugin, namespace unmounted, state removed');
+    say('5. tearing down: port rules and lease released, namespace unmounted, state removed');
     await attached.teardown();
   }
 
-  // The bridge plugin never deletes its bridge; the demo removes it when it made it.
+  // A bridge stays (the plugins and the native driver share it between
+  // containers); the demo removes it when it made it, once the kernel has
+  // taken the container's veth away with its namespace (asynchronously).
   if (!bridgeExisted && (await hostLinkExists(bridge))) {
     const host = await NetworkNamespace.open('/proc/self/ns/net');
     try {
-      const links = await host.links();
-      const br = links.find((l) => l.name === bridge);
-      if (br && !links.some((l) => l.master === br.index)) await host.deleteLink(bridge);
+      for (let i = 0; i < 40; i++) {
+        const links = await host.links();
+        const br = links.find((l) => l.name === bridge);
+        if (!br) break;
+        if (!links.some((l) => l.master === br.index)) {
+          await host.deleteLink(bridge);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
     } finally {
       host.close();
     }
@@ -209,7 +231,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     stateRemoved: (await nw.store.read(id)) === undefined,
     cniCacheRemoved: cached === undefined,
     addressReleased: !existsSync(`/var/lib/cni/networks/${DEFAULT_NETWORK.name}/${report.address}`),
-    portRulesRemoved: !(await iptablesNat()).includes(`id: "${id}"`),
+    portRulesRemoved: (await portRules(id, hostPort)).length === 0,
     bridgeAsFound: (await hostLinkExists(bridge)) === bridgeExisted,
   };
   for (const [check, ok] of Object.entries(leftovers)) say(`   ${ok ? 'ok  ' : 'LEFT'} ${check}`);
