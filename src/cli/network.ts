@@ -3,7 +3,7 @@
 // nowhere else; every check of their meaning is the library's (plan.ts).
 import { scanNetworks } from '../cni/config.js';
 import { normalizeResult } from '../cni/index.js';
-import type { ConnectOptions, ContainerState } from '../network/types.js';
+import type { ContainerState, PerNetworkOptions } from '../network/types.js';
 import type { NetworkCreateOptions, NetworkDriver, NetworkFilters } from '../networks/index.js';
 import { Networks } from '../networks/index.js';
 import { networkingFromFlags, reportSkipped } from './context.js';
@@ -78,7 +78,7 @@ export function listFilters(flags: FlagValues): NetworkFilters {
 const ACTIONS = 'create, ls, inspect, rm, prune, exists, connect, disconnect or reload';
 
 /** The connect options FLAGS ask for (--ip, --ip6, --mac, --alias). */
-export function connectOptions(flags: FlagValues): ConnectOptions {
+export function connectOptions(flags: FlagValues): PerNetworkOptions {
   const ip = str(flags, 'ip');
   const ip6 = str(flags, 'ip6');
   const mac = str(flags, 'mac');

@@ -39,8 +39,8 @@ import {
 import { checkContainerId, StateStore } from './state.js';
 import type {
   AttachedNetwork,
-  ConnectOptions,
   ContainerState,
+  PerNetworkOptions,
   SetupOptions,
   SetupTraceContext,
 } from './types.js';
@@ -389,7 +389,7 @@ export class Networking {
   async connect(
     id: string,
     network: string,
-    options: ConnectOptions = {},
+    options: PerNetworkOptions = {},
   ): Promise<AttachedNetwork> {
     return this.#underLock(id, async (state) => {
       const n = await planConnect(this.#context(), state, network, options);

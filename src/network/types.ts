@@ -78,7 +78,7 @@ export interface SetupOptions {
 }
 
 /**
- * One network's own settings in a setup or a connect: podman's
+ * One network's own settings in a setup or in `Networking.connect`: podman's
  * PerNetworkOptions (static_ips, static_mac, aliases, interface_name),
  * spelt as podnet's options are. Static addresses go to host-local (the
  * `ips` capability and CNI_ARGS IP) or the native driver's IPAM; the MAC to
@@ -96,9 +96,6 @@ export interface PerNetworkOptions {
   /** The interface inside the namespace: ethN (default the lowest free one). */
   interfaceName?: string;
 }
-
-/** What `Networking.connect` is asked for: a network's own settings. */
-export type ConnectOptions = PerNetworkOptions;
 
 /**
  * The context object of a setup on the `podnet:network:setup` tracing
