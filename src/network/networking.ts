@@ -442,6 +442,7 @@ export class Networking {
         prevResult: result,
       };
       await this.store.write(state);
+      publish('podnet:network:connect', { id, network, phase: 'detaching' });
       await undoPending(this.#context(), state, { deleteLink: true });
       delete state.adding;
       await this.store.write(state);

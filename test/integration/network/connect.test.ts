@@ -47,19 +47,20 @@ async function roundTrip(a: Attachment, addr: string): Promise<string> {
   }
 }
 
-/** Runs connect in a child process that SIGKILLs itself at CHANNEL#PHASE. */
+/** Runs connect (or disconnect) in a child process that SIGKILLs itself at CHANNEL#PHASE. */
 function childConnect(
   env: NetEnv,
   id: string,
   network: string,
   dieAt: string,
+  action: 'connect' | 'disconnect' = 'connect',
 ): Promise<number | null> {
   const script = `
     const { Networking, CniRuntime } = await import(${JSON.stringify(dist)});
     const [o, id, network] = JSON.parse(process.argv[1]);
     const nw = new Networking({ cni: new CniRuntime({ confDir: o.confDir, cacheDir: o.cacheDir, pluginDirs: o.pluginDirs }),
       stateDir: o.stateDir, netnsDir: o.netnsDir, defaultNetwork: o.defaultNetwork, driver: o.driver });
-    await nw.connect(id, network);`;
+    await nw[${JSON.stringify(action)}](id, network);`;
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -253,6 +254,26 @@ describe.skipIf(!isRoot).each(['cni', 'native'] as const)(
       expect(await ifaceInfo(a.state.netnsPath, 'eth0')).toEqual(eth0);
       // And it can be connected again.
       expect((await nw.connect('ctr-kill', n1!.name)).ifName).toBe('eth1');
+      await a.teardown();
+    });
+
+    it('a disconnect SIGKILLed once journalled is finished by gc: the interface gone, its lease freed', async () => {
+      const env = await envs.use(2);
+      const [n0, n1] = env.networks as [NetEnv['networks'][0], NetEnv['networks'][0]];
+      const nw = env.net();
+      const a = await nw.setup({ id: 'ctr-dkill', name: 'dkill', networks: [n0!.name, n1!.name] });
+      const eth0 = await ifaceInfo(a.state.netnsPath, 'eth0');
+      const dieAt = 'podnet:network:connect#detaching';
+      expect(await childConnect(env, 'ctr-dkill', n1!.name, dieAt, 'disconnect')).toBeNull();
+      expect(await hasLink(a.state.netnsPath, 'eth1')).toBe(true);
+      const report = await env.net().gc();
+      expect(report.errors).toEqual([]);
+      expect(report.releasedAttachments).toEqual([
+        { network: n1!.name, containerId: 'ctr-dkill', ifName: 'eth1' },
+      ]);
+      expect(await hasLink(a.state.netnsPath, 'eth1')).toBe(false);
+      expect(leases(env, n1!.name)).toEqual([]);
+      expect(await ifaceInfo(a.state.netnsPath, 'eth0')).toEqual(eth0);
       await a.teardown();
     });
   },

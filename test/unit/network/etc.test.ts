@@ -160,8 +160,9 @@ describe('writeEtcFiles', () => {
   });
 
   it('writes both files whole, leaving no temp file; refuses a symlinked dir', () => {
-    dir = mkdtempSync(join(tmpdir(), 'podnet-test-etc-'));
-    const etc = join(dir, 'etc');
+    const root = mkdtempSync(join(tmpdir(), 'podnet-test-etc-'));
+    dir = root;
+    const etc = join(root, 'etc');
     mkdirSync(etc);
     writeEtcFiles(etc, { resolvConf: 'nameserver 10.89.0.1\n', hosts: '127.0.0.1\tlocalhost\n' });
     writeEtcFiles(etc, { resolvConf: 'nameserver 10.89.0.2\n', hosts: '::1\tlocalhost\n' });
@@ -169,12 +170,12 @@ describe('writeEtcFiles', () => {
     expect(readFileSync(join(etc, 'resolv.conf'), 'utf8')).toBe('nameserver 10.89.0.2\n');
     expect(readFileSync(join(etc, 'hosts'), 'utf8')).toBe('::1\tlocalhost\n');
 
-    const link = join(dir, 'link');
+    const link = join(root, 'link');
     symlinkSync(etc, link);
     expect(() => writeEtcFiles(link, { resolvConf: 'x', hosts: 'y' })).toThrow(
       expect.objectContaining({ code: 'ERR_PODNET_UNSAFE_PATH' }),
     );
-    expect(() => writeEtcFiles(join(dir, 'missing'), { resolvConf: 'x', hosts: 'y' })).toThrow(
+    expect(() => writeEtcFiles(join(root, 'missing'), { resolvConf: 'x', hosts: 'y' })).toThrow(
       expect.objectContaining({ code: 'ERR_PODNET_UNSAFE_PATH' }),
     );
     expect(readFileSync(join(etc, 'hosts'), 'utf8')).toBe('::1\tlocalhost\n');
