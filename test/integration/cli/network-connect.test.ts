@@ -3,14 +3,24 @@
 // host's own rules, never the machine's). Reload after the flush: the
 // published port answers again, with the same address and MAC inside.
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../../helpers/fixtures.js';
-import { uniq } from '../../helpers/host.js';
+import { PLUGIN_DIR, uniq } from '../../helpers/host.js';
 import { CONF_FLAGS, ok, skipReason, stateOf, warmHost } from '../../helpers/lifecycle-env.js';
+import { reportSkip } from '../../helpers/skip.js';
 import type { ThrowawayHost } from '../../helpers/throwaway-host.js';
 
 const PROBE = fixture('network/probe.mjs');
+const DNS_PROBE = fixture('networks/probe.mjs');
+const dnsMissing = [join(PLUGIN_DIR, 'dnsname'), '/usr/sbin/dnsmasq'].find((t) => !existsSync(t));
+const dnsSkip = reportSkip(
+  'the connect DNS case',
+  dnsMissing === undefined
+    ? undefined
+    : `${dnsMissing} is missing (scripts/install-debian-deps.sh)`,
+);
 
 /** Starts probe servers inside NETNS (inside HOST); resolves once they listen. */
 async function serve(host: ThrowawayHost, netns: string, ports: string[]): Promise<ChildProcess> {
@@ -152,4 +162,45 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
     expect(r.stderr).toMatch(/\[ERR_PODNET_UNSAFE_PATH\]\n$/);
     expect(await stateOf(host, id)).toBeUndefined();
   });
+
+  it.skipIf(dnsSkip !== undefined)(
+    'a connected container is resolved by name and alias on the new network, until it disconnects; resolv.conf names the gateway',
+    async () => {
+      const net = `dn${uniq()}`;
+      const [a, b] = [`dnsa-${uniq()}`, `dnsb-${uniq()}`];
+      await ok(host, ['network', 'create', net, '--subnet', '10.77.4.0/24']);
+      const etc = `/run/etc-${a}`;
+      mkdirSync(host.path(etc));
+      await ok(host, ['up', a, '--network', net, '--write-etc', etc]);
+      await ok(host, ['up', b]);
+      const resolv = readFileSync(host.path(`${etc}/resolv.conf`), 'utf8');
+      expect(resolv).toMatch(/^search dns\.podman( |$)/m);
+      expect(resolv.match(/^nameserver .*$/gm)).toEqual(['nameserver 10.77.4.1']);
+      const ip = JSON.parse(
+        await ok(host, ['network', 'connect', net, b, '--alias', 'bee', '--json']),
+      ).addresses[0].split('/')[0];
+      const netnsA = (await stateOf(host, a))!.netnsPath!;
+      const resolve = async (name: string) => {
+        const r = await host.run([
+          'nsenter',
+          `--net=${netnsA}`,
+          '--',
+          process.execPath,
+          DNS_PROBE,
+          'resolve',
+          '10.77.4.1',
+          name,
+        ]);
+        return JSON.parse(r.stdout);
+      };
+      expect(await resolve(b)).toEqual({ addresses: [ip] });
+      expect(await resolve('bee.dns.podman')).toEqual({ addresses: [ip] });
+      await ok(host, ['network', 'disconnect', net, b]);
+      expect(await resolve(`${b}.dns.podman`)).toEqual({ error: 'ENOTFOUND' });
+      expect(await resolve('bee.dns.podman')).toEqual({ error: 'ENOTFOUND' });
+      await ok(host, ['down', a]);
+      await ok(host, ['down', b]);
+      await ok(host, ['network', 'rm', net]);
+    },
+  );
 });
