@@ -397,7 +397,11 @@ export class Networking {
       checkPrivateDir(this.cni.cache.dir);
       const journal = (): Promise<void> => this.store.write(state);
       const netns = n.native ? await NetworkNamespace.open(state.netnsPath) : undefined;
+      const requested = state.networksRequested;
       try {
+        // Inspect lists the networks by name from now on, as podman does
+        // once a container has more than its default network.
+        state.networksRequested = true;
         const attached = await this.#addNetwork(state, n, netns, journal, undefined, (i) =>
           publish('podnet:network:connect', { id, network, phase: `plugin:${i}` }),
         );
@@ -406,8 +410,10 @@ export class Networking {
       } catch (err) {
         const cleanup: unknown[] = [];
         try {
-          await undoPending(this.#context(), state);
+          // The namespace stays: the native driver's veth must go too.
+          await undoPending(this.#context(), state, { deleteLink: true });
           delete state.adding;
+          state.networksRequested = requested;
           await journal();
         } catch (e) {
           // The `adding` entry stays, for teardown or gc to finish.

@@ -223,6 +223,48 @@ describe.skipIf(!isRoot).each(['cni', 'native'] as const)(
       await a.teardown();
     });
 
+    it('a container on the default network connected to another: inspect lists both, with its aliases', async () => {
+      const env = await envs.use(2);
+      const [n0, n1] = env.networks as [NetEnv['networks'][0], NetEnv['networks'][0]];
+      const nw = env.net();
+      const a = await nw.setup({ id: 'ctr-dflt', name: 'dflt' });
+      expect(a.inspect().Networks).toBeUndefined();
+      await nw.connect('ctr-dflt', n1!.name, { aliases: ['db'] });
+      const loaded = await nw.load('ctr-dflt');
+      const networks = loaded.inspect().Networks ?? {};
+      loaded.close();
+      expect(Object.keys(networks)).toEqual([n0!.name, n1!.name]);
+      expect(networks[n1!.name]?.Aliases).toEqual(['db']);
+      expect(networks[n0!.name]?.Aliases).toBeUndefined();
+      await a.teardown();
+    });
+
+    it('a connect that fails midway (its address is taken) is rolled back: no eth1, no lease, state as before', async () => {
+      const env = await envs.use(2);
+      const [n0, n1] = env.networks as [NetEnv['networks'][0], NetEnv['networks'][0]];
+      const nw = env.net();
+      const holder = await nw.setup({
+        id: 'ctr-holder',
+        name: 'holder',
+        networks: { [n1!.name]: { ip: `${n1!.prefix}.50` } },
+      });
+      const a = await nw.setup({ id: 'ctr-roll', name: 'roll', networks: [n0!.name] });
+      const file = join(env.stateDir, 'ctr-roll.json');
+      const before = readFileSync(file, 'utf8');
+      const err = (await nw.connect('ctr-roll', n1!.name, { ip: `${n1!.prefix}.50` }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as Error & { code?: string; cleanupError?: unknown };
+      expect(err?.code).toMatch(/^ERR_PODNET_(ADDRESS_TAKEN|CNI_PLUGIN)$/);
+      expect(err.cleanupError).toBeUndefined();
+      expect(await hasLink(a.state.netnsPath, 'eth1')).toBe(false);
+      expect(leases(env, n1!.name)).toEqual([`${n1!.prefix}.50`]);
+      // Rewritten by the rollback (its keys in another order), the same state.
+      expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(JSON.parse(before));
+      await a.teardown();
+      await holder.teardown();
+    });
+
     it('a connect SIGKILLed midway is undone by gc; the container keeps eth0', async () => {
       const env = await envs.use(2);
       const [n0, n1] = env.networks as [NetEnv['networks'][0], NetEnv['networks'][0]];
