@@ -101,7 +101,9 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
         for (const argv of flush) expect((await host.run(argv)).code).toBe(0);
         expect((await reach()).code).not.toBe(0);
 
-        const out = JSON.parse(await ok(host, ['network', 'reload', id, '--json']));
+        // --all: every ready container of the host (this one alone here).
+        const which = driver === 'cni' ? [id] : ['--all'];
+        const out = JSON.parse(await ok(host, ['network', 'reload', ...which, '--json']));
         expect(out).toEqual([{ id, networks: ['podman'] }]);
         expect((await reach()).stdout.trim()).toMatch(/^tcp:80:/);
         expect(await eth0(host, netns)).toBe(before);
