@@ -138,13 +138,19 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
       : [[ctx.defaultNetwork, {}]]
     : [];
   const names = wanted.map(([n]) => n);
-  // The flat options keep podman's first-network rule, unless that network
-  // sets its own.
+  // The flat options keep podman's first-network rule; given for a network
+  // that sets its own too, they are refused rather than one silently lost.
   if (wanted[0] && (ip !== undefined || mac !== undefined)) {
-    const first = wanted[0][1];
-    if (first.ip === undefined && first.ip6 === undefined && ip !== undefined)
-      wanted[0][1] = { ...first, ip };
-    if (first.mac === undefined && mac !== undefined) wanted[0][1] = { ...wanted[0][1], mac };
+    const [name, own] = wanted[0];
+    if ((ip !== undefined && (own.ip ?? own.ip6) !== undefined) || (mac && own.mac))
+      throw new InvalidArgumentError(
+        `network '${name}' has its own static address: give it there or in the flat options, not both`,
+      );
+    wanted[0][1] = {
+      ...own,
+      ...(ip === undefined ? {} : { ip }),
+      ...(mac === undefined ? {} : { mac }),
+    };
   }
   const ifNames = interfaceNames(wanted.map(([, o]) => o.interfaceName));
   // Load every config before anything is made: a missing network changes nothing.
@@ -312,19 +318,17 @@ const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/;
 /** `networks` as [name, options] pairs, each checked. */
 function checkRequestedNetworks(networks: SetupOptions['networks']): [string, PerNetworkOptions][] {
   if (networks === undefined) return [];
-  const pairs: [string, unknown][] = Array.isArray(networks)
-    ? networks.map((n) => [n, {}])
-    : typeof networks === 'object' && networks !== null
-      ? Object.entries(networks)
-      : [];
-  if (!Array.isArray(networks) && (typeof networks !== 'object' || networks === null))
+  if (typeof networks !== 'object' || networks === null)
     throw new InvalidArgumentError('networks must be an array of names or a record of options');
+  const pairs: [unknown, unknown][] = Array.isArray(networks)
+    ? networks.map((n) => [n, {}])
+    : Object.entries(networks);
   if (pairs.some(([n]) => typeof n !== 'string' || n === ''))
     throw new InvalidArgumentError('network names must be non-empty strings');
-  const names = pairs.map(([n]) => n);
+  const names = pairs.map(([n]) => n as string);
   if (new Set(names).size !== names.length)
     throw new InvalidArgumentError(`a network is named twice: ${names.join(', ')}`);
-  return pairs.map(([n, o]) => [n, checkPerNetwork(n, o)]);
+  return pairs.map(([n, o]) => [n as string, checkPerNetwork(n as string, o)]);
 }
 
 /** Checks one network's options: addresses, MAC, aliases, interface name. */
@@ -336,20 +340,20 @@ function checkPerNetwork(network: string, options: unknown): PerNetworkOptions {
   const unknown = Object.keys(o).filter((k) => !known.includes(k));
   if (unknown.length)
     throw new InvalidArgumentError(
-      `network '${network}': unknown option '${unknown[0]}' (${known.join(', ')})`,
+      `network '${network}': unknown option ${JSON.stringify(unknown[0])} (${known.join(', ')})`,
     );
   const out: PerNetworkOptions = {};
   if (o['ip'] !== undefined) {
     if (typeof o['ip'] !== 'string' || !isIP(o['ip']))
       throw new InvalidArgumentError(
-        `network '${network}': ip '${String(o['ip'])}' is not an IP address`,
+        `network '${network}': ip ${JSON.stringify(o['ip'])} is not an IP address`,
       );
     out.ip = o['ip'];
   }
   if (o['ip6'] !== undefined) {
     if (typeof o['ip6'] !== 'string' || isIP(o['ip6']) !== 6)
       throw new InvalidArgumentError(
-        `network '${network}': ip6 '${String(o['ip6'])}' is not an IPv6 address`,
+        `network '${network}': ip6 ${JSON.stringify(o['ip6'])} is not an IPv6 address`,
       );
     if (out.ip !== undefined && isIP(out.ip) === 6)
       throw new InvalidArgumentError(`network '${network}': ip and ip6 are both IPv6`);
@@ -358,7 +362,7 @@ function checkPerNetwork(network: string, options: unknown): PerNetworkOptions {
   if (o['mac'] !== undefined) {
     if (typeof o['mac'] !== 'string' || !MAC_PATTERN.test(o['mac']))
       throw new InvalidArgumentError(
-        `network '${network}': mac '${String(o['mac'])}' is not a MAC address`,
+        `network '${network}': mac ${JSON.stringify(o['mac'])} is not a MAC address`,
       );
     out.mac = o['mac'];
   }
@@ -373,7 +377,7 @@ function checkPerNetwork(network: string, options: unknown): PerNetworkOptions {
   if (o['interfaceName'] !== undefined) {
     if (typeof o['interfaceName'] !== 'string' || !IF_NAME.test(o['interfaceName']))
       throw new InvalidArgumentError(
-        `network '${network}': interfaceName '${String(o['interfaceName'])}' must be ethN`,
+        `network '${network}': interfaceName ${JSON.stringify(o['interfaceName'])} must be ethN`,
       );
     out.interfaceName = o['interfaceName'];
   }

@@ -189,6 +189,16 @@ describe.skipIf(!isRoot).each(['cni', 'native'] as const)(
         [() => nw.disconnect('ctr-bad', n1!.name), 'ERR_PODNET_NOT_CONNECTED'],
         [
           () =>
+            nw.setup({
+              id: 'ctr-bad2',
+              name: 'b',
+              staticIP: `${n0!.prefix}.60`,
+              networks: { [n0!.name]: { ip: `${n0!.prefix}.61` } },
+            }),
+          'ERR_PODNET_INVALID_ARGUMENT',
+        ],
+        [
+          () =>
             nw.setup({ id: 'ctr-bad2', name: 'b', networks: { [n0!.name]: { ip6: '10.0.0.1' } } }),
           'ERR_PODNET_INVALID_ARGUMENT',
         ],
