@@ -431,8 +431,9 @@ export class Networking {
    * `network disconnect`): that interface is removed (CNI DEL, or the
    * native driver's detach), its lease freed, the others untouched. The
    * network is moved to the journal's `adding` entry before its DEL, so a
-   * crash midway is finished by gc or teardown. ERR_PODNET_NOT_CONNECTED
-   * when it is not attached. Published on `podnet:network:connect`.
+   * crash midway is finished by gc or teardown, and so is a DEL that fails
+   * (its error is thrown, the entry kept). ERR_PODNET_NOT_CONNECTED when it
+   * is not attached. Published on `podnet:network:connect`.
    */
   async disconnect(id: string, network: string): Promise<void> {
     await this.#underLock(id, async (state) => {
@@ -444,7 +445,7 @@ export class Networking {
       // Every plugin ran: DEL asks them all, with the ADD's result.
       state.adding = {
         ...rest,
-        reached: parseNetworkList(n!.config, 'a state').plugins.length - 1,
+        reached: parseNetworkList(n!.config, `the state of container '${id}'`).plugins.length - 1,
         prevResult: result,
       };
       await this.store.write(state);
