@@ -9,7 +9,6 @@ import {
   parseResolvConf,
   writeEtcFiles,
 } from '../../../src/network/etc.js';
-import { runtimeConf } from '../../../src/network/plan.js';
 import type { AttachedNetwork, ContainerState } from '../../../src/network/types.js';
 import { containerState } from '../../helpers/state.js';
 
@@ -130,25 +129,6 @@ describe('buildHosts', () => {
     expect(buildHosts(s)).toBe(
       '127.0.0.1\tlocalhost\n::1\tlocalhost\n10.88.0.5\tapp1 shop\nfd10:89::7\tapp1 shop\n',
     );
-  });
-});
-
-describe('runtimeConf', () => {
-  it("podman's CNI backend: ips and CNI_ARGS IP (one list), mac and MAC, aliases keyed by network", () => {
-    const s = containerState({ netnsPath: NETNS, id: 'c1', name: 'app1' });
-    const rt = runtimeConf(s, 'web', false, {
-      ip: '10.89.0.9',
-      ip6: 'fd10:89::9',
-      mac: '02:42:0a:59:00:09',
-      aliases: ['api'],
-    });
-    expect(rt.capabilityArgs).toEqual({
-      ips: ['10.89.0.9', 'fd10:89::9'],
-      mac: '02:42:0a:59:00:09',
-      aliases: { web: ['api'] },
-    });
-    expect(rt.args).toContainEqual(['IP', '10.89.0.9,fd10:89::9']);
-    expect(rt.args).toContainEqual(['MAC', '02:42:0a:59:00:09']);
   });
 });
 
