@@ -126,6 +126,9 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
     expect(got).toEqual({ id, network: net, ifName: 'eth1', addresses: ['10.77.3.9/24'] });
     const inside = await host.run(['ip', '-n', netns.replace('/run/netns/', ''), '-br', 'addr']);
     expect(inside.stdout).toMatch(/^eth1@\S+\s+UP\s+10\.77\.3\.9\/24/m);
+    // network inspect lists the container on eth1.
+    const [info] = JSON.parse(await ok(host, ['network', 'inspect', net]));
+    expect(Object.keys(info.containers[id].interfaces)).toEqual(['eth1']);
 
     const state = readFileSync(host.path(`/run/podnet/${id}.json`), 'utf8');
     for (const [args, code] of [
@@ -140,6 +143,7 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
     expect(readFileSync(host.path(`/run/podnet/${id}.json`), 'utf8')).toBe(state);
 
     await ok(host, ['network', 'disconnect', net, id]);
+    expect(JSON.parse(await ok(host, ['network', 'inspect', net]))[0].containers).toEqual({});
     const after = await host.run(['ip', '-n', netns.replace('/run/netns/', ''), '-br', 'addr']);
     expect(after.stdout).not.toMatch(/^eth1/m);
     await ok(host, ['down', id]);
