@@ -130,8 +130,9 @@ export class Attachment implements AsyncDisposable {
 
   /**
    * The container's /etc/hosts content, podman's format: localhost for
-   * 127.0.0.1 and ::1, then each of its addresses with its name (and its
-   * pod's), one tab between address and names.
+   * 127.0.0.1 and ::1, host.containers.internal (and host.docker.internal)
+   * for its first network's gateway, then each of its addresses with its
+   * name (and its pod's), one tab between address and names.
    */
   hosts(): string {
     return buildHosts(this.#state);

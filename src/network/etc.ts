@@ -3,8 +3,9 @@
 // with DNS on for a network (its list runs dnsname), the nameserver is that
 // network's gateway, where dnsname's dnsmasq answers, and dnsname's domain
 // is searched first; otherwise the host's nameservers, less the loopback
-// ones a container cannot reach. hosts: localhost, then the container's own
-// addresses under its name (and its pod's).
+// ones a container cannot reach. hosts: localhost, the host's address as
+// host.containers.internal, then the container's own addresses under its
+// name (and its pod's).
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -97,13 +98,21 @@ export function buildResolvConf(state: ContainerState, host: HostResolvConf): st
   return `${lines.join('\n')}\n`;
 }
 
-/** The container's hosts content: localhost, then each address of its with its names. */
+/**
+ * The container's hosts content, podman's (libnetwork/etchosts, with no base
+ * file): localhost for 127.0.0.1 and ::1; host.containers.internal and
+ * host.docker.internal for the first gateway (the host's address on the
+ * container's first network with one: an internal network has none); then
+ * each of the container's addresses with its name (and its pod's).
+ */
 export function buildHosts(state: ContainerState): string {
   const names = [...new Set([state.name, ...(state.pod === undefined ? [] : [state.pod])])];
   const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost'];
-  for (const n of state.networks)
-    for (const ip of normalizeResult(n.result).ips)
-      lines.push(`${ip.address.split('/')[0]}\t${names.join(' ')}`);
+  const ips = state.networks.flatMap((n) => normalizeResult(n.result).ips);
+  const gateway = ips.find((ip) => ip.gateway)?.gateway;
+  if (gateway !== undefined)
+    lines.push(`${gateway}\thost.containers.internal host.docker.internal`);
+  for (const ip of ips) lines.push(`${ip.address.split('/')[0]}\t${names.join(' ')}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -155,9 +155,15 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
     const dir = host.path(`/run/etc-${id}`);
     mkdirSync(dir);
     await ok(host, ['up', id, '--name', 'web1', '--write-etc', `/run/etc-${id}`]);
-    const ip = String(JSON.parse(await ok(host, ['inspect', id]))['IPAddress']);
+    const settings = JSON.parse(await ok(host, ['inspect', id]));
     expect(readFileSync(`${dir}/hosts`, 'utf8')).toBe(
-      `127.0.0.1\tlocalhost\n::1\tlocalhost\n${ip}\tweb1\n`,
+      [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost',
+        `${settings.Gateway}\thost.containers.internal host.docker.internal`,
+        `${settings.IPAddress}\tweb1`,
+        '',
+      ].join('\n'),
     );
     expect(readFileSync(`${dir}/resolv.conf`, 'utf8')).toMatch(/^nameserver /m);
     await ok(host, ['down', id]);

@@ -116,18 +116,25 @@ describe('buildResolvConf', () => {
 });
 
 describe('buildHosts', () => {
-  it('localhost, then every address with the name and pod name', () => {
+  it('localhost, the first gateway as host.containers.internal, then every address with the name and pod name', () => {
     const s: ContainerState = containerState({
       netnsPath: NETNS,
       name: 'app1',
       pod: 'shop',
       networks: [
-        network('plain', false, 'eth0', [{ address: '10.88.0.5/16' }]),
-        network('web', true, 'eth1', [{ address: 'fd10:89::7/64' }]),
+        network('internal', false, 'eth0', [{ address: '10.88.0.5/16' }]),
+        network('web', true, 'eth1', [{ address: 'fd10:89::7/64', gateway: 'fd10:89::1' }]),
       ],
     });
     expect(buildHosts(s)).toBe(
-      '127.0.0.1\tlocalhost\n::1\tlocalhost\n10.88.0.5\tapp1 shop\nfd10:89::7\tapp1 shop\n',
+      [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost',
+        'fd10:89::1\thost.containers.internal host.docker.internal',
+        '10.88.0.5\tapp1 shop',
+        'fd10:89::7\tapp1 shop',
+        '',
+      ].join('\n'),
     );
   });
 });
