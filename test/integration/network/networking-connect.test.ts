@@ -230,6 +230,20 @@ describe.skipIf(!isRoot).each(['cni', 'native'] as const)(
         code: 'ERR_PODNET_CANNOT_CONNECT',
       });
       await none.teardown();
+      // Nor one that joined a namespace as is ({ path }): podnet attaches nothing there.
+      const joined = await nw.setup({
+        id: 'ctr-path',
+        name: 'p',
+        mode: { path: a.state.netnsPath },
+      });
+      await expect(nw.connect('ctr-path', n1!.name)).rejects.toMatchObject({
+        code: 'ERR_PODNET_CANNOT_CONNECT',
+      });
+      await expect(nw.reload('ctr-path')).rejects.toMatchObject({
+        code: 'ERR_PODNET_CANNOT_CONNECT',
+      });
+      await joined.teardown();
+      expect(await hasLink(a.state.netnsPath, 'eth1')).toBe(false);
       await a.teardown();
     });
 
