@@ -19,11 +19,16 @@
 //
 // Environment: BENCH_SECONDS (default 3) per measurement, BENCH_ROUNDS
 // (default 1) rounds; the figure reported is the median over rounds.
+// BENCH_ONLY (comma-separated, case-insensitive parts of row names) keeps
+// only the rows it names (and podnet's, which every ratio is of), for
+// quicker runs while tuning one contender.
 import ceiling from './forward/contenders/ceiling.js';
 import direct from './forward/contenders/direct.js';
 import dnat from './forward/contenders/dnat.js';
 import pipeProxy from './forward/contenders/pipe-proxy.js';
 import podnet from './forward/contenders/podnet.js';
+import podnetBaseline from './forward/contenders/podnet-baseline.js';
+import podnetOneThread from './forward/contenders/podnet-one-thread.js';
 import rootlesskit from './forward/contenders/rootlesskit.js';
 import slirp4netns from './forward/contenders/slirp4netns.js';
 import socat from './forward/contenders/socat.js';
@@ -34,7 +39,18 @@ import { cpuSeconds, settle } from './lib/procs.js';
 import { median, printTable } from './lib/util.js';
 
 /** The rows, in the order of the table (and of each round). */
-const CONTENDERS = [ceiling, direct, dnat, podnet, rootlesskit, slirp4netns, pipeProxy, socat];
+const CONTENDERS = [
+  ceiling,
+  direct,
+  dnat,
+  podnet,
+  podnetOneThread,
+  ...(process.env.PODNET_BASELINE ? [podnetBaseline] : []),
+  rootlesskit,
+  slirp4netns,
+  pipeProxy,
+  socat,
+];
 /** The columns. */
 const WORKLOADS = [stream(1), stream(4), connections];
 
@@ -64,7 +80,14 @@ const install = 'scripts/install-bench-deps.sh installs it';
 if (!programs.iperf3) {
   console.log(`iperf3 not found: throughput from the Node stream client instead (${install})`);
 }
-const present = CONTENDERS.filter((c) => {
+const only = (process.env.BENCH_ONLY ?? '')
+  .toLowerCase()
+  .split(',')
+  .filter((w) => w !== '');
+const chosen = CONTENDERS.filter(
+  (c) => c === podnet || only.length === 0 || only.some((w) => c.name.toLowerCase().includes(w)),
+);
+const present = chosen.filter((c) => {
   const missing = c.needs.filter((p) => !programs[p]);
   if (missing.length === 0) return true;
   const what = c === rootlesskit ? 'its row and the goal are' : 'its row is';
@@ -131,6 +154,28 @@ function report(results) {
       ...WORKLOADS.map((w) => fmt(med(PODNET, w.id) / med(name, w.id))),
     ]),
   );
+  if (programs.iperf3) {
+    // Where the cores go: iperf3's client and server, plus the forwarding
+    // processes (none for the kernel paths, whose forwarding is charged to
+    // iperf3's processes). On a machine whose cores are all busy, a path's
+    // throughput is about the cores over its total.
+    const total = (name, w) => med(name, `iperf${w.cpuId[0].toUpperCase()}${w.cpuId.slice(1)}`);
+    const whole = (name, w) =>
+      total(name, w) + (Number.isFinite(med(name, w.cpuId)) ? med(name, w.cpuId) : 0);
+    printTable(
+      'CPU s/Gbit of the whole path: iperf3 (client + server) and the forwarding processes',
+      [
+        'path',
+        ...withCpu.map((w) => `iperf3 ${w.label}`),
+        ...withCpu.map((w) => `whole path ${w.label}`),
+      ],
+      [...results.keys()].map((name) => [
+        name,
+        ...withCpu.map((w) => fmt(total(name, w), 3)),
+        ...withCpu.map((w) => fmt(whole(name, w), 3)),
+      ]),
+    );
+  }
   printTable(
     'Anchors (ANCHORS.md, for reference: another machine, iperf3 -t 5; compare ratios, not figures)',
     ['path', '1 stream Gbit/s', '4 streams Gbit/s', 'conns/s'],
@@ -172,6 +217,8 @@ function report(results) {
       [...results.keys()].map((k) => [k, Object.fromEntries(keys.map((f) => [f, med(k, f)]))]),
     ),
     goal,
+    // Every row's figures in each round, to see how far the machine's noise moves them.
+    perRound: Object.fromEntries(results),
   };
   console.log(JSON.stringify(summary));
 }

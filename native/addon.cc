@@ -6,6 +6,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podnet::InitNfnetlink(env, exports);
   podnet::InitRelay(env, exports);
   podnet::InitFd(env, exports);
+  podnet::InitRtnlChannel(env, exports);
   return exports;
 }
 

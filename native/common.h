@@ -70,5 +70,6 @@ void InitNetlink(Napi::Env env, Napi::Object exports);
 void InitNfnetlink(Napi::Env env, Napi::Object exports);
 void InitRelay(Napi::Env env, Napi::Object exports);
 void InitFd(Napi::Env env, Napi::Object exports);
+void InitRtnlChannel(Napi::Env env, Napi::Object exports);
 
 }  // namespace podnet

@@ -2,7 +2,8 @@
 // is opened inside the namespace once (socketIn) and then used from any
 // thread: a request is sendto + recv, no setns, no thread. Replies are only
 // framed here (message boundaries and sequence numbers); their contents are
-// decoded, with bounds checks, in TypeScript.
+// decoded, with bounds checks, in TypeScript (the counters of a statistics
+// read in native/rtnl-stats.cc).
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -14,62 +15,12 @@
 #include <vector>
 
 #include "common.h"
+#include "rtnl-stats.h"
 
 namespace podnet {
 namespace {
 
 constexpr size_t kRecvBuf = 64 * 1024;  // the kernel sends at most 32 KiB a datagram
-
-// DecodeStats results below zero that are not a kernel errno.
-constexpr int kMalformed = -1000000;
-constexpr int kNoStats = -1000001;
-constexpr size_t kStatsFields = 25;  // struct rtnl_link_stats64 as of Linux 6.x
-constexpr size_t kMinStatsFields = 23;
-
-// Reads the counters of the first RTM_NEWLINK message in [p, p+len) into
-// out as doubles (exact below 2^53). Returns the number of counters the
-// kernel sent, -errno for a kernel error, or kMalformed / kNoStats. Every
-// length is checked against the bytes that are there. This is the hot path
-// of a statistics read; src/netns/rtnl.ts holds the same logic for bigint
-// reads and for everything else.
-int DecodeStats(const char* p, size_t len, double* out) {
-  if (len < sizeof(nlmsghdr)) return kMalformed;
-  nlmsghdr h;
-  memcpy(&h, p, sizeof h);
-  if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > len) return kMalformed;
-  if (h.nlmsg_type == NLMSG_ERROR) {
-    if (h.nlmsg_len < sizeof(nlmsghdr) + sizeof(int32_t)) return kMalformed;
-    int32_t code;
-    memcpy(&code, p + sizeof(nlmsghdr), sizeof code);
-    return code < 0 ? code : kNoStats;
-  }
-  if (h.nlmsg_type != RTM_NEWLINK) return kNoStats;
-  size_t off = sizeof(nlmsghdr) + sizeof(ifinfomsg);
-  const size_t end = h.nlmsg_len;
-  if (off > end) return kMalformed;
-  // off + header <= end, not end - off >= header: RTA_ALIGN of an unaligned
-  // last attribute steps up to 3 bytes past end, and end - off would then
-  // wrap around as size_t and send the loop past the message.
-  while (off + sizeof(rtattr) <= end) {
-    rtattr a;
-    memcpy(&a, p + off, sizeof a);
-    if (a.rta_len < sizeof(rtattr) || a.rta_len > end - off) return kMalformed;
-    if ((a.rta_type & NLA_TYPE_MASK) == IFLA_STATS64) {
-      size_t n = (a.rta_len - sizeof(rtattr)) / 8;
-      if (n < kMinStatsFields) return kMalformed;
-      if (n > kStatsFields) n = kStatsFields;
-      const char* v = p + off + sizeof(rtattr);
-      for (size_t i = 0; i < kStatsFields; i++) {
-        uint64_t x = 0;
-        if (i < n) memcpy(&x, v + i * 8, 8);
-        out[i] = static_cast<double>(x);
-      }
-      return static_cast<int>(n);
-    }
-    off += RTA_ALIGN(a.rta_len);
-  }
-  return kNoStats;
-}
 
 class RtnlSocket : public Napi::ObjectWrap<RtnlSocket> {
  public:
@@ -153,8 +104,8 @@ class RtnlSocket : public Napi::ObjectWrap<RtnlSocket> {
     return Napi::Buffer<char>::Copy(env, out_.data(), out_.size());
   }
 
-  // stats(req: Buffer, out: Float64Array(25)): number. Sends an RTM_GETLINK
-  // for one link and decodes its counters into out without building any JS
+  // stats(req: Buffer, out: Float64Array(25)): number. Sends an RTM_GETSTATS
+  // (or RTM_GETLINK) for one link and decodes its counters into out without building any JS
   // object: the result of DecodeStats.
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -247,8 +198,8 @@ Napi::Value JsDecodeStats(const Napi::CallbackInfo& info) {
 void InitNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("RtnlSocket", RtnlSocket::Define(env));
   exports.Set("decodeStats", Napi::Function::New(env, JsDecodeStats, "decodeStats"));
-  exports.Set("STATS_MALFORMED", Napi::Number::New(env, kMalformed));
-  exports.Set("STATS_MISSING", Napi::Number::New(env, kNoStats));
+  exports.Set("STATS_MALFORMED", Napi::Number::New(env, kStatsMalformed));
+  exports.Set("STATS_MISSING", Napi::Number::New(env, kStatsMissing));
 }
 
 }  // namespace podnet

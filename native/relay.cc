@@ -1,21 +1,30 @@
-// The port forwarder's byte relay. One native thread per process (started on
-// first use) runs an epoll loop that moves bytes between pairs of connected
-// stream sockets with splice() through one pipe per direction, so the data
-// never enters JavaScript, nor even user space. The thread never changes
-// namespace: a socket keeps the namespace it was opened in, so the relay can
-// join a host socket with one opened inside a container.
+// The port forwarder's byte relay. Native threads (started on first use, one
+// per available core up to kMaxThreads) each run an epoll loop that moves
+// bytes between pairs of connected stream sockets with splice() through one
+// pipe per direction, so the data never enters JavaScript, nor even user
+// space. The threads never change namespace: a socket keeps the namespace it
+// was opened in, so the relay can join a host socket with one opened inside
+// a container.
+//
+// Threads: the first (the acceptor) owns every listener and UDP port, and
+// starts every pair. A pair that turns out to be a bulk stream (its pipe
+// grows) moves, once, to the thread relaying the fewest bulk streams if
+// that has at least two fewer than the acceptor: short connections never
+// pay for a hand-over, and long streams spread over the cores. A pair lives
+// on one thread at a time: its epoll set, its pipes, its memory. Counters
+// are shared atomics, so they add up over threads.
 //
 // UDP: for each client address seen on a host UDP port, a socket from the
 // group's UDP pool is connected to the container's address (a flow), and
-// datagrams are relayed both ways with recvmmsg/sendmmsg on this thread;
+// datagrams are relayed both ways with recvmmsg/sendmmsg on the acceptor;
 // replies go back to the client with its address. A flow idle for longer
 // than its port's timeout is closed, as rootlesskit's UDP proxy does.
 //
-// The thread also accepts on the forwarder's listening sockets, so a
+// The acceptor also accepts on the forwarder's listening sockets, so a
 // connection involves no JavaScript at all: each accepted client is paired
 // with a socket from its group's pool (sockets JavaScript opened inside the
 // namespace in batches), which is then connected to the container's address.
-// When a pool runs low the thread asks JavaScript, through a thread-safe
+// When a pool runs low the acceptor asks JavaScript, through a thread-safe
 // function, for another batch; while it is empty, clients wait in the
 // listening socket's backlog.
 //
@@ -27,6 +36,7 @@
 // will come). UDP sockets are level-triggered instead (see AddUdpPort).
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -94,9 +104,10 @@ struct Group {
   bool closed = false;
   bool canRefill = false;  // tsfn holds the JS callback and may be called
   Napi::ThreadSafeFunction tsfn;
-  // Relay thread only: empty pipes of finished pairs, kept for new pairs so
-  // a short connection costs no pipe2/fcntl/close. Per group, so closing a
-  // forwarder closes them too.
+  // Empty pipes of finished pairs, kept for new pairs so a short connection
+  // costs no pipe2/fcntl/close: given back by the thread that relayed the
+  // pair, taken by the acceptor. Per group, so closing a forwarder closes
+  // them too.
   struct FreePipe {
     int fds[2];
     size_t cap;
@@ -204,6 +215,8 @@ struct Direction {
   bool done = false;            // eof, all written, dst shut down for writing
 };
 
+class Worker;
+
 struct Pair {
   uint64_t id = 0;
   std::shared_ptr<Group> group;
@@ -212,6 +225,9 @@ struct Pair {
   Direction ab, ba;
   bool connecting = false;
   bool closed = false;
+  bool bulk = false;    // a pipe grew: counted in its thread's Worker::bulk
+  bool moving = false;  // off this thread's epoll set, handed over after the batch
+  Worker* moveTo = nullptr;  // while moving
   sockaddr_storage addr{};
   socklen_t addrlen = 0;  // 0: b is already connected
 };
@@ -338,13 +354,17 @@ int SetNonBlocking(int fd) {
   return 0;
 }
 
+// Work for a relay thread from another thread. kStart: a pair from
+// relayStart, its pipes made and counted, to be connected and relayed;
+// kAdopt: a bulk pair another thread relayed until now, to be registered
+// here.
 struct Command {
-  enum Kind { kStart, kListen, kUdp, kRetry, kCloseGroup } kind;
-  Pair* pair = nullptr;          // kStart
+  enum Kind { kStart, kAdopt, kListen, kUdp, kRetry, kCloseGroup } kind;
+  Pair* pair = nullptr;          // kStart, kAdopt
   Listener* listener = nullptr;  // kListen
   UdpPort* udp = nullptr;        // kUdp
   Group* group = nullptr;        // kCloseGroup
-  bool* done = nullptr;          // kCloseGroup: set under the mutex when finished
+  bool* done = nullptr;          // kCloseGroup: set under the thread's mutex when finished
 };
 
 // How long a listener that ran out of fds (EMFILE and the like) waits
@@ -360,13 +380,101 @@ constexpr int kUdpRounds = 4;
 // Bound on a group's kept pipes (Group::freePipes): each holds a little
 // kernel memory.
 constexpr size_t kMaxFreePipes = 128;
+// Relay threads at most, whatever the core count (PODNET_RELAY_THREADS may
+// ask for up to kMaxThreadsAsked): every forwarder process starts them, and
+// each holds an epoll fd, an eventfd and a stack.
+constexpr int kMaxThreads = 8;
+constexpr int kMaxThreadsAsked = 64;
 
+// Counts a new pair, before it reaches its thread: whoever sees its
+// sockets work sees it counted.
+void CountPair(Group& g, Counters& totals) {
+  totals.active++;
+  totals.pairs++;
+  g.stats.active++;
+  g.stats.pairs++;
+}
+
+// The relay of the process: its groups, its counters and its threads.
 class Relay {
  public:
-  // Starts the thread on first use. Returns 0 or an errno (syscall set).
-  int Ensure(const char** syscall) {
+  // Starts the threads on first use. Returns 0 or an errno (syscall set).
+  int Ensure(const char** syscall);
+
+  std::shared_ptr<Group> NewGroup(uint32_t* id) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (started_) return 0;
+    *id = ++lastGroup_;
+    auto g = std::make_shared<Group>();
+    groups_[*id] = g;
+    return g;
+  }
+
+  std::shared_ptr<Group> FindGroup(uint32_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = groups_.find(id);
+    return it == groups_.end() ? nullptr : it->second;
+  }
+
+  Counters& Totals() { return totals_; }
+
+  uint64_t NextPairId() { return ++lastPair_; }
+
+  // Where a pair of SELF that just became a bulk stream (counted in SELF
+  // already) should go: the thread with the fewest bulk streams, if it has
+  // at least two fewer than SELF; else nullptr (it stays). The move is
+  // counted at once, so streams that turn bulk in a burst spread.
+  Worker* Lighter(Worker& self);
+
+  // The first thread: listeners, UDP ports and their retries.
+  Worker& Acceptor() { return *workers_[0]; }
+
+  // Closes every pair, listener and pooled socket of the group and forgets
+  // it; returns (its final counters) once done, so the caller can count on
+  // the fds being closed and on no more refill requests being made.
+  std::shared_ptr<Group> CloseGroup(uint32_t id);
+
+  // The bulk streams each thread relays now (none before the first group).
+  std::vector<int64_t> Loads();
+
+ private:
+  std::mutex mu_;  // guards groups_, lastGroup_, started_ and workers_ until started
+  std::unordered_map<uint32_t, std::shared_ptr<Group>> groups_;
+  uint32_t lastGroup_ = 0;
+  bool started_ = false;
+  Counters totals_;
+  std::atomic<uint64_t> lastPair_{0};
+  // Fixed once started_: the threads read it without the mutex.
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+// The relay threads wanted: PODNET_RELAY_THREADS if set (1 to
+// kMaxThreadsAsked), else the cores this process may run on, at most
+// kMaxThreads.
+int ThreadsWanted() {
+  if (const char* env = getenv("PODNET_RELAY_THREADS")) {
+    char* end = nullptr;
+    long n = strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreadsAsked) return static_cast<int>(n);
+  }
+  cpu_set_t set;
+  int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  if (cores < 1) cores = 1;
+  return cores > kMaxThreads ? kMaxThreads : cores;
+}
+
+// One relay thread: its epoll set, its command queue, and the pairs (and,
+// on the acceptor, the listeners and UDP ports) registered there.
+class Worker {
+ public:
+  Worker(Relay& relay, size_t index) : relay_(relay), totals_(relay.Totals()), index_(index) {}
+
+  ~Worker() {
+    CloseFd(wakefd_);
+    CloseFd(epfd_);
+  }
+
+  // Starts the thread. Returns 0 or an errno (syscall set).
+  int Start(const char** syscall) {
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) return Fail(syscall, "epoll_create1");
     wakefd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -387,49 +495,33 @@ class Relay {
       errno = rc;
       return Fail(syscall, "pthread_create");
     }
+    std::string name = "podnet-relay-" + std::to_string(index_);
+    pthread_setname_np(tid, name.c_str());
     pthread_detach(tid);
-    started_ = true;
     return 0;
   }
 
-  std::shared_ptr<Group> NewGroup(uint32_t* id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    *id = ++lastGroup_;
-    auto g = std::make_shared<Group>();
-    groups_[*id] = g;
-    return g;
-  }
-
-  std::shared_ptr<Group> FindGroup(uint32_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = groups_.find(id);
-    return it == groups_.end() ? nullptr : it->second;
-  }
-
-  const Counters& Totals() const { return totals_; }
-
-  uint64_t NextPairId() { return ++lastPair_; }
+  // Bulk pairs on this thread (or on their way to it); read by
+  // Relay::Lighter.
+  std::atomic<int64_t> bulk{0};
 
   void Submit(Command c) {
     std::lock_guard<std::mutex> lock(mu_);
+    // A wake-up is due only for the first command: the thread reads the
+    // eventfd before it takes the queue, so later ones go with it.
+    bool idle = queue_.empty();
     queue_.push_back(c);
-    Wake();
+    if (idle) Wake();
   }
 
-  // Closes every pair, listener and pooled socket of the group and forgets
-  // it; returns (its final counters) once done, so the caller can count on
-  // the fds being closed and on no more refill requests being made.
-  std::shared_ptr<Group> CloseGroup(uint32_t id) {
+  // Runs a kCloseGroup command and returns once the thread has.
+  void CloseAndWait(Group* g) {
     std::unique_lock<std::mutex> lock(mu_);
-    auto it = groups_.find(id);
-    if (it == groups_.end()) return nullptr;
-    std::shared_ptr<Group> g = it->second;
-    groups_.erase(it);
     bool done = false;
-    queue_.push_back(Command{Command::kCloseGroup, nullptr, nullptr, nullptr, g.get(), &done});
-    Wake();
+    bool idle = queue_.empty();
+    queue_.push_back(Command{Command::kCloseGroup, nullptr, nullptr, nullptr, g, &done});
+    if (idle) Wake();
     cv_.wait(lock, [&] { return done; });
-    return g;
   }
 
  private:
@@ -449,7 +541,7 @@ class Relay {
   }
 
   static void* Main(void* self) {
-    static_cast<Relay*>(self)->Loop();
+    static_cast<Worker*>(self)->Loop();
     return nullptr;
   }
 
@@ -494,8 +586,10 @@ class Relay {
           auto* f = static_cast<Flow*>(w);
           if (f->fd >= 0) FromContainer(*f);
         } else {
+          // A moving pair is left alone: the thread it goes to registers
+          // it anew, which reports whatever is ready by then.
           auto* end = static_cast<End*>(w);
-          if (!end->pair->closed) Handle(*end->pair, end == &end->pair->b);
+          if (!end->pair->closed && !end->pair->moving) Handle(*end->pair, end == &end->pair->b);
         }
       }
       if (retryAt_ != 0 && now_ >= retryAt_) {
@@ -505,6 +599,12 @@ class Relay {
       for (UdpPort* u : udpPorts_) {
         while (!u->lru.empty() && u->lru.front()->last + u->idleMs <= now_) CloseFlow(*u->lru.front());
       }
+      // Handed over only now: a later event in the same batch may name them.
+      for (std::unique_ptr<Pair>& p : moving_) {
+        Worker* to = p->moveTo;
+        if (!p->closed) to->Submit(Command{Command::kAdopt, p.release(), nullptr, nullptr, nullptr, nullptr});
+      }
+      moving_.clear();
       // Freed only now: a later event in the same batch may name them.
       for (uint64_t id : dead_) pairs_.erase(id);
       dead_.clear();
@@ -528,6 +628,9 @@ class Relay {
         case Command::kStart:
           Begin(c.pair);
           break;
+        case Command::kAdopt:
+          Adopt(c.pair);
+          break;
         case Command::kListen:
           AddListener(c.listener);
           break;
@@ -547,9 +650,20 @@ class Relay {
     }
   }
 
+  // The acceptor closes a group first (Relay::CloseGroup): after it, no
+  // thread is handed a pair of the group, and those handed over before are
+  // ahead of the close in their thread's queue.
   void Close(Group* g) {
     for (auto& [id, p] : pairs_) {
       if (p->group.get() == g && !p->closed) Finish(*p, ECONNABORTED);
+    }
+    // Not handed over yet: the thread they were going to may have closed
+    // the group already. Counted there, so uncounted there.
+    for (std::unique_ptr<Pair>& p : moving_) {
+      if (p->group.get() != g || p->closed) continue;
+      p->moveTo->bulk--;
+      p->bulk = false;
+      Finish(*p, ECONNABORTED);
     }
     for (auto it = listeners_.begin(); it != listeners_.end();) {
       if ((*it)->group.get() != g) {
@@ -560,11 +674,6 @@ class Relay {
       deadListeners_.push_back(std::move(*it));  // may still be named in this batch
       it = listeners_.erase(it);
     }
-    for (const Group::FreePipe& f : g->freePipes) {
-      close(f.fds[0]);
-      close(f.fds[1]);
-    }
-    g->freePipes.clear();
     for (auto it = udpPorts_.begin(); it != udpPorts_.end();) {
       UdpPort* u = *it;
       if (u->group.get() != g) {
@@ -577,6 +686,14 @@ class Relay {
       deadUdp_.emplace_back(u);  // its flows may still be named in this batch
     }
     std::lock_guard<std::mutex> lock(g->mu);
+    // With the kept pipes, under the lock that ReleasePipes takes: a pair
+    // ending on another thread meanwhile keeps its pipes before (closed
+    // here) or sees the group closed (and closes them itself).
+    for (const Group::FreePipe& f : g->freePipes) {
+      close(f.fds[0]);
+      close(f.fds[1]);
+    }
+    g->freePipes.clear();
     g->closed = true;
     for (std::vector<int>& pool : g->pool) {
       for (int fd : pool) close(fd);
@@ -828,7 +945,7 @@ class Relay {
     p->b.fd = inner;
     p->addr = l.addr;
     p->addrlen = l.addrlen;
-    if (!TakePipe(*l.group, p->ab, client, inner) || !TakePipe(*l.group, p->ba, inner, client)) {
+    if (!TakePipes(*l.group, *p)) {
       // No pipe (fds or memory): this client is refused.
       linger lg{1, 0};
       setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -837,41 +954,54 @@ class Relay {
       totals_.dropped++;
       return;
     }
-    p->id = ++lastPair_;
+    p->id = relay_.NextPairId();
+    CountPair(*p->group, totals_);
     Begin(p.release());
   }
 
-  // A pipe for a direction: a kept one, or a new one.
-  bool TakePipe(Group& g, Direction& d, int src, int dst) {
-    if (g.freePipes.empty()) return InitDirection(d, src, dst, false) == 0;
-    d.src = src;
-    d.dst = dst;
-    const Group::FreePipe& f = g.freePipes.back();
-    d.pipe[0] = f.fds[0];
-    d.pipe[1] = f.fds[1];
-    d.cap = f.cap;
-    g.freePipes.pop_back();
+  // The pipes of a new pair (a to b, b to a): kept ones, or new ones.
+  static bool TakePipes(Group& g, Pair& p) {
+    Direction* dirs[2] = {&p.ab, &p.ba};
+    int ends[2][2] = {{p.a.fd, p.b.fd}, {p.b.fd, p.a.fd}};
+    int kept = 0;
+    {
+      std::lock_guard<std::mutex> lock(g.mu);
+      for (; kept < 2 && !g.freePipes.empty(); kept++) {
+        const Group::FreePipe& f = g.freePipes.back();
+        Direction& d = *dirs[kept];
+        d.src = ends[kept][0];
+        d.dst = ends[kept][1];
+        d.pipe[0] = f.fds[0];
+        d.pipe[1] = f.fds[1];
+        d.cap = f.cap;
+        g.freePipes.pop_back();
+      }
+    }
+    for (int i = kept; i < 2; i++) {
+      if (InitDirection(*dirs[i], ends[i][0], ends[i][1], false) != 0) return false;
+    }
     return true;
   }
 
-  // Keeps an empty pipe of the default size for a later pair, or closes it.
-  void ReleasePipe(Group& g, Direction& d) {
-    if (d.pipe[0] >= 0 && d.pending == 0 && !d.grown && !g.closed && g.freePipes.size() < kMaxFreePipes) {
-      g.freePipes.push_back(Group::FreePipe{{d.pipe[0], d.pipe[1]}, d.cap});
-      d.pipe[0] = d.pipe[1] = -1;
-      return;
+  // Keeps the empty pipes of the default size for a later pair, or closes
+  // them.
+  static void ReleasePipes(Group& g, Pair& p) {
+    std::lock_guard<std::mutex> lock(g.mu);
+    for (Direction* d : {&p.ab, &p.ba}) {
+      if (d->pipe[0] >= 0 && d->pending == 0 && !d->grown && !g.closed && g.freePipes.size() < kMaxFreePipes) {
+        g.freePipes.push_back(Group::FreePipe{{d->pipe[0], d->pipe[1]}, d->cap});
+        d->pipe[0] = d->pipe[1] = -1;
+        continue;
+      }
+      CloseFd(d->pipe[0]);
+      CloseFd(d->pipe[1]);
     }
-    CloseFd(d.pipe[0]);
-    CloseFd(d.pipe[1]);
   }
 
+  // Connects and registers a pair handed to this thread (already counted).
   void Begin(Pair* raw) {
     pairs_.emplace(raw->id, std::unique_ptr<Pair>(raw));
     Pair& p = *raw;
-    totals_.active++;
-    totals_.pairs++;
-    p.group->stats.active++;
-    p.group->stats.pairs++;
     if (p.addrlen > 0) {
       if (connect(p.b.fd, reinterpret_cast<sockaddr*>(&p.addr), p.addrlen) != 0) {
         if (errno != EINPROGRESS) return Finish(p, errno);
@@ -894,7 +1024,35 @@ class Relay {
     }
     int err = Pump(p.ab, p.ba, p.group->stats, totals_);
     if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_);
-    if (err != 0 || (p.ab.done && p.ba.done)) Finish(p, err);
+    if (err != 0 || (p.ab.done && p.ba.done)) return Finish(p, err);
+    if (!p.bulk && (p.ab.grown || p.ba.grown)) BecameBulk(p);
+  }
+
+  // Counts a pair whose pipe just grew, and moves it to a thread with
+  // fewer bulk streams if there is one: off this epoll set now, handed
+  // over after the batch.
+  void BecameBulk(Pair& p) {
+    p.bulk = true;
+    bulk++;
+    Worker* to = relay_.Lighter(*this);
+    if (to == nullptr) return;
+    p.moving = true;
+    p.moveTo = to;
+    for (End* e : {&p.a, &p.b}) epoll_ctl(epfd_, EPOLL_CTL_DEL, e->fd, nullptr);
+    auto it = pairs_.find(p.id);
+    moving_.push_back(std::move(it->second));
+    pairs_.erase(it);
+  }
+
+  // Takes over a bulk pair from another thread (counted here already).
+  void Adopt(Pair* raw) {
+    pairs_.emplace(raw->id, std::unique_ptr<Pair>(raw));
+    Pair& p = *raw;
+    p.moving = false;
+    p.moveTo = nullptr;
+    // Registration reports what is ready already: nothing that came while
+    // the pair was on its way is missed.
+    if (!Register(p.a) || !Register(p.b)) Finish(p, errno);
   }
 
   // Closes a pair. After an error, both sockets are reset (SO_LINGER 0) so
@@ -905,6 +1063,7 @@ class Relay {
     p.closed = true;
     totals_.active--;
     p.group->stats.active--;
+    if (p.bulk) bulk--;
     if (err != 0) {
       totals_.failed++;
       p.group->stats.failed++;
@@ -917,23 +1076,22 @@ class Relay {
       }
       Unwatch(e->fd);
     }
-    for (Direction* d : {&p.ab, &p.ba}) ReleasePipe(*p.group, *d);
+    ReleasePipes(*p.group, p);
     dead_.push_back(p.id);
   }
 
-  std::mutex mu_;  // guards queue_, groups_, lastGroup_, started_
+  Relay& relay_;
+  Counters& totals_;  // the process's, shared by every thread
+  const size_t index_;
+  std::mutex mu_;  // guards queue_
   std::condition_variable cv_;
   std::vector<Command> queue_;
-  std::unordered_map<uint32_t, std::shared_ptr<Group>> groups_;
-  uint32_t lastGroup_ = 0;
-  bool started_ = false;
   int epfd_ = -1;
   int wakefd_ = -1;
-  Counters totals_;
-  std::atomic<uint64_t> lastPair_{0};
-  // Relay thread only:
+  // This thread only:
   std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
   std::vector<uint64_t> dead_;
+  std::vector<std::unique_ptr<Pair>> moving_;  // off the epoll set, handed over after the batch
   std::vector<std::unique_ptr<Listener>> listeners_;
   // Closed with their group, freed after the epoll batch like pairs.
   std::vector<std::unique_ptr<Listener>> deadListeners_;
@@ -950,7 +1108,63 @@ class Relay {
   sockaddr_storage names_[kBatch];
 };
 
-// Process-wide and never destroyed: the detached thread uses it until exit.
+int Relay::Ensure(const char** syscall) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_) return 0;
+  int wanted = ThreadsWanted();
+  for (int i = 0; i < wanted; i++) {
+    auto w = std::make_unique<Worker>(*this, workers_.size());
+    if (int e = w->Start(syscall)) {
+      // Fewer threads will do; none at all is an error. The ones started
+      // are idle until handed work, which needs Ensure to have returned.
+      if (workers_.empty()) return e;
+      break;
+    }
+    workers_.push_back(std::move(w));
+  }
+  started_ = true;
+  return 0;
+}
+
+Worker* Relay::Lighter(Worker& self) {
+  Worker* best = nullptr;
+  int64_t least = self.bulk.load(std::memory_order_relaxed) - 1;
+  for (const std::unique_ptr<Worker>& w : workers_) {
+    int64_t n = w->bulk.load(std::memory_order_relaxed);
+    if (n < least) {
+      best = w.get();
+      least = n;
+    }
+  }
+  if (best != nullptr) {
+    self.bulk.fetch_sub(1, std::memory_order_relaxed);
+    best->bulk.fetch_add(1, std::memory_order_relaxed);
+  }
+  return best;
+}
+
+std::vector<int64_t> Relay::Loads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int64_t> out;
+  for (const std::unique_ptr<Worker>& w : workers_) out.push_back(w->bulk.load(std::memory_order_relaxed));
+  return out;
+}
+
+std::shared_ptr<Group> Relay::CloseGroup(uint32_t id) {
+  std::shared_ptr<Group> g;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = groups_.find(id);
+    if (it == groups_.end()) return nullptr;
+    g = it->second;
+    groups_.erase(it);
+  }
+  // In order, the acceptor first (see Worker::Close).
+  for (const std::unique_ptr<Worker>& w : workers_) w->CloseAndWait(g.get());
+  return g;
+}
+
+// Process-wide and never destroyed: the detached threads use it until exit.
 Relay& TheRelay() {
   static Relay* relay = new Relay();
   return *relay;
@@ -1026,7 +1240,8 @@ Napi::Value JsStart(const Napi::CallbackInfo& info) {
   if (int e = InitDirection(p->ba, fdB, fdA, copy)) return fail(e, "pipe2");
   p->id = TheRelay().NextPairId();
   uint64_t id = p->id;
-  TheRelay().Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
+  CountPair(*p->group, TheRelay().Totals());
+  TheRelay().Acceptor().Submit(Command{Command::kStart, p.release(), nullptr, nullptr, nullptr, nullptr});
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
@@ -1050,7 +1265,7 @@ Napi::Value JsListen(const Napi::CallbackInfo& info) {
     CloseFd(l->fd);
     return Throw(env, e, "fcntl");
   }
-  TheRelay().Submit(Command{Command::kListen, nullptr, l.release(), nullptr, nullptr, nullptr});
+  TheRelay().Acceptor().Submit(Command{Command::kListen, nullptr, l.release(), nullptr, nullptr, nullptr});
   return env.Undefined();
 }
 
@@ -1082,7 +1297,7 @@ Napi::Value JsUdp(const Napi::CallbackInfo& info) {
     CloseFd(u->fd);
     return Throw(env, e, "fcntl");
   }
-  TheRelay().Submit(Command{Command::kUdp, nullptr, nullptr, u.release(), nullptr, nullptr});
+  TheRelay().Acceptor().Submit(Command{Command::kUdp, nullptr, nullptr, u.release(), nullptr, nullptr});
   return env.Undefined();
 }
 
@@ -1111,7 +1326,7 @@ Napi::Value JsPoolAdd(const Napi::CallbackInfo& info) {
     for (int fd : fds) close(fd);
     return Napi::Boolean::New(env, false);
   }
-  TheRelay().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
+  TheRelay().Acceptor().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
   return Napi::Boolean::New(env, true);
 }
 
@@ -1137,7 +1352,7 @@ Napi::Value JsPoolFailed(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g->mu);
     g->requested[kind] = false;
   }
-  TheRelay().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
+  TheRelay().Acceptor().Submit(Command{Command::kRetry, nullptr, nullptr, nullptr, nullptr, nullptr});
   return info.Env().Undefined();
 }
 
@@ -1177,6 +1392,15 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
     return StatsObject(info.Env(), g ? &g->stats : nullptr);
   }
   return StatsObject(info.Env(), &TheRelay().Totals());
+}
+
+// relayThreads(): the bulk streams (pairs whose pipe grew) each relay
+// thread relays now, one entry per thread (empty before the first group).
+Napi::Value JsThreads(const Napi::CallbackInfo& info) {
+  std::vector<int64_t> loads = TheRelay().Loads();
+  Napi::Array out = Napi::Array::New(info.Env(), loads.size());
+  for (size_t i = 0; i < loads.size(); i++) out.Set(i, Napi::Number::New(info.Env(), static_cast<double>(loads[i])));
+  return out;
 }
 
 // hostSocket(addr, type): a socket bound to addr (a raw sockaddr) in this
@@ -1228,6 +1452,7 @@ void InitRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("relayPoolFailed", Napi::Function::New(env, JsPoolFailed, "relayPoolFailed"));
   exports.Set("relayCloseGroup", Napi::Function::New(env, JsCloseGroup, "relayCloseGroup"));
   exports.Set("relayStats", Napi::Function::New(env, JsStats, "relayStats"));
+  exports.Set("relayThreads", Napi::Function::New(env, JsThreads, "relayThreads"));
   exports.Set("hostSocket", Napi::Function::New(env, JsHostSocket, "hostSocket"));
   exports.Set("RELAY_FORCE_COPY", Napi::Number::New(env, kForceCopy));
   exports.Set("POOL_TCP", Napi::Number::New(env, kTcpPool));

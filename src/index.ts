@@ -98,16 +98,22 @@ export {
   type LinkStats,
   type LinkStatsField,
   type LinkStatsOptions,
+  type LinkStatsSweep,
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,
   type NamespaceProcess,
   type NamespaceSpawnOptions,
+  type Neighbor,
+  type NetlinkEvent,
+  NetlinkWatch,
   NetworkNamespace,
   type OperState,
+  type Route,
   type SocketRequest,
   type SocketSource,
   type SocketType,
+  type WatchOptions,
 } from './netns/index.js';
 // A container's network
 export {

@@ -34,6 +34,45 @@ export interface NativeNfnlSocket {
   close(): void;
 }
 
+/**
+ * A NETLINK_ROUTE socket driven from the event loop (native/rtnl-channel.cc):
+ * the socket of a watch, of asynchronous statistics reads and of sweeps.
+ * Requests carry the sequence number JavaScript gave them.
+ */
+export interface NativeRtnlChannel {
+  /** NETLINK_ADD_MEMBERSHIP of one RTNLGRP_* group. */
+  join(group: number): void;
+  /** Sets SO_RCVBUFFORCE (else SO_RCVBUF) and returns the size the kernel set. */
+  receiveBuffer(bytes: number): number;
+  /** The socket's netlink port id (nlmsg_pid of the kernel's replies to it). */
+  portId(): number;
+  send(req: Buffer): void;
+  /** One datagram into the channel's buffer if one is there: its length, or -errno (-EAGAIN: none). */
+  read(): number;
+  /**
+   * Sends a statistics request; when its reply is already there, writes the
+   * counters into `out` and returns decodeStats' result, else STATS_PENDING
+   * (the reply then reaches onData).
+   */
+  stats(req: Buffer, out: Float64Array): number;
+  /** Whether the event loop watches the fd, and whether that keeps the loop alive. */
+  poll(on: boolean, ref: boolean): void;
+  close(): void;
+}
+
+/** A sweep over many channels (native/rtnl-channel.cc StatsSweep). */
+export interface NativeStatsSweep {
+  /**
+   * Sends every member's request, then collects every reply: `results[i]`
+   * is member i's decodeStats result (counters at `out[25 * i]`), a
+   * negative errno, STATS_PENDING when its reply did not come within
+   * `timeoutMs`, or STATS_SKIPPED when `skip[i]` was set.
+   */
+  read(out: Float64Array, results: Int32Array, skip: Uint8Array, timeoutMs: number): void;
+  /** Member i's request from now on. */
+  setRequest(i: number, req: Buffer): void;
+}
+
 /** The addon's functions (native/*.cc). Arguments are validated in TypeScript before these are called. */
 export interface NativeBinding {
   createNetns(dir: string, path: string): Promise<number>;
@@ -87,8 +126,31 @@ export interface NativeBinding {
   STATS_MALFORMED: number;
   STATS_MISSING: number;
   /**
-   * A new relay group (one per port forwarder); starts the relay thread on
-   * first use. `onRefill(kind, left)` is called when one of the group's
+   * A channel that owns `fd`: each datagram the event loop reads from it is
+   * written into `buf`, then `onData(len, 0)` runs (it must decode `buf`
+   * before it returns); a failed read is `onData(0, errno)`.
+   */
+  RtnlChannel: new (
+    fd: number,
+    buf: Buffer,
+    onData: (len: number, errno: number) => void,
+  ) => NativeRtnlChannel;
+  /**
+   * A statistics read over many channels, made once: `reqs[i]` (copied) is
+   * sent on `channels[i]` at each `read`.
+   */
+  StatsSweep: new (
+    channels: NativeRtnlChannel[],
+    reqs: Buffer[],
+  ) => NativeStatsSweep;
+  /** A sweep's read left this member out (its `skip` byte was set). */
+  STATS_SKIPPED: number;
+  /** The reply to a channel's request is still to come. */
+  STATS_PENDING: number;
+  /**
+   * A new relay group (one per port forwarder); starts the relay threads on
+   * first use (one per available core, at most 8; PODNET_RELAY_THREADS,
+   * 1 to 64, read then, overrides). `onRefill(kind, left)` is called when one of the group's
    * socket pools is at or below its low-water mark (once until
    * relayPoolAdd or relayPoolFailed answers); while the group is open it
    * keeps the event loop alive, as a listening server does.
@@ -131,6 +193,12 @@ export interface NativeBinding {
   relayCloseGroup(group: number): RelayStats | undefined;
   /** Counters of a group (undefined once closed), or of the whole process without one. */
   relayStats(group?: number): RelayStats | undefined;
+  /**
+   * The bulk streams (pairs whose pipe grew) each relay thread relays now,
+   * including those on their way to it, one entry per thread; empty
+   * before the first relayGroup.
+   */
+  relayThreads(): number[];
   /**
    * A socket bound to `addr` (a raw sockaddr) in this process's namespace,
    * listening when `type` is SOCK_STREAM (IPv6 ones IPv6-only): [fd, port].
@@ -262,26 +330,45 @@ export const native: NativeBinding = new Proxy({} as NativeBinding, {
 /** The file name of the user namespace helper executable (native/userns-helper.cc). */
 export const USERNS_HELPER = 'podnet-userns';
 
+/** The file name of ns.spawn's exec helper executable (native/exec-helper.c). */
+export const EXEC_HELPER = 'podnet-exec';
+
+const HELPERS = {
+  [USERNS_HELPER]: {
+    env: 'PODNET_USERNS_HELPER',
+    what: 'user namespace helper',
+    compiler: 'a C++17',
+  },
+  [EXEC_HELPER]: { env: 'PODNET_EXEC_HELPER', what: 'exec helper', compiler: 'a C' },
+} as const;
+const foundHelpers = new Map<string, string>();
+
 /**
- * The user namespace helper executable, found where the addon is: in
+ * One of podnet's helper executables, found where the addon is: in
  * build/Release after a local build, else in the prebuilds/ directory of
- * the package's platform and architecture (a static executable, so one
- * build fits glibc and musl), or the file PODNET_USERNS_HELPER names (the
- * sanitizer build of scripts/build-sanitized.js; not for production use).
- * Throws ERR_PODNET_NO_ADDON, one line saying where it looked and how to
- * build it, when there is none.
+ * the package's platform and architecture (static executables, so one
+ * build fits glibc and musl), or the file its variable (PODNET_USERNS_HELPER,
+ * PODNET_EXEC_HELPER) names: the sanitizer build of
+ * scripts/build-sanitized.js, not for production use. Throws
+ * ERR_PODNET_NO_ADDON, one line saying where it looked and how to build
+ * it, when there is none.
  */
-export function usernsHelperPath(): string {
-  const override = process.env['PODNET_USERNS_HELPER'];
+function helperExecutable(name: keyof typeof HELPERS): string {
+  const { env, what, compiler } = HELPERS[name];
+  const override = process.env[env];
+  const known = override ? undefined : foundHelpers.get(name);
+  if (known !== undefined) return known;
   const candidates = override
     ? [override]
     : [
-        join(packageDir, 'build', 'Release', USERNS_HELPER),
-        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, USERNS_HELPER),
+        join(packageDir, 'build', 'Release', name),
+        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, name),
       ];
   for (const path of candidates) {
     try {
       accessSync(path, constants.X_OK);
+      // An override may change between calls (tests); the places found are fixed.
+      if (!override) foundHelpers.set(name, path);
       return path;
     } catch {
       // The next place, as node-gyp-build goes on to prebuilds/.
@@ -289,9 +376,19 @@ export function usernsHelperPath(): string {
   }
   throw new PodnetError(
     'ERR_PODNET_NO_ADDON',
-    `podnet's user namespace helper is not available: no executable ${candidates.join(' or ')}; ` +
-      `build it with python3, make and a C++17 compiler: cd ${packageDir} && npx node-gyp rebuild`,
+    `podnet's ${what} is not available: no executable ${candidates.join(' or ')}; ` +
+      `build it with python3, make and ${compiler} compiler: cd ${packageDir} && npx node-gyp rebuild`,
   );
+}
+
+/** The user namespace helper executable (see {@link helperExecutable}). */
+export function usernsHelperPath(): string {
+  return helperExecutable(USERNS_HELPER);
+}
+
+/** ns.spawn's exec helper executable (see {@link helperExecutable}). */
+export function execHelperPath(): string {
+  return helperExecutable(EXEC_HELPER);
 }
 
 interface RawNativeError {

@@ -10,7 +10,12 @@
 //       then close (no socket kept).
 //   stats-floor sweep    IFNAME BATCHES NSPATH...
 //       one kept socket per namespace (opened up front); one timed sweep reads
-//       IFNAME once in every namespace. PER_BATCH is 1 sweep.
+//       IFNAME once in every namespace (RTM_GETLINK, one round trip after the
+//       other). PER_BATCH is 1 sweep.
+//   stats-floor sweepstats IFNAME BATCHES NSPATH...
+//       the same sockets; a sweep sends an RTM_GETSTATS (by the index found
+//       in each namespace up front) on every socket, then reads every reply
+//       (what podnet's StatsSweep does).
 //
 // Prints one JSON line: median and min per read (per sweep for `sweep`) in
 // microseconds, over the batch medians.
@@ -89,12 +94,47 @@ static void build_getlink(const char *ifname) {
   getlink.h.nlmsg_flags = NLM_F_REQUEST;
 }
 
+static void build_getstats_into(void *buf, int ifindex) {
+  struct nlmsghdr *h = buf;
+  struct if_stats_msg *s = NLMSG_DATA(h);
+  h->nlmsg_len = NLMSG_LENGTH(sizeof *s);
+  h->nlmsg_type = RTM_GETSTATS;
+  h->nlmsg_flags = NLM_F_REQUEST;
+  s->ifindex = ifindex;
+  s->filter_mask = IFLA_STATS_FILTER_BIT(IFLA_STATS_LINK_64);
+}
+
 static void build_getstats(int ifindex) {
   getstats.h.nlmsg_len = NLMSG_LENGTH(sizeof getstats.s);
   getstats.h.nlmsg_type = RTM_GETSTATS;
   getstats.h.nlmsg_flags = NLM_F_REQUEST;
   getstats.s.ifindex = ifindex;
   getstats.s.filter_mask = IFLA_STATS_FILTER_BIT(IFLA_STATS_LINK_64);
+}
+
+// Reads the reply to request SEQ on FD and the rx_bytes of its stats64 block.
+static void collect_stats(int fd, uint32_t want) {
+  ssize_t n;
+  do n = recv(fd, reply, sizeof reply, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) die("recv");
+  struct nlmsghdr *m = (struct nlmsghdr *)reply;
+  if (!NLMSG_OK(m, (size_t)n) || m->nlmsg_seq != want || m->nlmsg_type != RTM_NEWSTATS) {
+    errno = EBADMSG;
+    die("reply");
+  }
+  struct rtattr *a = (struct rtattr *)((char *)NLMSG_DATA(m) + NLMSG_ALIGN(sizeof(struct if_stats_msg)));
+  int left = (int)m->nlmsg_len - (int)NLMSG_LENGTH(sizeof(struct if_stats_msg));
+  for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type == IFLA_STATS_LINK_64 && RTA_PAYLOAD(a) >= sizeof(struct rtnl_link_stats64)) {
+      struct rtnl_link_stats64 s;
+      memcpy(&s, RTA_DATA(a), sizeof s);
+      sink += s.rx_bytes;
+      return;
+    }
+  }
+  errno = ENODATA;
+  die("no stats attribute in reply");
 }
 
 // One round trip; returns the reply length. Walks the attributes to the
@@ -147,18 +187,40 @@ int main(int argc, char **argv) {
   const char *mode = argv[1];
   int home = open_ns("/proc/self/ns/net");
 
-  if (strcmp(mode, "sweep") == 0) {
+  if (strcmp(mode, "sweep") == 0 || strcmp(mode, "sweepstats") == 0) {
     const char *ifname = argv[2];
     int batches = atoi(argv[3]);
     int nns = argc - 4;
     int *fds = malloc(sizeof(int) * nns);
+    // One RTM_GETSTATS request per namespace (the index may differ).
+    char (*reqs)[64] = calloc(nns, 64);
     for (int i = 0; i < nns; i++) {
       int nsfd = open_ns(argv[4 + i]);
       if (setns(nsfd, CLONE_NEWNET) != 0) die("setns");
       fds[i] = rtnl_socket();
+      unsigned idx = if_nametoindex(ifname);
+      if (idx == 0) die(ifname);
+      build_getstats_into(reqs[i], (int)idx);
       close(nsfd);
     }
     if (setns(home, CLONE_NEWNET) != 0) die("setns home");
+    if (strcmp(mode, "sweepstats") == 0) {
+      double *t = malloc(sizeof(double) * batches);
+      struct sockaddr_nl k = {.nl_family = AF_NETLINK};
+      for (int b = -1; b < batches; b++) {  // sweep -1 is the warm-up
+        double t0 = now_us();
+        uint32_t s = ++seq;
+        for (int i = 0; i < nns; i++) {
+          struct nlmsghdr *h = (struct nlmsghdr *)reqs[i];
+          h->nlmsg_seq = s;
+          if (sendto(fds[i], h, h->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) die("sendto");
+        }
+        for (int i = 0; i < nns; i++) collect_stats(fds[i], s);
+        if (b >= 0) t[b] = now_us() - t0;
+      }
+      print("sweepstats", t, batches, 1, 0);
+      return 0;
+    }
     build_getlink(ifname);
     double *t = malloc(sizeof(double) * batches);
     ssize_t len = 0;

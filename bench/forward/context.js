@@ -112,13 +112,18 @@ export class BenchContext {
 
   /**
    * Starts `node forward-roles.js ROLE ...` inside NS (nsenter; where this
-   * process is when NS is null); resolves once it prints "ready", with what
+   * process is when NS is null), with ENV added to this process's
+   * environment (and ROLES_FILE, another checkout's forward-roles.js, in
+   * place of this one's); resolves once it prints "ready", with what
    * followed on that line as `child.ready`.
    */
-  startRole(ns, args) {
-    const argv = [process.execPath, ROLES, ...args];
+  startRole(ns, args, env = {}, rolesFile = ROLES) {
+    const argv = [process.execPath, rolesFile, ...args];
     const full = ns ? ['nsenter', `--net=${ns.path}`, ...argv] : argv;
-    const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(full[0], full.slice(1), {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
+    });
     return whenReady(this.procs.add(child), args[0], ROLE_START_MS);
   }
 

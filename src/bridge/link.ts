@@ -12,8 +12,8 @@ import {
   decodeLinks,
   decodeRoutes,
   encodeDelLink,
+  encodeDump,
   encodeGetLink,
-  encodeGetRoute,
   encodeNewAddr,
   encodeNewBridge,
   encodeNewRoute,
@@ -96,9 +96,9 @@ function overlaps(a: string, b: string): boolean {
  */
 function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
   const what = `listing the routes of '${host.path}'`;
-  const reply = host.rtnlRequestSync(what, encodeGetRoute());
+  const reply = host.rtnlRequestSync(what, encodeDump('routes', 0));
   const routes = decodeRoutes(reply, reply.length, what).filter(
-    (r) => r.table === 254 && r.type === 1 && !r.dst.endsWith('/0'),
+    (r) => r.table === 254 && r.type === 1 && r.prefixLength > 0,
   );
   if (routes.length === 0) return;
   const bridge = findLink(host, net.bridge);
@@ -106,13 +106,14 @@ function checkSubnets(host: NetworkNamespace, net: BridgeNetwork): void {
   const names = new Map(decodeLinks(linkReply, linkReply.length).map((l) => [l.index, l.name]));
   for (const range of net.ranges.flat()) {
     for (const r of routes) {
-      if (bridge && r.oif === bridge.index) continue;
-      if (overlaps(range.subnet, r.dst))
+      if (bridge && r.index === bridge.index) continue;
+      const dst = `${r.destination}/${r.prefixLength}`;
+      if (overlaps(range.subnet, dst))
         throw new SubnetOverlapError(
           net.name,
           range.subnet,
-          r.dst,
-          names.get(r.oif) ?? `#${r.oif}`,
+          dst,
+          names.get(r.index ?? 0) ?? `#${r.index ?? 0}`,
         );
     }
   }

@@ -100,7 +100,7 @@ export async function up([id = '']: string[], flags: FlagValues): Promise<void> 
   // Checked before the setup: a DIR that cannot take the files changes nothing.
   const etcDir = str(flags, 'write-etc');
   if (etcDir !== undefined) checkEtcDir(etcDir);
-  const att = await networkingFromFlags(flags).setup(options);
+  const att = await networkingFromFlags(flags, { driver: true }).setup(options);
   if (etcDir !== undefined) {
     try {
       writeEtcFiles(etcDir, { resolvConf: await att.resolvConf(), hosts: att.hosts() });

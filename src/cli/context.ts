@@ -22,20 +22,27 @@ export function cniFromFlags(values: FlagValues): CniRuntime | undefined {
   return Object.keys(opts).length === 0 ? undefined : new CniRuntime(opts);
 }
 
-/** A Networking over the directories the flags name (defaults for the rest). */
-export function networkingFromFlags(values: FlagValues): Networking {
+/**
+ * A Networking over the directories the flags name (defaults for the
+ * rest); `up` also gives it `--driver` (in `network create` that flag is
+ * the network's driver, not the attaching one).
+ */
+export function networkingFromFlags(
+  values: FlagValues,
+  opts: { driver?: boolean } = {},
+): Networking {
   // Every command is a process that exits at once: rootless engines must
   // live in a keeper process of their own.
-  const opts: NetworkingOptions = { keeper: true };
+  const options: NetworkingOptions = { keeper: true };
   const cni = cniFromFlags(values);
   const stateDir = str(values, 'state-dir');
   const netnsDir = str(values, 'netns-dir');
-  if (cni !== undefined) opts.cni = cni;
-  if (stateDir !== undefined) opts.stateDir = stateDir;
-  if (netnsDir !== undefined) opts.netnsDir = netnsDir;
-  const driver = str(values, 'driver');
-  if (driver !== undefined) opts.driver = driver as NonNullable<NetworkingOptions['driver']>;
-  return new Networking(opts);
+  if (cni !== undefined) options.cni = cni;
+  if (stateDir !== undefined) options.stateDir = stateDir;
+  if (netnsDir !== undefined) options.netnsDir = netnsDir;
+  const driver = opts.driver ? str(values, 'driver') : undefined;
+  if (driver !== undefined) options.driver = driver as NonNullable<NetworkingOptions['driver']>;
+  return new Networking(options);
 }
 
 /** A file a command could not read, and the error saying why. */

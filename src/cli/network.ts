@@ -107,9 +107,7 @@ export async function network(
   [action = 'ls', ...names]: string[],
   flags: FlagValues,
 ): Promise<void> {
-  // --driver is create's (bridge, macvlan, ipvlan), not the Networking's.
-  const { driver: _createDriver, ...common } = flags;
-  const networking = networkingFromFlags(common);
+  const networking = networkingFromFlags(flags);
   const networks = new Networks({ networking });
   const json = flags['json'] === true;
   const one = (): string => {

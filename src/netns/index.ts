@@ -2,6 +2,7 @@ export {
   type ConnectOptions,
   defaultNetnsDir,
   type LinkStatsOptions,
+  type LinkStatsSweep,
   type ListenOptions,
   type NamespaceEntry,
   type NamespaceLocation,
@@ -15,18 +16,22 @@ export {
   decodeAddresses,
   decodeLinkStats,
   decodeLinks,
-  decodeRoutes,
   encodeGetAddr,
   encodeGetLink,
-  encodeGetRoute,
   type InterfaceAddress,
   type Link,
   type LinkStats,
   type LinkStatsField,
   linkStatsFields,
   type OperState,
-  type Route,
 } from './rtnl.js';
+export {
+  decodeRoutes,
+  encodeDump,
+  type Neighbor,
+  type NetlinkEvent,
+  type Route,
+} from './rtnl-events.js';
 export {
   type BridgeRequest,
   encodeDelLink,
@@ -43,3 +48,4 @@ export {
 } from './rtnl-write.js';
 export type { SocketType } from './sockaddr.js';
 export type { NamespaceProcess, NamespaceSpawnOptions } from './spawn.js';
+export { NetlinkWatch, type WatchOptions } from './watch.js';

@@ -11,6 +11,7 @@ import {
   LinkNotFoundError,
   NetlinkDecodeError,
   NotANamespaceError,
+  type PodnetError,
   PodnetSystemError,
 } from '../errors.js';
 import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
@@ -21,9 +22,11 @@ import {
   decodeLinks,
   encodeGetAddr,
   encodeGetLink,
+  encodeGetStats,
   type InterfaceAddress,
   type Link,
   type LinkStats,
+  linkIndexOf,
   linkStatsFields,
   statsFromCounters,
 } from './rtnl.js';
@@ -42,6 +45,8 @@ import {
   type NamespaceSpawnOptions,
   spawnInNamespace,
 } from './spawn.js';
+import { getStatsKnown, noteGetStats, StatsChannel, useGetStats } from './stats-channel.js';
+import { NetlinkWatch, type WatchOptions } from './watch.js';
 
 const NSFS_MAGIC = 0x6e736673;
 const AF_NETLINK = 16;
@@ -49,6 +54,11 @@ const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const NETLINK_NETFILTER = 12;
 const IFNAMSIZ = 16;
+const ENODEV = -19;
+const STATS_FIELDS = linkStatsFields.length;
+// A sync read waits this long for a reply that is not there at once (as the
+// kept socket's SO_RCVTIMEO does).
+const SWEEP_TIMEOUT_MS = 5000;
 // A bound on one batch of `sockets()`: what one SCM_RIGHTS message carries
 // (SCM_MAX_FD), so a helper that hands fds over can serve any batch too;
 // plenty for a pool.
@@ -66,6 +76,22 @@ export interface NamespaceLocation {
 export interface LinkStatsOptions {
   /** Return every counter as a bigint (exact above 2^53), as fs.stat does. */
   bigint?: boolean;
+}
+
+/** A statistics read over many namespaces, made by {@link NetworkNamespace.statsSweep}. */
+export interface LinkStatsSweep extends Disposable {
+  /** The namespaces, in the order of the results. */
+  readonly namespaces: readonly NetworkNamespace[];
+  /** The interface read in each. */
+  readonly ifname: string;
+  /**
+   * The counters of each namespace, in one native call. A namespace whose
+   * read failed (a missing link, a closed handle) has its PodnetError in
+   * its place, so one does not hide the others.
+   */
+  readSync(): (LinkStats | PodnetError)[];
+  /** Ends the sweep (its namespaces stay open). */
+  close(): void;
 }
 
 /** Options of `ns.listen`. */
@@ -172,6 +198,29 @@ function checkName(name: unknown): string {
   return name;
 }
 
+/** The counters of a reply, or its failure as a number (a negative errno), as the addon's stats() gives it. */
+function decodeOrErrno(
+  buf: Buffer,
+  len: number,
+  what: string,
+  bigint: boolean,
+): LinkStats<number | bigint> | number {
+  try {
+    return decodeLinkStats(buf, len, what, bigint);
+  } catch (err) {
+    if (err instanceof PodnetSystemError) return err.errno;
+    throw err;
+  }
+}
+
+/** The error of a failed statistics read (the addon's stats() result N). */
+function statsError(n: number, what: string): Error {
+  if (n === native.STATS_MALFORMED) return new NetlinkDecodeError(`reply to ${what}`);
+  if (n === native.STATS_MISSING)
+    return new NetlinkDecodeError(`no link statistics in reply to ${what}`);
+  return new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
+}
+
 /** The mount point path of NAME in DIR (default dir as create uses), with NAME checked. */
 export function namespacePath(name: string, dir: string = defaultNetnsDir()): string {
   return locate({ name, dir }).path;
@@ -218,11 +267,18 @@ export class NetworkNamespace implements AsyncDisposable {
   readonly owned: boolean;
   #fd: number | undefined;
   #rtnl: NativeRtnlSocket | undefined;
+  // The event-loop socket of asynchronous statistics reads and sweeps.
+  #chan: StatsChannel | undefined;
   #removed = false;
-  // Reused by every synchronous read; made on the first one.
+  // Reused by every statistics read; made on the first one.
   #resp: Buffer | undefined;
-  #counters: Float64Array | undefined;
+  readonly #counters = new Float64Array(STATS_FIELDS);
   readonly #requests = new Map<string, Buffer>();
+  // RTM_GETSTATS names a link by index: the request of each name read,
+  // made for the index it had. ENODEV drops a name's entry (a link made
+  // again under the same name has a new index).
+  readonly #statsReqs = new Map<string, Buffer>();
+  readonly #watches = new Set<NetlinkWatch>();
   // Set when sockets come from a helper inside instead of setns.
   readonly #source: SocketSource | undefined;
   // Processes spawn() started and close() ends (detached ones excepted).
@@ -371,6 +427,35 @@ export class NetworkNamespace implements AsyncDisposable {
     }
     this.#rtnl = new native.RtnlSocket(fd);
     return this.#rtnl;
+  }
+
+  #chanSync(): StatsChannel {
+    if (this.#chan) return this.#chan;
+    const nsfd = this.#nsfd();
+    if (this.#source) throw new ClosedError(`network namespace '${this.path}'`);
+    let fd: number;
+    try {
+      fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+    } catch (err) {
+      throw systemError(`opening a netlink socket in '${this.path}'`, err);
+    }
+    this.#chan = new StatsChannel(fd, this.path);
+    return this.#chan;
+  }
+
+  async #chanAsync(): Promise<StatsChannel> {
+    if (this.#chan) return this.#chan;
+    const fd = await this.#openOne(`opening a netlink socket in '${this.path}'`, {
+      domain: AF_NETLINK,
+      type: SOCK_RAW,
+      protocol: NETLINK_ROUTE,
+    });
+    if (this.#chan || this.#fd === undefined) {
+      native.closeFd(fd); // lost a race with another caller, or closed meanwhile
+      return this.#chanSync();
+    }
+    this.#chan = new StatsChannel(fd, this.path);
+    return this.#chan;
   }
 
   /** Every link in the namespace, with its counters. */
@@ -536,53 +621,264 @@ export class NetworkNamespace implements AsyncDisposable {
     return err;
   }
 
+  #remember(ifname: string, index: number): Buffer {
+    if (this.#statsReqs.size >= 64) this.#statsReqs.clear();
+    const req = encodeGetStats(index);
+    this.#statsReqs.set(ifname, req);
+    return req;
+  }
+
+  // The RTM_GETSTATS request of IFNAME: cached, or for the index an
+  // RTM_GETLINK by name finds.
+  #statsReqSync(rtnl: NativeRtnlSocket, ifname: string, what: string): Buffer {
+    const cached = this.#statsReqs.get(ifname);
+    if (cached !== undefined) return cached;
+    this.#resp ??= Buffer.allocUnsafe(16 * 1024);
+    const reply = rtnl.request(this.#request(ifname), this.#resp);
+    const index =
+      typeof reply === 'number'
+        ? linkIndexOf(this.#resp, reply, what)
+        : linkIndexOf(reply, reply.length, what);
+    return this.#remember(ifname, index);
+  }
+
+  async #statsReqAsync(ch: StatsChannel, ifname: string, what: string): Promise<Buffer> {
+    const cached = this.#statsReqs.get(ifname);
+    if (cached !== undefined) return cached;
+    const reply = await ch.request(this.#request(ifname));
+    return this.#remember(ifname, linkIndexOf(reply, reply.length, what));
+  }
+
   /**
    * All rtnl_link_stats64 counters of one interface, read synchronously:
-   * one netlink round trip on the namespace's kept socket (a few
-   * microseconds), no thread and no setns.
+   * one netlink round trip on the namespace's kept socket (about a
+   * microsecond), no thread and no setns. RTM_GETSTATS by the link's index
+   * (cached by name, refreshed on ENODEV) where the kernel has it (4.7 and
+   * later), else RTM_GETLINK by name (decided once per process).
    */
   linkStatsSync(ifname?: string, opts?: { bigint?: false }): LinkStats;
   linkStatsSync(ifname: string, opts: { bigint: true }): LinkStats<bigint>;
-  linkStatsSync(ifname = 'eth0', opts: LinkStatsOptions = {}): LinkStats<number | bigint> {
+  linkStatsSync(ifname = 'eth0', opts?: LinkStatsOptions): LinkStats<number | bigint> {
+    // The hot path: a name read before, numbers, RTM_GETSTATS known to work.
+    const req = this.#statsReqs.get(ifname);
+    if (req !== undefined && this.#rtnl !== undefined && opts?.bigint !== true && getStatsKnown()) {
+      const n = this.#rtnl.stats(req, this.#counters);
+      if (n >= 0) return statsFromCounters(this.#counters);
+    }
+    return this.#linkStatsSync(ifname, opts?.bigint === true);
+  }
+
+  #linkStatsSync(ifname: string, bigint: boolean): LinkStats<number | bigint> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
-    const req = this.#request(ifname);
     try {
       const rtnl = this.#rtnlSync();
-      if (opts.bigint !== true) {
-        // Fast path: the addon decodes the counters into a Float64Array.
-        this.#counters ??= new Float64Array(linkStatsFields.length);
-        const n = rtnl.stats(req, this.#counters);
-        if (n >= 0) return statsFromCounters(this.#counters);
-        if (n === native.STATS_MALFORMED) throw new NetlinkDecodeError(`reply to ${what}`);
-        if (n === native.STATS_MISSING)
-          throw new NetlinkDecodeError(`no IFLA_STATS64 in reply to ${what}`);
-        throw new PodnetSystemError(what, { errno: n, syscall: 'netlink' });
+      if (useGetStats()) {
+        for (let attempt = 0; ; attempt++) {
+          const req = this.#statsReqSync(rtnl, ifname, what);
+          const n = this.#readSync(rtnl, req, what, bigint);
+          if (typeof n !== 'number') return n;
+          if (noteGetStats(n)) break; // no RTM_GETSTATS: RTM_GETLINK from now on
+          if (n === ENODEV && attempt === 0) {
+            this.#statsReqs.delete(ifname);
+            continue;
+          }
+          throw statsError(n, what);
+        }
       }
-      this.#resp ??= Buffer.allocUnsafe(16 * 1024);
-      const reply = rtnl.request(req, this.#resp);
-      const buf = typeof reply === 'number' ? this.#resp : reply;
-      return decodeLinkStats(buf, typeof reply === 'number' ? reply : reply.length, what, true);
+      const n = this.#readSync(rtnl, this.#request(checkIfname(ifname)), what, bigint);
+      if (typeof n !== 'number') return n;
+      throw statsError(n, what);
     } catch (err) {
       throw this.#notFound(ifname, systemError(what, err));
     }
   }
 
-  /** Like {@link linkStatsSync}, with the netlink round trip on the libuv pool. */
-  async linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
-  async linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
-  async linkStats(
-    ifname = 'eth0',
-    opts: LinkStatsOptions = {},
+  // One read on the kept socket: the counters, or the read's failure as a
+  // number (a negative errno, STATS_MALFORMED, STATS_MISSING).
+  #readSync(
+    rtnl: NativeRtnlSocket,
+    req: Buffer,
+    what: string,
+    bigint: boolean,
+  ): LinkStats<number | bigint> | number {
+    if (!bigint) {
+      // The addon decodes the counters into a Float64Array.
+      const n = rtnl.stats(req, this.#counters);
+      if (n >= 0) {
+        noteGetStats(n);
+        return statsFromCounters(this.#counters);
+      }
+      return n;
+    }
+    this.#resp ??= Buffer.allocUnsafe(16 * 1024);
+    const reply = rtnl.request(req, this.#resp);
+    const buf = typeof reply === 'number' ? this.#resp : reply;
+    return decodeOrErrno(buf, typeof reply === 'number' ? reply : reply.length, what, true);
+  }
+
+  /**
+   * Like {@link linkStatsSync}, on the event loop: the request is sent on a
+   * socket of its own that the loop watches, so no thread (not even the
+   * libuv pool's) waits for the reply. The kernel normally answers within
+   * the send; then the counters are there at once.
+   */
+  linkStats(ifname?: string, opts?: { bigint?: false }): Promise<LinkStats>;
+  linkStats(ifname: string, opts: { bigint: true }): Promise<LinkStats<bigint>>;
+  linkStats(ifname = 'eth0', opts?: LinkStatsOptions): Promise<LinkStats<number | bigint>> {
+    const ch = this.#chan;
+    const req = this.#statsReqs.get(ifname);
+    // The hot path: no async function, no await, one native call.
+    if (ch?.idle && req !== undefined && opts?.bigint !== true && getStatsKnown()) {
+      const n = ch.statsNow(req, this.#counters);
+      if (n >= 0) return Promise.resolve(statsFromCounters(this.#counters));
+      if (n === native.STATS_PENDING) return this.#linkStatsAsync(ifname, false, ch.lastSeq);
+      if (n === ENODEV) this.#statsReqs.delete(ifname);
+    }
+    return this.#linkStatsAsync(ifname, opts?.bigint === true);
+  }
+
+  // PENDING: the sequence number of a request the hot path sent, whose reply is to come.
+  async #linkStatsAsync(
+    ifname: string,
+    bigint: boolean,
+    pending?: number,
   ): Promise<LinkStats<number | bigint>> {
     const what = `reading statistics of '${ifname}' in '${this.path}'`;
-    const req = this.#request(ifname);
-    const rtnl = await this.#rtnlAsync();
-    const reply = await call(what, rtnl.requestAsync(req));
     try {
-      return decodeLinkStats(reply, reply.length, what, opts.bigint === true);
+      const ch = await this.#chanAsync();
+      if (useGetStats()) {
+        for (let attempt = 0; ; attempt++) {
+          let reply: Buffer;
+          if (pending !== undefined && attempt === 0) reply = await ch.reply(pending);
+          else {
+            reply = await ch.request(await this.#statsReqAsync(ch, ifname, what));
+          }
+          const n = decodeOrErrno(reply, reply.length, what, bigint);
+          if (typeof n !== 'number') {
+            noteGetStats(0);
+            return n;
+          }
+          if (noteGetStats(n)) break;
+          if (n === ENODEV && attempt === 0) {
+            this.#statsReqs.delete(ifname);
+            continue;
+          }
+          throw statsError(n, what);
+        }
+      }
+      const reply = await ch.request(this.#request(checkIfname(ifname)));
+      return decodeLinkStats(reply, reply.length, what, bigint);
     } catch (err) {
-      throw this.#notFound(ifname, err);
+      throw this.#notFound(ifname, systemError(what, err));
     }
+  }
+
+  /**
+   * A sweep: the counters of IFNAME in each of NAMESPACES, read in one
+   * native call per {@link LinkStatsSweep.readSync} (every request sent
+   * first, then every reply collected): the way to sample many containers.
+   * Made once, read as often as wanted; the namespaces stay the caller's.
+   */
+  static statsSweep(namespaces: readonly NetworkNamespace[], ifname = 'eth0'): LinkStatsSweep {
+    checkIfname(ifname);
+    const all = [...namespaces];
+    const n = all.length;
+    // Members that take part in the native read: a namespace that cannot
+    // (closed, an unprivileged one's without a channel yet, a link missing
+    // now) is read on its own each time, which also shapes its error.
+    const where: number[] = [];
+    const chans: StatsChannel[] = [];
+    const reqs: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const ns = all[i]!;
+      if (ns.#fd === undefined || (ns.#source && !ns.#chan)) continue;
+      try {
+        const what = `reading statistics of '${ifname}' in '${ns.path}'`;
+        const req = ns.#statsReqSync(ns.#rtnlSync(), ifname, what);
+        chans.push(ns.#chanSync());
+        reqs.push(req);
+        where.push(i);
+      } catch {
+        // read on its own
+      }
+    }
+    const sweep = new native.StatsSweep(
+      chans.map((c) => c.native),
+      reqs,
+    );
+    const counters = new Float64Array(where.length * STATS_FIELDS);
+    const results = new Int32Array(where.length);
+    const skip = new Uint8Array(where.length);
+    const batched = new Uint8Array(n);
+    for (const i of where) batched[i] = 1;
+    let closed = false;
+    const alone = (i: number): LinkStats | PodnetError => {
+      try {
+        return all[i]!.linkStatsSync(ifname);
+      } catch (err) {
+        if (!isPodnetError(err)) throw err;
+        return err;
+      }
+    };
+    return {
+      namespaces: all,
+      ifname,
+      readSync() {
+        if (closed) throw new ClosedError(`the statistics sweep of '${ifname}'`);
+        if (!useGetStats()) return all.map((_, i) => alone(i));
+        for (let j = 0; j < chans.length; j++) skip[j] = chans[j]!.idle ? 0 : 1;
+        sweep.read(counters, results, skip, SWEEP_TIMEOUT_MS);
+        const out: (LinkStats | PodnetError)[] = new Array(n);
+        for (let j = 0; j < where.length; j++) {
+          const i = where[j]!;
+          const r = results[j]!;
+          if (r >= 0) {
+            out[i] = statsFromCounters(counters, j * STATS_FIELDS);
+            continue;
+          }
+          // ENODEV (a link made again), no RTM_GETSTATS, a timeout, a busy
+          // channel: read alone, which deals with each; a new index is
+          // the member's request from then on.
+          out[i] = alone(i);
+          const req = all[i]!.#statsReqs.get(ifname);
+          if (r === ENODEV && req !== undefined) sweep.setRequest(j, req);
+        }
+        for (let i = 0; i < n; i++) if (!batched[i]) out[i] = alone(i);
+        return out;
+      },
+      close() {
+        closed = true;
+      },
+      [Symbol.dispose]() {
+        closed = true;
+      },
+    };
+  }
+
+  /**
+   * Watches the namespace's links, addresses, routes and neighbours: an
+   * async iterator of typed events from the rtnetlink multicast groups, on
+   * a socket opened inside the namespace and read on the event loop. With
+   * `listExisting`, what exists comes first. If the socket overflows (the
+   * consumer falls too far behind, or a burst of changes outruns it), the
+   * stream says so with a `resync` event and lists the current state again
+   * instead of losing it silently. `close()` of the namespace ends it too.
+   */
+  watch(opts: WatchOptions = {}): NetlinkWatch {
+    const open = () =>
+      this.#openOne(`opening a netlink socket in '${this.path}'`, {
+        domain: AF_NETLINK,
+        type: SOCK_RAW,
+        protocol: NETLINK_ROUTE,
+      });
+    // The watch may end inside its constructor (an aborted signal).
+    let made: NetlinkWatch | undefined;
+    const w = new NetlinkWatch(open, `watching '${this.path}'`, opts, () => {
+      if (made) this.#watches.delete(made);
+    });
+    made = w;
+    if (!w.closed) this.#watches.add(w);
+    return w;
   }
 
   /**
@@ -761,6 +1057,9 @@ export class NetworkNamespace implements AsyncDisposable {
     this.#children.clear();
     this.#rtnl?.close();
     this.#rtnl = undefined;
+    this.#chan?.close();
+    this.#chan = undefined;
+    for (const w of [...this.#watches]) w.close();
     if (this.#fd !== undefined) {
       forgotten.unregister(this);
       native.closeFd(this.#fd);

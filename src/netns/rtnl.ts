@@ -1,5 +1,6 @@
-// rtnetlink codec: builds RTM_GETLINK and RTM_GETADDR requests and decodes
-// RTM_NEWLINK and RTM_NEWADDR replies. Pure functions over bytes, so they are tested from captured
+// rtnetlink codec: builds RTM_GETLINK, RTM_GETSTATS and RTM_GETADDR requests
+// and decodes RTM_NEWLINK, RTM_NEWSTATS and RTM_NEWADDR replies (routes,
+// neighbours and the framing of multicast events: rtnl-events.ts). Pure functions over bytes, so they are tested from captured
 // replies without root. Every length is checked against the bytes that are
 // really there; a malformed reply throws NetlinkDecodeError, never reads out
 // of bounds.
@@ -12,6 +13,10 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const RTM_NEWLINK = 16;
 const RTM_GETLINK = 18;
+const RTM_NEWSTATS = 92;
+const RTM_GETSTATS = 94;
+const IF_STATS_MSG_LEN = 12;
+const IFLA_STATS_LINK_64 = 1;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_DUMP = 0x300;
 
@@ -129,8 +134,25 @@ export function encodeGetLink(ifname?: string): Buffer {
   return b;
 }
 
+/**
+ * Builds an RTM_GETSTATS request for the link with index INDEX, asking for
+ * IFLA_STATS_LINK_64 alone: the counters without the rest of RTM_GETLINK's
+ * reply (about 220 bytes instead of 1,400).
+ */
+export function encodeGetStats(index: number): Buffer {
+  const total = NLMSG_HDRLEN + IF_STATS_MSG_LEN;
+  const b = Buffer.alloc(total);
+  b.writeUInt32LE(total, 0);
+  b.writeUInt16LE(RTM_GETSTATS, 4);
+  b.writeUInt16LE(NLM_F_REQUEST, 6);
+  // if_stats_msg: family AF_UNSPEC, the index, filter_mask.
+  b.writeUInt32LE(index, NLMSG_HDRLEN + 4);
+  b.writeUInt32LE(1 << (IFLA_STATS_LINK_64 - 1), NLMSG_HDRLEN + 8);
+  return b;
+}
+
 /** A reply message: its type and where its payload lies in the buffer. */
-interface Message {
+export interface Message {
   type: number;
   start: number;
   end: number;
@@ -141,7 +163,12 @@ interface Message {
  * ack, or no bytes left). A kernel error (NLMSG_ERROR with a non-zero code)
  * is thrown as a PodnetSystemError.
  */
-function messageAt(buf: Buffer, off: number, len: number, what: string): Message | undefined {
+export function messageAt(
+  buf: Buffer,
+  off: number,
+  len: number,
+  what: string,
+): Message | undefined {
   if (len > buf.length) throw new NetlinkDecodeError(`length ${len} exceeds buffer ${buf.length}`);
   if (off >= len) return undefined;
   if (len - off < NLMSG_HDRLEN) throw new NetlinkDecodeError(`truncated header at ${off}`);
@@ -179,36 +206,37 @@ export function checkAck(buf: Buffer, len: number, what: string): void {
 }
 
 /**
- * Builds a LinkStats from the counters in kernel order (what the addon's
- * stats fast path fills in), as one object literal: one hidden class, no loop.
+ * Builds a LinkStats from the counters in kernel order at AT (what the
+ * addon's stats fast path and sweep fill in), as one object literal: one
+ * hidden class, no loop.
  */
-export function statsFromCounters(c: Float64Array): LinkStats {
+export function statsFromCounters(c: Float64Array, at = 0): LinkStats {
   return {
-    rxPackets: c[0]!,
-    txPackets: c[1]!,
-    rxBytes: c[2]!,
-    txBytes: c[3]!,
-    rxErrors: c[4]!,
-    txErrors: c[5]!,
-    rxDropped: c[6]!,
-    txDropped: c[7]!,
-    multicast: c[8]!,
-    collisions: c[9]!,
-    rxLengthErrors: c[10]!,
-    rxOverErrors: c[11]!,
-    rxCrcErrors: c[12]!,
-    rxFrameErrors: c[13]!,
-    rxFifoErrors: c[14]!,
-    rxMissedErrors: c[15]!,
-    txAbortedErrors: c[16]!,
-    txCarrierErrors: c[17]!,
-    txFifoErrors: c[18]!,
-    txHeartbeatErrors: c[19]!,
-    txWindowErrors: c[20]!,
-    rxCompressed: c[21]!,
-    txCompressed: c[22]!,
-    rxNohandler: c[23]!,
-    rxOtherhostDropped: c[24]!,
+    rxPackets: c[at]!,
+    txPackets: c[at + 1]!,
+    rxBytes: c[at + 2]!,
+    txBytes: c[at + 3]!,
+    rxErrors: c[at + 4]!,
+    txErrors: c[at + 5]!,
+    rxDropped: c[at + 6]!,
+    txDropped: c[at + 7]!,
+    multicast: c[at + 8]!,
+    collisions: c[at + 9]!,
+    rxLengthErrors: c[at + 10]!,
+    rxOverErrors: c[at + 11]!,
+    rxCrcErrors: c[at + 12]!,
+    rxFrameErrors: c[at + 13]!,
+    rxFifoErrors: c[at + 14]!,
+    rxMissedErrors: c[at + 15]!,
+    txAbortedErrors: c[at + 16]!,
+    txCarrierErrors: c[at + 17]!,
+    txFifoErrors: c[at + 18]!,
+    txHeartbeatErrors: c[at + 19]!,
+    txWindowErrors: c[at + 20]!,
+    rxCompressed: c[at + 21]!,
+    txCompressed: c[at + 22]!,
+    rxNohandler: c[at + 23]!,
+    rxOtherhostDropped: c[at + 24]!,
   };
 }
 
@@ -259,14 +287,17 @@ export function decodeStats64(
   return out;
 }
 
-function ifinfoStart(m: Message): number {
-  if (m.type !== RTM_NEWLINK) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
+// RTM_DELLINK (17), an event, carries the same ifinfomsg and attributes;
+// a statistics read takes RTM_NEWLINK only, as the C++ decoder does.
+function ifinfoStart(m: Message, orDelete = false): number {
+  if (m.type !== RTM_NEWLINK && !(orDelete && m.type === RTM_NEWLINK + 1))
+    throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
   if (m.end - m.start < IFINFOMSG_LEN) throw new NetlinkDecodeError('truncated ifinfomsg');
   return m.start;
 }
 
 /** Calls `fn(type, at, len)` for each attribute in [start, end), bounds-checked. */
-function eachAttr(
+export function eachAttr(
   buf: Buffer,
   start: number,
   end: number,
@@ -288,13 +319,15 @@ function cString(buf: Buffer, at: number, len: number): string {
   return buf.toString('utf8', at, nul >= 0 && nul < at + len ? nul : at + len);
 }
 
-function u32(buf: Buffer, at: number, len: number, name: string): number {
+/** A u32 attribute, or a NetlinkDecodeError naming NAME when it is shorter. */
+export function u32(buf: Buffer, at: number, len: number, name: string): number {
   if (len < 4) throw new NetlinkDecodeError(`${name} of ${len} bytes`);
   return buf.readUInt32LE(at);
 }
 
-function decodeLink(buf: Buffer, m: Message): Link {
-  const s = ifinfoStart(m);
+/** One RTM_NEWLINK (or RTM_DELLINK) message. */
+export function decodeLink(buf: Buffer, m: Message): Link {
+  const s = ifinfoStart(m, true);
   const index = buf.readInt32LE(s + 4);
   const flags = buf.readUInt32LE(s + 8);
   const link: Link = {
@@ -341,6 +374,13 @@ function decodeLink(buf: Buffer, m: Message): Link {
   return link;
 }
 
+/** The index of the link in a single-link RTM_GETLINK reply. */
+export function linkIndexOf(buf: Buffer, len: number, what: string): number {
+  const m = messageAt(buf, 0, len, what);
+  if (!m) throw new NetlinkDecodeError('no RTM_NEWLINK in reply');
+  return buf.readInt32LE(ifinfoStart(m) + 4);
+}
+
 /** Decodes an RTM_GETLINK dump reply into links, in kernel order. */
 export function decodeLinks(buf: Buffer, len = buf.length, what = 'listing links'): Link[] {
   const out: Link[] = [];
@@ -349,8 +389,8 @@ export function decodeLinks(buf: Buffer, len = buf.length, what = 'listing links
 }
 
 /**
- * Decodes only the statistics of a single-link RTM_GETLINK reply (the hot
- * path: no other attribute is turned into JS values).
+ * Decodes only the statistics of a single-link RTM_GETLINK or RTM_GETSTATS
+ * reply (the hot path: no other attribute is turned into JS values).
  */
 export function decodeLinkStats(
   buf: Buffer,
@@ -371,24 +411,36 @@ export function decodeLinkStats(
   bigint = false,
 ): LinkStats<number | bigint> {
   // The hot path of every statistics read: the first message only, plain
-  // loops, no closures; the same bounds checks as the general decoder.
+  // loops, no closures; the same bounds checks as the general decoder. An
+  // RTM_NEWLINK carries IFLA_STATS64 among its attributes, an RTM_NEWSTATS
+  // (the reply to RTM_GETSTATS) IFLA_STATS_LINK_64.
   const m = messageAt(buf, 0, len, what);
-  if (m) {
-    const s = ifinfoStart(m);
-    let off = s + IFINFOMSG_LEN;
-    while (m.end - off >= 4) {
-      const alen = buf.readUInt16LE(off);
-      if (alen < 4 || alen > m.end - off) {
-        throw new NetlinkDecodeError(`attribute length ${alen} at ${off} out of bounds`);
-      }
-      if ((buf.readUInt16LE(off + 2) & 0x3fff) === IFLA_STATS64) {
-        return decodeStats64(buf, off + 4, alen - 4, bigint);
-      }
-      off += align4(alen);
-    }
-    throw new NetlinkDecodeError('RTM_NEWLINK without IFLA_STATS64');
+  if (!m) throw new NetlinkDecodeError('no RTM_NEWLINK or RTM_NEWSTATS in reply');
+  let off: number;
+  let want: number;
+  if (m.type === RTM_NEWSTATS) {
+    if (m.end - m.start < IF_STATS_MSG_LEN) throw new NetlinkDecodeError('truncated if_stats_msg');
+    off = m.start + IF_STATS_MSG_LEN;
+    want = IFLA_STATS_LINK_64;
+  } else {
+    off = ifinfoStart(m) + IFINFOMSG_LEN;
+    want = IFLA_STATS64;
   }
-  throw new NetlinkDecodeError('no RTM_NEWLINK in reply');
+  while (m.end - off >= 4) {
+    const alen = buf.readUInt16LE(off);
+    if (alen < 4 || alen > m.end - off) {
+      throw new NetlinkDecodeError(`attribute length ${alen} at ${off} out of bounds`);
+    }
+    if ((buf.readUInt16LE(off + 2) & 0x3fff) === want) {
+      return decodeStats64(buf, off + 4, alen - 4, bigint);
+    }
+    off += align4(alen);
+  }
+  throw new NetlinkDecodeError(
+    m.type === RTM_NEWSTATS
+      ? 'RTM_NEWSTATS without IFLA_STATS_LINK_64'
+      : 'RTM_NEWLINK without IFLA_STATS64',
+  );
 }
 
 const RTM_NEWADDR = 20;
@@ -428,8 +480,10 @@ export function encodeGetAddr(): Buffer {
   return b;
 }
 
-function decodeAddress(buf: Buffer, m: Message): InterfaceAddress | undefined {
-  if (m.type !== RTM_NEWADDR) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
+/** One RTM_NEWADDR (or RTM_DELADDR) message; undefined for a family other than IPv4 and IPv6. */
+export function decodeAddress(buf: Buffer, m: Message): InterfaceAddress | undefined {
+  if (m.type !== RTM_NEWADDR && m.type !== RTM_NEWADDR + 1)
+    throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
   if (m.end - m.start < IFADDRMSG_LEN) throw new NetlinkDecodeError('truncated ifaddrmsg');
   const familyByte = buf[m.start]!;
   // Other families (none today on an inet dump) are not this type's business.
@@ -480,95 +534,6 @@ export function decodeAddresses(
   for (const m of messages(buf, len, what)) {
     const a = decodeAddress(buf, m);
     if (a) out.push(a);
-  }
-  return out;
-}
-
-const RTM_NEWROUTE = 24;
-const RTM_GETROUTE = 26;
-const RTMSG_LEN = 12;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_TABLE = 15;
-
-/** A route as the kernel describes it (RTM_NEWROUTE). */
-export interface Route {
-  /** 4 or 6. */
-  family: 4 | 6;
-  /** Destination as a CIDR (0.0.0.0/0 or ::/0 for a default route). */
-  dst: string;
-  /** Gateway, when the route has one. */
-  gateway?: string;
-  /** Index of the link it goes out of (0: none, e.g. a multipath or blackhole route). */
-  oif: number;
-  /** Routing table (254 main, 255 local). */
-  table: number;
-  /** RTN_* type (1 unicast, 2 local, 3 broadcast, ...). */
-  type: number;
-}
-
-/** Builds an RTM_GETROUTE dump request for every route of every family and table. */
-export function encodeGetRoute(): Buffer {
-  const total = NLMSG_HDRLEN + RTMSG_LEN;
-  const b = Buffer.alloc(total);
-  b.writeUInt32LE(total, 0);
-  b.writeUInt16LE(RTM_GETROUTE, 4);
-  b.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-  return b;
-}
-
-function decodeRoute(buf: Buffer, m: Message): Route | undefined {
-  if (m.type !== RTM_NEWROUTE) throw new NetlinkDecodeError(`unexpected message type ${m.type}`);
-  if (m.end - m.start < RTMSG_LEN) throw new NetlinkDecodeError('truncated rtmsg');
-  const familyByte = buf[m.start]!;
-  if (familyByte !== 2 && familyByte !== 10) return undefined;
-  const family = familyByte === 2 ? 4 : 6;
-  const size = family === 4 ? 4 : 16;
-  const addr = (at: number, len: number, name: string): string => {
-    if (len !== size)
-      throw new NetlinkDecodeError(`${name} of ${len} bytes in an IPv${family} route`);
-    return ipaddr.fromByteArray([...buf.subarray(at, at + len)]).toString();
-  };
-  let dst = family === 4 ? '0.0.0.0' : '::';
-  let gateway: string | undefined;
-  let oif = 0;
-  let table: number = buf[m.start + 4]!;
-  eachAttr(buf, m.start + RTMSG_LEN, m.end, (type, at, len) => {
-    switch (type) {
-      case RTA_DST:
-        dst = addr(at, len, 'RTA_DST');
-        break;
-      case RTA_GATEWAY:
-        gateway = addr(at, len, 'RTA_GATEWAY');
-        break;
-      case RTA_OIF:
-        oif = u32(buf, at, len, 'RTA_OIF');
-        break;
-      case RTA_TABLE:
-        table = u32(buf, at, len, 'RTA_TABLE');
-        break;
-    }
-  });
-  const prefix = buf[m.start + 1]!;
-  if (prefix > size * 8)
-    throw new NetlinkDecodeError(`prefix length ${prefix} of an IPv${family} route`);
-  return {
-    family,
-    dst: `${dst}/${prefix}`,
-    ...(gateway === undefined ? {} : { gateway }),
-    oif,
-    table,
-    type: buf[m.start + 7]!,
-  };
-}
-
-/** Decodes an RTM_GETROUTE dump reply into routes, in kernel order. */
-export function decodeRoutes(buf: Buffer, len = buf.length, what = 'listing routes'): Route[] {
-  const out: Route[] = [];
-  for (const m of messages(buf, len, what)) {
-    const r = decodeRoute(buf, m);
-    if (r) out.push(r);
   }
   return out;
 }

@@ -15,11 +15,9 @@
 // runs, and a command that cannot run gives an 'error' (ENOENT for one not
 // found, with Node's fields) before its 'exit'.
 import { type ChildProcess, type SpawnOptions, type StdioOptions, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, PodnetError, PodnetSystemError } from '../errors.js';
+import { execHelperPath } from '../native.js';
 
 /** How long disposing a process waits after its killSignal before SIGKILL. */
 export const SPAWN_KILL_GRACE_MS = 2_000;
@@ -50,40 +48,6 @@ const STAGES: Record<number, { syscall: string; what: string }> = {
 };
 const STAGE_EXEC = 4;
 const STATUS_RECORD_BYTES = 8;
-
-const packageDir = dirname(fileURLToPath(new URL('../../package.json', import.meta.url)));
-let helperPath: string | undefined;
-
-/**
- * The exec helper, found as the addon is: build/Release when built here,
- * else the prebuild shipped for this architecture (static, so one per
- * architecture serves glibc and musl alike). PODNET_EXEC_HELPER names
- * another build (the sanitizer build of scripts/build-sanitized.js).
- */
-export function execHelperPath(): string {
-  if (helperPath !== undefined) return helperPath;
-  const override = process.env['PODNET_EXEC_HELPER'];
-  const candidates = override
-    ? [override]
-    : [
-        join(packageDir, 'build', 'Release', 'podnet-exec'),
-        join(packageDir, 'prebuilds', `${process.platform}-${process.arch}`, 'podnet-exec'),
-      ];
-  for (const path of candidates) {
-    try {
-      accessSync(path, constants.X_OK);
-      helperPath = path;
-      return path;
-    } catch {
-      // Try the next one.
-    }
-  }
-  throw new PodnetError(
-    'ERR_PODNET_NO_ADDON',
-    `podnet's exec helper is not available: no executable ${candidates.join(' or ')}; build it ` +
-      `with python3, make and a C compiler: cd ${packageDir} && npx node-gyp rebuild`,
-  );
-}
 
 function checkString(value: unknown, what: string, allowEmpty = false): string {
   if (typeof value !== 'string' || (!allowEmpty && value === '') || value.includes('\0')) {

@@ -32,14 +32,14 @@ import {
 } from '../cni/index.js';
 import { InvalidArgumentError, isPodnetError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
-import { NetworkNamespace } from '../netns/index.js';
+import { decodeRoutes, encodeDump, NetworkNamespace } from '../netns/index.js';
 import { Networking } from '../network/index.js';
 import { type ContainerLock, tryLock } from '../network/lock.js';
 import type { ContainerState } from '../network/types.js';
 import { buildConflist, type NetworkInfo, networkFromConflist } from './conflist.js';
 import { NetworkError } from './errors.js';
 import { type NetworkCreateOptions, planNetwork } from './plan.js';
-import { parseIPv4Routes, parseIPv6Routes, type Subnet } from './subnets.js';
+import { routeSubnets, type Subnet } from './subnets.js';
 
 /** Options of {@link Networks}. */
 export interface NetworksOptions {
@@ -101,12 +101,16 @@ async function liveInterfaces(): Promise<string[]> {
     });
 }
 
+/** The subnets this process's namespace routes (one RTM_GETROUTE dump on a socket of its own). */
 async function hostRoutes(): Promise<Subnet[]> {
-  const read = (p: string) => readFile(p, 'utf8').catch(() => '');
-  return [
-    ...parseIPv4Routes(await read('/proc/net/route')),
-    ...parseIPv6Routes(await read('/proc/net/ipv6_route')),
-  ];
+  const host = await NetworkNamespace.open('/proc/self/ns/net');
+  try {
+    const what = 'listing the routes of this namespace';
+    const reply = host.rtnlRequestSync(what, encodeDump('routes', 0));
+    return routeSubnets(decodeRoutes(reply, reply.length, what));
+  } finally {
+    host.close();
+  }
 }
 
 /** The networks of one CNI config dir, as objects (podman's `network` noun). */

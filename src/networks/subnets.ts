@@ -3,12 +3,12 @@
 // other's base"; a free IPv4 subnet as the first /24 of podman's default
 // pools (10.89.0.0/16, then 10.90.0.0/15, ... up to 10.128.0.0/9) that meets
 // no used subnet; a free IPv6 subnet as a random ULA /64 (RFC 4193 says
-// random, not sequential). The host's routes, read from /proc/net, are used
+// random, not sequential). The host's routes (a netlink dump) are used
 // subnets too. Pure functions over strings, tested without root.
 import { randomBytes } from 'node:crypto';
-import { endianness } from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { Route } from '../netns/index.js';
 
 /** A subnet: family, network address (host bits zero) and prefix length. */
 export interface Subnet {
@@ -137,53 +137,23 @@ export function freeIPv6Subnet(
   return undefined;
 }
 
-/** A 32-bit word of /proc/net/route: hex of the address's bytes read in this machine's order. */
-function routeWord(hex: string): bigint {
-  const n = Number.parseInt(hex, 16);
-  const b = [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
-  return toBig(endianness() === 'LE' ? b.reverse() : b);
-}
-
-function popcount(n: bigint): number {
-  let c = 0;
-  for (let x = n; x > 0n; x >>= 1n) c += Number(x & 1n);
-  return c;
-}
-
 /**
- * The destinations of /proc/net/route (IPv4, the main table), default
- * routes left out: every one would overlap everything. Lines that are not
- * a route are skipped (the header, anything malformed).
+ * The subnets a host's routes take (a route dump from the kernel, decoded
+ * by the rtnetlink codec): IPv4 routes of the main table and IPv6 routes
+ * of every table, default routes left out (every one would overlap
+ * everything), and the multicast and link-local ranges every IPv6 host
+ * routes.
  */
-export function parseIPv4Routes(text: string): Subnet[] {
+export function routeSubnets(routes: readonly Route[]): Subnet[] {
   const out: Subnet[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    const [dest, maskHex] = [f[1], f[7]];
-    if (dest === undefined || maskHex === undefined || !/^[0-9A-Fa-f]{16}$/.test(dest + maskHex))
-      continue;
-    const prefix = popcount(routeWord(maskHex));
-    if (prefix === 0) continue;
-    out.push({ family: 4, base: routeWord(dest) & mask(4, prefix), prefix });
-  }
-  return out;
-}
-
-/**
- * The destinations of /proc/net/ipv6_route (every table), default routes
- * and the multicast and link-local ranges every host routes left out.
- */
-export function parseIPv6Routes(text: string): Subnet[] {
-  const out: Subnet[] = [];
-  for (const line of text.split('\n')) {
-    const [dest, prefixHex] = line.trim().split(/\s+/);
-    if (dest === undefined || prefixHex === undefined || !/^[0-9a-f]{32}$/i.test(dest)) continue;
-    const prefix = Number.parseInt(prefixHex, 16);
-    if (!(prefix > 0 && prefix <= 128)) continue;
-    const base = BigInt(`0x${dest}`) & mask(6, prefix);
-    const top = base >> 112n;
-    if (top >= 0xff00n || (top & 0xffc0n) === 0xfe80n) continue;
-    out.push({ family: 6, base, prefix });
+  for (const r of routes) {
+    if (r.prefixLength === 0 || (r.family === 4 && r.table !== 254)) continue;
+    const s = parseSubnet(`${r.destination}/${r.prefixLength}`, 'a route');
+    if (s.family === 6) {
+      const top = s.base >> 112n;
+      if (top >= 0xff00n || (top & 0xffc0n) === 0xfe80n) continue;
+    }
+    out.push(s);
   }
   return out;
 }

@@ -148,7 +148,7 @@ const REFILL_RETRY_MS = 500;
  *
  * UDP: each client address:port is a flow with its own pooled socket inside
  * the namespace, connected to the container's address; datagrams are
- * relayed both ways on the relay thread and replies go back to the client
+ * relayed both ways on the relay's accepting thread and replies go back to the client
  * from the host port. A flow idle for `udpIdleTimeoutMs` is closed.
  *
  * What the server in the container sees as its peer: the socket is opened

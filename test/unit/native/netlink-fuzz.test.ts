@@ -1,4 +1,4 @@
-// Fuzzing the C++ statistics decoder (native/netlink.cc DecodeStats) with
+// Fuzzing the C++ statistics decoder (native/rtnl-stats.cc DecodeStats) with
 // random and structured replies: a length field that lies, a last attribute
 // whose length is not a multiple of 4, a message shorter than the buffer it
 // is in, a len argument shorter than the buffer. Every input lives in a heap

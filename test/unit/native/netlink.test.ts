@@ -70,3 +70,41 @@ describe('the C++ statistics decoder', () => {
     expect(() => native.decodeStats(buf, buf.length, new Float64Array(3))).toThrow();
   });
 });
+
+describe('the C++ statistics decoder on RTM_GETSTATS replies', () => {
+  const events = JSON.parse(readFileSync(fixture('netlink/events.json'), 'utf8')) as {
+    getstatsLo: string;
+    getstatsEnodev: string;
+  };
+
+  it('reads IFLA_STATS_LINK_64 of an RTM_NEWSTATS as the TypeScript decoder does', () => {
+    const buf = Buffer.from(events.getstatsLo, 'hex');
+    expect(native.decodeStats(buf, buf.length, new Float64Array(25))).toBe(25);
+    const cpp = cppDecode(buf);
+    expect(cpp).toEqual(tsDecode(buf));
+    expect((cpp as number[])[0]).toBeGreaterThan(0); // rxPackets
+    const enodev = Buffer.from(events.getstatsEnodev, 'hex');
+    expect(native.decodeStats(enodev, enodev.length, new Float64Array(25))).toBe(-19);
+  });
+
+  it('agrees with the TypeScript decoder on every truncation and on random corruption', () => {
+    const base = Buffer.from(events.getstatsLo, 'hex');
+    for (let n = 0; n < base.length; n++) {
+      const b = base.subarray(0, n);
+      expect(cppDecode(b)).toEqual(tsDecode(b));
+    }
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
+          maxLength: 12,
+        }),
+        (edits) => {
+          const b = Buffer.from(base);
+          for (const [at, v] of edits) b[at] = v;
+          expect(cppDecode(b)).toEqual(tsDecode(b));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});

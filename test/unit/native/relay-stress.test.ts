@@ -6,7 +6,10 @@
 // for a moment, which is what keeps an epoll registration alive when an fd
 // is closed without EPOLL_CTL_DEL). Run under the sanitizer build too
 // (test/unit/native/sanitizers.test.ts), where a use after free is fatal; here the
-// counters and the fd table must come back to where they were.
+// counters and the fd table must come back to where they were. With more
+// relay threads than this machine may have cores, and bulk connections
+// among the short ones, so pairs move between threads while their group
+// closes.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
@@ -18,6 +21,9 @@ import { openFds } from '../../helpers/process.js';
 const AF_INET = 2;
 const SOCK_STREAM = 1;
 const ROUNDS = 20;
+const THREADS = 3;
+// Read when the first group starts the relay (this file has a process of its own).
+process.env.PODNET_RELAY_THREADS = String(THREADS);
 
 /** Spawns /bin/true over and over until stopped; resolves to how many ran. */
 function spawnLoop(): { stop: () => Promise<number> } {
@@ -44,8 +50,9 @@ function spawnLoop(): { stop: () => Promise<number> } {
 }
 
 // Connects to PORT over and over, CONCURRENCY at a time, each connection
-// sending a line and closing at its echo (or at a reset), until told to
-// stop; then reports how many were echoed. A thread of its own, so that
+// sending a line (every fourth one 512 KiB, so its pipe grows and it may
+// move to another relay thread) and closing at its echo (or at a reset),
+// until told to stop; then reports how many were echoed. A thread of its own, so that
 // clients keep arriving while the JS thread is blocked in relayCloseGroup.
 const FLOOD = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -53,6 +60,8 @@ const net = require('node:net');
 let stopping = false;
 let live = 0;
 let echoed = 0;
+let made = 0;
+const bulk = Buffer.alloc(512 * 1024, 1);
 function one() {
   live++;
   const c = net.connect({ host: '127.0.0.1', port: workerData.port });
@@ -63,7 +72,7 @@ function one() {
     if (!stopping) setImmediate(one);
     else if (live === 0) parentPort.postMessage({ echoed });
   });
-  c.write('ping\\n');
+  c.write(made++ % 4 === 0 ? bulk : 'ping\\n');
 }
 parentPort.on('message', () => { stopping = true; if (live === 0) parentPort.postMessage({ echoed }); });
 for (let i = 0; i < workerData.concurrency; i++) one();
@@ -112,8 +121,9 @@ describe('native relay under churn', () => {
 
   it('opens, floods and closes listener groups while the process forks', async () => {
     // Warm-up, so the baseline holds the fds made once per process: the
-    // relay thread's epoll fd and eventfd, libuv's SIGCHLD pipe.
+    // relay threads' epoll fds and eventfds, libuv's SIGCHLD pipe.
     native.relayCloseGroup(native.relayGroup());
+    expect(native.relayThreads()).toHaveLength(THREADS);
     await spawnLoop().stop();
     const fdsBefore = openFds();
     const spawner = spawnLoop();
@@ -148,6 +158,7 @@ describe('native relay under churn', () => {
     // Some clients made it through before their group closed.
     expect(echoed).toBeGreaterThan(0);
     expect(native.relayStats()!.active).toBe(0);
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(0));
     // Every socket, pipe and listener of every group is closed (the
     // upstream server's side of the last connections may take a moment).
     await expect.poll(openFds, { timeout: 2000 }).toBe(fdsBefore);

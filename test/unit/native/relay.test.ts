@@ -1,11 +1,18 @@
 // The native relay on its own, between loopback sockets (no root needed):
 // byte integrity and half-close both ways, through splice and through the
-// read/write fallback, and close of a group.
+// read/write fallback, bulk streams spread over the relay threads, and
+// close of a group.
 import { createHash, randomBytes } from 'node:crypto';
 import { fstatSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
+
+// Read when this file's first group starts the relay (each test file runs in
+// a process of its own): more threads than this machine may have cores, so
+// pairs are handed between threads wherever the tests run.
+const THREADS = 3;
+process.env.PODNET_RELAY_THREADS = String(THREADS);
 
 const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -72,6 +79,44 @@ describe('native relay', () => {
     expect(after.bytes - before.bytes).toBe(2 * data.length + 3);
     expect(after.pairs - before.pairs).toBe(1);
     expect(after.failed).toBe(before.failed);
+  });
+
+  it('spreads bulk streams evenly over the threads, and their counters add up', async () => {
+    flags = 0;
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(0));
+    const before = native.relayStats(group)!;
+    const port = (front.address() as net.AddressInfo).port;
+    const n = 2 * THREADS;
+    const data = randomBytes(4 * 1024 * 1024);
+    // Every stream sends its bulk and keeps its end open, so all are live
+    // bulk streams (their pipes grown) at once; each read echoes back.
+    const streams = Array.from({ length: n }, () => {
+      const c = net.connect({ host: '127.0.0.1', port });
+      const chunks: Buffer[] = [];
+      const back = new Promise<Buffer>((resolve, reject) => {
+        c.on('data', (d: Buffer) => chunks.push(d));
+        c.on('end', () => resolve(Buffer.concat(chunks)));
+        c.on('error', reject);
+      });
+      c.write(data);
+      return { c, back };
+    });
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    await expect.poll(() => sum(native.relayThreads()), { timeout: 10_000 }).toBe(n);
+    // Each moved, when it turned bulk, to a thread with two fewer.
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(2));
+    for (const { c } of streams) c.end();
+    const backs = await Promise.all(streams.map((s) => s.back));
+    for (const back of backs) {
+      expect(back.length).toBe(data.length + 3);
+      expect(digest(back.subarray(0, data.length))).toBe(digest(data));
+    }
+    await expect.poll(() => native.relayStats(group)!.active).toBe(before.active);
+    const after = native.relayStats(group)!;
+    expect(after.pairs - before.pairs).toBe(n);
+    expect(after.bytes - before.bytes).toBe(n * (2 * data.length + 3));
+    expect(after.failed).toBe(before.failed);
+    expect(native.relayThreads()).toEqual(Array(THREADS).fill(0));
   });
 
   it('an empty exchange ends cleanly', async () => {

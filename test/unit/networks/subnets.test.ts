@@ -4,9 +4,8 @@ import {
   formatSubnet,
   freeIPv4Subnet,
   freeIPv6Subnet,
-  parseIPv4Routes,
-  parseIPv6Routes,
   parseSubnet,
+  routeSubnets,
   subnetsOverlap,
 } from '../../../src/networks/subnets.js';
 import { throwsInvalidArgument } from '../../helpers/errors.js';
@@ -45,20 +44,30 @@ describe('subnets', () => {
     expect(formatSubnet(freeIPv6Subnet([])!)).toMatch(/^fd[0-9a-f]{2}:.*::\/64$/);
   });
 
-  it('reads /proc/net/route and /proc/net/ipv6_route, default and link-local routes left out', () => {
-    const v4 = `Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0
-eth0\t0000000A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
-br0\t0000590A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-`;
-    expect(parseIPv4Routes(v4).map(formatSubnet)).toEqual(['10.0.0.0/16', '10.89.0.0/24']);
-    const v6 = [
-      'fd0011112222333300000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 00000400 00000001 00000000 00000001     eth0',
-      'fd001111222233330000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     br0',
-      'fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0',
-      '00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0',
-      'ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0',
-    ].join('\n');
-    expect(parseIPv6Routes(v6).map(formatSubnet)).toEqual(['fd00:1111:2222:3333::/64']);
+  it('takes the subnets of the main table and IPv6 routes, leaving out default, link-local and multicast', () => {
+    const route = (destination: string, prefixLength: number, table = 254) => ({
+      family: (destination.includes(':') ? 6 : 4) as 4 | 6,
+      destination,
+      prefixLength,
+      table,
+      protocol: 2,
+      scope: 253,
+      type: 1,
+    });
+    const routes = [
+      route('0.0.0.0', 0),
+      route('10.0.0.0', 16),
+      route('10.89.0.0', 24),
+      route('10.99.0.1', 32, 255), // the local table: not the main one
+      route('fd00:1111:2222:3333::', 64),
+      route('fe80::', 64),
+      route('ff00::', 8, 255),
+      route('::', 0),
+    ];
+    expect(routeSubnets(routes).map(formatSubnet)).toEqual([
+      '10.0.0.0/16',
+      '10.89.0.0/24',
+      'fd00:1111:2222:3333::/64',
+    ]);
   });
 });

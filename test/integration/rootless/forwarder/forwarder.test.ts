@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../../src/index.js';
+import { native } from '../../../../src/native.js';
 import { PortForwarder, PortInUseError } from '../../../../src/rootless/index.js';
 import { createTopology, type Topology } from '../../../../src/testing/index.js';
 import { freePort, isRoot, type NetnsDir, tempNetnsDir } from '../../../helpers/host.js';
@@ -111,8 +112,40 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
     expect(peers.filter((p) => p === '127.0.0.1')).toEqual([]);
   });
 
+  it('spreads bulk streams evenly over the relay threads, and counts them all', async () => {
+    await using fwd = await start();
+    const hostPort = fwd.ports[0]!.hostPort;
+    const n = 4;
+    const data = randomBytes(4 * 1024 * 1024);
+    // Each sends its bulk and keeps its end open: all are bulk streams at once.
+    const streams = Array.from({ length: n }, () => {
+      const c = net.connect({ host: '127.0.0.1', port: hostPort });
+      const chunks: Buffer[] = [];
+      const back = new Promise<Buffer>((resolve, reject) => {
+        c.on('data', (d: Buffer) => chunks.push(d));
+        c.on('end', () => resolve(Buffer.concat(chunks)));
+        c.on('error', reject);
+      });
+      c.write(data);
+      return { c, back };
+    });
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    await until('every stream relayed as bulk', () => sum(native.relayThreads()) === n, 10_000);
+    // One thread per core here (one on a single core): none has two more than another.
+    const loads = native.relayThreads();
+    expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(1);
+    for (const { c } of streams) c.end();
+    for (const back of await Promise.all(streams.map((s) => s.back))) {
+      expect(back.equals(Buffer.concat([data, Buffer.from('BYE')]))).toBe(true);
+    }
+    await until('every stream closed', () => fwd.stats().active === 0);
+    expect(fwd.stats()).toMatchObject({ connections: n, failed: 0, dropped: 0 });
+    expect(fwd.stats().bytes).toBe(n * (2 * data.length + 3));
+    expect(native.relayThreads()).toEqual(loads.map(() => 0));
+  });
+
   it('serves 500 short connections, 50 at a time, from its pool, and close() leaks no fd', async () => {
-    // The relay thread's epoll and eventfd live as long as the process.
+    // The relay threads' epoll fds and eventfds live as long as the process.
     await (await start()).close();
     const before = openFds();
     const fwd = await start();
@@ -162,7 +195,7 @@ describe.skipIf(!isRoot)('PortForwarder (root)', () => {
   });
 
   it('close() stops listening, resets open connections and leaks no fd', async () => {
-    // The relay thread's epoll and eventfd live as long as the process:
+    // The relay threads' epoll fds and eventfds live as long as the process:
     // the earlier tests made them, so the count below is stable.
     await (await start()).close();
     const before = openFds();
@@ -289,7 +322,7 @@ describe.skipIf(!isRoot)('PortForwarder UDP (root)', () => {
   });
 
   it('closes an idle flow after udpIdleTimeoutMs; the next datagram starts a new one; no fd leaks', async () => {
-    await (await start()).close(); // the relay thread's own fds exist from here on
+    await (await start()).close(); // the relay threads' own fds exist from here on
     const before = openFds();
     const fwd = await start(200);
     const hostPort = fwd.ports[0]!.hostPort;
