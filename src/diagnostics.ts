@@ -18,6 +18,10 @@ export const channelNames = [
   'podnet:network:setup',
   'podnet:network:teardown',
   'podnet:network:gc',
+  // A running container's connect, disconnect or reload: { id, network, phase }
+  // (planned, plugin:N before plugin N of its ADD, attached; detaching once a
+  // disconnect is journalled, detached; reloaded).
+  'podnet:network:connect',
   // Before gc checks whether one container is alive (tests inject faults here).
   'podnet:network:gc:check',
   // After each step of the native driver's attach (phase: leased, bridge, veth, container, firewall, cached).

@@ -9,8 +9,11 @@ import { constants } from 'node:os';
 export const PODNET_ERROR_CODES = {
   ERR_PODNET_ABORTED: 'the operation was aborted through its AbortSignal',
   ERR_PODNET_ADDRESS_TAKEN: 'the static address asked for is already leased in the network',
+  ERR_PODNET_ALREADY_CONNECTED: 'the container is already connected to that network',
   ERR_PODNET_BAD_STATE: 'a container state file is unreadable or not one podnet wrote',
   ERR_PODNET_BRIDGE_CONFLICT: 'the bridge name is taken by a link of another kind',
+  ERR_PODNET_CANNOT_CONNECT:
+    "the container's networks cannot change (its mode has none, or its setup did not complete)",
   ERR_PODNET_CLOSED: 'the handle was already closed',
   ERR_PODNET_CNI_ATTACHMENT: 'a CNI attachment (container ID, ifName, netns, args) is invalid',
   ERR_PODNET_CNI_CACHE: 'a CNI result cache file is unusable',
@@ -59,6 +62,7 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_NO_FREE_ADDRESS: 'a range set of the network has no address left to lease',
   ERR_PODNET_NO_FREE_SUBNET:
     "every subnet of podman's default pools is used by a network or a route",
+  ERR_PODNET_NOT_CONNECTED: 'the container is not connected to that network',
   ERR_PODNET_NO_SUCH_CONTAINER: 'no state for that container ID',
   ERR_PODNET_PASTA_ADDRESS: 'pasta gave the namespace no address the port forwarder may dial',
   ERR_PODNET_PORT_IN_USE: 'a host port to forward is already taken',

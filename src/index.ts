@@ -142,6 +142,7 @@ export {
   type NetworkSettings,
   NoSuchContainerError,
   type PendingNetwork,
+  type PerNetworkOptions,
   type PortMapping,
   type RecordedRuntimeConf,
   type SetupOptions,

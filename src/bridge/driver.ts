@@ -171,6 +171,18 @@ export class BridgeDriver {
     await this.#cache.remove(net.name, req.containerId, req.ifName);
   }
 
+  /**
+   * Adds a container's firewall elements again (its network's, its
+   * published ports to its addresses): what a reload after a firewall
+   * flush needs. Idempotent; the table is made again if it was removed.
+   */
+  async refreshFirewall(req: DetachRequest): Promise<void> {
+    const ips = req.addresses.map((a) => a.split('/')[0]!);
+    (await this.#firewall()).addContainer(firewallNetwork(req.network), {
+      ports: firewallPorts(req.ports, ips),
+    });
+  }
+
   /** Closes the sockets. */
   close(): void {
     this.#host?.close();

@@ -2,6 +2,7 @@
 // processes. Each command is one process: `up` leaves the namespace mounted
 // and the state on disk, so later commands find them by ID.
 import { validTrace } from '../diagnostics.js';
+import { checkEtcDir, writeEtcFiles } from '../network/etc.js';
 import type { Attachment, GcReport } from '../network/index.js';
 import type { NetworkSettings } from '../network/types.js';
 import { parseUpArgs } from './args.js';
@@ -96,7 +97,19 @@ export async function up([id = '']: string[], flags: FlagValues): Promise<void> 
     options.traceparent = trace.traceparent;
     if (trace.tracestate !== undefined) options.tracestate = trace.tracestate;
   }
+  // Checked before the setup: a DIR that cannot take the files changes nothing.
+  const etcDir = str(flags, 'write-etc');
+  if (etcDir !== undefined) checkEtcDir(etcDir);
   const att = await networkingFromFlags(flags, { driver: true }).setup(options);
+  if (etcDir !== undefined) {
+    try {
+      writeEtcFiles(etcDir, { resolvConf: await att.resolvConf(), hosts: att.hosts() });
+    } catch (err) {
+      // Files the engine cannot mount make the container unusable: undo it.
+      await att.teardown();
+      throw err;
+    }
+  }
   try {
     const settings = att.inspect();
     print(flags['json'] === true, settings, () => formatUp(att, settings));

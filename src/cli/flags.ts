@@ -92,6 +92,11 @@ export const UP_FLAGS: readonly FlagSpec[] = [
     arg: 'driver',
     help: 'native | cni | auto: who attaches bridge networks (default auto: native for the embedded network, the plugins for config files)',
   },
+  {
+    name: 'write-etc',
+    arg: 'dir',
+    help: "Write the container's resolv.conf and hosts into this directory (not a symlink), atomically",
+  },
   ...NETWORK_FLAGS,
 ];
 
@@ -162,6 +167,16 @@ export const NETWORKS_FLAGS: readonly FlagSpec[] = [
     help: 'ls: name=REGEX, label=K[=V], driver=D, id=PREFIX; repeatable (all must match)',
   },
   { name: 'force', short: 'f', help: 'rm: tear down the containers attached first' },
+  { name: 'ip', arg: 'ip', help: 'connect: static IPv4 (or IPv6) address on the network' },
+  { name: 'ip6', arg: 'ip', help: 'connect: static IPv6 address on the network' },
+  { name: 'mac', arg: 'mac', help: 'connect: static MAC of the new interface' },
+  {
+    name: 'alias',
+    arg: 'name',
+    multiple: true,
+    help: 'connect: another name dnsname resolves to the container, repeatable',
+  },
+  { name: 'all', short: 'a', help: 'reload: every ready container' },
   STRICT_FLAG,
   ...NETWORK_FLAGS,
 ];

@@ -2,6 +2,8 @@
 // library's Networks. Flags are turned into create options here and
 // nowhere else; every check of their meaning is the library's (plan.ts).
 import { scanNetworks } from '../cni/config.js';
+import { normalizeResult } from '../cni/index.js';
+import type { ContainerState, PerNetworkOptions } from '../network/types.js';
 import type { NetworkCreateOptions, NetworkDriver, NetworkFilters } from '../networks/index.js';
 import { Networks } from '../networks/index.js';
 import { networkingFromFlags, reportSkipped } from './context.js';
@@ -73,14 +75,40 @@ export function listFilters(flags: FlagValues): NetworkFilters {
   return filters;
 }
 
-const ACTIONS = 'create, ls, inspect, rm, prune or exists';
+const ACTIONS = 'create, ls, inspect, rm, prune, exists, connect, disconnect or reload';
 
-/** `podnet network [create|ls|inspect|rm|prune|exists] [NAME...]`. */
+/** The connect options FLAGS ask for (--ip, --ip6, --mac, --alias). */
+export function connectOptions(flags: FlagValues): PerNetworkOptions {
+  const ip = str(flags, 'ip');
+  const ip6 = str(flags, 'ip6');
+  const mac = str(flags, 'mac');
+  const aliases = strs(flags, 'alias');
+  return {
+    ...(ip === undefined ? {} : { ip }),
+    ...(ip6 === undefined ? {} : { ip6 }),
+    ...(mac === undefined ? {} : { mac }),
+    ...(aliases.length > 0 ? { aliases } : {}),
+  };
+}
+
+// `reload --all` takes the containers whose networks podnet attached.
+function connectable(s: ContainerState): boolean {
+  return (
+    (s.mode === 'bridge' || (typeof s.mode === 'object' && 'pid' in s.mode)) &&
+    s.helpers.length === 0
+  );
+}
+
+/**
+ * `podnet network [create|ls|inspect|rm|prune|exists] [NAME...]`,
+ * `network connect|disconnect NET ID`, `network reload ID...|--all`.
+ */
 export async function network(
   [action = 'ls', ...names]: string[],
   flags: FlagValues,
 ): Promise<void> {
-  const networks = new Networks({ networking: networkingFromFlags(flags) });
+  const networking = networkingFromFlags(flags);
+  const networks = new Networks({ networking });
   const json = flags['json'] === true;
   const one = (): string => {
     if (names.length !== 1) throw new UsageError(`network ${action} takes one NAME`);
@@ -126,6 +154,37 @@ export async function network(
     case 'exists': {
       if (!(await networks.exists(one()))) throw new SilentExit(1);
       return;
+    }
+    case 'connect':
+    case 'disconnect': {
+      if (names.length !== 2) throw new UsageError(`network ${action} takes NETWORK and ID`);
+      const [net, id] = names as [string, string];
+      if (action === 'disconnect') {
+        await networking.disconnect(id, net);
+        return print(json, { id, network: net }, () => `${id}: disconnected from ${net}`);
+      }
+      const attached = await networking.connect(id, net, connectOptions(flags));
+      const ips = normalizeResult(attached.result).ips.map((ip) => ip.address);
+      return print(
+        json,
+        { id, network: net, ifName: attached.ifName, addresses: ips },
+        () => `${id}: ${attached.ifName} on ${net}: ${ips.join(', ') || 'no address'}`,
+      );
+    }
+    case 'reload': {
+      const all = flags['all'] === true;
+      if (all === names.length > 0) throw new UsageError('network reload takes IDs or --all');
+      const ids = all
+        ? (await networking.list())
+            .filter((s) => s.phase === 'ready' && connectable(s))
+            .map((s) => s.id)
+        : names;
+      const done: { id: string; networks: string[] }[] = [];
+      for (const id of ids)
+        done.push({ id, networks: (await networking.reload(id)).map((n) => n.name) });
+      return print(json, done, () =>
+        done.map((d) => `${d.id}: reloaded ${d.networks.join(', ')}`).join('\n'),
+      );
     }
     default:
       throw new UsageError(`unknown network action '${action}': ${ACTIONS}`);

@@ -15,6 +15,7 @@ import {
   stopEngines,
   UserNamespace,
 } from '../rootless/index.js';
+import { buildHosts, buildResolvConf, readHostResolvConf } from './etc.js';
 import { buildNetworkSettings } from './inspect.js';
 import { type ContainerFrame, summarizeStats, watchFrames } from './stats.js';
 import type {
@@ -113,6 +114,28 @@ export class Attachment implements AsyncDisposable {
   /** Docker-compatible NetworkSettings, as podman's inspect shows them. */
   inspect(): NetworkSettings {
     return buildNetworkSettings(this.#state);
+  }
+
+  /**
+   * The container's /etc/resolv.conf content, podman's rules: with DNS on
+   * for a network (dnsname in its list), that network's gateway as the
+   * nameserver and dnsname's domain (dns.podman) searched first; otherwise
+   * the host's nameservers less loopback ones (systemd-resolved's upstreams
+   * when the host's file names only its stub), podman's public fallback
+   * when none is left. The host's search domains and options follow.
+   */
+  async resolvConf(): Promise<string> {
+    return buildResolvConf(this.#state, await readHostResolvConf());
+  }
+
+  /**
+   * The container's /etc/hosts content, podman's format: localhost for
+   * 127.0.0.1 and ::1, host.containers.internal (and host.docker.internal)
+   * for its first network's gateway, then each of its addresses with its
+   * name (and its pod's), one tab between address and names.
+   */
+  hosts(): string {
+    return buildHosts(this.#state);
   }
 
   /** Counters of every non-loopback interface in the namespace, and their sum. */

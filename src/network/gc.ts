@@ -25,7 +25,7 @@ import { processStatus } from '../process.js';
 import { tryLock } from './lock.js';
 import type { StateStore } from './state.js';
 import type { ContainerState } from './types.js';
-import { heldByProcess, namespaceStatus, type UndoContext, undo } from './undo.js';
+import { heldByProcess, namespaceStatus, type UndoContext, undo, undoPending } from './undo.js';
 
 /** What {@link Networking.gc} did, and what it could not decide or do. */
 export interface GcReport {
@@ -33,7 +33,11 @@ export interface GcReport {
   removedStates: string[];
   /** Namespaces of those containers, unmounted and removed. */
   removedMounts: string[];
-  /** Cached CNI attachments with no container, DELeted (their IPAM leases freed). */
+  /**
+   * Attachments released: cached CNI attachments with no container, DELeted
+   * (their IPAM leases freed), and the network of a running container's
+   * connect or disconnect that died midway.
+   */
   releasedAttachments: { network: string; containerId: string; ifName: string }[];
   /** Helper processes stopped. */
   killedPids: number[];
@@ -120,7 +124,10 @@ async function examine(ctx: GcContext, id: string, report: GcReport): Promise<vo
     if (state === undefined) return; // torn down meanwhile
     publish('podnet:network:gc:check', { id });
     const verdict = await liveness(state);
-    if (verdict.status === 'alive') return;
+    if (verdict.status === 'alive') {
+      if (state.adding) await finishConnect(ctx, state, report);
+      return;
+    }
     if (verdict.status === 'unknown') {
       report.errors.push(`container '${id}' kept: ${verdict.why}`);
       return;
@@ -137,6 +144,27 @@ async function examine(ctx: GcContext, id: string, report: GcReport): Promise<vo
     // Safe whatever became of the container: whoever locks next checks that
     // the file they locked is still the one at the path (see lock.ts).
     held.release();
+  }
+}
+
+/**
+ * A running container whose connect (or disconnect) died midway, its lock
+ * free: the network in its journal's `adding` entry is undone, the rest of
+ * the container left as it is.
+ */
+async function finishConnect(
+  ctx: GcContext,
+  state: ContainerState,
+  report: GcReport,
+): Promise<void> {
+  const a = state.adding!;
+  try {
+    await undoPending(ctx, state, { deleteLink: true });
+    delete state.adding;
+    await ctx.store.write(state);
+    report.releasedAttachments.push({ network: a.name, containerId: state.id, ifName: a.ifName });
+  } catch (err) {
+    report.errors.push(`container '${state.id}': network '${a.name}': ${message(err)}`);
   }
 }
 

@@ -107,12 +107,21 @@ export function inspectPorts(
   return Object.fromEntries([...ports].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+// The aliases dnsname got for a network (its `aliases` capability, keyed by
+// the network's name); a state is read back, so only strings count.
+function aliasesOf(caps: Record<string, unknown>, network: string): string[] {
+  const byNetwork = caps['aliases'];
+  if (typeof byNetwork !== 'object' || byNetwork === null) return [];
+  const list = (byNetwork as Record<string, unknown>)[network];
+  return Array.isArray(list) ? list.filter((a): a is string => typeof a === 'string') : [];
+}
+
 /**
  * A container's NetworkSettings as `podman inspect` prints them. The top-level
  * address fields describe the first network (empty with none: 'none' mode, a
  * joined { path }); Networks lists every network by name when networks were
  * requested explicitly, with the network name as NetworkID as podman does for
- * CNI. Throws ResultFormatError when a stored result holds a malformed address.
+ * CNI, and a network's aliases (dnsname's) as Aliases. Throws ResultFormatError when a stored result holds a malformed address.
  */
 export function buildNetworkSettings(state: ContainerState): NetworkSettings {
   const first = state.networks[0];
@@ -130,6 +139,7 @@ export function buildNetworkSettings(state: ContainerState): NetworkSettings {
   if (state.networksRequested) {
     const networks: Record<string, InspectNetwork> = {};
     for (const net of state.networks) {
+      const aliases = aliasesOf(net.runtime.capabilityArgs, net.name);
       networks[net.name] = {
         EndpointID: '',
         ...networkAddresses(net.result),
@@ -137,6 +147,7 @@ export function buildNetworkSettings(state: ContainerState): NetworkSettings {
         DriverOpts: null,
         IPAMConfig: null,
         Links: null,
+        ...(aliases.length ? { Aliases: aliases } : {}),
       };
     }
     settings.Networks = networks;

@@ -7,7 +7,7 @@
 // so a crash at any point leaves exactly what the journal names.
 import { dirname } from 'node:path';
 import { BridgeDriver } from '../bridge/index.js';
-import { type CniResult, CniRuntime } from '../cni/index.js';
+import { type CniResult, CniRuntime, parseNetworkList } from '../cni/index.js';
 import { checkTrace, publish, traced } from '../diagnostics.js';
 import { AbortError, AggregatePodnetError, InvalidArgumentError } from '../errors.js';
 import { checkPrivateDir, resolveDir } from '../fsafe.js';
@@ -26,16 +26,34 @@ import { Attachment } from './attachment.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { type ContainerLock, lock } from './lock.js';
 import {
+  checkConnectable,
   type DriverChoice,
   NoSuchContainerError,
+  NotConnectedError,
   type PlanContext,
   type PlannedNetwork,
+  planConnect,
   planSetup,
   type SetupPlan,
 } from './plan.js';
-import { StateStore } from './state.js';
-import type { ContainerState, SetupOptions, SetupTraceContext } from './types.js';
-import { heldByProcess, nativePorts, type UndoContext, undo } from './undo.js';
+import { checkContainerId, StateStore } from './state.js';
+import type {
+  AttachedNetwork,
+  ContainerState,
+  PerNetworkOptions,
+  SetupOptions,
+  SetupTraceContext,
+} from './types.js';
+import {
+  heldByProcess,
+  nativePorts,
+  reattachFirewall,
+  sameAddresses,
+  type UndoContext,
+  undo,
+  undoNetwork,
+  undoPending,
+} from './undo.js';
 
 /** Options of {@link Networking}. */
 export interface NetworkingOptions {
@@ -264,50 +282,7 @@ export class Networking {
 
       for (const n of plan.networks) {
         throwIfAborted(signal, id);
-        const runtime = { ...n.runtime, netns: state.netnsPath };
-        const adding: NonNullable<ContainerState['adding']> = {
-          name: n.list.name,
-          ifName: n.ifName,
-          config: n.list.bytes,
-          runtime,
-          reached: -1,
-          ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
-        };
-        state.adding = adding;
-        const result = n.native
-          ? await this.#attachNative(state, n, runtime, netns!, journal)
-          : await this.cni.add(
-              n.list,
-              {
-                containerId: id,
-                netns: runtime.netns,
-                ifName: n.ifName,
-                args: runtime.args,
-                capabilityArgs: runtime.capabilityArgs,
-              },
-              {
-                ...(signal ? { signal } : {}),
-                // Before each plugin reads its config, the journal says how far
-                // the chain got and which process group runs the plugin.
-                onPlugin: async ({ plugin, prevResult, pid }) => {
-                  adding.reached = plugin;
-                  if (prevResult === undefined) delete adding.prevResult;
-                  else adding.prevResult = prevResult;
-                  adding.plugin = processIdentity(pid);
-                  await journal();
-                },
-              },
-            );
-        delete state.adding;
-        state.networks.push({
-          name: n.list.name,
-          ifName: n.ifName,
-          config: n.list.bytes,
-          runtime,
-          result,
-          ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
-        });
-        await journal();
+        await this.#addNetwork(state, n, netns, journal, signal);
         step(`network:${n.list.name}`);
       }
       throwIfAborted(signal, id);
@@ -337,6 +312,201 @@ export class Networking {
         held.release();
       }
       throw withCleanupError(err, id, cleanup);
+    }
+  }
+
+  // One network's ADD, journalled as a setup's are: `adding` before (and,
+  // for the plugins, before each of them), `networks` after.
+  async #addNetwork(
+    state: ContainerState,
+    n: PlannedNetwork,
+    netns: NetworkNamespace | undefined,
+    journal: () => Promise<void>,
+    signal: AbortSignal | undefined,
+    onPlugin?: (plugin: number) => void,
+  ): Promise<AttachedNetwork> {
+    const id = state.id;
+    const runtime = { ...n.runtime, netns: state.netnsPath };
+    const adding: NonNullable<ContainerState['adding']> = {
+      name: n.list.name,
+      ifName: n.ifName,
+      config: n.list.bytes,
+      runtime,
+      reached: -1,
+      ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
+    };
+    state.adding = adding;
+    const result = n.native
+      ? await this.#attachNative(state, n, runtime, netns!, journal)
+      : await this.cni.add(
+          n.list,
+          {
+            containerId: id,
+            netns: runtime.netns,
+            ifName: n.ifName,
+            args: runtime.args,
+            capabilityArgs: runtime.capabilityArgs,
+          },
+          {
+            ...(signal ? { signal } : {}),
+            // Before each plugin reads its config, the journal says how far
+            // the chain got and which process group runs the plugin.
+            onPlugin: async ({ plugin, prevResult, pid }) => {
+              adding.reached = plugin;
+              if (prevResult === undefined) delete adding.prevResult;
+              else adding.prevResult = prevResult;
+              adding.plugin = processIdentity(pid);
+              await journal();
+              onPlugin?.(plugin);
+            },
+          },
+        );
+    delete state.adding;
+    const attached: AttachedNetwork = {
+      name: n.list.name,
+      ifName: n.ifName,
+      config: n.list.bytes,
+      runtime,
+      result,
+      ...(n.native ? { driver: 'native' as const, hostIfName: n.native.hostIfName } : {}),
+    };
+    state.networks.push(attached);
+    await journal();
+    return attached;
+  }
+
+  /**
+   * Connects a running container to one more network (podman's `network
+   * connect`): the lowest free ethN (or `options.interfaceName`) is added,
+   * the other interfaces untouched. Under the container's lock, journalled
+   * as a setup's network is (a crash mid-connect leaves an `adding` entry
+   * that gc or teardown undoes). Refused, changing nothing: a network
+   * already attached (ERR_PODNET_ALREADY_CONNECTED), a rootless, 'none',
+   * { path } or { container } container (ERR_PODNET_CANNOT_CONNECT), bad
+   * options (ERR_PODNET_INVALID_ARGUMENT), an unknown network. Published on
+   * the `podnet:network:connect` diagnostics channel.
+   */
+  async connect(
+    id: string,
+    network: string,
+    options: PerNetworkOptions = {},
+  ): Promise<AttachedNetwork> {
+    return this.#underLock(id, async (state) => {
+      const n = await planConnect(this.#context(), state, network, options);
+      publish('podnet:network:connect', { id, network, phase: 'planned' });
+      checkPrivateDir(this.cni.cache.dir);
+      const journal = (): Promise<void> => this.store.write(state);
+      const netns = n.native ? await NetworkNamespace.open(state.netnsPath) : undefined;
+      const requested = state.networksRequested;
+      try {
+        // Inspect lists the networks by name from now on, as podman does
+        // once a container has more than its default network.
+        state.networksRequested = true;
+        const attached = await this.#addNetwork(state, n, netns, journal, undefined, (i) =>
+          publish('podnet:network:connect', { id, network, phase: `plugin:${i}` }),
+        );
+        publish('podnet:network:connect', { id, network, phase: 'attached' });
+        return attached;
+      } catch (err) {
+        const cleanup: unknown[] = [];
+        try {
+          // The namespace stays: the native driver's veth must go too.
+          await undoPending(this.#context(), state, { deleteLink: true });
+          delete state.adding;
+          state.networksRequested = requested;
+          await journal();
+        } catch (e) {
+          // The `adding` entry stays, for teardown or gc to finish.
+          cleanup.push(...(e instanceof AggregatePodnetError ? e.errors : [e]));
+        }
+        throw withCleanupError(err, id, cleanup);
+      } finally {
+        netns?.close();
+      }
+    });
+  }
+
+  /**
+   * Disconnects a running container from one of its networks (podman's
+   * `network disconnect`): that interface is removed (CNI DEL, or the
+   * native driver's detach), its lease freed, the others untouched. The
+   * network is moved to the journal's `adding` entry before its DEL, so a
+   * crash midway is finished by gc or teardown, and so is a DEL that fails
+   * (its error is thrown, the entry kept). ERR_PODNET_NOT_CONNECTED when it
+   * is not attached. Published on `podnet:network:connect`.
+   */
+  async disconnect(id: string, network: string): Promise<void> {
+    await this.#underLock(id, async (state) => {
+      checkConnectable(state, 'disconnect');
+      const i = state.networks.findIndex((n) => n.name === network);
+      if (i === -1) throw new NotConnectedError(id, network);
+      const [n] = state.networks.splice(i, 1);
+      const { result, ...rest } = n!;
+      // Every plugin ran: DEL asks them all, with the ADD's result.
+      state.adding = {
+        ...rest,
+        reached: parseNetworkList(n!.config, `the state of container '${id}'`).plugins.length - 1,
+        prevResult: result,
+      };
+      await this.store.write(state);
+      publish('podnet:network:connect', { id, network, phase: 'detaching' });
+      await undoPending(this.#context(), state, { deleteLink: true });
+      delete state.adding;
+      await this.store.write(state);
+      publish('podnet:network:connect', { id, network, phase: 'detached' });
+    });
+  }
+
+  /**
+   * Attaches every network of a running container again with the same
+   * interface names, addresses and MACs (podman's `network reload`), for
+   * when something flushed the firewall. The plugins' networks get DEL then
+   * ADD with the recorded runtime config plus the recorded addresses and
+   * MAC (so host-local and tuning give the same ones back); the native
+   * driver's get their firewall elements added again (links, addresses and
+   * leases are not what a flush removes). Returns the networks reloaded.
+   * Between a DEL and its ADD the state still names the network: a crash
+   * there leaves what teardown's DEL (idempotent) removes.
+   */
+  async reload(id: string): Promise<AttachedNetwork[]> {
+    return this.#underLock(id, async (state) => {
+      checkConnectable(state, 'reload');
+      checkPrivateDir(this.cni.cache.dir);
+      for (const [i, n] of state.networks.entries()) {
+        if (n.driver === 'native') {
+          await reattachFirewall(this.#context(), state, n);
+          continue;
+        }
+        await undoNetwork(this.#context(), state, n);
+        const runtime = sameAddresses(n);
+        const list = parseNetworkList(n.config, `the state of container '${id}'`);
+        const result = await this.cni.add(list, {
+          containerId: id,
+          netns: state.netnsPath,
+          ifName: n.ifName,
+          args: runtime.args,
+          capabilityArgs: runtime.capabilityArgs,
+        });
+        state.networks[i] = { ...n, runtime, result };
+        await this.store.write(state);
+      }
+      publish('podnet:network:connect', { id, phase: 'reloaded' });
+      return state.networks;
+    });
+  }
+
+  // Runs `fn` on a container's state under its lock (an unknown ID is
+  // refused before any lock file is made).
+  async #underLock<T>(id: string, fn: (state: ContainerState) => Promise<T>): Promise<T> {
+    checkContainerId(id);
+    if (!(await this.store.read(id))) throw new NoSuchContainerError(id, this.store.dir);
+    const held = await lock(this.store.lockPathOf(id), id, this.#lockTimeoutMs);
+    try {
+      const state = await this.store.read(id);
+      if (!state) throw new NoSuchContainerError(id, this.store.dir);
+      return await fn(state);
+    } finally {
+      held.release();
     }
   }
 

@@ -26,7 +26,13 @@ import {
   type Slirp4netnsOptions,
 } from '../rootless/index.js';
 import { checkContainerId, currentOwner, type StateStore } from './state.js';
-import type { ContainerState, NetworkMode, RecordedRuntimeConf, SetupOptions } from './types.js';
+import type {
+  ContainerState,
+  NetworkMode,
+  PerNetworkOptions,
+  RecordedRuntimeConf,
+  SetupOptions,
+} from './types.js';
 
 /** No state exists for a container ID. */
 export class NoSuchContainerError extends PodnetError {
@@ -118,11 +124,7 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
       throw new InvalidArgumentError(`${what} '${value}' is not a MAC address`);
   }
   const joinsCni = mode === 'bridge' || (typeof mode === 'object' && 'pid' in mode);
-  const requested = options.networks ?? [];
-  if (requested.some((n) => typeof n !== 'string' || n === ''))
-    throw new InvalidArgumentError('network names must be non-empty strings');
-  if (new Set(requested).size !== requested.length)
-    throw new InvalidArgumentError(`a network is named twice: ${requested.join(', ')}`);
+  const requested = checkRequestedNetworks(options.networks);
   if (!joinsCni && (requested.length || ip || mac || (!rootlessEngine && wantedPorts.length))) {
     throw new InvalidArgumentError(
       `networks and static addresses need mode 'bridge' or { pid }; ports also work with 'slirp4netns' and 'pasta'`,
@@ -130,7 +132,27 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
   }
   if (slirp) checkRootlessPorts(wantedPorts, slirp.portHandler);
   // Static addresses go to the first network; with none named, that is the default.
-  const names = joinsCni ? (requested.length ? requested : [ctx.defaultNetwork]) : [];
+  const wanted: [string, PerNetworkOptions][] = joinsCni
+    ? requested.length
+      ? requested
+      : [[ctx.defaultNetwork, {}]]
+    : [];
+  const names = wanted.map(([n]) => n);
+  // The flat options keep podman's first-network rule; given for a network
+  // that sets its own too, they are refused rather than one silently lost.
+  if (wanted[0] && (ip !== undefined || mac !== undefined)) {
+    const [name, own] = wanted[0];
+    if ((ip !== undefined && (own.ip ?? own.ip6) !== undefined) || (mac && own.mac))
+      throw new InvalidArgumentError(
+        `network '${name}' has its own static address: give it there or in the flat options, not both`,
+      );
+    wanted[0][1] = {
+      ...own,
+      ...(ip === undefined ? {} : { ip }),
+      ...(mac === undefined ? {} : { mac }),
+    };
+  }
+  const ifNames = interfaceNames(wanted.map(([, o]) => o.interfaceName));
   // Load every config before anything is made: a missing network changes nothing.
   const lists = await Promise.all(names.map((n) => ctx.cni.loadNetwork(n)));
   const natives = await Promise.all(lists.map((list) => planNative(ctx, list)));
@@ -175,18 +197,191 @@ export async function planSetup(ctx: PlanContext, options: SetupOptions): Promis
     engine: slirp ? 'slirp4netns' : pasta ? 'pasta' : ctx.rootless ? 'none' : undefined,
     slirp,
     pasta,
-    networks: lists.map((list, i) => {
-      const network = natives[i];
-      return {
+    networks: lists.map((list, i) =>
+      plannedNetwork(
         list,
-        ifName: `eth${i}`,
-        runtime: runtimeConf(state, i, ip, mac),
-        ...(network === undefined
-          ? {}
-          : { native: { network, hostIfName: `veth${randomBytes(4).toString('hex')}` } }),
-      };
-    }),
+        natives[i],
+        ifNames[i]!,
+        runtimeConf(state, list.name, i === 0, wanted[i]![1]),
+      ),
+    ),
   };
+}
+
+function plannedNetwork(
+  list: CniNetworkList,
+  network: BridgeNetwork | undefined,
+  ifName: string,
+  runtime: RecordedRuntimeConf,
+): PlannedNetwork {
+  return {
+    list,
+    ifName,
+    runtime,
+    ...(network === undefined
+      ? {}
+      : { native: { network, hostIfName: `veth${randomBytes(4).toString('hex')}` } }),
+  };
+}
+
+/** A network already attached to the container: a second connect changes nothing. */
+export class AlreadyConnectedError extends PodnetError {
+  constructor(id: string, network: string) {
+    super(
+      'ERR_PODNET_ALREADY_CONNECTED',
+      `container '${id}' is already connected to network '${network}'`,
+    );
+  }
+}
+
+/** The container is not attached to that network. */
+export class NotConnectedError extends PodnetError {
+  constructor(id: string, network: string) {
+    super('ERR_PODNET_NOT_CONNECTED', `container '${id}' is not connected to network '${network}'`);
+  }
+}
+
+/**
+ * Whether a container's networks can change while it runs: only a bridge
+ * or { pid } container's (podnet attaches its networks); a rootless, 'none',
+ * { path } or { container } one is refused (ERR_PODNET_CANNOT_CONNECT).
+ */
+export function checkConnectable(state: ContainerState, action: string): void {
+  const mode = state.mode;
+  const attached = mode === 'bridge' || (typeof mode === 'object' && 'pid' in mode);
+  if (!attached || state.helpers.length > 0) {
+    throw new PodnetError(
+      'ERR_PODNET_CANNOT_CONNECT',
+      `cannot ${action} container '${state.id}': its mode ${JSON.stringify(mode)} has no CNI networks (only 'bridge' and { pid } do)`,
+    );
+  }
+  if (state.phase !== 'ready' || state.adding !== undefined) {
+    throw new PodnetError(
+      'ERR_PODNET_CANNOT_CONNECT',
+      `cannot ${action} container '${state.id}': a setup or connect of it did not complete (run gc)`,
+    );
+  }
+}
+
+/**
+ * Plans connecting a ready container (whose lock the caller holds) to one
+ * more network: validated like a setup's network, on the lowest free ethN
+ * unless `options.interfaceName` names a free one. Reads, changes nothing.
+ */
+export async function planConnect(
+  ctx: PlanContext,
+  state: ContainerState,
+  name: string,
+  options: PerNetworkOptions,
+): Promise<PlannedNetwork> {
+  checkConnectable(state, 'connect');
+  if (typeof name !== 'string' || name === '')
+    throw new InvalidArgumentError('a network name must be a non-empty string');
+  const opts = checkPerNetwork(name, options);
+  if (state.networks.some((n) => n.name === name)) throw new AlreadyConnectedError(state.id, name);
+  const taken = new Set(state.networks.map((n) => n.ifName));
+  if (opts.interfaceName !== undefined && taken.has(opts.interfaceName))
+    throw new InvalidArgumentError(
+      `interface '${opts.interfaceName}' of container '${state.id}' is taken`,
+    );
+  const list = await ctx.cni.loadNetwork(name);
+  const native = await planNative(ctx, list);
+  const ifName = opts.interfaceName ?? lowestFree(taken);
+  return plannedNetwork(list, native, ifName, runtimeConf(state, name, false, opts));
+}
+
+function lowestFree(taken: ReadonlySet<string>): string {
+  let i = 0;
+  while (taken.has(`eth${i}`)) i++;
+  return `eth${i}`;
+}
+
+// Interface names in order: a network's own, else the lowest ethN nobody took.
+function interfaceNames(own: readonly (string | undefined)[]): string[] {
+  const taken = new Set<string>();
+  for (const n of own) {
+    if (n === undefined) continue;
+    if (taken.has(n)) throw new InvalidArgumentError(`interface '${n}' is named twice`);
+    taken.add(n);
+  }
+  return own.map((n) => {
+    if (n !== undefined) return n;
+    const free = lowestFree(taken);
+    taken.add(free);
+    return free;
+  });
+}
+
+const IF_NAME = /^eth\d{1,4}$/;
+const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/;
+
+/** `networks` as [name, options] pairs, each checked. */
+function checkRequestedNetworks(networks: SetupOptions['networks']): [string, PerNetworkOptions][] {
+  if (networks === undefined) return [];
+  if (typeof networks !== 'object' || networks === null)
+    throw new InvalidArgumentError('networks must be an array of names or a record of options');
+  const pairs: [unknown, unknown][] = Array.isArray(networks)
+    ? networks.map((n) => [n, {}])
+    : Object.entries(networks);
+  if (pairs.some(([n]) => typeof n !== 'string' || n === ''))
+    throw new InvalidArgumentError('network names must be non-empty strings');
+  const names = pairs.map(([n]) => n as string);
+  if (new Set(names).size !== names.length)
+    throw new InvalidArgumentError(`a network is named twice: ${names.join(', ')}`);
+  return pairs.map(([n, o]) => [n as string, checkPerNetwork(n as string, o)]);
+}
+
+/** Checks one network's options: addresses, MAC, aliases, interface name. */
+function checkPerNetwork(network: string, options: unknown): PerNetworkOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw new InvalidArgumentError(`the options of network '${network}' must be an object`);
+  const o = options as Record<string, unknown>;
+  const known = ['ip', 'ip6', 'mac', 'aliases', 'interfaceName'];
+  const unknown = Object.keys(o).filter((k) => !known.includes(k));
+  if (unknown.length)
+    throw new InvalidArgumentError(
+      `network '${network}': unknown option ${JSON.stringify(unknown[0])} (${known.join(', ')})`,
+    );
+  const out: PerNetworkOptions = {};
+  if (o['ip'] !== undefined) {
+    if (typeof o['ip'] !== 'string' || !isIP(o['ip']))
+      throw new InvalidArgumentError(
+        `network '${network}': ip ${JSON.stringify(o['ip'])} is not an IP address`,
+      );
+    out.ip = o['ip'];
+  }
+  if (o['ip6'] !== undefined) {
+    if (typeof o['ip6'] !== 'string' || isIP(o['ip6']) !== 6)
+      throw new InvalidArgumentError(
+        `network '${network}': ip6 ${JSON.stringify(o['ip6'])} is not an IPv6 address`,
+      );
+    if (out.ip !== undefined && isIP(out.ip) === 6)
+      throw new InvalidArgumentError(`network '${network}': ip and ip6 are both IPv6`);
+    out.ip6 = o['ip6'];
+  }
+  if (o['mac'] !== undefined) {
+    if (typeof o['mac'] !== 'string' || !MAC_PATTERN.test(o['mac']))
+      throw new InvalidArgumentError(
+        `network '${network}': mac ${JSON.stringify(o['mac'])} is not a MAC address`,
+      );
+    out.mac = o['mac'];
+  }
+  if (o['aliases'] !== undefined) {
+    const a = o['aliases'];
+    if (!Array.isArray(a) || a.some((x) => typeof x !== 'string' || !ALIAS.test(x)))
+      throw new InvalidArgumentError(
+        `network '${network}': aliases must be host names ([A-Za-z0-9][A-Za-z0-9_.-]*)`,
+      );
+    out.aliases = [...(a as string[])];
+  }
+  if (o['interfaceName'] !== undefined) {
+    if (typeof o['interfaceName'] !== 'string' || !IF_NAME.test(o['interfaceName']))
+      throw new InvalidArgumentError(
+        `network '${network}': interfaceName ${JSON.stringify(o['interfaceName'])} must be ethN`,
+      );
+    out.interfaceName = o['interfaceName'];
+  }
+  return out;
 }
 
 /**
@@ -212,22 +407,26 @@ async function planNative(
 }
 
 /**
- * The runtime config of network `index`, podman's rules: ports and static
- * addresses go to the first network only. `netns` is filled in once known
+ * The runtime config of one network, podman's CNI backend's rules: ports go
+ * to the first network only; static addresses as both the `ips` capability
+ * and CNI_ARGS IP (host-local reads either; IP is one comma list), a MAC as
+ * `mac` and CNI_ARGS MAC (tuning), aliases as dnsname's `aliases`
+ * capability, keyed by the network's name. `netns` is filled in once known
  * (a rootless namespace's path is its helper's).
  */
-function runtimeConf(
+export function runtimeConf(
   state: ContainerState,
-  index: number,
-  ip: string | undefined,
-  mac: string | undefined,
+  network: string,
+  first: boolean,
+  opts: PerNetworkOptions,
 ): RecordedRuntimeConf {
-  const first = index === 0;
   const capabilityArgs: Record<string, unknown> = {};
   if (first && state.portMappings.length)
     capabilityArgs['portMappings'] = expandPortMappings(state.portMappings);
-  if (first && ip !== undefined) capabilityArgs['ips'] = [ip];
-  if (first && mac !== undefined) capabilityArgs['mac'] = mac;
+  const ips = [opts.ip, opts.ip6].filter((a): a is string => a !== undefined);
+  if (ips.length) capabilityArgs['ips'] = ips;
+  if (opts.mac !== undefined) capabilityArgs['mac'] = opts.mac;
+  if (opts.aliases?.length) capabilityArgs['aliases'] = { [network]: [...opts.aliases] };
   const pod = state.pod ?? state.name;
   const args: [string, string][] = [
     ['IgnoreUnknown', '1'],
@@ -235,8 +434,8 @@ function runtimeConf(
     ['K8S_POD_NAME', pod],
     ['K8S_POD_INFRA_CONTAINER_ID', state.id],
   ];
-  if (first && ip !== undefined) args.push(['IP', ip]);
-  if (first && mac !== undefined) args.push(['MAC', mac]);
+  if (ips.length) args.push(['IP', ips.join(',')]);
+  if (opts.mac !== undefined) args.push(['MAC', opts.mac]);
   return { netns: state.netnsPath, args, capabilityArgs };
 }
 

@@ -43,8 +43,12 @@ export interface SetupOptions {
   name: string;
   /** Pod name, when the container is in one (then the CNI pod name). */
   pod?: string;
-  /** CNI networks to attach, in order (eth0, eth1, ...); default the default network. */
-  networks?: string[];
+  /**
+   * CNI networks to attach, in order (eth0, eth1, ...); default the default
+   * network. As a record, each network with its own static settings
+   * (podman's PerNetworkOptions), attached in the record's key order.
+   */
+  networks?: string[] | Record<string, PerNetworkOptions>;
   /** Published ports (go to the first network's runtime config). */
   portMappings?: PortMapping[];
   /** Exposed, unpublished ports (inspect only). */
@@ -71,6 +75,26 @@ export interface SetupOptions {
   traceparent?: string;
   /** W3C tracestate going with `traceparent` (at most 512 printable ASCII characters). */
   tracestate?: string;
+}
+
+/**
+ * One network's own settings in a setup or in `Networking.connect`: podman's
+ * PerNetworkOptions (static_ips, static_mac, aliases, interface_name),
+ * spelt as podnet's options are. Static addresses go to host-local (the
+ * `ips` capability and CNI_ARGS IP) or the native driver's IPAM; the MAC to
+ * tuning (`mac`, CNI_ARGS MAC); aliases to dnsname (`aliases`: { NET: [...] }).
+ */
+export interface PerNetworkOptions {
+  /** Static IPv4 (or IPv6) address on this network. */
+  ip?: string;
+  /** Static IPv6 address on this network (beside `ip`, for a dual-stack one). */
+  ip6?: string;
+  /** Static MAC of this network's interface. */
+  mac?: string;
+  /** More names dnsname resolves to this container on this network. */
+  aliases?: string[];
+  /** The interface inside the namespace: ethN (default the lowest free one). */
+  interfaceName?: string;
 }
 
 /**

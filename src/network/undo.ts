@@ -8,7 +8,7 @@
 // only when all of that succeeded, so a failure can be retried.
 import { lstat, rm, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type BridgeDriver, bridgeNetworkOf } from '../bridge/index.js';
+import { type BridgeDriver, type BridgeNetwork, bridgeNetworkOf } from '../bridge/index.js';
 import {
   type CniDelOptions,
   type CniResult,
@@ -24,7 +24,12 @@ import { NetworkNamespace } from '../netns/index.js';
 import { type ExpandedPort, expandPortMappings } from '../ports.js';
 import { killProcessGroup, processArgv, processStatus, terminateProcess } from '../process.js';
 import type { StateStore } from './state.js';
-import type { ContainerState, HelperProcess, RecordedRuntimeConf } from './types.js';
+import type {
+  AttachedNetwork,
+  ContainerState,
+  HelperProcess,
+  RecordedRuntimeConf,
+} from './types.js';
 
 /** Steps of a teardown, rollback or gc failed: all of them in `errors`, the first as `cause`. */
 export class TeardownError extends AggregatePodnetError {
@@ -70,25 +75,11 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   }
   // DEL gets what ADD got (libcni passes the same RuntimeConf): portmap,
   // for one, finds its rules through the portMappings capability.
-  if (state.adding?.driver === 'native') {
-    await detachNative(ctx, state, state.adding).catch((e: unknown) => errors.push(e));
-  } else if (state.adding) {
-    const a = state.adding;
-    // A plugin whose setup process died may still be running its ADD: it
-    // must end before the DEL, or it could finish after it.
-    if (a.plugin) await killProcessGroup(a.plugin).catch((e: unknown) => errors.push(e));
-    await del(ctx.cni, state, a.config, a.ifName, a.runtime, {
-      reached: a.reached,
-      ...(a.prevResult === undefined ? {} : { prevResult: a.prevResult }),
-    }).catch((e: unknown) => errors.push(e));
-  }
-  for (const n of [...state.networks].reverse()) {
-    const undone =
-      n.driver === 'native'
-        ? detachNative(ctx, state, n)
-        : del(ctx.cni, state, n.config, n.ifName, n.runtime, {});
-    await undone.catch((e: unknown) => errors.push(e));
-  }
+  await undoPending(ctx, state).catch((e: unknown) =>
+    errors.push(...(e instanceof AggregatePodnetError ? e.errors : [e])),
+  );
+  for (const n of [...state.networks].reverse())
+    await undoNetwork(ctx, state, n).catch((e: unknown) => errors.push(e));
   // A namespace held by a helper went with it (stopped above).
   if (state.ownsNetns && !heldByProcess(state) && state.netnsPath !== '')
     await removeNamespace(state.netnsPath).catch((e: unknown) => errors.push(e));
@@ -96,6 +87,105 @@ export async function undo(ctx: UndoContext, state: ContainerState): Promise<num
   if (errors.length) throw new TeardownError(state.id, errors);
   await ctx.store.remove(state.id);
   return killed;
+}
+
+/**
+ * Undoes the journal's `adding` entry (a network ADD cut short, or a
+ * disconnect's DEL under way), however far it got; the caller deletes the
+ * entry once this succeeded. `deleteLink`: the namespace stays (a running
+ * container's disconnect), so the native driver's veth is deleted too.
+ */
+export async function undoPending(
+  ctx: UndoContext,
+  state: ContainerState,
+  opts: { deleteLink?: boolean } = {},
+): Promise<void> {
+  const a = state.adding;
+  if (a === undefined) return;
+  if (a.driver === 'native') {
+    await detachNative(
+      ctx,
+      state,
+      { ...a, ...(a.prevResult === undefined ? {} : { result: a.prevResult }) },
+      opts.deleteLink === true,
+    );
+    return;
+  }
+  // A plugin whose setup process died may still be running its ADD: it
+  // must end before the DEL, or it could finish after it.
+  const errors: unknown[] = [];
+  if (a.plugin) await killProcessGroup(a.plugin).catch((e: unknown) => errors.push(e));
+  await del(ctx.cni, state, a.config, a.ifName, a.runtime, {
+    reached: a.reached,
+    ...(a.prevResult === undefined ? {} : { prevResult: a.prevResult }),
+  }).catch((e: unknown) => errors.push(e));
+  if (errors.length === 1) throw errors[0];
+  if (errors.length) throw new TeardownError(state.id, errors);
+}
+
+/** Undoes one attached network (DEL with what its ADD got, or the native detach). */
+export function undoNetwork(
+  ctx: UndoContext,
+  state: ContainerState,
+  n: AttachedNetwork,
+): Promise<void> {
+  return n.driver === 'native'
+    ? detachNative(ctx, state, n, false)
+    : del(ctx.cni, state, n.config, n.ifName, n.runtime, {});
+}
+
+/**
+ * A network's runtime config for an ADD that must give back what the
+ * recorded one got: its addresses as `ips` and CNI_ARGS IP, its interface's
+ * MAC as `mac` and CNI_ARGS MAC (host-local and tuning read them).
+ */
+export function sameAddresses(n: AttachedNetwork): RecordedRuntimeConf {
+  const r = normalizeResult(n.result);
+  const ips = r.ips.map((ip) => ip.address.split('/')[0]!);
+  const mac = r.interfaces.find((i) => i.name === n.ifName && i.sandbox)?.mac;
+  const args = n.runtime.args.filter(([k]) => k !== 'IP' && k !== 'MAC');
+  const capabilityArgs = { ...n.runtime.capabilityArgs };
+  if (ips.length) {
+    args.push(['IP', ips.join(',')]);
+    capabilityArgs['ips'] = ips;
+  }
+  if (mac !== undefined) {
+    args.push(['MAC', mac]);
+    capabilityArgs['mac'] = mac;
+  }
+  return { ...n.runtime, args, capabilityArgs };
+}
+
+/**
+ * The native driver's reload of one network: its firewall elements (the
+ * network's and the container's published ports) added again. Links,
+ * addresses and leases are not what a firewall flush removes.
+ */
+export async function reattachFirewall(
+  ctx: UndoContext,
+  state: ContainerState,
+  n: AttachedNetwork,
+): Promise<void> {
+  const network = nativeNetworkOf(state, n.config);
+  const addresses = normalizeResult(n.result).ips.map((ip) => ip.address);
+  await ctx.bridge.refreshFirewall({
+    network,
+    containerId: state.id,
+    ifName: n.ifName,
+    addresses,
+    ports: nativePorts(state, n.runtime),
+  });
+}
+
+function nativeNetworkOf(state: ContainerState, config: string): BridgeNetwork {
+  const list = parseNetworkList(config, `the state of container '${state.id}'`);
+  const network = bridgeNetworkOf(list);
+  if ('unsupported' in network)
+    throw new PodnetError(
+      'ERR_PODNET_BAD_STATE',
+      `the state of container '${state.id}' names a network the native driver cannot serve: ${network.unsupported}`,
+    );
+  return network;
 }
 
 /** The published ports a network's attach got (the first network's, as the plugins get them). */
@@ -117,18 +207,13 @@ async function detachNative(
     hostIfName?: string;
     result?: CniResult;
   },
+  deleteLink: boolean,
 ): Promise<void> {
-  const list = parseNetworkList(n.config, `the state of container '${state.id}'`);
-  const network = bridgeNetworkOf(list);
-  if ('unsupported' in network)
-    throw new PodnetError(
-      'ERR_PODNET_BAD_STATE',
-      `the state of container '${state.id}' names a network the native driver cannot serve: ${network.unsupported}`,
-    );
+  const network = nativeNetworkOf(state, n.config);
   const addresses = n.result ? normalizeResult(n.result).ips.map((ip) => ip.address) : [];
   // A namespace that outlives its mount (a { pid } container's) keeps the
   // veth unless it is deleted; one podnet removes takes it along.
-  const keepsLink = typeof state.mode === 'object';
+  const keepsLink = deleteLink || typeof state.mode === 'object';
   await ctx.bridge.detach(
     {
       network,

@@ -1,7 +1,12 @@
 // `podnet network`'s flags as the library's options: the pure part of the command.
 import { describe, expect, it } from 'vitest';
 import type { FlagValues } from '../../../src/cli/flags.js';
-import { createOptions, listFilters, parsePairs } from '../../../src/cli/network.js';
+import {
+  connectOptions,
+  createOptions,
+  listFilters,
+  parsePairs,
+} from '../../../src/cli/network.js';
 
 describe('podnet network flags', () => {
   it('turns create flags into create options, --opt as repeatable comma lists', () => {
@@ -57,5 +62,17 @@ describe('podnet network flags', () => {
     });
     expect(parsePairs('label', ['k=v,w'], false)).toEqual({ k: 'v,w' });
     expect(parsePairs('opt', ['k=v,w=x'], true)).toEqual({ k: 'v', w: 'x' });
+  });
+
+  it('turns connect flags into the per-network options, --alias repeatable', () => {
+    expect(
+      connectOptions({
+        ip: '10.1.0.9',
+        ip6: 'fd00::9',
+        mac: '02:42:0a:01:00:09',
+        alias: ['a', 'b'],
+      }),
+    ).toEqual({ ip: '10.1.0.9', ip6: 'fd00::9', mac: '02:42:0a:01:00:09', aliases: ['a', 'b'] });
+    expect(connectOptions({} as FlagValues)).toEqual({});
   });
 });

@@ -242,6 +242,22 @@ describe('buildNetworkSettings', () => {
     expect(of(bridge100)).toEqual(of(bridge040));
   });
 
+  it("shows a network's dnsname aliases as Aliases, ignoring what is not a string", () => {
+    const withAliases = {
+      ...attached('web', bridge100),
+      runtime: {
+        netns: NETNS,
+        args: [] as [string, string][],
+        capabilityArgs: { aliases: { web: ['api', 7, 'www'], other: ['x'] } },
+      },
+    };
+    const s = buildNetworkSettings(
+      state({ networksRequested: true, networks: [attached('podman', bridge040), withAliases] }),
+    );
+    expect(s.Networks?.['web']?.Aliases).toEqual(['api', 'www']);
+    expect(s.Networks?.['podman']).not.toHaveProperty('Aliases');
+  });
+
   it('has empty address fields with no network (none mode)', () => {
     const s = buildNetworkSettings(state({ mode: 'none' }));
     expect(s).toMatchObject({ ...emptyAddresses, Ports: {}, SandboxKey: NETNS });
