@@ -133,7 +133,7 @@ export function encodeSetHairpin(ifindex: number, on: boolean): Buffer {
 }
 
 /** Per-device IPv4 settings, by their IPV4_DEVCONF_* index (linux/ip.h). */
-export const IPV4_DEVCONF = { ARP_NOTIFY: 22, ROUTE_LOCALNET: 26 } as const;
+export const IPV4_DEVCONF = { FORWARDING: 1, ARP_NOTIFY: 22, ROUTE_LOCALNET: 26 } as const;
 
 /**
  * Requests per-device IPv4 settings (net.ipv4.conf.IF.*) through
@@ -348,7 +348,7 @@ export function encodeNetemQdisc(
   qopt.writeUInt32LE(req.limit ?? NETEM_DEFAULT_LIMIT, 4);
   qopt.writeUInt32LE(Math.round(((req.lossPercent ?? 0) / 100) * U32_MAX), 8);
   qopt.writeUInt32LE(Math.min(jitter, U32_MAX), 20);
-  const parts = [qopt];
+  const parts: Buffer[] = [qopt];
   if (latency > U32_MAX)
     parts.push(nla(TCA_NETEM_LATENCY64, s64(BigInt(Math.round((req.delayUs ?? 0) * 1000)))));
   if (jitter > U32_MAX)
