@@ -184,6 +184,47 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     expect((await sweepTopologies({ dir: records })).removedTopologies).toEqual([]);
   });
 
+  it('podnet gc removes the topology of a dead runner, and says so', async () => {
+    const orphan = await tempNamespace({ dir: netns.dir });
+    orphan.close();
+    const dead = spawn('true');
+    const pid = dead.pid!;
+    await new Promise((r) => dead.once('exit', r));
+    await writeRecord(records, 'fedcba9876543210', {
+      version: 1,
+      owner: { pid, startTime: '1' },
+      namespaces: [orphan.path],
+    });
+    const state = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        const c = spawn(
+          process.execPath,
+          [`${root}bin/podnet.js`, 'gc', '--json', '--state-dir', state, '--netns-dir', netns.dir],
+          {
+            env: { ...process.env, PODNET_TESTING_DIR: records },
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        );
+        let text = '';
+        c.stdout!.on('data', (d) => {
+          text += d;
+        });
+        c.once('exit', (code) =>
+          code === 0 ? resolve(text) : reject(new Error(`gc exited ${code}`)),
+        );
+      });
+      expect(JSON.parse(out).testTopologies).toEqual({
+        removedTopologies: [join(records, 'fedcba9876543210.json')],
+        removedNamespaces: [orphan.path],
+        errors: [],
+      });
+      expect(existsSync(orphan.path)).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
   it('after the runner is SIGKILLed, the reaper leaves no namespace, link or record within 2 s', async () => {
     // The runner: a Node child that builds a two-host topology from the build in dist/ and waits.
     const script = `
