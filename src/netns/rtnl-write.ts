@@ -373,7 +373,9 @@ export function encodeNetemQdisc(
 
 /** Requests the root qdisc of a link be deleted (the kernel's default comes back). */
 export function encodeDelRootQdisc(ifindex: number): Buffer {
-  return new MessageWriter().raw(tcmsgRoot(ifindex)).finish(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK);
+  return new MessageWriter()
+    .raw(tcmsgRoot(ifindex))
+    .finish(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK);
 }
 
 /**

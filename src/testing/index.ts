@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import { AggregatePodnetError, InvalidArgumentError, PodnetSystemError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { namespacePath } from '../netns/namespace.js';
-import { processIdentity } from '../process.js';
 import {
   encodeDelRootQdisc,
   encodeNetemQdisc,
@@ -23,6 +22,7 @@ import {
   pschedTicksPerUs,
 } from '../netns/rtnl-write.js';
 import type { NamespaceProcess, NamespaceSpawnOptions } from '../netns/spawn.js';
+import { processIdentity } from '../process.js';
 import {
   defaultRecordDir,
   deleteRecord,

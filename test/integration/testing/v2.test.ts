@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NetworkNamespace } from '../../../src/index.js';
 import { processIdentity } from '../../../src/process.js';
-import { writeRecord } from '../../../src/testing/reaper.js';
 import {
   createTopology,
   sweepTopologies,
   type TopologyHost,
   tempNamespace,
 } from '../../../src/testing/index.js';
-import { isRoot, TEST_PREFIX, tempNetnsDir, type NetnsDir } from '../../helpers/host.js';
+import { writeRecord } from '../../../src/testing/reaper.js';
+import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
 import { reportSkip } from '../../helpers/skip.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
