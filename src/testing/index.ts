@@ -23,6 +23,7 @@ import {
 } from '../netns/rtnl-write.js';
 import type { NamespaceProcess, NamespaceSpawnOptions } from '../netns/spawn.js';
 import { processIdentity } from '../process.js';
+import { UserNamespace } from '../rootless/userns/userns.js';
 import {
   defaultRecordDir,
   deleteRecord,
@@ -88,6 +89,13 @@ export interface NamedTopologyOptions {
   dir?: string;
   /** Where the topology is registered for its reaper (default {@link defaultRecordDir}). */
   recordDir?: string;
+  /**
+   * Build it as an unprivileged user can: the hosts are network namespaces
+   * of one new user namespace (see {@link UserNamespace}), not mounted, so
+   * `dir` and `recordDir` do not apply. The helpers' processes end with
+   * this one, and the kernel then frees everything.
+   */
+  userns?: boolean;
 }
 
 /** How a process run with {@link TopologyHost.exec} ended, and what it wrote. */
@@ -323,7 +331,7 @@ export interface Topology extends AsyncDisposable {
   hosts: TopologyHost[];
   /** The switch namespace holding the bridge (bridge topologies only). */
   switch?: NetworkNamespace;
-  /** The record its reaper reads (removed with the topology). */
+  /** The record its reaper reads (removed with the topology); '' for a `userns` topology, which has none. */
   record: string;
   /** Removes every namespace of the topology (their links go with them). */
   remove(): Promise<void>;
@@ -421,6 +429,61 @@ class Registration {
     if (this.record) await deleteRecord(this.record);
     await this.#release?.();
     this.#release = undefined;
+  };
+}
+
+/**
+ * The hosts of an unprivileged user's topology: network namespaces of one
+ * user namespace, each held by a UserNamespace helper. The first helper
+ * creates both namespaces; each further host is a process started inside
+ * the first (so in its user namespace, where this user is root) that
+ * unshares a network namespace of its own, which a second helper then
+ * joins. No namespace is mounted and nothing is registered: every helper
+ * ends when its socket to this process closes, so the kernel frees the
+ * whole topology the moment its runner dies, SIGKILL included.
+ */
+class UserHosts {
+  readonly helpers: UserNamespace[] = [];
+
+  async namespace(): Promise<NetworkNamespace> {
+    const first = this.helpers[0];
+    let u: UserNamespace;
+    if (!first) {
+      u = await UserNamespace.create();
+    } else {
+      const holder = first.netns.spawn('unshare', ['--net', '--', 'sleep', '60'], {
+        stdio: 'ignore',
+      });
+      try {
+        // unshare has made the namespace once the process is sleep.
+        const deadline = Date.now() + LINK_READY_MS;
+        const comm = (): string => {
+          try {
+            return readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim();
+          } catch {
+            return '';
+          }
+        };
+        while (comm() !== 'sleep') {
+          if (holder.exitCode !== null || Date.now() > deadline)
+            throw new PodnetSystemError('making a network namespace in the user namespace', {
+              errno: 110,
+              syscall: 'unshare',
+            });
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        u = await UserNamespace.join(holder.pid!);
+      } finally {
+        holder.kill('SIGKILL');
+      }
+    }
+    this.helpers.push(u);
+    await u.netns.setLinkUp('lo');
+    return u.netns;
+  }
+
+  readonly remove = async (): Promise<void> => {
+    for (const u of this.helpers.splice(0).reverse()) await u.close();
   };
 }
 
@@ -545,8 +608,10 @@ async function createNamed(opts: NamedTopologyOptions): Promise<NamedTopology> {
   for (const [h] of sysctls)
     if (!names.includes(h))
       throw new InvalidArgumentError(`sysctls for '${h}', which is not a host of the topology`);
-  const reg = new Registration(names.length, opts.dir === undefined ? {} : { dir: opts.dir });
-  await reg.start(opts.recordDir ?? defaultRecordDir());
+  const reg = opts.userns
+    ? new UserHosts()
+    : new Registration(names.length, opts.dir === undefined ? {} : { dir: opts.dir });
+  if (reg instanceof Registration) await reg.start(opts.recordDir ?? defaultRecordDir());
   try {
     const hosts: TopologyHost[] = [];
     for (const name of names) hosts.push(new TopologyHost(name, await reg.namespace()));
@@ -629,7 +694,7 @@ async function createNamed(opts: NamedTopologyOptions): Promise<NamedTopology> {
     return {
       hosts,
       links,
-      record: reg.record,
+      record: reg instanceof Registration ? reg.record : '',
       host,
       link: (a, b) => {
         const l = links.find(

@@ -310,4 +310,72 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       await e.close();
     }
   });
+
+  it("an unprivileged user's routed topology in one user namespace; gone within 2 s of the runner's SIGKILL", async () => {
+    // uid 65534 (nobody): a real unprivileged user, for whom the build in dist/ is readable.
+    const why = reportSkip(
+      'the unprivileged topology test',
+      existsSync('/usr/bin/setpriv') ? undefined : 'setpriv (util-linux) is not installed',
+    );
+    if (why) return;
+    const script = `
+      const { createTopology } = await import(${JSON.stringify(`${root}dist/testing/index.js`)});
+      const net = await import('node:net');
+      const t = await createTopology({ hosts: ['a', 'r', 'b'], links: [{ between: ['a', 'r'] }, { between: ['r', 'b'] }], routers: ['r'], dualStack: true, userns: true });
+      const [a, , b] = t.hosts;
+      const srv = net.createServer((s) => s.end('hi'));
+      const { port } = await b.ns.listen(srv, { host: b.address6 });
+      const c = await a.ns.connect({ host: b.address6, port });
+      let got = '';
+      for await (const d of c) got += d;
+      const id = (await a.exec('id', ['-u'])).stdout.trim();
+      process.stdout.write(JSON.stringify({ got, uid: process.getuid(), id }) + '\\n');
+      setInterval(() => {}, 1000);`;
+    const child = spawn(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        script,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/' },
+      },
+    );
+    const report = await new Promise<{ got: string; uid: number; id: string }>(
+      (resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d) => {
+          out += d;
+          if (out.includes('\n')) resolve(JSON.parse(out));
+        });
+        child.once('exit', (code) => reject(new Error(`runner exited ${code}`)));
+      },
+    );
+    // Traffic through the router over IPv6; commands run as root of the user namespace.
+    expect(report).toEqual({ got: 'hi', uid: 65534, id: '0' });
+    const helpers = (): string[] =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return (
+              readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('podnet-userns') &&
+              /^Uid:\s+65534\s/m.test(readFileSync(`/proc/${p}/status`, 'utf8'))
+            );
+          } catch {
+            return false;
+          }
+        });
+    expect(helpers()).toHaveLength(3);
+    const t0 = Date.now();
+    child.kill('SIGKILL');
+    while (helpers().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
+    expect(helpers()).toEqual([]);
+  });
 });
