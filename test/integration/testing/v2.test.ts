@@ -272,7 +272,7 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     console.log(`reaper: topology gone ${took} ms after SIGKILL`);
   });
 
-  it('a 50 ms netem delay gives a round trip of at least 100 ms', async () => {
+  it('a 50 ms netem delay gives a round trip of at least 100 ms', async (ctx) => {
     await using topo = await createTopology({
       hosts: ['a', 'b'],
       links: [{ between: ['a', 'b'] }],
@@ -292,7 +292,7 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
           (err as { code?: string }).code === 'ENOENT' &&
           reportSkip('the netem test', (err as Error).message)
         )
-          return;
+          return ctx.skip((err as Error).message);
         throw err;
       }
       const qdisc = (await a.exec('tc', ['qdisc', 'show', 'dev', 'eth0'])).stdout;
