@@ -563,8 +563,8 @@ function planLinks(opts: NamedTopologyOptions, names: string[]): LinkPlan[] {
 function routesOf(
   from: TopologyHost,
   routers: Set<TopologyHost>,
-): { dst: string; gateway: string; ifname: string; family: 4 | 6 }[] {
-  const out: { dst: string; gateway: string; ifname: string; family: 4 | 6 }[] = [];
+): { dst: string; gateway: string; ifname: string }[] {
+  const out: { dst: string; gateway: string; ifname: string }[] = [];
   // Each reached host with the interface and gateway of the first hop toward it.
   const queue: { host: TopologyHost; via: HostInterface; gw: HostInterface }[] = [];
   const reached = new Set<TopologyHost>([from]);
@@ -583,9 +583,9 @@ function routesOf(
       const link = iface.link!;
       if (!routed.has(link)) {
         routed.add(link);
-        out.push({ dst: link.subnet, gateway: gw.address, ifname: via.ifname, family: 4 });
+        out.push({ dst: link.subnet, gateway: gw.address, ifname: via.ifname });
         if (link.subnet6 && gw.address6)
-          out.push({ dst: link.subnet6, gateway: gw.address6, ifname: via.ifname, family: 6 });
+          out.push({ dst: link.subnet6, gateway: gw.address6, ifname: via.ifname });
       }
       const far = link.ends.find((e) => e.host !== host)!;
       if (!reached.has(far.host)) {
