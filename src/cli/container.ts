@@ -5,6 +5,7 @@ import { validTrace } from '../diagnostics.js';
 import { checkEtcDir, writeEtcFiles } from '../network/etc.js';
 import type { Attachment, GcReport } from '../network/index.js';
 import type { NetworkSettings } from '../network/types.js';
+import { sweepTopologies, type TopologySweepReport } from '../testing/index.js';
 import { parseUpArgs } from './args.js';
 import { networkingFromFlags } from './context.js';
 import { type FlagValues, str, strs } from './flags.js';
@@ -60,13 +61,14 @@ function formatUp(att: Attachment, settings: NetworkSettings): string {
   return lines.join('\n');
 }
 
-function formatGc(r: GcReport): string {
+function formatGc(r: GcReport, t: TopologySweepReport): string {
   const sections: [string, string[]][] = [
     ['removed state of', r.removedStates],
     ['unmounted', r.removedMounts],
     ['released', r.releasedAttachments.map((a) => `${a.containerId}/${a.ifName} on ${a.network}`)],
     ['stopped processes', r.killedPids.map(String)],
-    ['could not clean', r.errors],
+    ['removed test topologies', t.removedTopologies],
+    ['could not clean', [...r.errors, ...t.errors]],
   ];
   const lines = sections.filter(([, items]) => items.length > 0);
   if (lines.length === 0) return 'nothing to clean';
@@ -141,8 +143,18 @@ export async function inspect([id = '']: string[], flags: FlagValues): Promise<v
   }
 }
 
-/** `podnet gc`: removes what dead containers left. */
+/**
+ * `podnet gc`: removes what dead containers left, and the test topologies
+ * (podnet/testing) of runners that died, from their records (the CLI may
+ * import testing; network may not, so the sweep is here, not in Networking.gc).
+ */
 export async function gc(_args: string[], flags: FlagValues): Promise<void> {
   const report = await networkingFromFlags(flags).gc();
-  print(flags['json'] === true, report, () => formatGc(report));
+  const testTopologies: TopologySweepReport = await sweepTopologies().catch((err: unknown) => ({
+    removedTopologies: [],
+    removedNamespaces: [],
+    errors: [`test topologies: ${err instanceof Error ? err.message : String(err)}`],
+  }));
+  const all = { ...report, testTopologies };
+  print(flags['json'] === true, all, () => formatGc(report, testTopologies));
 }

@@ -56,7 +56,7 @@ function helperProcesses(): string[] {
       continue;
     }
     if (
-      /slirp4netns|pasta|passt|keeper-main|podnet-userns|forwarder-main|rootlesskit|podnet-test-|test\/fixtures\//.test(
+      /slirp4netns|pasta|passt|keeper-main|podnet-userns|forwarder-main|testing\/reaper-main|rootlesskit|podnet-test-|test\/fixtures\//.test(
         cmd,
       )
     )

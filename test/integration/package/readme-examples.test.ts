@@ -70,7 +70,7 @@ describe.skipIf(!isRoot)('README examples, run', () => {
   });
 
   it('podnet/testing topologies', async () => {
-    const out = await runAsWritten('testing', block("from 'podnet/testing'"));
+    const out = await runAsWritten('testing', block('createTopology({ hosts: 3 })'));
     expect(out.trim()).toMatch(
       /^\/run\/netns\/podnet-test-[0-9a-f]{12} (10\.231\.\d+)\.1 \1\.2 \1\.3$/,
     );

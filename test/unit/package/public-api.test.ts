@@ -1,6 +1,7 @@
 // Pins the public surface of each entry point: what `import('podnet')` (and
-// `podnet/metrics`) gives at run time and what its .d.ts declares, against
-// public-api.json (public-api-metrics.json). A new export, or
+// `podnet/metrics`, `podnet/testing`) gives at run time and what its .d.ts
+// declares, against public-api.json (public-api-metrics.json,
+// public-api-testing.json). A new export, or
 // one that goes, fails here until the list is changed with it: the surface
 // is a decision, not a side effect of `export *`. Runs on the build (npm
 // test builds first), since the build is what users get.
@@ -37,6 +38,13 @@ const entries: Entry[] = [
     js: join(root, 'dist/metrics/index.js'),
     src: '../../../src/metrics/index.js',
     pinned: pinnedFile('public-api-metrics.json'),
+  },
+  {
+    name: 'podnet/testing',
+    dts: join(root, 'dist/testing/index.d.ts'),
+    js: join(root, 'dist/testing/index.js'),
+    src: '../../../src/testing/index.js',
+    pinned: pinnedFile('public-api-testing.json'),
   },
 ];
 const [main] = entries as [Entry];
