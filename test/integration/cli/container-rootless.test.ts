@@ -91,6 +91,10 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     const text = (await podnet(['stats', 'kept', ...dirs])).stdout;
     expect(text).toMatch(/lo \(loopback\)/);
     expect(text).toContain(`127.0.0.1:${port}->8080/tcp`);
+    const exposition = (await podnet(['stats', 'kept', '--format', 'openmetrics', ...dirs])).stdout;
+    expect(exposition).toContain(
+      `podnet_published_port_transmit_bytes_total{id="kept",name="kept",host_ip="127.0.0.1",host_port="${port}",container_port="8080",protocol="tcp"} ${reply.length}\n`,
+    );
 
     const down = await podnet(['down', 'kept', ...dirs]);
     expect(down.code).toBe(0);
