@@ -142,6 +142,20 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       });
       expect(tcp).toMatch(/^peer /);
       expect(tcp).not.toBe('peer 127.0.0.1');
+      // Each port's own counters: one datagram each way, one connection.
+      const { ports } = await a.stats();
+      expect(ports?.map((p) => [p.protocol, p.hostPort])).toEqual([
+        ['udp', udpPort],
+        ['tcp', tcpPort],
+      ]);
+      expect(ports![0]).toMatchObject({
+        connections: 0,
+        rxDatagrams: 1,
+        txDatagrams: 1,
+        rxBytes: 'hello'.length,
+        txBytes: 'echo hello'.length,
+      });
+      expect(ports![1]).toMatchObject({ connections: 1, rxBytes: 0, txBytes: tcp.length });
     } finally {
       server.close();
       const exited = new Promise((r) => echo.once('exit', r));
