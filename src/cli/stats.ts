@@ -158,10 +158,18 @@ async function load(
   }
 }
 
-/** The interface column: lo is marked, and so is the counter carrying the published ports. */
-function ifaceLabel(name: string, loopback: boolean, via: PublishedVia | undefined): string {
-  const marks = [loopback ? 'loopback' : '', via === name ? 'published' : ''].filter(Boolean);
-  return marks.length ? `${name} (${marks.join(', ')})` : name;
+/** The interface column: lo is marked as such. */
+function ifaceLabel(name: string, loopback: boolean): string {
+  return loopback ? `${name} (loopback)` : name;
+}
+
+/**
+ * The last column: `*` on the interface whose counters carry the published
+ * ports' traffic (lo too when the forwarder publishes them: its dial
+ * crosses lo).
+ */
+function publishedMark(name: string, loopback: boolean, via: PublishedVia | undefined): string {
+  return via === name || (via === 'forwarder' && loopback) ? '*' : '';
 }
 
 /** The forwarder's per-port counters, a table after the interfaces' (nothing without any). */
@@ -200,12 +208,13 @@ function formatStats(reports: ContainerStatsReport[]): string {
       'TX PACKETS',
       'TX ERRORS',
       'TX DROPPED',
+      'PUBLISHED',
     ],
     reports.flatMap((r) =>
       r.interfaces.map(({ name, loopback, stats: s }) => [
         shortId(r.id),
         r.name,
-        ifaceLabel(name, loopback === true, r.publishedVia),
+        ifaceLabel(name, loopback === true),
         bytes(s.rxBytes),
         s.rxPackets,
         s.rxErrors,
@@ -214,6 +223,7 @@ function formatStats(reports: ContainerStatsReport[]): string {
         s.txPackets,
         s.txErrors,
         s.txDropped,
+        publishedMark(name, loopback === true, r.publishedVia),
       ]),
     ),
   )}${formatPorts(reports)}`;
@@ -225,18 +235,22 @@ export function formatTick(tick: StatsTick): string {
     n === undefined ? '-' : `${bytes(Math.round(n))}/s`;
   const pps = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(1));
   return `${table(
-    ['CONTAINER', 'NAME', 'IFACE', 'RX/S', 'TX/S', 'RX PKT/S', 'TX PKT/S', 'RX TOTAL', 'TX TOTAL'],
+    [
+      ...['CONTAINER', 'NAME', 'IFACE', 'RX/S', 'TX/S', 'RX PKT/S', 'TX PKT/S'],
+      ...['RX TOTAL', 'TX TOTAL', 'PUBLISHED'],
+    ],
     tick.containers.flatMap((c) =>
       c.interfaces.map((i) => [
         shortId(c.id),
         c.name,
-        ifaceLabel(i.name, i.loopback === true, c.publishedVia),
+        ifaceLabel(i.name, i.loopback === true),
         rate(i.rxBytesPerSec),
         rate(i.txBytesPerSec),
         pps(i.rxPacketsPerSec),
         pps(i.txPacketsPerSec),
         bytes(i.stats.rxBytes),
         bytes(i.stats.txBytes),
+        publishedMark(i.name, i.loopback === true, c.publishedVia),
       ]),
     ),
   )}${formatPorts(tick.containers)}`;

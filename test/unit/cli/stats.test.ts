@@ -173,7 +173,9 @@ describe('published-port traffic in the watch', () => {
       ['lo', true],
     ]);
     const text = formatTick(ticks[0]!);
-    expect(text).toMatch(/^c1 +web +lo \(loopback\) /m);
+    // lo carries the forwarder's dial: marked in the PUBLISHED column; eth0 not.
+    expect(text).toMatch(/^c1 +web +lo \(loopback\) .* \*$/m);
+    expect(text).toMatch(/^c1 +web +eth0 .*B$/m);
     expect(text).toMatch(/^c1 +web +127\.0\.0\.1:18080->80\/tcp +2 +0 +100 B +250 B +- +-$/m);
   });
 });
