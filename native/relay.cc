@@ -84,6 +84,19 @@ struct Counters {
   std::atomic<int64_t> datagramsDropped{0};  // no flow socket, or a send failed
 };
 
+// Counters of one published port (a listener or a UDP port), readable from
+// the JS thread: a group serves several ports, and its Counters add them up.
+// In the container's view: rx is what went to the container (client to
+// container), tx what came back.
+struct PortCounters {
+  std::atomic<int64_t> connections{0};  // TCP pairs started from this listener
+  std::atomic<int64_t> active{0};       // of which are being relayed now
+  std::atomic<int64_t> rxBytes{0};      // written to the container's side (UDP: payloads)
+  std::atomic<int64_t> txBytes{0};      // written back to the client
+  std::atomic<int64_t> rxDatagrams{0};
+  std::atomic<int64_t> txDatagrams{0};
+};
+
 enum PoolKind { kTcpPool = 0, kUdpPool = 1, kPoolKinds = 2 };
 
 // A refill request on its way to the JS thread.
@@ -113,6 +126,10 @@ struct Group {
     size_t cap;
   };
   std::vector<FreePipe> freePipes;
+  // The counters of each port handed over (relayListen, relayUdp), in that
+  // order: appended on the JS thread, kept after the port closes so the
+  // final counters can be read.
+  std::vector<std::shared_ptr<PortCounters>> ports;
 
   // A socket of the pool, or -1 when it is empty. Asks for a refill (once
   // until it comes) when the pool is at or below its low-water mark.
@@ -173,6 +190,7 @@ struct UdpPort : Watch {
   UdpPort() : Watch(kUdpPort) {}
   int fd = -1;  // -1 once closed (the struct is freed after the epoll batch)
   std::shared_ptr<Group> group;
+  std::shared_ptr<PortCounters> port;
   sockaddr_storage addr{};  // the container's address and port
   socklen_t addrlen = 0;
   int64_t idleMs = 0;  // set by relayUdp
@@ -186,6 +204,7 @@ struct Listener : Watch {
   Listener() : Watch(kListener) {}
   int fd = -1;  // -1 once closed (the struct is freed after the epoll batch)
   std::shared_ptr<Group> group;
+  std::shared_ptr<PortCounters> port;
   sockaddr_storage addr{};  // the container's address and port
   socklen_t addrlen = 0;
   bool starved = false;  // stopped accepting for want of a socket (or of fds)
@@ -220,6 +239,9 @@ class Worker;
 struct Pair {
   uint64_t id = 0;
   std::shared_ptr<Group> group;
+  // Its listener's counters; null for a pair from relayStart. Shared, so a
+  // pair may outlive its listener's struct.
+  std::shared_ptr<PortCounters> port;
   End a{this};
   End b{this};
   Direction ab, ba;
@@ -267,12 +289,14 @@ void Grow(Direction& d) {
 }
 
 // Moves what can be moved now from d.src to d.dst, counting what was written
-// in both counters (before any shutdown, so a peer that saw EOF sees the
+// in both counters and, when given, in its port's counter of that direction
+// (before any shutdown, so a peer that saw EOF sees the
 // final count). Returns 0, or the errno
 // that ends the pair. Loops while anything moved, so with edge triggering it
 // only stops on EAGAIN (an edge will follow) or a full pipe or buffer (then
 // the write just returned EAGAIN, an edge will follow).
-int Pump(Direction& d, const Direction& other, Counters& group, Counters& totals) {
+int Pump(Direction& d, const Direction& other, Counters& group, Counters& totals,
+         std::atomic<int64_t>* port) {
   while (!d.done) {
     bool moved = false;
     if (d.pending > 0) {
@@ -283,6 +307,7 @@ int Pump(Direction& d, const Direction& other, Counters& group, Counters& totals
         d.off = d.pending == 0 ? 0 : d.off + static_cast<size_t>(n);
         group.bytes.fetch_add(n, std::memory_order_relaxed);
         totals.bytes.fetch_add(n, std::memory_order_relaxed);
+        if (port != nullptr) port->fetch_add(n, std::memory_order_relaxed);
         moved = true;
       } else if (n < 0 && errno == EINVAL && !d.buf) {
         if (int e = ToCopyMode(d)) return e;
@@ -871,6 +896,8 @@ class Worker {
         bytes += msgs_[i].msg_len;
       }
       Count(*u.group, sent, bytes, dropped);
+      u.port->rxDatagrams += sent;
+      u.port->rxBytes += bytes;
       if (n < kBatch) return;
     }
   }
@@ -902,6 +929,8 @@ class Worker {
         ok += m;
       }
       Count(*u.group, ok, bytes, n - ok);
+      u.port->txDatagrams += ok;
+      u.port->txBytes += bytes;
       Touch(f);
       if (n < kBatch) return;
     }
@@ -955,6 +984,9 @@ class Worker {
       return;
     }
     p->id = relay_.NextPairId();
+    p->port = l.port;
+    l.port->connections++;
+    l.port->active++;
     CountPair(*p->group, totals_);
     Begin(p.release());
   }
@@ -1022,8 +1054,10 @@ class Worker {
       if (err != 0) return Finish(p, err);
       p.connecting = false;
     }
-    int err = Pump(p.ab, p.ba, p.group->stats, totals_);
-    if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_);
+    // a is the client, b the socket in the namespace: ab is the container's rx.
+    PortCounters* port = p.port.get();
+    int err = Pump(p.ab, p.ba, p.group->stats, totals_, port ? &port->rxBytes : nullptr);
+    if (err == 0) err = Pump(p.ba, p.ab, p.group->stats, totals_, port ? &port->txBytes : nullptr);
     if (err != 0 || (p.ab.done && p.ba.done)) return Finish(p, err);
     if (!p.bulk && (p.ab.grown || p.ba.grown)) BecameBulk(p);
   }
@@ -1063,6 +1097,7 @@ class Worker {
     p.closed = true;
     totals_.active--;
     p.group->stats.active--;
+    if (p.port) p.port->active--;
     if (p.bulk) bulk--;
     if (err != 0) {
       totals_.failed++;
@@ -1245,9 +1280,19 @@ Napi::Value JsStart(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
+// The counters of a port handed to a group, appended to the group's list;
+// returns its index there (relayStats's `ports`).
+uint32_t AddPortCounters(Group& g, std::shared_ptr<PortCounters>* out) {
+  *out = std::make_shared<PortCounters>();
+  std::lock_guard<std::mutex> lock(g.mu);
+  g.ports.push_back(*out);
+  return static_cast<uint32_t>(g.ports.size() - 1);
+}
+
 // relayListen(group, fd, addr): hands a listening TCP socket to the relay,
 // which owns it from here on: each client it accepts is paired with a socket
-// of the group's TCP pool, connected to addr (a raw sockaddr).
+// of the group's TCP pool, connected to addr (a raw sockaddr). Returns the
+// index of its counters in relayStats's `ports`.
 Napi::Value JsListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto l = std::make_unique<Listener>();
@@ -1265,15 +1310,17 @@ Napi::Value JsListen(const Napi::CallbackInfo& info) {
     CloseFd(l->fd);
     return Throw(env, e, "fcntl");
   }
+  uint32_t index = AddPortCounters(*l->group, &l->port);
   TheRelay().Acceptor().Submit(Command{Command::kListen, nullptr, l.release(), nullptr, nullptr, nullptr});
-  return env.Undefined();
+  return Napi::Number::New(env, index);
 }
 
 // relayUdp(group, fd, addr, idleMs, maxFlows): hands a bound host UDP
 // socket to the relay, which owns it from here on: each client address gets
 // a socket of the group's UDP pool, connected to addr (a raw sockaddr),
 // closed after idleMs without a datagram either way; at maxFlows the least
-// recently used flow makes room.
+// recently used flow makes room. Returns the index of its counters in
+// relayStats's `ports`.
 Napi::Value JsUdp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto u = std::make_unique<UdpPort>();
@@ -1297,8 +1344,9 @@ Napi::Value JsUdp(const Napi::CallbackInfo& info) {
     CloseFd(u->fd);
     return Throw(env, e, "fcntl");
   }
+  uint32_t index = AddPortCounters(*u->group, &u->port);
   TheRelay().Acceptor().Submit(Command{Command::kUdp, nullptr, nullptr, u.release(), nullptr, nullptr});
-  return env.Undefined();
+  return Napi::Number::New(env, index);
 }
 
 // relayPoolAdd(group, kind, fds): adds sockets (opened inside the namespace)
@@ -1356,9 +1404,34 @@ Napi::Value JsPoolFailed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value StatsObject(Napi::Env env, const Counters* s) {
+// The counters of a group's ports, in the order they were handed over.
+Napi::Value PortsArray(Napi::Env env, Group& g) {
+  std::vector<std::shared_ptr<PortCounters>> ports;
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    ports = g.ports;
+  }
+  Napi::Array out = Napi::Array::New(env, ports.size());
+  auto num = [&](const std::atomic<int64_t>& v) { return Napi::Number::New(env, static_cast<double>(v.load())); };
+  for (size_t i = 0; i < ports.size(); i++) {
+    const PortCounters& c = *ports[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("connections", num(c.connections));
+    o.Set("active", num(c.active));
+    o.Set("rxBytes", num(c.rxBytes));
+    o.Set("txBytes", num(c.txBytes));
+    o.Set("rxDatagrams", num(c.rxDatagrams));
+    o.Set("txDatagrams", num(c.txDatagrams));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+// A group's counters (with its ports'), or the process's (group null).
+Napi::Value StatsObject(Napi::Env env, const Counters* s, Group* group = nullptr) {
   if (s == nullptr) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
+  if (group != nullptr) o.Set("ports", PortsArray(env, *group));
   o.Set("active", Napi::Number::New(env, static_cast<double>(s->active.load())));
   o.Set("pairs", Napi::Number::New(env, static_cast<double>(s->pairs.load())));
   o.Set("failed", Napi::Number::New(env, static_cast<double>(s->failed.load())));
@@ -1381,15 +1454,15 @@ Napi::Value JsCloseGroup(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g->mu);
     if (g->canRefill) g->tsfn.Release();
   }
-  return StatsObject(info.Env(), g ? &g->stats : nullptr);
+  return StatsObject(info.Env(), g ? &g->stats : nullptr, g.get());
 }
 
-// relayStats(group?): the counters of a group, or of the whole process
-// without one (undefined for an unknown group).
+// relayStats(group?): the counters of a group, with its ports' (`ports`),
+// or of the whole process without one (undefined for an unknown group).
 Napi::Value JsStats(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) {
     auto g = TheRelay().FindGroup(info[0].As<Napi::Number>().Uint32Value());
-    return StatsObject(info.Env(), g ? &g->stats : nullptr);
+    return StatsObject(info.Env(), g ? &g->stats : nullptr, g.get());
   }
   return StatsObject(info.Env(), &TheRelay().Totals());
 }

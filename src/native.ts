@@ -166,16 +166,18 @@ export interface NativeBinding {
   /**
    * Hands a listening TCP socket to the relay, which owns it from then on:
    * each client it accepts is paired with a socket of the group's TCP pool,
-   * connected to `addr` (a raw sockaddr).
+   * connected to `addr` (a raw sockaddr). Returns the index of its
+   * counters in the group's {@link RelayStats.ports}.
    */
-  relayListen(group: number, fd: number, addr: Buffer): void;
+  relayListen(group: number, fd: number, addr: Buffer): number;
   /**
    * Hands a bound host UDP socket to the relay, which owns it from then on:
    * each client address gets a socket of the group's UDP pool connected to
    * `addr`, closed after `idleMs` without a datagram; at `maxFlows` the
-   * least recently used flow makes room.
+   * least recently used flow makes room. Returns the index of its counters
+   * in the group's {@link RelayStats.ports}.
    */
-  relayUdp(group: number, fd: number, addr: Buffer, idleMs: number, maxFlows: number): void;
+  relayUdp(group: number, fd: number, addr: Buffer, idleMs: number, maxFlows: number): number;
   /**
    * Adds sockets to one of the group's pools (POOL_TCP, POOL_UDP), which
    * owns them from then on, answering its refill request. False (and the
@@ -253,6 +255,30 @@ export interface RelayStats {
   datagrams: number;
   /** UDP datagrams dropped (no flow socket, a full buffer, or truncated). */
   datagramsDropped: number;
+  /**
+   * A group's only: the counters of each port handed to it (relayListen,
+   * relayUdp), at the index those returned.
+   */
+  ports?: RelayPortStats[];
+}
+
+/**
+ * Counters of one port of a relay group, in the container's view: rx is
+ * what went from the client to the container, tx what came back.
+ */
+export interface RelayPortStats {
+  /** TCP connections accepted on it and relayed. */
+  connections: number;
+  /** Of which are being relayed now. */
+  active: number;
+  /** Bytes written towards the container (UDP: payloads). */
+  rxBytes: number;
+  /** Bytes written back to clients. */
+  txBytes: number;
+  /** UDP datagrams relayed towards the container. */
+  rxDatagrams: number;
+  /** UDP datagrams relayed back to clients. */
+  txDatagrams: number;
 }
 
 const require = createRequire(import.meta.url);

@@ -69,7 +69,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: '[...ids]',
     summary: 'Per-interface counters of containers (all without IDs)',
     description:
-      'Prints the counters of every interface of the containers given, or of every ready container without IDs. With --watch it redraws until interrupted (SIGINT or SIGTERM, exit 0): the first frame at once with counters, then rates per second against the previous frame. --format openmetrics prints the counters as OpenMetrics text under the names cAdvisor uses (container_network_receive_bytes_total{id,name,interface}, ...). IDs are shortened to 12 characters in tables, never in JSON. A state file that does not load is skipped with a warning (an error with --strict).',
+      'Prints the counters of every interface of the containers given, or of every ready container without IDs. With --watch it redraws until interrupted (SIGINT or SIGTERM, exit 0): the first frame at once with counters, then rates per second against the previous frame. Traffic through published ports is shown where it is counted: lo is listed (marked loopback) when it carries it (the podnet port forwarder, the pasta splice), and the per-port counters of the forwarder (connections, bytes each way, datagrams) follow the interfaces. --format openmetrics prints the counters as OpenMetrics text under the names cAdvisor uses (container_network_receive_bytes_total{id,name,interface}, ...). IDs are shortened to 12 characters in tables, never in JSON. A state file that does not load is skipped with a warning (an error with --strict).',
     flags: STATS_FLAGS,
     examples: [
       '  $ podnet stats                                    # every container, once',

@@ -1,14 +1,22 @@
 // `podnet stats`: per-interface counters of containers set up by any process,
 // once (a table, JSON or OpenMetrics) or redrawn until SIGINT on the watch
 // loop that Attachment.watchStats runs too: the first frame at once with
-// counters, then rates against the previous frame.
+// counters, then rates against the previous frame. lo is listed (flagged)
+// when it carries published-port traffic (a forwarder dials the container's
+// own address from inside; pasta splices loopback clients), and the
+// forwarder's per-port counters follow the interfaces.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isPodnetError } from '../errors.js';
 import { type ContainerNetworkStats, formatOpenMetrics } from '../metrics/openmetrics.js';
 import type { Attachment, Networking } from '../network/index.js';
 import { type InterfaceWatch, type WatchClock, watchFrames } from '../network/stats.js';
-import type { ContainerStats } from '../network/types.js';
+import type {
+  ContainerStats,
+  PublishedPortStats,
+  PublishedVia,
+  StatsOptions,
+} from '../network/types.js';
 import { parseInterval } from './args.js';
 import { networkingFromFlags, reportSkipped } from './context.js';
 import { UsageError } from './errors.js';
@@ -24,8 +32,17 @@ export type { InterfaceWatch };
 export interface StatsTick {
   /** ISO time of the sample. */
   time: string;
-  containers: { id: string; name: string; interfaces: InterfaceWatch[] }[];
+  containers: {
+    id: string;
+    name: string;
+    interfaces: InterfaceWatch[];
+    publishedVia?: PublishedVia;
+    ports?: PublishedPortStats[];
+  }[];
 }
+
+/** What `podnet stats` asks of each container: lo too when it carries the published ports. */
+const STATS_OPTIONS: StatsOptions = { loopback: 'published' };
 
 /** A container being watched: what the loop needs of an Attachment. */
 export interface WatchedContainer {
@@ -94,6 +111,8 @@ export async function watchStats(
           id,
           name: watched.get(id)?.name ?? id,
           interfaces: c.interfaces,
+          ...(c.publishedVia === undefined ? {} : { publishedVia: c.publishedVia }),
+          ...(c.ports === undefined ? {} : { ports: c.ports }),
         })),
       });
     }
@@ -139,8 +158,44 @@ async function load(
   }
 }
 
+/** The interface column: lo is marked as such. */
+function ifaceLabel(name: string, loopback: boolean): string {
+  return loopback ? `${name} (loopback)` : name;
+}
+
+/**
+ * The last column: `*` on the interface whose counters carry the published
+ * ports' traffic (lo too when the forwarder publishes them: its dial
+ * crosses lo).
+ */
+function publishedMark(name: string, loopback: boolean, via: PublishedVia | undefined): string {
+  return via === name || (via === 'forwarder' && loopback) ? '*' : '';
+}
+
+/** The forwarder's per-port counters, a table after the interfaces' (nothing without any). */
+function formatPorts(
+  containers: readonly { id: string; name: string; ports?: PublishedPortStats[] }[],
+): string {
+  const rows = containers.flatMap((c) =>
+    (c.ports ?? []).map((p) => [
+      shortId(c.id),
+      c.name,
+      `${p.hostIP}:${p.hostPort}->${p.containerPort}/${p.protocol}`,
+      p.protocol === 'tcp' ? p.connections : '-',
+      p.protocol === 'tcp' ? p.active : '-',
+      bytes(p.rxBytes),
+      bytes(p.txBytes),
+      p.protocol === 'udp' ? p.rxDatagrams : '-',
+      p.protocol === 'udp' ? p.txDatagrams : '-',
+    ]),
+  );
+  if (rows.length === 0) return '';
+  const header = ['CONTAINER', 'NAME', 'FORWARDED PORT', 'CONNS', 'ACTIVE', 'RX BYTES'];
+  return `\n\n${table([...header, 'TX BYTES', 'RX DGRAMS', 'TX DGRAMS'], rows)}`;
+}
+
 function formatStats(reports: ContainerStatsReport[]): string {
-  return table(
+  return `${table(
     [
       'CONTAINER',
       'NAME',
@@ -153,12 +208,13 @@ function formatStats(reports: ContainerStatsReport[]): string {
       'TX PACKETS',
       'TX ERRORS',
       'TX DROPPED',
+      'PUBLISHED',
     ],
     reports.flatMap((r) =>
-      r.interfaces.map(({ name, stats: s }) => [
+      r.interfaces.map(({ name, loopback, stats: s }) => [
         shortId(r.id),
         r.name,
-        name,
+        ifaceLabel(name, loopback === true),
         bytes(s.rxBytes),
         s.rxPackets,
         s.rxErrors,
@@ -167,9 +223,10 @@ function formatStats(reports: ContainerStatsReport[]): string {
         s.txPackets,
         s.txErrors,
         s.txDropped,
+        publishedMark(name, loopback === true, r.publishedVia),
       ]),
     ),
-  );
+  )}${formatPorts(reports)}`;
 }
 
 /** A frame as a table; rates are `-` until a container's second frame. */
@@ -177,22 +234,26 @@ export function formatTick(tick: StatsTick): string {
   const rate = (n: number | undefined): string =>
     n === undefined ? '-' : `${bytes(Math.round(n))}/s`;
   const pps = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(1));
-  return table(
-    ['CONTAINER', 'NAME', 'IFACE', 'RX/S', 'TX/S', 'RX PKT/S', 'TX PKT/S', 'RX TOTAL', 'TX TOTAL'],
+  return `${table(
+    [
+      ...['CONTAINER', 'NAME', 'IFACE', 'RX/S', 'TX/S', 'RX PKT/S', 'TX PKT/S'],
+      ...['RX TOTAL', 'TX TOTAL', 'PUBLISHED'],
+    ],
     tick.containers.flatMap((c) =>
       c.interfaces.map((i) => [
         shortId(c.id),
         c.name,
-        i.name,
+        ifaceLabel(i.name, i.loopback === true),
         rate(i.rxBytesPerSec),
         rate(i.txBytesPerSec),
         pps(i.rxPacketsPerSec),
         pps(i.txPacketsPerSec),
         bytes(i.stats.rxBytes),
         bytes(i.stats.txBytes),
+        publishedMark(i.name, i.loopback === true, c.publishedVia),
       ]),
     ),
-  );
+  )}${formatPorts(tick.containers)}`;
 }
 
 /** Waits MS; false when SIGNAL aborts the wait (or already has). */
@@ -228,7 +289,11 @@ async function watch(
         open: async (id, required) => {
           const att = await load(net, id, required);
           return (
-            att && { name: att.state.name, stats: () => att.stats(), close: () => att.close() }
+            att && {
+              name: att.state.name,
+              stats: () => att.stats(STATS_OPTIONS),
+              close: () => att.close(),
+            }
           );
         },
         now: () => performance.now(),
@@ -281,7 +346,7 @@ export async function stats(ids: string[], flags: FlagValues): Promise<void> {
     const att = await load(net, id, ids.length > 0);
     if (att === undefined) continue;
     try {
-      reports.push({ id: att.id, name: att.state.name, ...(await att.stats()) });
+      reports.push({ id: att.id, name: att.state.name, ...(await att.stats(STATS_OPTIONS)) });
     } finally {
       att.close();
     }

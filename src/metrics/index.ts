@@ -31,6 +31,8 @@ export {
   type NetworkCounter,
   networkCounters,
   OPENMETRICS_CONTENT_TYPE,
+  type PortCounter,
+  portCounters,
 } from './openmetrics.js';
 export {
   type PromClientOptions,

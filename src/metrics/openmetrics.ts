@@ -5,7 +5,7 @@
 // escaped label values and HELP, `# EOF` last.
 import { InvalidArgumentError } from '../errors.js';
 import type { LinkStatsField } from '../netns/index.js';
-import type { ContainerStats } from '../network/index.js';
+import type { ContainerStats, PublishedPortStats } from '../network/index.js';
 
 /** The content type of an OpenMetrics 1.0 text exposition, for an HTTP scrape. */
 export const OPENMETRICS_CONTENT_TYPE =
@@ -78,6 +78,62 @@ export const networkCounters: readonly NetworkCounter[] = [
   },
 ];
 
+/** One of the counters of a port published by podnet's forwarder, and the field it reads. */
+export interface PortCounter {
+  /** The metric family: its samples are `<family>_total`. */
+  family: string;
+  field: 'connections' | 'rxBytes' | 'txBytes' | 'rxDatagrams' | 'txDatagrams';
+  help: string;
+  unit?: 'bytes';
+}
+
+/**
+ * The forwarder's per-port counters (ContainerStats.ports; podnet's own
+ * names, cAdvisor has none), in the container's view as the interfaces'
+ * are: receive is what clients sent to the container. Their labels are
+ * `id`, `name`, `host_ip`, `host_port`, `container_port` and `protocol`.
+ */
+export const portCounters: readonly PortCounter[] = [
+  {
+    family: 'podnet_published_port_connections',
+    field: 'connections',
+    help: 'Cumulative count of TCP connections forwarded',
+  },
+  {
+    family: 'podnet_published_port_receive_bytes',
+    field: 'rxBytes',
+    help: 'Cumulative count of bytes forwarded to the container',
+    unit: 'bytes',
+  },
+  {
+    family: 'podnet_published_port_transmit_bytes',
+    field: 'txBytes',
+    help: 'Cumulative count of bytes forwarded back to clients',
+    unit: 'bytes',
+  },
+  {
+    family: 'podnet_published_port_receive_datagrams',
+    field: 'rxDatagrams',
+    help: 'Cumulative count of UDP datagrams forwarded to the container',
+  },
+  {
+    family: 'podnet_published_port_transmit_datagrams',
+    field: 'txDatagrams',
+    help: 'Cumulative count of UDP datagrams forwarded back to clients',
+  },
+];
+
+function portLabels(c: ContainerNetworkStats, p: PublishedPortStats): Record<string, string> {
+  return {
+    id: c.id,
+    name: c.name,
+    host_ip: p.hostIP,
+    host_port: String(p.hostPort),
+    container_port: String(p.containerPort),
+    protocol: p.protocol,
+  };
+}
+
 /** One labelled series of a histogram: cumulative bucket counts, count and sum. */
 export interface HistogramSeries {
   labels: Readonly<Record<string, string>>;
@@ -143,8 +199,9 @@ function metadata(lines: string[], family: string, type: string, help: string, u
 /**
  * An OpenMetrics 1.0 exposition of `containers`' network counters under
  * cAdvisor's names (`container_network_receive_bytes_total{id,name,interface}`
- * and the rest), then `histograms`, then `# EOF`. Every family is written,
- * with no samples when there is nothing to count. Throws
+ * and the rest), then the forwarder's per-port counters ({@link portCounters})
+ * when any container has them, then `histograms`, then `# EOF`. Every
+ * other family is written, with no samples when there is nothing to count. Throws
  * InvalidArgumentError when two containers have the same ID (their series
  * would clash).
  */
@@ -164,6 +221,18 @@ export function formatOpenMetrics(
       for (const i of c.interfaces) {
         const labels = labelSet({ id: c.id, name: c.name, interface: i.name });
         lines.push(`${counter.family}_total${labels} ${i.stats[counter.field]}`);
+      }
+    }
+  }
+  // Only where podnet's forwarder publishes ports: a scrape of root
+  // containers keeps cAdvisor's families alone.
+  if (containers.some((c) => c.ports !== undefined)) {
+    for (const counter of portCounters) {
+      metadata(lines, counter.family, 'counter', counter.help, counter.unit);
+      for (const c of containers) {
+        for (const p of c.ports ?? []) {
+          lines.push(`${counter.family}_total${labelSet(portLabels(c, p))} ${p[counter.field]}`);
+        }
       }
     }
   }

@@ -8,7 +8,9 @@ import { traced } from '../diagnostics.js';
 import { InvalidArgumentError, PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { processAlive } from '../process.js';
+import { queryForwarderStats } from '../rootless/forwarder/stats-endpoint.js';
 import {
+  type ForwarderStats,
   type Pasta,
   type RootlessEngines,
   type Slirp4netns,
@@ -17,12 +19,14 @@ import {
 } from '../rootless/index.js';
 import { buildHosts, buildResolvConf, readHostResolvConf } from './etc.js';
 import { buildNetworkSettings } from './inspect.js';
-import { type ContainerFrame, summarizeStats, watchFrames } from './stats.js';
+import { type ContainerFrame, publishedVia, summarizeStats, watchFrames } from './stats.js';
 import type {
   AttachedNetwork,
   ContainerState,
   ContainerStats,
   NetworkSettings,
+  PublishedPortStats,
+  StatsOptions,
   TeardownTraceContext,
 } from './types.js';
 
@@ -32,6 +36,8 @@ export interface WatchStatsOptions {
   interval?: number;
   /** Ends the watch: the iterator finishes, with no error. */
   signal?: AbortSignal;
+  /** What each frame lists of lo (as for {@link Attachment.stats}). */
+  stats?: StatsOptions;
 }
 
 /** One frame of {@link Attachment.watchStats}. */
@@ -138,9 +144,51 @@ export class Attachment implements AsyncDisposable {
     return buildHosts(this.#state);
   }
 
-  /** Counters of every non-loopback interface in the namespace, and their sum. */
-  async stats(): Promise<ContainerStats> {
-    return summarizeStats(await (await this.openNetns()).links());
+  /**
+   * Counters of every non-loopback interface in the namespace, and their
+   * sum; lo as well (flagged) when `options.loopback` asks. With published
+   * ports, `publishedVia` says which counter carries them and, when podnet's
+   * forwarder publishes them, `ports` has its per-port counters: read here
+   * for a forwarder in this process, else asked of the keeper or detached
+   * forwarder the state records (over its stats endpoint).
+   */
+  async stats(options: StatsOptions = {}): Promise<ContainerStats> {
+    const links = await (await this.openNetns()).links();
+    const fwd = await this.#forwarderStats();
+    const ports = fwd?.ports.map(
+      (p): PublishedPortStats => ({
+        hostIP: p.hostIP,
+        hostPort: p.hostPort,
+        containerPort: p.containerPort,
+        protocol: p.protocol,
+        connections: p.connections,
+        active: p.active,
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        rxDatagrams: p.rxDatagrams,
+        txDatagrams: p.txDatagrams,
+      }),
+    );
+    const via = publishedVia(this.#state, fwd !== undefined);
+    return summarizeStats(links, options, {
+      ...(via === undefined ? {} : { publishedVia: via }),
+      ...(ports === undefined ? {} : { ports }),
+    });
+  }
+
+  // The forwarder's counters: this process's own, or the first recorded
+  // helper's (keeper, forwarder) that runs one.
+  async #forwarderStats(): Promise<ForwarderStats | undefined> {
+    const own = this.#engines?.forwarder;
+    if (own) return own.stats();
+    if (this.#state.portMappings.length === 0) return undefined;
+    for (const h of this.#state.helpers) {
+      if (h.kind !== 'keeper' && h.kind !== 'forwarder') continue;
+      if (!processAlive(h)) continue;
+      const s = await queryForwarderStats(h);
+      if (s !== undefined) return s;
+    }
+    return undefined;
   }
 
   /**
@@ -163,11 +211,11 @@ export class Attachment implements AsyncDisposable {
    * InvalidArgumentError unless `interval` is a positive number.
    */
   async *watchStats(options: WatchStatsOptions = {}): AsyncGenerator<StatsFrame, void, undefined> {
-    const { interval = 1000, signal } = options;
+    const { interval = 1000, signal, stats: statsOptions = {} } = options;
     if (typeof interval !== 'number' || !(interval > 0) || !Number.isFinite(interval))
       throw new InvalidArgumentError(`interval must be a positive number of ms, got ${interval}`);
     if (signal?.aborted) return;
-    const frames = watchFrames(async () => new Map([[0, await this.stats()]]), {
+    const frames = watchFrames(async () => new Map([[0, await this.stats(statsOptions)]]), {
       now: () => performance.now(),
       date: () => new Date(),
       pause: () =>

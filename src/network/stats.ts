@@ -2,12 +2,25 @@
 // functions over what one netlink dump returned, and the watch loop over
 // samples on an injected clock, so they test without root.
 import { type Link, type LinkStats, linkStatsFields } from '../netns/index.js';
-import type { ContainerStats, InterfaceStats } from './types.js';
+import type {
+  ContainerState,
+  ContainerStats,
+  InterfaceStats,
+  PublishedPortStats,
+  PublishedVia,
+  StatsOptions,
+} from './types.js';
 
 const IFF_LOOPBACK = 8;
 
 function zeroStats(): LinkStats {
   return Object.fromEntries(linkStatsFields.map((f) => [f, 0])) as LinkStats;
+}
+
+/** Where published-port traffic is counted, and the forwarder's counters if it publishes them. */
+export interface PublishedCounters {
+  publishedVia?: PublishedVia;
+  ports?: PublishedPortStats[];
 }
 
 /**
@@ -16,18 +29,63 @@ function zeroStats(): LinkStats {
  * output does not depend on the locale or on interface indexes, and their
  * field-by-field sum. Unlike the seed, which read eth0 only, every interface
  * counts: a container on several networks has eth0, eth1, ... Sums are plain
- * numbers, exact up to 2^53.
+ * numbers, exact up to 2^53. Loopback is listed too (flagged `loopback`,
+ * after the others) when `options.loopback` asks, and summed only with
+ * `loopbackInTotal`: with a forwarder or pasta's splice, published-port
+ * traffic crosses it. `published` is copied into the result.
  */
-export function summarizeStats(links: readonly Link[]): ContainerStats {
+export function summarizeStats(
+  links: readonly Link[],
+  options: StatsOptions = {},
+  published: PublishedCounters = {},
+): ContainerStats {
+  const isLoopback = (l: Link): boolean => (l.flags & IFF_LOOPBACK) !== 0 || l.name === 'lo';
   const interfaces: InterfaceStats[] = links
-    .filter((l) => (l.flags & IFF_LOOPBACK) === 0 && l.name !== 'lo')
+    .filter((l) => !isLoopback(l))
     .map((l) => ({ name: l.name, stats: { ...l.statistics } }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const total = zeroStats();
   for (const { stats } of interfaces) {
     for (const f of linkStatsFields) total[f] += stats[f];
   }
-  return { interfaces, total };
+  const via = published.publishedVia;
+  const wantLo =
+    options.loopback === true ||
+    (options.loopback === 'published' && (via === 'lo' || via === 'forwarder'));
+  if (wantLo) {
+    for (const l of links.filter(isLoopback)) {
+      interfaces.push({ name: l.name, loopback: true, stats: { ...l.statistics } });
+      if (options.loopbackInTotal === true) {
+        for (const f of linkStatsFields) total[f] += l.statistics[f];
+      }
+    }
+  }
+  return {
+    interfaces,
+    total,
+    ...(via === undefined ? {} : { publishedVia: via }),
+    ...(published.ports === undefined ? {} : { ports: published.ports }),
+  };
+}
+
+/**
+ * Which counter carries a container's published-port traffic
+ * ({@link PublishedVia}), from its state and whether a forwarder answered
+ * for it; undefined when it publishes no port. A rootless mode without a
+ * forwarder's answer: slirp4netns's own port handler delivers on tap0,
+ * pasta's splice on lo (loopback clients); slirp4netns's default handler
+ * is podnet's forwarder even when its keeper could not be asked. Root
+ * modes: the first network's interface, where DNATed traffic arrives.
+ */
+export function publishedVia(state: ContainerState, forwarded: boolean): PublishedVia | undefined {
+  if (state.portMappings.length === 0) return undefined;
+  if (forwarded) return 'forwarder';
+  if (state.mode === 'slirp4netns') {
+    const own = (state.modeOptions ?? []).includes('port_handler=slirp4netns');
+    return own ? 'tap0' : 'forwarder';
+  }
+  if (state.mode === 'pasta') return 'lo';
+  return state.networks[0]?.ifName;
 }
 
 /** Throughput of one interface between two samples (`podnet stats --watch`). */
@@ -77,15 +135,20 @@ export function statsRates(
  */
 export interface InterfaceWatch extends Partial<InterfaceRates> {
   name: string;
+  loopback?: true;
   stats: LinkStats;
 }
 
 /** One container in a frame of a watch. */
 export interface ContainerFrame {
-  /** Every non-loopback interface, by name, with rates from the second frame. */
+  /** Every interface of the sample (lo flagged, when asked for), with rates from the second frame. */
   interfaces: InterfaceWatch[];
-  /** The interfaces' counters summed. */
+  /** The interfaces' counters summed (as ContainerStats.total). */
   total: LinkStats;
+  /** As ContainerStats.publishedVia. */
+  publishedVia?: PublishedVia;
+  /** As ContainerStats.ports: the forwarder's per-port counters. */
+  ports?: PublishedPortStats[];
   /** Seconds since this container's previous sample (absent in its first frame). */
   seconds?: number;
 }
@@ -127,6 +190,8 @@ export async function* watchFrames<K>(
       containers.set(key, {
         interfaces: stats.interfaces.map((i, n) => ({ ...rates?.[n], ...i })),
         total: stats.total,
+        ...(stats.publishedVia === undefined ? {} : { publishedVia: stats.publishedVia }),
+        ...(stats.ports === undefined ? {} : { ports: stats.ports }),
         ...(seconds === undefined ? {} : { seconds }),
       });
       next.set(key, { stats, at });

@@ -295,11 +295,69 @@ export interface NetworkSettings extends NetworkAddresses {
 /** Counters of one interface. */
 export interface InterfaceStats {
   name: string;
+  /** Set (true) on the loopback interface, listed only when asked for (StatsOptions.loopback). */
+  loopback?: true;
   stats: LinkStats;
 }
 
-/** Statistics of a container: every non-loopback interface, and their sum. */
+/**
+ * Which counter carries the traffic of a container's published ports:
+ * - an interface name: the container's interface the traffic arrives on
+ *   (a bridge network's eth0, whose counters include DNATed traffic;
+ *   slirp4netns's tap0 with port_handler=slirp4netns);
+ * - 'lo': the container's loopback, where pasta's splice delivers loopback
+ *   clients (its own tap interface carries the other clients);
+ * - 'forwarder': podnet's port forwarder, whose per-port counters are
+ *   {@link ContainerStats.ports} (it dials the container's own address from
+ *   inside, so the same bytes cross lo as well).
+ */
+export type PublishedVia = string;
+
+/**
+ * Counters of one port published by podnet's forwarder, in the container's
+ * view: rx is what clients sent to the container, tx what went back.
+ */
+export interface PublishedPortStats {
+  hostIP: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+  /** TCP connections relayed since the forwarder started. */
+  connections: number;
+  /** Of which are open now. */
+  active: number;
+  /** Bytes towards the container (UDP: payloads). */
+  rxBytes: number;
+  /** Bytes back to the clients. */
+  txBytes: number;
+  /** UDP datagrams towards the container. */
+  rxDatagrams: number;
+  /** UDP datagrams back to the clients. */
+  txDatagrams: number;
+}
+
+/**
+ * Statistics of a container: every non-loopback interface (and lo, flagged,
+ * when asked for), their sum (without lo unless asked), and for a container
+ * with published ports which counter carries them.
+ */
 export interface ContainerStats {
   interfaces: InterfaceStats[];
   total: LinkStats;
+  /** Where the published ports' traffic is counted (absent: no published ports). */
+  publishedVia?: PublishedVia;
+  /** Per-port counters of podnet's forwarder (publishedVia 'forwarder'). */
+  ports?: PublishedPortStats[];
+}
+
+/** Options of Attachment.stats. */
+export interface StatsOptions {
+  /**
+   * List lo as well, flagged `loopback: true`: always (true), never (false,
+   * the default), or 'published' when it carries published-port traffic
+   * (publishedVia 'lo' or 'forwarder').
+   */
+  loopback?: boolean | 'published';
+  /** Add lo's counters into `total` too, when it is listed (default false). */
+  loopbackInTotal?: boolean;
 }

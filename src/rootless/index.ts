@@ -30,6 +30,7 @@ export {
 export { findExecutable } from './executable.js';
 export {
   expandMappings,
+  type ForwardedPortStats,
   type ForwarderStats,
   PortForwarder,
   type PortForwarderOptions,

@@ -2,13 +2,15 @@
 // started by PortForwarder.spawnDetached in its own process group, it reads
 // its job (job.ts) as JSON on stdin, reports the bound ports
 // (or a typed error) on fd 3, then forwards until SIGTERM or, when it was
-// given one, until its exit fd (fd 4) reads EOF.
+// given one, until its exit fd (fd 4) reads EOF. Its counters are served
+// on its stats endpoint (stats-endpoint.ts) meanwhile.
 import net from 'node:net';
 import { NetworkNamespace } from '../../netns/index.js';
 import { runDetached } from '../detached.js';
 import { UserNamespace } from '../userns/userns.js';
 import { PortForwarder } from './forwarder.js';
 import { type ForwarderReport, parseForwarderJob } from './job.js';
+import { serveForwarderStats } from './stats-endpoint.js';
 
 const EXIT_FD = 4;
 
@@ -26,6 +28,14 @@ void runDetached('ERR_PODNET_FORWARDER', async (raw) => {
       ...(job.udpIdleTimeoutMs === undefined ? {} : { udpIdleTimeoutMs: job.udpIdleTimeoutMs }),
     });
   } catch (err) {
+    ns.close();
+    await userns?.close();
+    throw err;
+  }
+  try {
+    await serveForwarderStats(() => fwd.stats());
+  } catch (err) {
+    await fwd.close();
     ns.close();
     await userns?.close();
     throw err;

@@ -7,7 +7,7 @@
 // sockets filled, a batch at a time.
 import { constants } from 'node:os';
 import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
-import { native, type RelayStats, systemError } from '../../native.js';
+import { native, type RelayPortStats, type RelayStats, systemError } from '../../native.js';
 import type { NetworkNamespace } from '../../netns/namespace.js';
 import { encodeSockaddr } from '../../netns/sockaddr.js';
 import {
@@ -87,7 +87,25 @@ export interface ForwarderStats {
   datagrams: number;
   /** UDP datagrams dropped: no socket for a new flow, a full send buffer, or larger than 64 KiB. */
   datagramsDropped: number;
+  /** The same, per forwarded port, in the order of {@link PortForwarder.ports}. */
+  ports: ForwardedPortStats[];
 }
+
+/**
+ * Counters of one forwarded port, in the container's view (as its
+ * interfaces' are): rx is what clients sent to the container, tx what went
+ * back to them.
+ */
+export interface ForwardedPortStats extends ForwardedPort, RelayPortStats {}
+
+const NO_PORT_TRAFFIC: RelayPortStats = {
+  connections: 0,
+  active: 0,
+  rxBytes: 0,
+  txBytes: 0,
+  rxDatagrams: 0,
+  txDatagrams: 0,
+};
 
 /**
  * Expands port mappings into one entry per port, checked by the ports
@@ -169,6 +187,8 @@ export class PortForwarder implements AsyncDisposable {
   readonly #group: number;
   readonly #family: 4 | 6;
   readonly #retries = new Set<NodeJS.Timeout>();
+  // Index in the relay's `ports` of each of `ports`.
+  readonly #counters: number[] = [];
   #closed = false;
   // The relay's last counters, kept when close() ends the group.
   #final: RelayStats | undefined;
@@ -220,8 +240,11 @@ export class PortForwarder implements AsyncDisposable {
     for (const [i, fd] of bound.entries()) {
       const p = ports[i]!;
       const addr = encodeSockaddr(opts.containerAddress, p.containerPort).addr;
-      if (p.protocol === 'udp') native.relayUdp(self.#group, fd, addr, idleMs, MAX_UDP_FLOWS);
-      else native.relayListen(self.#group, fd, addr);
+      self.#counters.push(
+        p.protocol === 'udp'
+          ? native.relayUdp(self.#group, fd, addr, idleMs, MAX_UDP_FLOWS)
+          : native.relayListen(self.#group, fd, addr),
+      );
     }
     return self;
   }
@@ -239,7 +262,7 @@ export class PortForwarder implements AsyncDisposable {
     return spawnForwarderProcess(opts);
   }
 
-  /** Counters of this forwarder's connections and flows. */
+  /** Counters of this forwarder's connections and flows, in all and per port. */
   stats(): ForwarderStats {
     // Undefined only if the group vanished without close(): nothing to count.
     const s = this.#final ?? native.relayStats(this.#group);
@@ -253,6 +276,18 @@ export class PortForwarder implements AsyncDisposable {
       activeFlows: s?.activeFlows ?? 0,
       datagrams: s?.datagrams ?? 0,
       datagramsDropped: s?.datagramsDropped ?? 0,
+      ports: this.ports.map((p, i) => {
+        const c = s?.ports?.[this.#counters[i]!] ?? NO_PORT_TRAFFIC;
+        return {
+          ...p,
+          connections: c.connections,
+          active: c.active,
+          rxBytes: c.rxBytes,
+          txBytes: c.txBytes,
+          rxDatagrams: c.rxDatagrams,
+          txDatagrams: c.txDatagrams,
+        };
+      }),
     };
   }
 

@@ -14,7 +14,9 @@ import {
 } from '../../process.js';
 import { checkContainerAddress } from '../container-address.js';
 import { spawnDetached } from '../detached.js';
+import type { ForwarderStats } from './forwarder.js';
 import { type ForwardedPort, type ForwarderJob, parseForwarderReport } from './job.js';
+import { queryForwarderStats } from './stats-endpoint.js';
 
 /**
  * A detached forwarder failed to start. `code` is the forwarder's own
@@ -93,6 +95,14 @@ export class DetachedPortForwarder {
   /** Whether the process still runs (same pid and start time). */
   get running(): boolean {
     return processAlive(this.identity);
+  }
+
+  /**
+   * Its counters, asked of the process over its stats endpoint
+   * (stats-endpoint.ts); undefined once it no longer runs.
+   */
+  stats(): Promise<ForwarderStats | undefined> {
+    return queryForwarderStats(this.identity);
   }
 
   /**

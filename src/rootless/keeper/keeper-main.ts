@@ -4,11 +4,14 @@
 // this part). It reads its job as JSON on stdin, reports on fd 3 once the
 // engines run (or why they could not start), then lives until SIGTERM, when
 // it stops them and exits. If the engine dies, it exits too, so a keeper
-// never outlives the network it keeps.
+// never outlives the network it keeps. When it runs a port forwarder, the
+// forwarder's counters are served on its stats endpoint
+// (forwarder/stats-endpoint.ts), for `podnet stats`.
 import { dirname } from 'node:path';
 import { NetworkNamespace } from '../../netns/index.js';
 import { runDetached } from '../detached.js';
 import { type RootlessEngines, startPasta, startSlirp4netns, stopEngines } from '../engines.js';
+import { serveForwarderStats } from '../forwarder/stats-endpoint.js';
 import { parseSlirp4netnsOptions } from '../slirp4netns/options.js';
 import { UserNamespace } from '../userns/userns.js';
 import { type KeeperReport, parseKeeperJob } from './job.js';
@@ -18,7 +21,7 @@ void runDetached('ERR_PODNET_KEEPER', async (raw) => {
   // 'userns': an unprivileged user's namespaces, made and held here.
   const userns = job.netns === 'userns' ? await UserNamespace.create() : undefined;
   const ns = userns?.netns ?? (await NetworkNamespace.open(job.netns));
-  let engines: RootlessEngines;
+  let engines: RootlessEngines = {};
   try {
     if (userns) await ns.setLinkUp('lo');
     engines =
@@ -33,7 +36,10 @@ void runDetached('ERR_PODNET_KEEPER', async (raw) => {
               undefined,
               userns?.pid,
             );
+    const fwd = engines.forwarder;
+    if (fwd) await serveForwarderStats(() => fwd.stats());
   } catch (err) {
+    await stopEngines(engines).catch(() => undefined);
     ns.close();
     await userns?.close();
     throw err;

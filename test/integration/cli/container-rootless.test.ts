@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
+import { probePasta } from '../../../src/rootless/index.js';
 import {
   freePort,
   isRoot,
@@ -66,8 +67,34 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
     inside.close();
     expect(reply).toBe('peer 10.0.2.100'); // the forwarder dials the container's address, not 127.0.0.1
 
+    // stats, another process, asks the keeper for its forwarder's counters;
+    // lo, which the forwarder's connection crossed, is listed too, flagged.
     const stats = JSON.parse((await podnet(['stats', 'kept', '--json', ...dirs])).stdout);
-    expect(stats[0].interfaces.map((i: { name: string }) => i.name)).toEqual(['tap0']);
+    expect(stats[0].interfaces.map((i: { name: string }) => i.name)).toEqual(['tap0', 'lo']);
+    expect(stats[0].interfaces[1].loopback).toBe(true);
+    expect(stats[0].interfaces[1].stats.rxBytes).toBeGreaterThan(reply.length);
+    expect(stats[0].publishedVia).toBe('forwarder');
+    expect(stats[0].ports).toEqual([
+      {
+        hostIP: '127.0.0.1',
+        hostPort: port,
+        containerPort: 8080,
+        protocol: 'tcp',
+        connections: 1,
+        active: expect.any(Number),
+        rxBytes: 0,
+        txBytes: reply.length,
+        rxDatagrams: 0,
+        txDatagrams: 0,
+      },
+    ]);
+    const text = (await podnet(['stats', 'kept', ...dirs])).stdout;
+    expect(text).toMatch(/lo \(loopback\)/);
+    expect(text).toContain(`127.0.0.1:${port}->8080/tcp`);
+    const exposition = (await podnet(['stats', 'kept', '--format', 'openmetrics', ...dirs])).stdout;
+    expect(exposition).toContain(
+      `podnet_published_port_transmit_bytes_total{id="kept",name="kept",host_ip="127.0.0.1",host_port="${port}",container_port="8080",protocol="tcp"} ${reply.length}\n`,
+    );
 
     const down = await podnet(['down', 'kept', ...dirs]);
     expect(down.code).toBe(0);
@@ -173,6 +200,19 @@ describe.skipIf(!isRoot || !haveSlirp)('podnet up --mode slirp4netns (keeper pro
         server.close();
         local.close();
         inside.close();
+      }
+      // The loopback client crossed the namespace's lo (pasta's splice, or
+      // the keeper's forwarder), which stats then lists, flagged.
+      const [stats] = JSON.parse((await podnet(['stats', 'pasta1', '--json', ...dirs])).stdout);
+      const lo = stats.interfaces.find((i: { name: string }) => i.name === 'lo');
+      expect(lo.loopback).toBe(true);
+      expect(lo.stats.rxBytes).toBeGreaterThan(`peer ${address}`.length);
+      if ((await probePasta()).splicesLoopback) {
+        expect(stats.publishedVia).toBe('forwarder');
+        expect(stats.ports[0]).toMatchObject({ hostPort: port, connections: 1 });
+        expect(stats.ports[0].txBytes).toBe(`peer ${address}`.length);
+      } else {
+        expect(stats.publishedVia).toBe('lo');
       }
       expect((await podnet(['down', 'pasta1', ...dirs])).code).toBe(0);
       for (const h of helpers) expect(running(h.pid)).toBe(false);

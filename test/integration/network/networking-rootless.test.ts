@@ -28,7 +28,7 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
   const envs = netEnvPerTest();
 
   for (const handler of ['slirp4netns', 'rootlesskit'] as const) {
-    it(`publishes a port through port_handler=${handler}; tap0's counters move; teardown stops the engine`, async () => {
+    it(`publishes a port through port_handler=${handler}; its counter (tap0, or the forwarder's and lo) moves; teardown stops the engine`, async () => {
       const env = await envs.use(0);
       const port = await freePort();
       const a = await env.net().setup({
@@ -57,8 +57,38 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       const stats = await a.stats();
       expect(stats.interfaces.map((i) => i.name)).toEqual(['tap0']);
       // slirp4netns delivers over tap0; the forwarder dials from inside the
-      // namespace, so its traffic never crosses tap0.
-      if (handler === 'slirp4netns') expect(stats.total.rxBytes).toBeGreaterThan(0);
+      // namespace, so its traffic never crosses tap0 but lo, and the
+      // forwarder counts it per port, in the container's view.
+      if (handler === 'slirp4netns') {
+        expect(stats.publishedVia).toBe('tap0');
+        expect(stats.total.rxBytes).toBeGreaterThan(0);
+        expect(stats.ports).toBeUndefined();
+      } else {
+        expect(stats.publishedVia).toBe('forwarder');
+        expect(stats.ports).toEqual([
+          {
+            hostIP: '127.0.0.1',
+            hostPort: port,
+            containerPort: 8080,
+            protocol: 'tcp',
+            connections: 1,
+            // The client's own FIN may not have reached the forwarder yet.
+            active: expect.any(Number),
+            rxBytes: 0, // the client only reads
+            txBytes: Buffer.byteLength(reply),
+            rxDatagrams: 0,
+            txDatagrams: 0,
+          },
+        ]);
+        const withLo = await a.stats({ loopback: 'published', loopbackInTotal: true });
+        const lo = withLo.interfaces.find((i) => i.name === 'lo');
+        expect(lo?.loopback).toBe(true);
+        // The server's reply crossed lo once (sent and received there).
+        expect(lo!.stats.rxBytes).toBeGreaterThan(Buffer.byteLength(reply));
+        expect(withLo.total.rxBytes).toBe(
+          withLo.interfaces.reduce((n, i) => n + i.stats.rxBytes, 0),
+        );
+      }
       expect(a.inspect().Ports).toEqual({
         '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }],
       });
@@ -112,6 +142,20 @@ describe.skipIf(!isRoot || !haveSlirp)("Networking, mode 'slirp4netns'", () => {
       });
       expect(tcp).toMatch(/^peer /);
       expect(tcp).not.toBe('peer 127.0.0.1');
+      // Each port's own counters: one datagram each way, one connection.
+      const { ports } = await a.stats();
+      expect(ports?.map((p) => [p.protocol, p.hostPort])).toEqual([
+        ['udp', udpPort],
+        ['tcp', tcpPort],
+      ]);
+      expect(ports![0]).toMatchObject({
+        connections: 0,
+        rxDatagrams: 1,
+        txDatagrams: 1,
+        rxBytes: 'hello'.length,
+        txBytes: 'echo hello'.length,
+      });
+      expect(ports![1]).toMatchObject({ connections: 1, rxBytes: 0, txBytes: tcp.length });
     } finally {
       server.close();
       const exited = new Promise((r) => echo.once('exit', r));
@@ -246,8 +290,23 @@ describe.skipIf(!isRoot || !havePasta)("Networking, mode 'pasta'", () => {
       server.close();
       local.close();
     }
-    const stats = await a.stats();
-    expect(stats.interfaces.length).toBeGreaterThan(0);
+    // Loopback clients cross the namespace's lo either way: pasta splices
+    // them to the container's address, or podnet's forwarder dials it.
+    const stats = await a.stats({ loopback: true });
+    expect(stats.interfaces.length).toBeGreaterThan(1);
+    expect(stats.publishedVia).toBe(binary.splicesLoopback ? 'forwarder' : 'lo');
+    const lo = stats.interfaces.find((i) => i.loopback === true);
+    expect(lo?.name).toBe('lo');
+    expect(lo!.stats.rxBytes).toBeGreaterThan(0);
+    // Not in the total unless asked.
+    expect(stats.total.rxBytes).toBe(
+      stats.interfaces.filter((i) => !i.loopback).reduce((n, i) => n + i.stats.rxBytes, 0),
+    );
+    if (binary.splicesLoopback) {
+      const [published] = stats.ports!;
+      expect(published).toMatchObject({ hostPort: port, containerPort: 8080, connections: 1 });
+      expect(published!.txBytes).toBe(`peer ${address}`.length);
+    }
     await a.teardown();
     expect(running(pasta.pid)).toBe(false);
     await expect(readFromLoopback(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });

@@ -25,7 +25,11 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NetworkNamespace, pastaContainerAddress } from '../../../src/index.js';
+import {
+  type ContainerStats,
+  NetworkNamespace,
+  pastaContainerAddress,
+} from '../../../src/index.js';
 import { execHelperPath, usernsHelperPath } from '../../../src/native.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { freePort, isRoot, readFromLoopback, TEST_PREFIX, uniq } from '../../helpers/host.js';
@@ -295,6 +299,30 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
         );
         expect(reached).toBe('refused');
 
+        // Where the published port's traffic is counted: tap0 for
+        // slirp4netns's own forwards; else lo, which the forwarder's dial
+        // or pasta's splice crosses, and the forwarder's own counters.
+        child.stdin!.write('all-stats\n');
+        const { all } = (await next()) as { all: ContainerStats };
+        const lo = all.interfaces.find((i) => i.name === 'lo');
+        expect(lo?.loopback).toBe(true);
+        expect(all.total.rxBytes).toBe(
+          all.interfaces.filter((i) => !i.loopback).reduce((n, i) => n + i.stats.rxBytes, 0),
+        );
+        if (c.modeOptions.length) {
+          expect(all.publishedVia).toBe('tap0');
+        } else {
+          expect(['forwarder', 'lo']).toContain(all.publishedVia);
+          // The HTTP request and its reply crossed lo (counted on rx and tx there).
+          expect(lo!.stats.rxBytes).toBeGreaterThan(peer.length);
+        }
+        if (all.publishedVia === 'forwarder') {
+          const port = all.ports!.find((p) => p.hostPort === hostPort)!;
+          expect(port.connections).toBeGreaterThanOrEqual(1);
+          expect(port.rxBytes).toBeGreaterThan(0); // the HTTP request
+          expect(port.txBytes).toBeGreaterThan(peer.length); // the reply, headers and body
+        }
+
         child.stdin!.write('stats\n');
         const { stats } = (await next()) as { stats: { rxBytes: number; txBytes: number } };
         // The interface has sent (router solicitations at least). Only
@@ -469,7 +497,7 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
     }
   });
 
-  it('`podnet up` as the user: a keeper holds the namespaces; stats joins them; down ends all', async () => {
+  it('`podnet up` as the user: a keeper holds the namespaces; stats joins them and counts the published port; down ends all', async () => {
     const hostPort = await freePort();
     const id = `cli-${uniq()}`;
     const bin = join(user.pkg, 'bin/podnet.js');
@@ -484,14 +512,51 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
       '--json',
     ]);
     expect(up.code, up.stderr).toBe(0);
+    let inside: NetworkNamespace | undefined;
+    const server = net.createServer((s) => s.end(`peer ${s.remoteAddress}`));
     try {
+      // Traffic through the published port, to a server the test (root)
+      // runs inside the user's namespace.
+      const state = JSON.parse(
+        await readFile(join(user.runtime, 'podnet', `${id}.json`), 'utf8'),
+      ) as { netnsPath: string };
+      inside = await NetworkNamespace.open(state.netnsPath);
+      await inside.listen(server, { port: 8080 });
+      const reply = await readFromLoopback(hostPort);
+      expect(reply).toBe('peer 10.0.2.100');
+      // stats, another process of the user, asks the keeper for its
+      // forwarder's counters, and lists the lo the forwarder's dial crossed.
       const stats = await runAsUser([bin, 'stats', id, '--json']);
       expect(stats.code, stats.stderr).toBe(0);
-      expect(stats.stdout).toContain('tap0');
+      const [report] = JSON.parse(stats.stdout) as ContainerStats[];
+      expect(report!.interfaces.map((i) => [i.name, i.loopback ?? false])).toEqual([
+        ['tap0', false],
+        ['lo', true],
+      ]);
+      expect(report!.interfaces[1]!.stats.rxBytes).toBeGreaterThan(reply.length);
+      expect(report!.publishedVia).toBe('forwarder');
+      expect(report!.ports).toEqual([
+        {
+          hostIP: '127.0.0.1',
+          hostPort,
+          containerPort: 8080,
+          protocol: 'tcp',
+          connections: 1,
+          active: expect.any(Number),
+          rxBytes: 0,
+          txBytes: reply.length,
+          rxDatagrams: 0,
+          txDatagrams: 0,
+        },
+      ]);
+      const table = await runAsUser([bin, 'stats', id]);
+      expect(table.stdout).toContain(`127.0.0.1:${hostPort}->8080/tcp`);
       const kinds = (await processesOf(user.uid)).map((p) => p.split(' ').slice(1).join(' '));
       expect(kinds.some((k) => k.includes('slirp4netns'))).toBe(true);
       expect(kinds.some((k) => k.includes('podnet-userns'))).toBe(true);
     } finally {
+      server.close();
+      inside?.close();
       const down = await runAsUser([bin, 'down', id]);
       expect(down.code, down.stderr).toBe(0);
     }
@@ -534,6 +599,20 @@ describe.skipIf(why !== undefined)('rootless networking as an unprivileged user'
         (err: NodeJS.ErrnoException) => `error ${err.code}`,
       );
       expect(reached).toMatch(/^(reply ""|error ECONNRESET)$/);
+      // The loopback client crossed the namespace's lo (pasta's splice or
+      // the keeper's forwarder): `podnet stats` as the user shows it.
+      const stats = await runAsUser([bin, 'stats', id, '--json']);
+      expect(stats.code, stats.stderr).toBe(0);
+      const [report] = JSON.parse(stats.stdout) as ContainerStats[];
+      const lo = report!.interfaces.find((i) => i.name === 'lo');
+      expect(lo?.loopback).toBe(true);
+      expect(lo!.stats.rxBytes).toBeGreaterThan(`peer ${address}`.length);
+      expect(['forwarder', 'lo']).toContain(report!.publishedVia);
+      if (report!.publishedVia === 'forwarder') {
+        const published = report!.ports!.find((p) => p.hostPort === hostPort)!;
+        expect(published.connections).toBe(1);
+        expect(published.txBytes).toBe(`peer ${address}`.length);
+      }
     } finally {
       for (const s of servers) s.close();
       inside?.close();

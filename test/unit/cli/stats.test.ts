@@ -133,3 +133,49 @@ describe('formatTick', () => {
     expect(JSON.parse(JSON.stringify(ticks[0])).containers[0].id).toBe(LONG);
   });
 });
+
+describe('published-port traffic in the watch', () => {
+  it("carries lo (marked) and the forwarder's per-port counters into each frame and its table", async () => {
+    const lo = sample(700, 700).interfaces[0]!.stats;
+    const stats: ContainerStats = {
+      ...sample(10, 20),
+      interfaces: [...sample(10, 20).interfaces, { name: 'lo', loopback: true, stats: lo }],
+      publishedVia: 'forwarder',
+      ports: [
+        {
+          hostIP: '127.0.0.1',
+          hostPort: 18080,
+          containerPort: 80,
+          protocol: 'tcp',
+          connections: 2,
+          active: 0,
+          rxBytes: 100,
+          txBytes: 250,
+          rxDatagrams: 0,
+          txDatagrams: 0,
+        },
+      ],
+    };
+    const source: WatchSource = {
+      list: async () => ['c1'],
+      open: async () => ({ name: 'web', stats: async () => stats, close: () => undefined }),
+      now: () => 0,
+      date: () => new Date(0),
+      pause: async () => false, // one frame
+    };
+    const ticks: StatsTick[] = [];
+    await watchStats(source, [], (t) => ticks.push(t));
+    const [c] = ticks[0]!.containers;
+    expect(c!.publishedVia).toBe('forwarder');
+    expect(c!.ports).toEqual(stats.ports);
+    expect(c!.interfaces.map((i) => [i.name, i.loopback])).toEqual([
+      ['eth0', undefined],
+      ['lo', true],
+    ]);
+    const text = formatTick(ticks[0]!);
+    // lo carries the forwarder's dial: marked in the PUBLISHED column; eth0 not.
+    expect(text).toMatch(/^c1 +web +lo \(loopback\) .* \*$/m);
+    expect(text).toMatch(/^c1 +web +eth0 .*B$/m);
+    expect(text).toMatch(/^c1 +web +127\.0\.0\.1:18080->80\/tcp +2 +0 +100 B +250 B +- +-$/m);
+  });
+});

@@ -11,6 +11,7 @@ import {
   formatOpenMetrics,
   networkCounters,
   PodnetMetrics,
+  portCounters,
 } from '../../../src/metrics/index.js';
 import { type LinkStats, linkStatsFields } from '../../../src/netns/index.js';
 import { parseOpenMetrics, sampleValue } from '../../helpers/openmetrics.js';
@@ -101,6 +102,47 @@ function lines(l: string[]): string {
 }
 
 describe('formatOpenMetrics', () => {
+  it("writes the forwarder's per-port counters, only when a container has them", () => {
+    const published = {
+      ...container('fwd1', 'web', [['tap0', 1]]),
+      publishedVia: 'forwarder',
+      ports: [
+        {
+          hostIP: '127.0.0.1',
+          hostPort: 8080,
+          containerPort: 80,
+          protocol: 'tcp' as const,
+          connections: 3,
+          active: 1,
+          rxBytes: 300,
+          txBytes: 9000,
+          rxDatagrams: 0,
+          txDatagrams: 0,
+        },
+      ],
+    };
+    const families = parseOpenMetrics(formatOpenMetrics([published, container('db1', 'db', [])]));
+    expect(families.map((f) => f.name)).toEqual([
+      ...networkCounters.map((c) => c.family),
+      ...portCounters.map((c) => c.family),
+    ]);
+    const labels = {
+      id: 'fwd1',
+      name: 'web',
+      host_ip: '127.0.0.1',
+      host_port: '8080',
+      container_port: '80',
+      protocol: 'tcp',
+    };
+    for (const counter of portCounters) {
+      expect(sampleValue(families, `${counter.family}_total`, labels), counter.family).toBe(
+        published.ports[0]![counter.field],
+      );
+    }
+    const none = parseOpenMetrics(formatOpenMetrics([container('db1', 'db', [['eth0', 1]])]));
+    expect(none.map((f) => f.name)).toEqual(networkCounters.map((c) => c.family));
+  });
+
   it("writes cAdvisor's counters per interface, equal to the stats, with TYPE, UNIT, HELP and EOF", () => {
     const stats = [
       container('a'.repeat(64), 'web', [

@@ -148,6 +148,11 @@ describe('native relay under churn', () => {
         await new Promise((r) => setTimeout(r, (round % 4) * 5));
         const final = native.relayCloseGroup(group)!;
         expect(final.active).toBe(0);
+        // The listener's own counters agree with its group's.
+        expect(final.ports).toHaveLength(1);
+        expect(final.ports![0]!.active).toBe(0);
+        expect(final.ports![0]!.connections).toBe(final.pairs);
+        expect(final.ports![0]!.rxBytes + final.ports![0]!.txBytes).toBe(final.bytes);
         echoed += await clients.stop();
         expect(native.relayStats(group)).toBeUndefined();
       }

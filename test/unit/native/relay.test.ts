@@ -1,12 +1,14 @@
 // The native relay on its own, between loopback sockets (no root needed):
 // byte integrity and half-close both ways, through splice and through the
-// read/write fallback, bulk streams spread over the relay threads, and
-// close of a group.
+// read/write fallback, bulk streams spread over the relay threads, each
+// port's counters kept apart, and close of a group.
 import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { fstatSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
+import { encodeSockaddr } from '../../../src/netns/sockaddr.js';
 
 // Read when this file's first group starts the relay (each test file runs in
 // a process of its own): more threads than this machine may have cores, so
@@ -144,10 +146,91 @@ describe('native relay', () => {
       activeFlows: 0,
       datagrams: 0,
       datagramsDropped: 0,
+      ports: [], // a group's: no port handed to it
     };
     expect(native.relayStats(g)).toEqual(zero);
     expect(native.relayCloseGroup(g)).toEqual(zero);
     expect(native.relayStats(g)).toBeUndefined();
     expect(native.relayCloseGroup(g)).toBeUndefined();
+  });
+
+  it("counts each listener's and UDP port's traffic apart, each way", async () => {
+    const SOCK_STREAM = 1;
+    const SOCK_DGRAM = 2;
+    const AF_INET = 2;
+    const upPort = (upstream.address() as net.AddressInfo).port;
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (m, from) => echo.send(Buffer.concat([m, m]), from.port, from.address));
+    await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+    const g = native.relayGroup();
+    try {
+      native.relayPoolAdd(g, native.POOL_TCP, native.socketsHere(AF_INET, SOCK_STREAM, 0, 4));
+      native.relayPoolAdd(g, native.POOL_UDP, native.socketsHere(AF_INET, SOCK_DGRAM, 0, 2));
+      const listen = (): [number, number] => {
+        const [fd, port] = native.hostSocket(encodeSockaddr('127.0.0.1', 0).addr, SOCK_STREAM);
+        return [native.relayListen(g, fd, encodeSockaddr('127.0.0.1', upPort).addr), port];
+      };
+      const [ia, portA] = listen();
+      const [ib, portB] = listen();
+      const [udpFd, udpPort] = native.hostSocket(encodeSockaddr('127.0.0.1', 0).addr, SOCK_DGRAM);
+      const echoPort = (echo.address() as net.AddressInfo).port;
+      const iu = native.relayUdp(g, udpFd, encodeSockaddr('127.0.0.1', echoPort).addr, 10_000, 8);
+      expect([ia, ib, iu]).toEqual([0, 1, 2]);
+      const send = (port: number, data: Buffer): Promise<number> =>
+        new Promise((resolve, reject) => {
+          let got = 0;
+          const c = net.connect({ host: '127.0.0.1', port });
+          c.on('data', (d: Buffer) => {
+            got += d.length;
+          });
+          c.on('end', () => resolve(got));
+          c.on('error', reject);
+          c.end(data);
+        });
+      // A: two connections of 1000 bytes; B: one of 5000. Each echoes, then "BYE".
+      expect(await send(portA, randomBytes(1000))).toBe(1003);
+      expect(await send(portA, randomBytes(1000))).toBe(1003);
+      expect(await send(portB, randomBytes(5000))).toBe(5003);
+      const client = dgram.createSocket('udp4');
+      await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+      const reply = new Promise<Buffer>((r) => client.once('message', r));
+      client.send(Buffer.alloc(100, 7), udpPort, '127.0.0.1');
+      expect((await reply).length).toBe(200);
+      client.close();
+      // The relay counts a direction once its bytes are written: the
+      // client's EOF came after, so the counts are final.
+      const ports = native.relayStats(g)!.ports!;
+      expect(ports[ia]).toEqual({
+        connections: 2,
+        active: 0,
+        rxBytes: 2000,
+        txBytes: 2006,
+        rxDatagrams: 0,
+        txDatagrams: 0,
+      });
+      expect(ports[ib]).toEqual({
+        connections: 1,
+        active: 0,
+        rxBytes: 5000,
+        txBytes: 5003,
+        rxDatagrams: 0,
+        txDatagrams: 0,
+      });
+      expect(ports[iu]).toEqual({
+        connections: 0,
+        active: 0,
+        rxBytes: 100,
+        txBytes: 200,
+        rxDatagrams: 1,
+        txDatagrams: 1,
+      });
+      // The group's own counters are their sum.
+      expect(native.relayStats(g)!.bytes).toBe(2000 + 2006 + 5000 + 5003 + 300);
+      // Kept after close: the final counters have them too.
+      expect(native.relayCloseGroup(g)!.ports).toEqual(ports);
+    } finally {
+      native.relayCloseGroup(g);
+      echo.close();
+    }
   });
 });

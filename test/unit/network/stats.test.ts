@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Link, type LinkStats, linkStatsFields } from '../../../src/netns/index.js';
-import { statsRates, summarizeStats } from '../../../src/network/stats.js';
-import type { ContainerStats } from '../../../src/network/types.js';
+import { publishedVia, statsRates, summarizeStats } from '../../../src/network/stats.js';
+import type { ContainerState, ContainerStats } from '../../../src/network/types.js';
 
 function counters(seed: number): LinkStats {
   return Object.fromEntries(linkStatsFields.map((f, i) => [f, seed * 100 + i])) as LinkStats;
@@ -49,11 +49,82 @@ describe('summarizeStats', () => {
     expect(s.total).toEqual(Object.fromEntries(linkStatsFields.map((f) => [f, 0])));
   });
 
+  it('lists lo when asked, flagged and last, in the total only with loopbackInTotal', () => {
+    const links = [link(1, 'lo', counters(9), 0x49), link(2, 'eth0', counters(1))];
+    const listed = summarizeStats(links, { loopback: true });
+    expect(listed.interfaces.map((i) => [i.name, i.loopback])).toEqual([
+      ['eth0', undefined],
+      ['lo', true],
+    ]);
+    expect(listed.total).toEqual(counters(1));
+    const summed = summarizeStats(links, { loopback: true, loopbackInTotal: true });
+    expect(summed.total.rxBytes).toBe(counters(1).rxBytes + counters(9).rxBytes);
+    // Asked for the sum only: lo is not listed, so not summed either.
+    expect(summarizeStats(links, { loopbackInTotal: true }).total).toEqual(counters(1));
+  });
+
+  it("'published' lists lo only when it carries the published ports", () => {
+    const links = [link(1, 'lo', counters(9), 0x49), link(2, 'tap0', counters(1))];
+    const names = (via: string | undefined): string[] =>
+      summarizeStats(
+        links,
+        { loopback: 'published' },
+        via ? { publishedVia: via } : {},
+      ).interfaces.map((i) => i.name);
+    expect(names('forwarder')).toEqual(['tap0', 'lo']);
+    expect(names('lo')).toEqual(['tap0', 'lo']);
+    expect(names('tap0')).toEqual(['tap0']);
+    expect(names(undefined)).toEqual(['tap0']);
+    const ports = [
+      {
+        hostIP: '127.0.0.1',
+        hostPort: 8080,
+        containerPort: 80,
+        protocol: 'tcp' as const,
+        connections: 1,
+        active: 0,
+        rxBytes: 5,
+        txBytes: 7,
+        rxDatagrams: 0,
+        txDatagrams: 0,
+      },
+    ];
+    const s = summarizeStats(links, {}, { publishedVia: 'forwarder', ports });
+    expect(s.publishedVia).toBe('forwarder');
+    expect(s.ports).toEqual(ports);
+  });
+
   it('copies the counters rather than aliasing the links', () => {
     const l = link(2, 'eth0', counters(1));
     const s = summarizeStats([l]);
     l.statistics.rxBytes = 0;
     expect(s.interfaces[0]?.stats.rxBytes).toBe(102);
+  });
+});
+
+describe('publishedVia', () => {
+  const state = (over: Partial<ContainerState>): ContainerState =>
+    ({
+      mode: 'bridge',
+      portMappings: [{ hostIP: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
+      networks: [{ ifName: 'eth0' }],
+      ...over,
+    }) as ContainerState;
+
+  it('names the counter that carries published ports, per mode', () => {
+    expect(publishedVia(state({}), false)).toBe('eth0');
+    expect(publishedVia(state({ portMappings: [] }), false)).toBeUndefined();
+    expect(publishedVia(state({ mode: 'slirp4netns', networks: [] }), true)).toBe('forwarder');
+    expect(
+      publishedVia(
+        state({ mode: 'slirp4netns', modeOptions: ['port_handler=slirp4netns'], networks: [] }),
+        false,
+      ),
+    ).toBe('tap0');
+    // The default handler is the forwarder, even when its keeper did not answer.
+    expect(publishedVia(state({ mode: 'slirp4netns', networks: [] }), false)).toBe('forwarder');
+    expect(publishedVia(state({ mode: 'pasta', networks: [] }), false)).toBe('lo');
+    expect(publishedVia(state({ mode: 'pasta', networks: [] }), true)).toBe('forwarder');
   });
 });
 

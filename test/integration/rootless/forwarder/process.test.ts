@@ -156,10 +156,26 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
           c.on('error', reject);
         });
         expect(reply).toBe(`peer ${own}`);
+        // Its counters, asked of the process over its stats endpoint: the
+        // connection crossed the namespace's lo, which only they count.
+        const stats = await fwd.stats();
+        expect(stats?.connections).toBe(1);
+        expect(stats?.ports).toEqual([
+          {
+            ...fwd.ports[0],
+            connections: 1,
+            active: expect.any(Number),
+            rxBytes: 0,
+            txBytes: reply.length,
+            rxDatagrams: 0,
+            txDatagrams: 0,
+          },
+        ]);
       } finally {
         await fwd.stop();
         inside.close();
       }
+      expect(await fwd.stats()).toBeUndefined();
     } finally {
       await userns.close();
     }
@@ -185,6 +201,8 @@ describe.skipIf(!isRoot)('PortForwarder.spawnDetached (root)', () => {
     closeSync(readEnd); // the forwarder has its own copy
     expect(fwd.running).toBe(true);
     expect(await ping(fwd.ports[0]!.hostPort)).toBe('ping!');
+    // Counted per port, in the container's view: "ping" in, "ping!" back.
+    expect((await fwd.stats())?.ports[0]).toMatchObject({ rxBytes: 4, txBytes: 5 });
     closeSync(writeEnd);
     await until('the forwarder to exit', () => !fwd.running);
 
