@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { bridgeNetworkOf, PodnetTable } from '../bridge/index.js';
 import { CniRuntime, DEFAULT_NETWORK } from '../cni/index.js';
 import { PodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
@@ -215,6 +216,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
         if (!br) break;
         if (!links.some((l) => l.master === br.index)) {
           await host.deleteLink(bridge);
+          // And what the driver's first container on it put in its table.
+          const served = bridgeNetworkOf(DEFAULT_NETWORK);
+          const table = await PodnetTable.openExisting();
+          try {
+            if ('ranges' in served)
+              table?.removeNetwork({
+                name: served.name,
+                bridge,
+                subnets: served.ranges.flat().map((r) => r.subnet),
+                masquerade: served.ipMasq,
+              });
+          } finally {
+            table?.close();
+          }
           break;
         }
         await new Promise((r) => setTimeout(r, 50));

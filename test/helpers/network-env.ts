@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect } from 'vitest';
+import { PodnetTable } from '../../src/bridge/index.js';
 import { CniRuntime } from '../../src/cni/index.js';
 import { Networking } from '../../src/network/index.js';
 import { leftFiles } from './cni-env.js';
@@ -195,9 +196,24 @@ export async function netEnv(
       for (const n of networks) if (links.includes(n.bridge)) await deleteLink(n.bridge);
       await removeNewChains(iptablesBefore);
       // The native driver's table is shared like portmap's chains: it goes
-      // if this env made it (test files run one at a time).
+      // if this env made it (test files run one at a time); else the
+      // networks' elements go, as their bridges do.
       if (!hadTable && (await podnetTableExists()))
         await run(['nft', 'delete', 'table', 'inet', 'podnet']);
+      else {
+        const table = await PodnetTable.openExisting();
+        try {
+          for (const n of networks)
+            table?.removeNetwork({
+              name: n.name,
+              bridge: n.bridge,
+              subnets: [`${n.prefix}.0/24`],
+              masquerade: true,
+            });
+        } finally {
+          table?.close();
+        }
+      }
       await ns.cleanup();
       rmSync(root, { recursive: true, force: true });
     },

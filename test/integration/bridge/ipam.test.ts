@@ -247,7 +247,8 @@ describe.skipIf(skipReason !== undefined)('native IPAM beside host-local', () =>
         err += d;
       });
       child.on('error', reject);
-      child.on('exit', (code) =>
+      // 'close', not 'exit': the output may still be in the pipes when the process has exited.
+      child.on('close', (code) =>
         code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${out}${err}`)),
       );
       child.stdin.end(

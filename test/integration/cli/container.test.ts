@@ -342,7 +342,7 @@ describe.skipIf(!isRoot || !havePlugins)('podnet network commands', () => {
       [
         ['networks', 'frob'],
         2,
-        /^podnet: unknown network action 'frob': create, ls, inspect, rm, prune or exists \[ERR_PODNET_USAGE\]\n$/,
+        /^podnet: unknown network action 'frob': create, ls, inspect, rm, prune, exists, connect, disconnect or reload \[ERR_PODNET_USAGE\]\n$/,
       ],
     ];
     for (const [args, code, stderr] of cases) {
