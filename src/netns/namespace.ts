@@ -399,28 +399,35 @@ export class NetworkNamespace implements AsyncDisposable {
     return this.#fd;
   }
 
-  #rtnlSync(): NativeRtnlSocket {
-    if (this.#rtnl) return this.#rtnl;
+  // A NETLINK_ROUTE socket opened inside the namespace, on a thread of its
+  // own (synchronously) or through #openOne (a helper's, for openWith).
+  #netlinkFdSync(): number {
     const nsfd = this.#nsfd();
     // openWith opened it; only close() takes it away.
     if (this.#source) throw new ClosedError(`network namespace '${this.path}'`);
-    let fd: number;
     try {
-      fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+      return native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
     } catch (err) {
       throw systemError(`opening a netlink socket in '${this.path}'`, err);
     }
-    this.#rtnl = new native.RtnlSocket(fd);
+  }
+
+  #netlinkFdAsync(): Promise<number> {
+    return this.#openOne(`opening a netlink socket in '${this.path}'`, {
+      domain: AF_NETLINK,
+      type: SOCK_RAW,
+      protocol: NETLINK_ROUTE,
+    });
+  }
+
+  #rtnlSync(): NativeRtnlSocket {
+    this.#rtnl ??= new native.RtnlSocket(this.#netlinkFdSync());
     return this.#rtnl;
   }
 
   async #rtnlAsync(): Promise<NativeRtnlSocket> {
     if (this.#rtnl) return this.#rtnl;
-    const fd = await this.#openOne(`opening a netlink socket in '${this.path}'`, {
-      domain: AF_NETLINK,
-      type: SOCK_RAW,
-      protocol: NETLINK_ROUTE,
-    });
+    const fd = await this.#netlinkFdAsync();
     if (this.#rtnl || this.#fd === undefined) {
       native.closeFd(fd); // lost a race with another caller, or closed meanwhile
       return this.#rtnlSync();
@@ -430,26 +437,13 @@ export class NetworkNamespace implements AsyncDisposable {
   }
 
   #chanSync(): StatsChannel {
-    if (this.#chan) return this.#chan;
-    const nsfd = this.#nsfd();
-    if (this.#source) throw new ClosedError(`network namespace '${this.path}'`);
-    let fd: number;
-    try {
-      fd = native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
-    } catch (err) {
-      throw systemError(`opening a netlink socket in '${this.path}'`, err);
-    }
-    this.#chan = new StatsChannel(fd, this.path);
+    this.#chan ??= new StatsChannel(this.#netlinkFdSync(), this.path);
     return this.#chan;
   }
 
   async #chanAsync(): Promise<StatsChannel> {
     if (this.#chan) return this.#chan;
-    const fd = await this.#openOne(`opening a netlink socket in '${this.path}'`, {
-      domain: AF_NETLINK,
-      type: SOCK_RAW,
-      protocol: NETLINK_ROUTE,
-    });
+    const fd = await this.#netlinkFdAsync();
     if (this.#chan || this.#fd === undefined) {
       native.closeFd(fd); // lost a race with another caller, or closed meanwhile
       return this.#chanSync();

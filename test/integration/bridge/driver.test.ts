@@ -5,57 +5,21 @@
 // on one bridge reaching each other and themselves (hairpin), outbound
 // masquerade, inspect equal to the CNI path's, leases shared with the
 // plugins, gc after a reboot, and bad input refused with nothing changed.
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture } from '../../helpers/fixtures.js';
 import { uniq } from '../../helpers/host.js';
 import { CONF_FLAGS, ok, skipReason, stateOf, warmHost } from '../../helpers/lifecycle-env.js';
-import type { CliResult } from '../../helpers/process.js';
+import { probe, probeHere, serve, stop } from '../../helpers/probe.js';
 import {
   type HostSnapshot,
   settledDiff,
   type ThrowawayHost,
 } from '../../helpers/throwaway-host.js';
 
-const PROBE = fixture('network/probe.mjs');
 const OUTSIDE = '/run/netns/podnet-test-outside';
 /** The outside namespace's address, and the host's on the link to it. */
 const OUTSIDE_IP = '198.51.100.2';
 const HOST_IP = '198.51.100.1';
-
-/** Runs the probe inside the namespace at NETNS (inside HOST). */
-function probe(host: ThrowawayHost, netns: string, args: string[]): Promise<CliResult> {
-  return host.run(['nsenter', `--net=${netns}`, process.execPath, PROBE, ...args]);
-}
-
-/** Starts probe servers inside NETNS; resolves once they listen. */
-async function serve(host: ThrowawayHost, netns: string, ports: string[]): Promise<ChildProcess> {
-  const child = host.spawn([
-    'nsenter',
-    `--net=${netns}`,
-    process.execPath,
-    PROBE,
-    'serve',
-    ...ports,
-  ]);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`probe server exited ${code}`)));
-  });
-  return child;
-}
-
-const stop = (c: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    if (c.exitCode !== null || c.signalCode !== null) return resolve();
-    c.on('exit', () => resolve());
-    c.kill('SIGKILL');
-  });
 
 /** `podnet up` with the native driver; the container's state. */
 async function up(host: ThrowawayHost, id: string, flags: string[] = []) {
@@ -134,13 +98,11 @@ describe.skipIf(skipReason !== undefined)('the native bridge driver', () => {
         `udp:90:${OUTSIDE_IP}`,
       );
       // 127.0.0.1 only from the host itself; not from outside.
-      const local = await host.run([process.execPath, PROBE, 'tcp', '127.0.0.1', '8081']);
+      const local = await probeHere(host, ['tcp', '127.0.0.1', '8081']);
       expect(local.stdout.trim()).toMatch(/^tcp:81:/);
       expect((await probe(host, OUTSIDE, ['tcp', HOST_IP, '8081'])).code).not.toBe(0);
       // From the host to its own address, and hairpin: the container to its own published port.
-      expect((await host.run([process.execPath, PROBE, 'tcp', HOST_IP, '8082'])).stdout).toMatch(
-        /^tcp:82:/,
-      );
+      expect((await probeHere(host, ['tcp', HOST_IP, '8082'])).stdout).toMatch(/^tcp:82:/);
       const hairpin = await probe(host, s.netnsPath, ['tcp', HOST_IP, '8080']);
       expect(hairpin.stdout.trim()).toMatch(/^tcp:80:/);
       expect(ip).toMatch(/^10\.88\./);

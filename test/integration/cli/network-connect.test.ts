@@ -2,17 +2,16 @@
 // case in a throwaway host (reload's case flushes the firewall: only the
 // host's own rules, never the machine's). Reload after the flush: the
 // published port answers again, with the same address and MAC inside.
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../../helpers/fixtures.js';
 import { PLUGIN_DIR, uniq } from '../../helpers/host.js';
 import { CONF_FLAGS, ok, skipReason, stateOf, warmHost } from '../../helpers/lifecycle-env.js';
+import { probeHere, serve, stop } from '../../helpers/probe.js';
 import { reportSkip } from '../../helpers/skip.js';
 import type { ThrowawayHost } from '../../helpers/throwaway-host.js';
 
-const PROBE = fixture('network/probe.mjs');
 const DNS_PROBE = fixture('networks/probe.mjs');
 const dnsMissing = [join(PLUGIN_DIR, 'dnsname'), '/usr/sbin/dnsmasq'].find((t) => !existsSync(t));
 const dnsSkip = reportSkip(
@@ -21,34 +20,6 @@ const dnsSkip = reportSkip(
     ? undefined
     : `${dnsMissing} is missing (scripts/install-debian-deps.sh)`,
 );
-
-/** Starts probe servers inside NETNS (inside HOST); resolves once they listen. */
-async function serve(host: ThrowawayHost, netns: string, ports: string[]): Promise<ChildProcess> {
-  const child = host.spawn([
-    'nsenter',
-    `--net=${netns}`,
-    process.execPath,
-    PROBE,
-    'serve',
-    ...ports,
-  ]);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`probe server exited ${code}`)));
-  });
-  return child;
-}
-
-const stop = (c: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    if (c.exitCode !== null || c.signalCode !== null) return resolve();
-    c.on('exit', () => resolve());
-    c.kill('SIGKILL');
-  });
 
 /** eth0's addresses and MAC inside NETNS, as iproute2 sees them. */
 async function eth0(host: ThrowawayHost, netns: string): Promise<string> {
@@ -87,7 +58,7 @@ describe.skipIf(skipReason !== undefined)('podnet network connect, disconnect, r
       const netns = (await stateOf(host, id))!.netnsPath!;
       const before = await eth0(host, netns);
       const server = await serve(host, netns, ['80']);
-      const reach = () => host.run([process.execPath, PROBE, 'tcp', '127.0.0.1', '8090']);
+      const reach = () => probeHere(host, ['tcp', '127.0.0.1', '8090']);
       try {
         expect((await reach()).stdout.trim()).toMatch(/^tcp:80:/);
         // What a firewall reload does to rules it did not write.
