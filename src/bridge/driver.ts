@@ -60,7 +60,8 @@ export interface DetachRequest {
 /**
  * The native bridge driver. One per Networking: it keeps a netlink socket
  * in the host's namespace (this thread's) and one for netfilter, both
- * opened on first use.
+ * opened on first use and closed when the Networking is collected (the
+ * namespace handle's finalizer, the socket object's destructor).
  */
 export class BridgeDriver {
   readonly #cache: ResultCache;
@@ -183,13 +184,6 @@ export class BridgeDriver {
     });
   }
 
-  /** Closes the sockets. */
-  close(): void {
-    this.#host?.close();
-    this.#host = undefined;
-    this.#table?.close();
-    this.#table = undefined;
-  }
 }
 
 function firewallNetwork(net: BridgeNetwork): FirewallNetwork {
