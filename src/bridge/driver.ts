@@ -146,8 +146,8 @@ export class BridgeDriver {
    * Undoes an attach, however far it got: the firewall elements (absent
    * ones are fine), the leases (found by container ID and interface, as
    * host-local's DEL finds them), the cache entry. The veth goes with the
-   * container's namespace; a namespace podnet does not remove takes
-   * `deleteLink` to lose it.
+   * container's namespace; for a namespace that outlives its removal (a
+   * process's), `opts.hostIfName` names the host end to delete.
    */
   async detach(req: DetachRequest, opts: { hostIfName?: string } = {}): Promise<void> {
     const net = req.network;
