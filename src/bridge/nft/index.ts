@@ -318,8 +318,9 @@ export class PodnetTable {
   }
 
   #add(what: string, steps: Step[]): void {
+    let todo = steps;
     for (let attempt = 0; ; attempt++) {
-      const refused = this.#send(addBatch(steps.map((s) => s.element)));
+      const refused = this.#send(addBatch(todo.map((s) => s.element)));
       if (!refused) return;
       const [index, errno] = refused;
       // A table flushed away by another tool (nft flush ruleset): make it again, once.
@@ -327,12 +328,20 @@ export class PodnetTable {
         this.#ensureStructure();
         continue;
       }
-      const step = steps[index - 1];
+      const step = todo[index - 1];
       if (errno === EEXIST && step?.port) {
         throw new PodnetError(
           'ERR_PODNET_PORT_IN_USE',
           `${what}: host port ${describePort(step.port)} is published by another container`,
         );
+      }
+      // A network element the kernel refuses as overlapping one already
+      // there (a subnet inside another's interval, left by a network made
+      // or removed without podnet): that address range is in the set
+      // already, which is what the element is for; the rest goes on.
+      if (errno === EEXIST && step && !step.port) {
+        todo = todo.filter((s) => s !== step);
+        continue;
       }
       throw new NftBatchError(what, step?.what ?? `message ${index}`, errno);
     }
