@@ -183,7 +183,6 @@ export class BridgeDriver {
       ports: firewallPorts(req.ports, ips),
     });
   }
-
 }
 
 function firewallNetwork(net: BridgeNetwork): FirewallNetwork {
