@@ -83,6 +83,13 @@ export class BridgeDriver {
     return this.#table;
   }
 
+  // The table for removing: none when the host has none (after a reboot,
+  // say), which then holds nothing of the container's to remove.
+  async #existingFirewall(): Promise<PodnetTable | undefined> {
+    this.#table ??= await PodnetTable.openExisting();
+    return this.#table;
+  }
+
   /** Attaches a container; on failure, whatever was made is left for {@link detach}. */
   async attach(req: AttachRequest): Promise<CniResult100> {
     const { network: net } = req;
@@ -161,7 +168,7 @@ export class BridgeDriver {
         .filter((l) => l.containerId === req.containerId && (l.ifName ?? req.ifName) === req.ifName)
         .map((l) => l.ip);
     }
-    (await this.#firewall()).removeContainer(firewallNetwork(net), {
+    (await this.#existingFirewall())?.removeContainer(firewallNetwork(net), {
       ports: firewallPorts(req.ports, ips),
     });
     await releaseAddresses(req.addresses.length ? { ...owner, ips } : owner);
