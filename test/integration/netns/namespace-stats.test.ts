@@ -175,8 +175,7 @@ describe.skipIf(!isRoot)('link statistics', () => {
     }
     expect(swept).toEqual(alone);
     expect(new Set(swept.map((s) => (s as LinkStats).rxBytes)).size).toBe(5);
-    for (let i = 0; i < 5; i++)
-      expect((swept[i] as LinkStats).rxBytes).toBe((await ipStats(nss[i]!, 'eth0')).rxBytes);
+    // (That they agree with ip(8), counter by counter, is the first case's.)
     // An asynchronous read beside it, on the same channel, gets its own reply.
     const busy = nss[0]!.linkStats('eth0');
     const beside = sweep.readSync();
