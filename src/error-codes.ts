@@ -35,7 +35,8 @@ export const PODNET_ERROR_CODES = {
     'the rootless engine (`engine`: slirp4netns or pasta) is not installed',
   ERR_PODNET_ENGINE_PROBE: 'the binary does not answer like the engine named in `engine`',
   ERR_PODNET_ENGINE_START: 'the engine named in `engine` did not start or become ready (`reason`)',
-  ERR_PODNET_EXEC_HELPER: "ns.spawn's exec helper sent a status podnet cannot read",
+  ERR_PODNET_EXEC_HELPER:
+    'the exec helper (ns.spawn, CNI plugins in a namespace) sent a status podnet cannot read',
   ERR_PODNET_FORWARDER: 'a detached port forwarder gave no usable report',
   ERR_PODNET_FORWARDER_TIMEOUT: 'a detached port forwarder did not report within its deadline',
   ERR_PODNET_INTERNAL: "the CLI met an error that is not podnet's own (a bug: please report it)",

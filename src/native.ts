@@ -2,7 +2,7 @@ import { accessSync, constants, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isPodnetError, PodnetError, PodnetSystemError } from './errors.js';
+import { isPodnetError, NotANamespaceError, PodnetError, PodnetSystemError } from './errors.js';
 
 /** The NETLINK_ROUTE socket type the addon exports. */
 export interface NativeRtnlSocket {
@@ -449,4 +449,16 @@ export async function call<T>(what: string, p: Promise<T>): Promise<T> {
   } catch (err) {
     throw systemError(what, err);
   }
+}
+
+/**
+ * Opens PATH (absolute) as a network namespace: an nsfs fd (O_CLOEXEC) the
+ * caller closes with `native.closeFd`. A file that is not one is a
+ * NotANamespaceError; a failed open a PodnetSystemError (ENOENT, ...).
+ */
+export async function openNetnsFd(path: string): Promise<number> {
+  const fd = await call(`opening network namespace '${path}'`, native.openNetns(path));
+  if (fd === -1) throw new NotANamespaceError(path, 'not an nsfs file');
+  if (fd === -2) throw new NotANamespaceError(path, 'a namespace of another type');
+  return fd;
 }

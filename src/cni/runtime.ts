@@ -1,4 +1,7 @@
+import { isAbsolute } from 'node:path';
 import { publish } from '../diagnostics.js';
+import { InvalidArgumentError } from '../errors.js';
+import { native, openNetnsFd } from '../native.js';
 import { type CachedAttachment, ResultCache } from './cache.js';
 import { type CniNetworkList, loadNetworkFrom, scanNetworks } from './config.js';
 import { DEFAULT_NETWORK } from './default-network.js';
@@ -15,7 +18,12 @@ import {
   CniUnsupportedError,
 } from './errors.js';
 import { baseEnv, pluginEnv } from './invoke/env.js';
-import { defaultExecutor, type PluginExecutor, type PluginOutput } from './invoke/exec.js';
+import {
+  defaultExecutor,
+  type ExecPluginOptions,
+  type PluginExecutor,
+  type PluginOutput,
+} from './invoke/exec.js';
 import { findPlugin, findPlugins } from './invoke/find.js';
 import { parseJson, parsePluginResult } from './invoke/output.js';
 import { invokePlugin } from './invoke/plugin.js';
@@ -48,6 +56,17 @@ export interface CniRuntimeOptions {
   env?: Readonly<Record<string, string>>;
   /** Replaces process execution (tests, or running plugins elsewhere). */
   executor?: PluginExecutor;
+  /**
+   * The network namespace every plugin process of this runtime runs in
+   * (ADD, DEL, CHECK, GC, STATUS, VERSION), as an absolute path such as
+   * `/run/netns/NAME`: a node's namespace, where the plugins make their
+   * bridge and routes as they would in a host's. Opened and checked at the
+   * start of each call (a file that is not a network namespace is a
+   * NotANamespaceError before any plugin runs) and entered through that
+   * fd by podnet-exec. Default: the caller's own. With `executor`, the
+   * executor gets it as `options.netns` and decides.
+   */
+  netns?: string;
 }
 
 /** One container interface on one network: libcni's RuntimeConf. */
@@ -131,6 +150,23 @@ export interface CniPluginVersionInfo {
   supportedVersions: string[];
 }
 
+/** The namespace of one call's plugins (see ExecPluginOptions.netns). */
+type PluginNetns = ExecPluginOptions['netns'];
+
+/**
+ * The `netns` option, checked: a string naming an absolute path (what the
+ * runtime opens at each call), or undefined.
+ */
+function checkNetnsOption(netns: unknown): string | undefined {
+  if (netns === undefined) return undefined;
+  if (typeof netns !== 'string' || !isAbsolute(netns) || netns.includes('\0')) {
+    throw new InvalidArgumentError(
+      `CniRuntime netns must be the absolute path of a network namespace (/run/netns/NAME), not ${JSON.stringify(netns)}`,
+    );
+  }
+  return netns;
+}
+
 interface Prepared {
   containerId: string;
   netns: string;
@@ -157,6 +193,8 @@ export class CniRuntime {
   readonly timeoutMs: number;
   /** Stdout cap per plugin call. */
   readonly maxOutputBytes: number;
+  /** The network namespace plugins run in; undefined for the caller's own. */
+  readonly netns: string | undefined;
   readonly #defaultNetwork: CniNetworkList | null;
   readonly #env: Readonly<Record<string, string>>;
   readonly #exec: PluginExecutor;
@@ -173,6 +211,7 @@ export class CniRuntime {
       options.defaultNetwork === undefined ? DEFAULT_NETWORK : options.defaultNetwork;
     this.#env = baseEnv(options.env);
     this.#exec = options.executor ?? defaultExecutor;
+    this.netns = checkNetnsOption(options.netns);
   }
 
   /**
@@ -216,7 +255,7 @@ export class CniRuntime {
   ): Promise<CniResult> {
     const a = this.#prepare(list, attachment, 'ADD');
     const paths = findPlugins(list, this.pluginDirs);
-    return this.#locked(list.name, a, async () => {
+    return this.#locked(list.name, a, async (netns) => {
       let prev: CniResult | undefined;
       let reached = -1;
       try {
@@ -229,6 +268,7 @@ export class CniRuntime {
             'ADD',
             a,
             prev,
+            netns,
             options,
             async (pid) => {
               await options.onPlugin?.({ plugin: i, prevResult, pid });
@@ -252,7 +292,7 @@ export class CniRuntime {
           result: prev,
         });
       } catch (error) {
-        await this.#rollback(list, a, paths, prev, reached, options.timeoutMs);
+        await this.#rollback(list, a, paths, prev, reached, netns, options.timeoutMs);
         throw error;
       }
       publish('podnet:cni:result', {
@@ -278,7 +318,7 @@ export class CniRuntime {
   ): Promise<void> {
     const a = this.#prepare(list, attachment, 'DEL');
     const paths = findPlugins(list, this.pluginDirs);
-    await this.#locked(list.name, a, () => this.#del(list, a, paths, options));
+    await this.#locked(list.name, a, (netns) => this.#del(list, a, paths, netns, options));
   }
 
   /**
@@ -296,11 +336,11 @@ export class CniRuntime {
     if (list.disableCheck) return;
     const a = this.#prepare(list, attachment, 'CHECK');
     const paths = findPlugins(list, this.pluginDirs);
-    await this.#locked(list.name, a, async () => {
+    await this.#locked(list.name, a, async (netns) => {
       const cached = await this.#cachedResult(list, a, false);
       if (cached === undefined) throw new CniCacheMissError(list.name, a.containerId, a.ifName);
       for (let i = 0; i < list.plugins.length; i++)
-        await this.#callPlugin(list, paths, i, 'CHECK', a, cached, options);
+        await this.#callPlugin(list, paths, i, 'CHECK', a, cached, netns, options);
     });
   }
 
@@ -320,38 +360,42 @@ export class CniRuntime {
       ifname: x.ifName,
     }));
     const keep = new Set(valid.map((x) => `${x.containerID}\0${x.ifname}`));
-    const release = await this.#networkLocks.acquire(list.name, true);
     const errors: unknown[] = [];
-    try {
-      for (const stale of await this.cache.list({ network: list.name })) {
-        if (keep.has(`${stale.containerId}\0${stale.ifName}`)) continue;
-        const a: Prepared = {
-          containerId: stale.containerId,
-          netns: stale.netns,
-          ifName: stale.ifName,
-          args: stale.args,
-          capabilityArgs: stale.capabilityArgs,
-        };
-        await this.#del(list, a, paths, options).catch((error: unknown) => errors.push(error));
-      }
-      if (versionAtLeast(list.cniVersion, '1.1.0')) {
-        for (const [i, plugin] of list.plugins.entries()) {
-          const call = { plugin: plugin.type, command: 'GC' as const, network: list.name };
-          // libcni also sends the misspelt key the spec first used (cni#1101).
-          const stdin = {
-            ...this.#pluginConfig(list, i, undefined, undefined),
-            'cni.dev/valid-attachments': valid,
-            'cni.dev/attachments': valid,
+    await this.#inNetns(async (netns) => {
+      const release = await this.#networkLocks.acquire(list.name, true);
+      try {
+        for (const stale of await this.cache.list({ network: list.name })) {
+          if (keep.has(`${stale.containerId}\0${stale.ifName}`)) continue;
+          const a: Prepared = {
+            containerId: stale.containerId,
+            netns: stale.netns,
+            ifName: stale.ifName,
+            args: stale.args,
+            capabilityArgs: stale.capabilityArgs,
           };
-          const env = pluginEnv(this.#env, 'GC', this.pluginDirs);
-          await this.#invoke(call, paths[i]!, stdin, env, undefined, options).catch(
-            (error: unknown) => errors.push(error),
+          await this.#del(list, a, paths, netns, options).catch((error: unknown) =>
+            errors.push(error),
           );
         }
+        if (versionAtLeast(list.cniVersion, '1.1.0')) {
+          for (const [i, plugin] of list.plugins.entries()) {
+            const call = { plugin: plugin.type, command: 'GC' as const, network: list.name };
+            // libcni also sends the misspelt key the spec first used (cni#1101).
+            const stdin = {
+              ...this.#pluginConfig(list, i, undefined, undefined),
+              'cni.dev/valid-attachments': valid,
+              'cni.dev/attachments': valid,
+            };
+            const env = pluginEnv(this.#env, 'GC', this.pluginDirs);
+            await this.#invoke(call, paths[i]!, stdin, env, undefined, netns, options).catch(
+              (error: unknown) => errors.push(error),
+            );
+          }
+        }
+      } finally {
+        release();
       }
-    } finally {
-      release();
-    }
+    });
     if (errors.length > 0) throw new CniGcError(list.name, errors);
   }
 
@@ -364,18 +408,21 @@ export class CniRuntime {
     this.#checkList(list);
     if (!versionAtLeast(list.cniVersion, '1.1.0')) return;
     const paths = findPlugins(list, this.pluginDirs);
-    for (const [i, plugin] of list.plugins.entries()) {
-      const call = { plugin: plugin.type, command: 'STATUS' as const, network: list.name };
-      const env = pluginEnv(this.#env, 'STATUS', this.pluginDirs);
-      await this.#invoke(
-        call,
-        paths[i]!,
-        this.#pluginConfig(list, i, undefined, undefined),
-        env,
-        undefined,
-        options,
-      );
-    }
+    await this.#inNetns(async (netns) => {
+      for (const [i, plugin] of list.plugins.entries()) {
+        const call = { plugin: plugin.type, command: 'STATUS' as const, network: list.name };
+        const env = pluginEnv(this.#env, 'STATUS', this.pluginDirs);
+        await this.#invoke(
+          call,
+          paths[i]!,
+          this.#pluginConfig(list, i, undefined, undefined),
+          env,
+          undefined,
+          netns,
+          options,
+        );
+      }
+    });
   }
 
   /**
@@ -410,13 +457,16 @@ export class CniRuntime {
     const path = findPlugin(this.pluginDirs, pluginType, '<version query>', 'type');
     const call: CniPluginCall = { plugin: pluginType, command: 'VERSION' };
     const env = pluginEnv(this.#env, 'VERSION', this.pluginDirs);
-    const out = await this.#invoke(
-      call,
-      path,
-      { cniVersion: options.cniVersion ?? CURRENT_CNI_VERSION },
-      env,
-      undefined,
-      options,
+    const out = await this.#inNetns((netns) =>
+      this.#invoke(
+        call,
+        path,
+        { cniVersion: options.cniVersion ?? CURRENT_CNI_VERSION },
+        env,
+        undefined,
+        netns,
+        options,
+      ),
     );
     const raw = parseJson(call, out.stdout) as Partial<CniPluginVersionInfo> | null;
     const versions = raw?.supportedVersions;
@@ -434,6 +484,7 @@ export class CniRuntime {
     list: CniNetworkList,
     a: Prepared,
     paths: readonly string[],
+    netns: PluginNetns,
     options: CniDelOptions,
   ): Promise<void> {
     let cached: CniResult | undefined;
@@ -441,7 +492,7 @@ export class CniRuntime {
       cached = (await this.#cachedResult(list, a, true)) ?? options.prevResult;
     const last = Math.min(options.reached ?? list.plugins.length - 1, list.plugins.length - 1);
     for (let i = last; i >= 0; i--)
-      await this.#callPlugin(list, paths, i, 'DEL', a, cached, options);
+      await this.#callPlugin(list, paths, i, 'DEL', a, cached, netns, options);
     await this.cache.remove(list.name, a.containerId, a.ifName);
   }
 
@@ -454,13 +505,14 @@ export class CniRuntime {
     paths: readonly string[],
     prev: CniResult | undefined,
     reached: number,
+    netns: PluginNetns,
     timeoutMs: number | undefined,
   ): Promise<void> {
     const cached = versionAtLeast(list.cniVersion, '0.4.0') ? prev : undefined;
     let failed = false;
     const options = timeoutMs === undefined ? {} : { timeoutMs };
     for (let i = reached; i >= 0; i--) {
-      await this.#callPlugin(list, paths, i, 'DEL', a, cached, options).catch(() => {
+      await this.#callPlugin(list, paths, i, 'DEL', a, cached, netns, options).catch(() => {
         failed = true;
       });
     }
@@ -502,7 +554,27 @@ export class CniRuntime {
     }
   }
 
-  async #locked<T>(network: string, a: Prepared, fn: () => Promise<T>): Promise<T> {
+  // The runtime's namespace, opened for one call: a file that is not one
+  // fails here, before any plugin runs, and the fd (not the path, which
+  // could be swapped meanwhile) is what every plugin of the call enters.
+  // Not kept open between calls: an fd would keep a removed node's
+  // namespace alive for as long as the runtime lives.
+  async #inNetns<T>(fn: (netns: PluginNetns) => Promise<T>): Promise<T> {
+    if (this.netns === undefined) return fn(undefined);
+    const fd = await openNetnsFd(this.netns);
+    try {
+      return await fn({ path: this.netns, fd });
+    } finally {
+      native.closeFd(fd);
+    }
+  }
+
+  // One attachment's call, in the runtime's namespace, under its locks.
+  #locked<T>(network: string, a: Prepared, fn: (netns: PluginNetns) => Promise<T>): Promise<T> {
+    return this.#inNetns((netns) => this.#lockedHere(network, a, () => fn(netns)));
+  }
+
+  async #lockedHere<T>(network: string, a: Prepared, fn: () => Promise<T>): Promise<T> {
     const releaseNetwork = await this.#networkLocks.acquire(network, false);
     try {
       const releaseAttachment = await this.#attachmentLocks.acquire(
@@ -606,6 +678,7 @@ export class CniRuntime {
     command: 'ADD' | 'DEL' | 'CHECK',
     a: Prepared,
     prev: CniResult | undefined,
+    netns: PluginNetns,
     options: CniCallOptions,
     onSpawn?: (pid: number) => Promise<void>,
   ): Promise<PluginOutput> {
@@ -617,6 +690,7 @@ export class CniRuntime {
       this.#pluginConfig(list, i, a, prev),
       env,
       a,
+      netns,
       options,
       onSpawn,
     );
@@ -628,11 +702,13 @@ export class CniRuntime {
     config: Record<string, unknown>,
     env: Record<string, string>,
     a: Prepared | undefined,
+    netns: PluginNetns,
     options: CniCallOptions,
     onSpawn?: (pid: number) => Promise<void>,
   ): Promise<PluginOutput> {
     return invokePlugin(call, path, config, env, {
       exec: this.#exec,
+      netns,
       timeoutMs: options.timeoutMs ?? this.timeoutMs,
       maxOutputBytes: this.maxOutputBytes,
       signal: options.signal,

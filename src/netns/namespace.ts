@@ -10,11 +10,10 @@ import {
   isPodnetError,
   LinkNotFoundError,
   NetlinkDecodeError,
-  NotANamespaceError,
   type PodnetError,
   PodnetSystemError,
 } from '../errors.js';
-import { call, type NativeRtnlSocket, native, systemError } from '../native.js';
+import { call, type NativeRtnlSocket, native, openNetnsFd, systemError } from '../native.js';
 import {
   checkAck,
   decodeAddresses,
@@ -333,9 +332,7 @@ export class NetworkNamespace implements AsyncDisposable {
     if (typeof path !== 'string' || path === '')
       throw new InvalidArgumentError('namespace path must be a non-empty string');
     const abs = resolve(path);
-    const fd = await call(`opening network namespace '${abs}'`, native.openNetns(abs));
-    if (fd === -1) throw new NotANamespaceError(abs, 'not an nsfs file');
-    if (fd === -2) throw new NotANamespaceError(abs, 'a namespace of another type');
+    const fd = await openNetnsFd(abs);
     publish('podnet:netns:open', { path: abs });
     return new NetworkNamespace(abs, fd, false);
   }

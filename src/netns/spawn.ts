@@ -17,6 +17,7 @@
 import { type ChildProcess, type SpawnOptions, type StdioOptions, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError, PodnetError, PodnetSystemError } from '../errors.js';
+import { decodeExecStatus, EXEC_STATUS_BYTES, execHelperArgv, stageError } from '../exec-helper.js';
 import { execHelperPath } from '../native.js';
 
 /** How long disposing a process waits after its killSignal before SIGKILL. */
@@ -39,15 +40,6 @@ export type NamespaceSpawnOptions = Omit<
  * SIGKILL after {@link SPAWN_KILL_GRACE_MS}, resolving once it has exited.
  */
 export interface NamespaceProcess extends ChildProcess, AsyncDisposable {}
-
-/** The stages native/exec-helper.c reports, with the call each one makes. */
-const STAGES: Record<number, { syscall: string; what: string }> = {
-  1: { syscall: 'setns', what: "joining the namespace's user namespace" },
-  2: { syscall: 'setns', what: 'joining the network namespace' },
-  3: { syscall: 'setuid', what: 'taking the uid and gid' },
-};
-const STAGE_EXEC = 4;
-const STATUS_RECORD_BYTES = 8;
 
 function checkString(value: unknown, what: string, allowEmpty = false): string {
   if (typeof value !== 'string' || (!allowEmpty && value === '') || value.includes('\0')) {
@@ -126,16 +118,16 @@ export function helperArgv(
   nsFd: number,
   joinUserns: boolean,
 ): string[] {
-  return [
-    String(statusFd),
-    String(nsFd),
-    joinUserns ? 'user' : 'net',
-    req.uid === undefined ? '-' : String(req.uid),
-    req.gid === undefined ? '-' : String(req.gid),
-    req.command,
-    req.argv0,
-    ...req.args,
-  ];
+  return execHelperArgv({
+    statusFd,
+    nsFd,
+    joinUserns,
+    uid: req.uid,
+    gid: req.gid,
+    file: req.command,
+    argv0: req.argv0,
+    args: req.args,
+  });
 }
 
 /**
@@ -145,28 +137,20 @@ export function helperArgv(
  * or stage podnet does not know is itself an error.
  */
 export function statusError(record: Buffer, req: SpawnRequest, nsPath: string): Error | undefined {
-  if (record.length === 0) return undefined;
   const doing = `starting '${req.command}' in network namespace '${nsPath}'`;
-  const stage = record.length === STATUS_RECORD_BYTES ? record.readInt32LE(0) : 0;
-  const errno = record.length === STATUS_RECORD_BYTES ? record.readInt32LE(4) : 0;
-  if (errno <= 0 || (stage !== STAGE_EXEC && STAGES[stage] === undefined)) {
-    return new PodnetError(
-      'ERR_PODNET_EXEC_HELPER',
-      `${doing}: the exec helper sent a report podnet does not know (${record.length} bytes: ${record.toString('hex').slice(0, 32)})`,
-    );
-  }
-  if (stage === STAGE_EXEC) {
+  const status = decodeExecStatus(record, doing);
+  if (status === undefined || status instanceof PodnetError) return status;
+  if (status.stage === 'exec') {
     return Object.assign(
-      new PodnetSystemError(doing, { errno, syscall: `spawn ${req.command}`, path: req.command }),
+      new PodnetSystemError(doing, {
+        errno: status.errno,
+        syscall: `spawn ${req.command}`,
+        path: req.command,
+      }),
       { spawnargs: req.args },
     );
   }
-  const { syscall, what } = STAGES[stage]!;
-  return new PodnetSystemError(`${doing}: ${what}`, {
-    errno,
-    syscall,
-    ...(stage === 3 ? {} : { path: nsPath }),
-  });
+  return stageError(doing, status.stage, status.errno, nsPath);
 }
 
 /** Where the namespace comes from, for {@link spawnInNamespace}. */
@@ -275,7 +259,7 @@ export function spawnInNamespace(target: SpawnTarget, req: SpawnRequest): Namesp
     const chunks: Buffer[] = [];
     let size = 0;
     status.on('data', (d: Buffer) => {
-      if (size <= STATUS_RECORD_BYTES) chunks.push(d);
+      if (size <= EXEC_STATUS_BYTES) chunks.push(d);
       size += d.length;
     });
     status.on('error', () => undefined); // its end is what tells; 'close' follows

@@ -1,5 +1,14 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PodnetError, PodnetSystemError } from '../../errors.js';
+import {
+  decodeExecStatus,
+  EXEC_STATUS_BYTES,
+  execHelperArgv,
+  stageError,
+} from '../../exec-helper.js';
+import { execHelperPath } from '../../native.js';
 
 /** What a finished plugin process left behind. */
 export interface PluginOutput {
@@ -52,6 +61,15 @@ export interface ExecPluginOptions {
    * plugin is killed and the execution rejects with that error.
    */
   onSpawn?: ((pid: number) => Promise<void> | void) | undefined;
+  /**
+   * The network namespace the plugin runs in (the runtime's `netns`), or
+   * undefined for the caller's own: its path, and an nsfs fd of it the
+   * runtime opened and checked, open until the execution settles. Enter
+   * it by the fd (the path could be swapped after the check); the default
+   * executor hands the fd to podnet-exec. A custom executor decides what
+   * to do with it.
+   */
+  netns?: { readonly path: string; readonly fd: number } | undefined;
 }
 
 /**
@@ -69,6 +87,22 @@ export type PluginExecutor = (
 
 const STDERR_CAP = 64 * 1024;
 
+/**
+ * What a wrapper that starts the plugin (podnet-exec) gets beyond its
+ * argv: a status pipe at fd 3, which it closes unwritten when the plugin
+ * runs (close-on-exec) and writes to when it could not start it, and the
+ * open fds it inherits from fd 4 on.
+ */
+export interface PluginWrapperFds {
+  /** Inherited by the wrapper as fd 4, 5, ... (the caller keeps its own). */
+  fds: readonly number[];
+  /**
+   * Reads what the wrapper wrote on its status pipe (empty when nothing):
+   * the error of a plugin that was not started, or undefined when it runs.
+   */
+  status: (report: Buffer) => NodeJS.ErrnoException | undefined;
+}
+
 function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
@@ -82,12 +116,14 @@ function killGroup(pid: number | undefined): void {
 
 /**
  * Executes `path` once with `args` (none for a plugin; a wrapper such as
- * nsenter gets the plugin path here), never through a shell, with `stdin`
+ * podnet-exec gets the plugin path here), never through a shell, with `stdin`
  * written to it and exactly `env` as its environment. The plugin runs in its
  * own process group so a deadline, an abort or an oversized stdout can kill it
  * together with its children. Rejects with PluginExecError in those cases and
  * when it cannot be started; a plugin that exits non-zero resolves (the
- * caller interprets its output).
+ * caller interprets its output). With `wrapper`, the process gets its status
+ * pipe and fds, and the plugin counts as started (onSpawn, then stdin) only
+ * once the pipe closed unwritten; what was written on it is a `spawn` failure.
  */
 export function spawnPlugin(
   path: string,
@@ -95,6 +131,7 @@ export function spawnPlugin(
   env: Readonly<Record<string, string>>,
   options: ExecPluginOptions,
   args: readonly string[] = [],
+  wrapper?: PluginWrapperFds,
 ): Promise<PluginOutput> {
   return new Promise((resolve, reject) => {
     const signal = options.signal;
@@ -102,7 +139,17 @@ export function spawnPlugin(
       reject(new PluginExecError({ kind: 'aborted', reason: signal.reason }));
       return;
     }
-    const child = spawn(path, args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    // The first three are pipes either way: the streams are never null.
+    const child = spawn(path, args, {
+      env,
+      stdio: [
+        'pipe',
+        'pipe',
+        'pipe',
+        ...(wrapper === undefined ? [] : ['pipe' as const, ...wrapper.fds]),
+      ],
+      detached: true,
+    }) as ChildProcessWithoutNullStreams;
     const out: Buffer[] = [];
     let outLength = 0;
     const err: Buffer[] = [];
@@ -118,6 +165,25 @@ export function spawnPlugin(
       // plugin itself has exited we stop waiting for them.
       child.stdout.destroy();
       child.stderr.destroy();
+    };
+    // With a wrapper: what it wrote on its status pipe, read once the pipe
+    // has ended (the exec closed it, or the wrapper exited). A report is the
+    // plugin's start failure; none starts the plugin (unless it is gone).
+    const status = wrapper === undefined ? undefined : (child.stdio[3] as Readable | null);
+    const report: Buffer[] = [];
+    let reportLength = 0;
+    let heard = wrapper === undefined;
+    const hear = (startIfRuns: boolean): void => {
+      if (heard) return;
+      heard = true;
+      if (failure !== undefined) return; // killed meanwhile: that is the outcome
+      const error = wrapper?.status(Buffer.concat(report));
+      if (error !== undefined) {
+        stop({ kind: 'spawn', error });
+        child.stdin.destroy();
+      } else if (startIfRuns) {
+        start();
+      }
     };
     const timer = setTimeout(() => stop({ kind: 'timeout' }), options.timeoutMs);
     const onAbort = () => stop({ kind: 'aborted', reason: signal?.reason });
@@ -150,6 +216,8 @@ export function spawnPlugin(
       finish(new PluginExecError({ kind: 'spawn', error }));
     });
     child.on('close', (exitCode, exitSignal) => {
+      // Node may report the close before the status pipe's own end.
+      hear(false);
       if (failure !== undefined) {
         finish(new PluginExecError(failure));
         return;
@@ -164,20 +232,35 @@ export function spawnPlugin(
     // A plugin may exit without reading its config (EPIPE): its exit status
     // and output say what happened, so write errors are not failures.
     child.stdin.on('error', () => {});
-    const onSpawn = options.onSpawn;
-    if (onSpawn === undefined || child.pid === undefined) {
-      child.stdin.end(stdin);
+    const start = (): void => {
+      const onSpawn = options.onSpawn;
+      if (onSpawn === undefined || child.pid === undefined) {
+        child.stdin.end(stdin);
+        return;
+      }
+      Promise.resolve()
+        .then(() => onSpawn(child.pid!))
+        .then(
+          () => child.stdin.end(stdin),
+          (error: unknown) => {
+            stop({ kind: 'hook', error });
+            child.stdin.destroy();
+          },
+        );
+    };
+    if (wrapper === undefined || child.pid === undefined || !status) {
+      // No wrapper, or no process: Node's 'error' says why.
+      start();
       return;
     }
-    Promise.resolve()
-      .then(() => onSpawn(child.pid!))
-      .then(
-        () => child.stdin.end(stdin),
-        (error: unknown) => {
-          stop({ kind: 'hook', error });
-          child.stdin.destroy();
-        },
-      );
+    status.on('data', (d: Buffer) => {
+      if (reportLength <= EXEC_STATUS_BYTES) report.push(d);
+      reportLength += d.length;
+    });
+    status.on('error', () => {}); // its end is what tells; 'close' follows
+    // 'end' first: Node's own 'close' listener may emit the child's 'close'.
+    status.on('end', () => hear(true));
+    status.on('close', () => hear(true));
   });
 }
 
@@ -212,6 +295,50 @@ export async function retryTextBusy<T>(
   }
 }
 
-/** The default executor: {@link spawnPlugin} with libcni's ETXTBSY retry. */
-export const defaultExecutor: PluginExecutor = (path, stdin, env, options) =>
-  retryTextBusy(() => spawnPlugin(path, stdin, env, options), { signal: options.signal });
+/**
+ * What podnet-exec reported for plugin PATH in namespace NSPATH, as the
+ * error of a process that could not be started: a failed exec as Node's
+ * own (code, errno, `spawn PATH`), a failed setns with the namespace as its
+ * path, a report podnet does not know as ERR_PODNET_EXEC_HELPER.
+ */
+export function helperStartError(
+  report: Buffer,
+  path: string,
+  nsPath: string,
+): NodeJS.ErrnoException | undefined {
+  const doing = `starting CNI plugin '${path}' in network namespace '${nsPath}'`;
+  const status = decodeExecStatus(report, doing);
+  if (status === undefined || status instanceof PodnetError) return status;
+  if (status.stage === 'exec')
+    return new PodnetSystemError(doing, { errno: status.errno, syscall: `spawn ${path}`, path });
+  return stageError(doing, status.stage, status.errno, nsPath);
+}
+
+/**
+ * The default executor: {@link spawnPlugin} with libcni's ETXTBSY retry;
+ * with `options.netns`, through podnet-exec, which joins the namespace by
+ * the fd and execs the plugin in place (same pid, same process group).
+ */
+export const defaultExecutor: PluginExecutor = (path, stdin, env, options) => {
+  const netns = options.netns;
+  const attempt =
+    netns === undefined
+      ? () => spawnPlugin(path, stdin, env, options)
+      : () =>
+          spawnPlugin(
+            execHelperPath(),
+            stdin,
+            env,
+            options,
+            execHelperArgv({
+              statusFd: 3,
+              nsFd: 4,
+              joinUserns: false,
+              file: path,
+              argv0: path,
+              args: [],
+            }),
+            { fds: [netns.fd], status: (report) => helperStartError(report, path, netns.path) },
+          );
+  return retryTextBusy(attempt, { signal: options.signal });
+};

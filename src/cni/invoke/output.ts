@@ -2,7 +2,7 @@
 // that did not run to its end, a non-zero exit with the spec's error JSON
 // (or without it), and stdout that must be a result. Plugin output is
 // untrusted: anything not shaped as the spec says is a CniOutputError.
-import { AbortError, PodnetSystemError } from '../../errors.js';
+import { AbortError, isPodnetError, PodnetSystemError } from '../../errors.js';
 import { CniError, CniOutputError, type CniPluginCall, CniTimeoutError } from '../errors.js';
 import { type CniResult, convertResult, parseResult, ResultFormatError } from '../result.js';
 import type { CniVersion } from '../version.js';
@@ -23,12 +23,21 @@ export function execError(
       return new AbortError(`CNI plugin '${call.plugin}' ${call.command}`, { cause: f.reason });
     case 'too-large':
       return new CniOutputError(call, `more than ${f.limit} bytes on stdout; killed`);
-    case 'spawn':
+    case 'spawn': {
+      // The exec helper's report it could not read: already podnet's error.
+      if (f.error.errno === undefined && isPodnetError(f.error)) return f.error;
+      // It could not join the runtime's namespace: that call, that path.
+      const setns = f.error.syscall === 'setns' && f.error.path !== undefined;
       return new PodnetSystemError(
         `executing CNI plugin '${call.plugin}'`,
-        { errno: f.error.errno ?? 0, syscall: 'spawn', path },
+        {
+          errno: f.error.errno ?? 0,
+          syscall: setns ? 'setns' : 'spawn',
+          path: setns ? f.error.path! : path,
+        },
         { cause: f.error },
       );
+    }
     case 'hook':
       return f.error instanceof Error ? f.error : new Error(String(f.error));
   }

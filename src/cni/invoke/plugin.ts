@@ -6,7 +6,12 @@
 import { currentTrace, publish, traced } from '../../diagnostics.js';
 import type { CniPluginCall } from '../errors.js';
 import { withTrace } from './env.js';
-import { PluginExecError, type PluginExecutor, type PluginOutput } from './exec.js';
+import {
+  type ExecPluginOptions,
+  PluginExecError,
+  type PluginExecutor,
+  type PluginOutput,
+} from './exec.js';
 import { execError, pluginError } from './output.js';
 
 /** How one plugin call runs. */
@@ -19,6 +24,8 @@ export interface InvokeOptions {
   maxOutputBytes: number;
   /** Kills the plugin when it aborts. */
   signal?: AbortSignal | undefined;
+  /** The namespace the plugin runs in (see ExecPluginOptions.netns). */
+  netns?: ExecPluginOptions['netns'];
   /** Awaited once the process exists, before it reads its config (see ExecPluginOptions). */
   onSpawn?: ((pid: number) => Promise<void>) | undefined;
   /** The attachment, for diagnostics only. */
@@ -79,6 +86,7 @@ async function execute(
       maxOutputBytes: options.maxOutputBytes,
       signal: options.signal,
       onSpawn: options.onSpawn,
+      netns: options.netns,
     });
     if (out.exitCode !== 0) throw pluginError(call, out);
     return out;

@@ -10,7 +10,6 @@ import {
   normalizeResult,
   parseNetworkList,
 } from '../../../src/cni/index.js';
-import { spawnPlugin } from '../../../src/cni/invoke/exec.js';
 import {
   bridgeList,
   type CniTestEnv,
@@ -65,7 +64,7 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
 
   it('macvlan on a parent link inside a test namespace', async () => {
     // Debian's macvlan (1.1.1) finds its master in the namespace it runs in,
-    // so the plugins run in a "host" namespace of the test's own.
+    // so the plugins run in a "host" namespace of the test's own (netns).
     const host = await makeNetns();
     extra.push(host);
     // This kernel has no dummy driver: one end of a veth pair is the parent.
@@ -85,8 +84,7 @@ describe.skipIf(skipReason !== undefined)('CNI with real plugins', () => {
       pluginDirs: [PLUGIN_DIR],
       cacheDir: env.cacheDir,
       confDir: env.confDir,
-      executor: (path, stdin, environment, options) =>
-        spawnPlugin('/usr/bin/nsenter', stdin, environment, options, [`--net=${host.path}`, path]),
+      netns: host.path,
     });
     const list = parseNetworkList({
       cniVersion: '1.0.0',

@@ -5,6 +5,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -28,6 +29,7 @@ import {
   parseNetworkList,
 } from '../../../src/cni/index.js';
 import { AbortError } from '../../../src/errors.js';
+import { throwsInvalidArgument } from '../../helpers/errors.js';
 
 interface Call {
   plugin: string;
@@ -581,5 +583,82 @@ describe('serialisation', () => {
     expect(log.at(-1)).toBe('start c ADD');
     gates.shift()!();
     await Promise.all([p1, p2, p3, pg, p4]);
+  });
+});
+
+describe('the netns option', () => {
+  it('is an absolute path, checked in the constructor', () => {
+    for (const bad of ['', 'run/netns/node', './node', '/run/netns/a\0b', 42, null, {}]) {
+      throwsInvalidArgument(
+        () => runtime({ netns: bad as unknown as string }),
+        'CniRuntime netns must be the absolute path',
+      );
+    }
+    expect(runtime({ netns: '/run/netns/node' }).netns).toBe('/run/netns/node');
+    expect(runtime().netns).toBeUndefined();
+  });
+
+  it('is opened once per call and given to the executor as a path and an nsfs fd, closed after', async () => {
+    // The caller's own namespace: any user may open it (entering it is the executor's business).
+    const seen: { command: string; path: string | undefined; fd: string | undefined }[] = [];
+    const fds = new Set<number>();
+    const cni = runtime({
+      netns: '/proc/self/ns/net',
+      executor: async (path, stdin, env, options) => {
+        const fd = options.netns?.fd;
+        if (fd !== undefined) fds.add(fd);
+        seen.push({
+          command: env['CNI_COMMAND']!,
+          path: options.netns?.path,
+          fd: fd === undefined ? undefined : readlinkSync(`/proc/self/fd/${fd}`),
+        });
+        return executor(path, stdin, env, options);
+      },
+    });
+    const one = list('1.0.0', { plugins: [{ type: 'p1' }] });
+    await cni.add(one, attachment);
+    await cni.del(one, attachment);
+    const own = readlinkSync('/proc/self/ns/net');
+    expect(seen).toEqual([
+      { command: 'ADD', path: '/proc/self/ns/net', fd: own },
+      { command: 'DEL', path: '/proc/self/ns/net', fd: own },
+    ]);
+    // Closed when the call settled: the number names no namespace any more.
+    for (const fd of fds) {
+      let now = '';
+      try {
+        now = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        // Closed and not reused.
+      }
+      expect(now).not.toBe(own);
+    }
+    // Without the option an executor gets no namespace.
+    const plain: unknown[] = [];
+    await runtime({
+      executor: (path, stdin, env, options) => {
+        plain.push(options.netns);
+        return executor(path, stdin, env, options);
+      },
+    }).add(one, attachment);
+    expect(plain).toEqual([undefined]);
+  });
+
+  it('a file that is not a network namespace fails before any plugin runs', async () => {
+    const file = join(dir, 'plain');
+    writeFileSync(file, '');
+    for (const [path, code] of [
+      [file, 'ERR_PODNET_NOT_A_NAMESPACE'],
+      ['/proc/self/ns/uts', 'ERR_PODNET_NOT_A_NAMESPACE'],
+      [join(dir, 'missing'), 'ENOENT'],
+    ] as const) {
+      const cni = runtime({ netns: path });
+      await expect(cni.add(list(), attachment)).rejects.toMatchObject({ code });
+      await expect(cni.check(list(), attachment)).rejects.toMatchObject({ code });
+      await expect(cni.gc(list())).rejects.toMatchObject({ code });
+      await expect(cni.status(list('1.1.0'))).rejects.toMatchObject({ code });
+      await expect(cni.version('p1')).rejects.toMatchObject({ code });
+    }
+    expect(calls).toEqual([]);
   });
 });
