@@ -9,14 +9,16 @@
 // sees end of file the moment the runner dies, and the next createTopology
 // or `podnet gc` for a runner whose watcher died with it. Links live in the
 // topology's namespaces and go with them; nothing is made in the host's.
+// Files a topology keeps (a cluster's CNI configs, caches and leases) live
+// in the directory beside its record, ID.d, and go with the record.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync } from 'node:fs';
-import { readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { checkPrivateDir, checkRecordedPath } from '../fsafe.js';
+import { checkOwnDir, checkPrivateDir, checkRecordedPath } from '../fsafe.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { type ProcessIdentity, processIdentity, processStatus } from '../process.js';
 
@@ -26,12 +28,33 @@ const RECORD_NAME = /^[0-9a-f]{16}\.json$/;
 /** What the runner writes before closing the pipe on purpose: "not dead, done". */
 export const REAPER_GOODBYE = 'q';
 
+/** What `podnet cluster ls` shows of a cluster, recorded as it is built. */
+export interface ClusterRecord {
+  /** The cluster's name. */
+  name: string;
+  /** 'host-gw' or 'vxlan'. */
+  backend: string;
+  /** The pod CIDR the nodes' slices are cut from. */
+  podCidr: string;
+  /** Its nodes: name, namespace path, underlay address and pod slice. */
+  nodes: { name: string; namespace: string; address: string; podSubnet: string }[];
+  /** Its pods: name, node, namespace path and pod IP. */
+  pods: { name: string; node: string; namespace: string; ip: string }[];
+}
+
 /** A topology's registration: who made it and what it makes. */
 export interface TopologyRecord {
   version: 1;
   owner: ProcessIdentity;
   /** Mount points of its namespaces. */
   namespaces: string[];
+  /**
+   * Kept whatever becomes of its owner, until removed by name: a cluster
+   * made by `podnet cluster up`, whose maker exits at once by design.
+   */
+  persistent?: boolean;
+  /** What it is, when it is a cluster. */
+  cluster?: ClusterRecord;
 }
 
 /** What a sweep removed, and what it kept with why. */
@@ -92,8 +115,22 @@ export function parseRecord(text: string): TopologyRecord | undefined {
   }
   const r = v as Partial<TopologyRecord> | null;
   const owner = r?.owner as Partial<ProcessIdentity> | undefined;
+  const strings = (o: unknown, keys: readonly string[]): boolean =>
+    typeof o === 'object' &&
+    o !== null &&
+    keys.every((k) => typeof (o as Record<string, unknown>)[k] === 'string');
+  const c = r?.cluster as Partial<ClusterRecord> | undefined;
+  const clusterOk =
+    c === undefined ||
+    (strings(c, ['name', 'backend', 'podCidr']) &&
+      Array.isArray(c.nodes) &&
+      c.nodes.every((n) => strings(n, ['name', 'namespace', 'address', 'podSubnet'])) &&
+      Array.isArray(c.pods) &&
+      c.pods.every((n) => strings(n, ['name', 'node', 'namespace', 'ip'])));
   if (
     r?.version !== 1 ||
+    !clusterOk ||
+    (r.persistent !== undefined && typeof r.persistent !== 'boolean') ||
     !Number.isInteger(owner?.pid) ||
     (owner?.pid ?? 0) <= 0 ||
     typeof owner?.startTime !== 'string' ||
@@ -106,7 +143,14 @@ export function parseRecord(text: string): TopologyRecord | undefined {
     version: 1,
     owner: { pid: owner.pid!, startTime: owner.startTime },
     namespaces: r.namespaces,
+    ...(r.persistent ? { persistent: true } : {}),
+    ...(c === undefined ? {} : { cluster: c as ClusterRecord }),
   };
+}
+
+/** The directory of a topology's files: beside its record, named after it. */
+export function recordFilesDir(recordPath: string): string {
+  return recordPath.replace(/\.json$/, '.d');
 }
 
 // Removes one recorded namespace: only a path named as createTopology names
@@ -125,47 +169,91 @@ async function removeNamespace(path: string): Promise<boolean> {
 }
 
 /**
- * Removes every registered topology whose runner is dead (no such pid,
- * another start time, a zombie), with its namespaces, then its record. A
- * runner whose state cannot be read is kept, and said so in `errors`; a
- * record that does not parse is left for a person to look at.
+ * Removes one registered topology: its namespaces, then its files, then its
+ * record (the record goes last, so a removal that fails half way is tried
+ * again by the next sweep). Says what it removed, or why not, in `report`.
  */
-export async function sweepTopologies(opts: { dir?: string } = {}): Promise<TopologySweepReport> {
-  const dir = opts.dir ?? defaultRecordDir();
-  const report: TopologySweepReport = { removedTopologies: [], removedNamespaces: [], errors: [] };
+export async function removeTopology(
+  path: string,
+  rec: TopologyRecord,
+  report: TopologySweepReport,
+): Promise<boolean> {
+  let failed = false;
+  for (const ns of rec.namespaces) {
+    try {
+      if (await removeNamespace(ns)) report.removedNamespaces.push(ns);
+    } catch (err) {
+      failed = true;
+      report.errors.push(`${path}: ${message(err)}`);
+    }
+  }
+  if (failed) return false;
+  const files = recordFilesDir(path);
+  try {
+    checkOwnDir(files);
+    await rm(files, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      report.errors.push(`${path}: ${message(err)}`);
+      return false;
+    }
+  }
+  await deleteRecord(path);
+  return true;
+}
+
+// The record files of a registry directory, in order (none when it does not exist).
+async function recordPaths(dir: string): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
   checkPrivateDir(dir);
-  for (const name of names.filter((n) => RECORD_NAME.test(n)).sort()) {
-    const path = join(dir, name);
+  return names
+    .filter((n) => RECORD_NAME.test(n))
+    .sort()
+    .map((n) => join(dir, n));
+}
+
+/** Every parseable record in `dir` with its path (an absent directory has none). */
+export async function listRecords(
+  dir: string = defaultRecordDir(),
+): Promise<{ path: string; record: TopologyRecord }[]> {
+  const out: { path: string; record: TopologyRecord }[] = [];
+  for (const path of await recordPaths(dir)) {
+    const record = parseRecord(await readFile(path, 'utf8').catch(() => ''));
+    if (record) out.push({ path, record });
+  }
+  return out;
+}
+
+/**
+ * Removes every registered topology whose runner is dead (no such pid,
+ * another start time, a zombie), with its namespaces, then its record. A
+ * runner whose state cannot be read is kept, and said so in `errors`; a
+ * record that does not parse is left for a person to look at, and a
+ * persistent one (`podnet cluster up`'s) for `podnet cluster down`.
+ */
+export async function sweepTopologies(opts: { dir?: string } = {}): Promise<TopologySweepReport> {
+  const dir = opts.dir ?? defaultRecordDir();
+  const report: TopologySweepReport = { removedTopologies: [], removedNamespaces: [], errors: [] };
+  for (const path of await recordPaths(dir)) {
     const rec = parseRecord(await readFile(path, 'utf8').catch(() => ''));
     if (!rec) {
       report.errors.push(`${path}: not a topology record; kept`);
       continue;
     }
+    if (rec.persistent) continue;
     const status = processStatus(rec.owner);
     if (status !== 'dead') {
       if (status === 'unknown')
         report.errors.push(`${path}: cannot tell whether pid ${rec.owner.pid} runs; kept`);
       continue;
     }
-    let failed = false;
-    for (const ns of rec.namespaces) {
-      try {
-        if (await removeNamespace(ns)) report.removedNamespaces.push(ns);
-      } catch (err) {
-        failed = true;
-        report.errors.push(`${path}: ${message(err)}`);
-      }
-    }
-    if (failed) continue;
-    await deleteRecord(path);
-    report.removedTopologies.push(path);
+    if (await removeTopology(path, rec, report)) report.removedTopologies.push(path);
   }
   return report;
 }

@@ -2,11 +2,19 @@
 // namespaces, a record for the reaper written before anything is made,
 // the watcher held while it lives, and one removal for failure and end.
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { AggregatePodnetError } from '../errors.js';
 import { NetworkNamespace } from '../netns/index.js';
 import { namespacePath } from '../netns/namespace.js';
 import { processIdentity } from '../process.js';
-import { deleteRecord, holdWatcher, sweepTopologies, writeRecord } from './reaper.js';
+import {
+  type ClusterRecord,
+  deleteRecord,
+  holdWatcher,
+  recordFilesDir,
+  sweepTopologies,
+  writeRecord,
+} from './reaper.js';
 
 /** A new unique test namespace name, `podnet-test-<12 hex>` (what the reaper removes). */
 export const testName = (): string => `podnet-test-${randomBytes(6).toString('hex')}`;
@@ -28,12 +36,23 @@ export async function tempNamespace(
   }
 }
 
+/** What a registration records beside its namespaces (clusters). */
+export interface RegistrationExtra {
+  /** Keep the topology when this process ends (`podnet cluster up`); no watcher is held. */
+  persistent?: boolean;
+  /** What it is, when it is a cluster. */
+  cluster?: ClusterRecord;
+}
+
 /** A topology's registration: sweep the dead, register, hold the watcher; on failure or removal undo all of it. */
 export class Registration {
   readonly made: NetworkNamespace[] = [];
   readonly names: string[];
   readonly #where: { dir?: string };
   #release: (() => Promise<void>) | undefined;
+  #recordDir = '';
+  #id = '';
+  #extra: RegistrationExtra = {};
   record = '';
 
   constructor(count: number, where: { dir?: string }) {
@@ -41,14 +60,42 @@ export class Registration {
     this.#where = where;
   }
 
-  async start(recordDir: string): Promise<void> {
+  /** The directory of the topology's own files (removed with it); made by the caller. */
+  get filesDir(): string {
+    return recordFilesDir(this.record);
+  }
+
+  async start(recordDir: string, extra: RegistrationExtra = {}): Promise<void> {
     await sweepTopologies({ dir: recordDir });
-    this.record = await writeRecord(recordDir, randomBytes(8).toString('hex'), {
+    this.#recordDir = recordDir;
+    this.#id = randomBytes(8).toString('hex');
+    this.#extra = extra;
+    await this.#write();
+    if (!extra.persistent) this.#release = holdWatcher(recordDir);
+  }
+
+  /**
+   * Registers `count` more namespaces (the record is rewritten before any of
+   * them is made) and, when given, the cluster's description as it stands.
+   */
+  async grow(count: number, cluster?: ClusterRecord): Promise<void> {
+    for (let i = 0; i < count; i++) this.names.push(testName());
+    if (cluster) this.#extra = { ...this.#extra, cluster };
+    await this.#write();
+  }
+
+  async #write(): Promise<void> {
+    this.record = await writeRecord(this.#recordDir, this.#id, {
       version: 1,
       owner: processIdentity(process.pid),
       namespaces: this.names.map((name) => namespacePath(name, this.#where.dir)),
+      ...this.#extra,
     });
-    this.#release = holdWatcher(recordDir);
+  }
+
+  /** The path the next namespace will have. */
+  nextPath(): string {
+    return namespacePath(this.names[this.made.length]!, this.#where.dir);
   }
 
   async namespace(): Promise<NetworkNamespace> {
@@ -57,13 +104,28 @@ export class Registration {
     return ns;
   }
 
+  /** Removes one namespace made here (a pod's) and no longer lists it. */
+  async drop(ns: NetworkNamespace, cluster?: ClusterRecord): Promise<void> {
+    await ns.remove();
+    const i = this.made.indexOf(ns);
+    if (i >= 0) {
+      this.made.splice(i, 1);
+      this.names.splice(i, 1);
+    }
+    if (cluster) this.#extra = { ...this.#extra, cluster };
+    await this.#write();
+  }
+
   readonly remove = async (): Promise<void> => {
     const errors: unknown[] = [];
     for (const ns of this.made.splice(0).reverse())
       await ns.remove().catch((e: unknown) => errors.push(e));
     if (errors.length)
       throw new AggregatePodnetError('ERR_PODNET_TEARDOWN', 'removing a test topology', errors);
-    if (this.record) await deleteRecord(this.record);
+    if (this.record) {
+      await rm(this.filesDir, { recursive: true, force: true });
+      await deleteRecord(this.record);
+    }
     await this.#release?.();
     this.#release = undefined;
   };
