@@ -100,14 +100,24 @@ export class TopologyHost implements TestHost {
   /**
    * Runs a command in the host to completion and resolves to its exit code
    * and output (a non-zero exit resolves too: it is the caller's to judge).
-   * Rejects only when it cannot be started (ENOENT, ...).
+   * Rejects only when it cannot be started (ENOENT, ...). `input`, when
+   * given, is written to its stdin (which is otherwise /dev/null).
    */
   exec(
     command: string,
     args: readonly string[] = [],
-    options: NamespaceSpawnOptions = {},
+    options: NamespaceSpawnOptions & { input?: string } = {},
   ): Promise<ExecResult> {
-    const child = this.ns.spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    const { input, ...spawnOptions } = options;
+    const child = this.ns.spawn(command, args, {
+      ...spawnOptions,
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    if (input !== undefined) {
+      // A command that exits without reading all of it is judged by its exit status.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(input);
+    }
     return new Promise<ExecResult>((resolve, reject) => {
       let stdout = '';
       let stderr = '';
