@@ -2,7 +2,15 @@
 // parse is kept for a person, a live owner's record is never touched, and a
 // dead owner's record can only ever remove podnet-test-* namespaces.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -82,5 +90,71 @@ describe('topology records', () => {
       errors: [],
     });
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('parses a persistent cluster record, and refuses a cluster of the wrong shape', () => {
+    const cluster = {
+      name: 'lab',
+      backend: 'vxlan',
+      podCidr: '10.244.0.0/16',
+      nodes: [
+        {
+          name: 'node1',
+          namespace: '/run/netns/n',
+          address: '10.1.1.1',
+          podSubnet: '10.244.1.0/24',
+        },
+      ],
+      pods: [{ name: 'a', node: 'node1', namespace: '/run/netns/p', ip: '10.244.1.2' }],
+    };
+    const ok = {
+      version: 1,
+      owner: { pid: 12, startTime: '345' },
+      namespaces: [],
+      persistent: true,
+      cluster,
+    };
+    expect(parseRecord(JSON.stringify(ok))).toEqual(ok);
+    for (const bad of [
+      { ...ok, persistent: 'yes' },
+      { ...ok, cluster: { ...cluster, nodes: [{ name: 'node1' }] } },
+      { ...ok, cluster: { ...cluster, pods: 'none' } },
+      { ...ok, cluster: { ...cluster, name: 7 } },
+    ])
+      expect(parseRecord(JSON.stringify(bad)), JSON.stringify(bad)).toBeUndefined();
+  });
+
+  it("keeps a persistent record whatever its owner; removes a dead owner's files with its record", async () => {
+    await writeRecord(dir, '0000000000000005', {
+      version: 1,
+      owner: deadOwner(),
+      namespaces: [],
+      persistent: true,
+    });
+    await writeRecord(dir, '0000000000000006', { version: 1, owner: deadOwner(), namespaces: [] });
+    mkdirSync(join(dir, '0000000000000006.d', 'node1', 'ipam'), { recursive: true });
+    writeFileSync(join(dir, '0000000000000006.d', 'node1', 'ipam', '10.244.1.2'), 'c1');
+    const report = await sweepTopologies({ dir });
+    expect(report.removedTopologies).toEqual([join(dir, '0000000000000006.json')]);
+    expect(readdirSync(dir)).toEqual(['0000000000000005.json']);
+  });
+
+  it('does not follow a files directory that is a symlink', async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), 'podnet-test-reaper-'));
+    try {
+      writeFileSync(join(elsewhere, 'precious'), 'keep me');
+      await writeRecord(dir, '0000000000000007', {
+        version: 1,
+        owner: deadOwner(),
+        namespaces: [],
+      });
+      symlinkSync(elsewhere, join(dir, '0000000000000007.d'));
+      const report = await sweepTopologies({ dir });
+      expect(report.removedTopologies).toEqual([]);
+      expect(report.errors[0]).toMatch(/0000000000000007\.json: .*not a directory/);
+      expect(existsSync(join(elsewhere, 'precious'))).toBe(true);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 });
