@@ -45,6 +45,7 @@ const RTPROT_BOOT = 3;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
 const RTN_UNICAST = 1;
+const RTNH_F_ONLINK = 4;
 const AF_BRIDGE = 7;
 const IFF_UP = 1;
 const AF_INET = 2;
@@ -246,6 +247,12 @@ export interface RouteRequest {
   dst: string;
   gateway?: string;
   ifindex: number;
+  /**
+   * The gateway is on the link even though no address of the link covers
+   * it (RTNH_F_ONLINK, `ip route ... onlink`): flannel's VXLAN route to a
+   * peer's subnet goes via the peer's /32 on the VXLAN device.
+   */
+  onlink?: boolean;
 }
 
 /** Requests a route in the main table (EEXIST if the same route exists). */
@@ -264,6 +271,7 @@ export function encodeNewRoute(req: RouteRequest): Buffer {
   msg[5] = RTPROT_BOOT;
   msg[6] = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
   msg[7] = RTN_UNICAST;
+  if (req.onlink) msg.writeUInt32LE(RTNH_F_ONLINK, 8);
   const w = new MessageWriter().raw(msg);
   if (dst.prefix > 0) w.attr(RTA_DST, dst.bytes);
   if (gw) w.attr(RTA_GATEWAY, gw.bytes);
@@ -396,4 +404,172 @@ export function pschedTicksPerUs(text: string): number | undefined {
   // multiplier of 1000 that means 1 (tc_core.c's "compatibility hack").
   const tickToUs = res === 1_000_000_000 ? us2t : t2us;
   return (tickToUs / us2t) * (res / 1_000_000);
+}
+
+// A flannel-style VXLAN backend, as flannel's vxlan backend builds it
+// (backend/vxlan/device.go over vishvananda/netlink): a `flannel.<VNI>`
+// device over the underlay, and per peer node an onlink route, a permanent
+// neighbour and an FDB entry. The requests are those of `ip link add ...
+// type vxlan`, `ip neigh replace`, `bridge fdb` and `ip route ... onlink`.
+
+const RTM_NEWNEIGH = 28;
+const NLM_F_APPEND = 0x800;
+const IFLA_VXLAN_ID = 1;
+const IFLA_VXLAN_LINK = 3;
+const IFLA_VXLAN_LOCAL = 4;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PORT = 15;
+const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const NUD_PERMANENT = 0x80;
+const NTF_SELF = 0x02;
+const IFNAMSIZ = 16;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+/** The UDP port of flannel's VXLAN backend (and the Linux kernel's default; IANA's is 4789). */
+export const FLANNEL_VXLAN_PORT = 8472;
+
+function checkedIpv4(addr: unknown, what: string): Buffer {
+  if (typeof addr !== 'string' || isIP(addr) !== 4)
+    throw new InvalidArgumentError(`${what} must be an IPv4 address, not ${JSON.stringify(addr)}`);
+  return Buffer.from(addr.split('.').map(Number));
+}
+
+function checkedMac(mac: unknown, what: string): Buffer {
+  if (typeof mac !== 'string' || !MAC_RE.test(mac))
+    throw new InvalidArgumentError(
+      `${what} must be a MAC address (aa:bb:cc:dd:ee:ff), not ${JSON.stringify(mac)}`,
+    );
+  return macBytes(mac);
+}
+
+function checkedInt(v: unknown, min: number, max: number, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, not ${v}`);
+  return v;
+}
+
+function checkedIfindex(v: unknown, what: string): number {
+  return checkedInt(v, 1, 0x7fffffff, what);
+}
+
+/** A VXLAN device as flannel's backend makes it. */
+export interface VxlanRequest {
+  /** Its name: flannel's is `flannel.<VNI>`. */
+  name: string;
+  /** The VXLAN network identifier (24 bits; flannel's default 1). */
+  vni: number;
+  /** This node's underlay IPv4 address, the tunnel's source (IFLA_VXLAN_LOCAL). */
+  local: string;
+  /** Index of the underlay link the encapsulated packets leave through (IFLA_VXLAN_LINK). */
+  underlayIfindex: number;
+  /** UDP destination port; default {@link FLANNEL_VXLAN_PORT}. */
+  port?: number;
+  /** Learn remote MACs from what arrives; default false: flannel writes every FDB entry itself. */
+  learning?: boolean;
+  /** The device's MAC: what peers put in their neighbour and FDB entries for this node. */
+  mac?: string;
+  /** Its MTU: flannel's is the underlay's less 50 (the VXLAN, UDP, IPv4 and Ethernet headers). */
+  mtu?: number;
+}
+
+/**
+ * Requests a new VXLAN device, created down (set it up with
+ * {@link encodeSetIndexUp} or {@link encodeSetLinkUp} once its address is
+ * on): `ip link add NAME address MAC mtu MTU type vxlan id VNI local IP
+ * dev UNDERLAY dstport PORT nolearning`. EEXIST when the name is taken.
+ * The same attributes as ip(8) sends; the kernel's defaults for the rest
+ * (ttl inherit, udpcsum, ageing 300) are what flannel's explicit zeros give.
+ */
+export function encodeNewVxlan(req: VxlanRequest): Buffer {
+  const name = req.name;
+  if (typeof name !== 'string' || name === '' || Buffer.byteLength(name) >= IFNAMSIZ)
+    throw new InvalidArgumentError(
+      `a VXLAN device name must be 1 to 15 bytes, not ${JSON.stringify(name)}`,
+    );
+  const vni = checkedInt(req.vni, 0, 0xffffff, 'a VNI');
+  const local = checkedIpv4(req.local, 'the VXLAN local address');
+  const underlay = checkedIfindex(req.underlayIfindex, 'the underlay ifindex');
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(checkedInt(req.port ?? FLANNEL_VXLAN_PORT, 1, 0xffff, 'the VXLAN port'));
+  // In ip(8)'s order: its request but for the nest flags and the kind's NUL.
+  const w = new MessageWriter().raw(ifinfomsg());
+  if (req.mac !== undefined) w.attr(IFLA_ADDRESS, checkedMac(req.mac, 'the VXLAN MAC'));
+  if (req.mtu !== undefined) w.u32(IFLA_MTU, checkedInt(req.mtu, 68, 65535, 'the VXLAN MTU'));
+  w.str(IFLA_IFNAME, name).begin(IFLA_LINKINFO).str(IFLA_INFO_KIND, 'vxlan').begin(IFLA_INFO_DATA);
+  w.u32(IFLA_VXLAN_LINK, underlay)
+    .u32(IFLA_VXLAN_ID, vni)
+    .attr(IFLA_VXLAN_LOCAL, local)
+    .u8(IFLA_VXLAN_LEARNING, req.learning ? 1 : 0)
+    // The port is the one attribute of the set in network order.
+    .attr(IFLA_VXLAN_PORT, port);
+  w.end().end();
+  return w.finish(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+}
+
+// struct ndmsg (linux/neighbour.h): family, 3 pad, ifindex, state, flags, type.
+function ndmsg(family: number, ifindex: number, state: number, flags: number): Buffer {
+  const b = Buffer.alloc(12);
+  b[0] = family;
+  b.writeInt32LE(ifindex, 4);
+  b.writeUInt16LE(state, 8);
+  b[10] = flags;
+  return b;
+}
+
+/** A static IPv4 neighbour: this address is at this MAC on this link. */
+export interface NeighborRequest {
+  /** Index of the link (flannel: the VXLAN device). */
+  ifindex: number;
+  /** The neighbour's IPv4 address (flannel: the peer's VXLAN /32, its subnet's .0). */
+  ip: string;
+  /** Its MAC (flannel: the peer's VXLAN device's). */
+  mac: string;
+}
+
+/**
+ * Requests a permanent IPv4 neighbour entry, replacing any entry for that
+ * address on the link (`ip neigh replace IP lladdr MAC dev DEV nud
+ * permanent`): with it the kernel never ARPs for a peer across the tunnel.
+ */
+export function encodeNewNeighbor(req: NeighborRequest): Buffer {
+  const ifindex = checkedIfindex(req.ifindex, 'the neighbour ifindex');
+  return new MessageWriter()
+    .raw(ndmsg(AF_INET, ifindex, NUD_PERMANENT, 0))
+    .attr(NDA_DST, checkedIpv4(req.ip, 'the neighbour address'))
+    .attr(NDA_LLADDR, checkedMac(req.mac, 'the neighbour MAC'))
+    .finish(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE);
+}
+
+/** A VXLAN forwarding entry: frames to this MAC go to this remote underlay address. */
+export interface FdbRequest {
+  /** Index of the VXLAN device. */
+  ifindex: number;
+  /** The remote VTEP's MAC (the peer's VXLAN device's). */
+  mac: string;
+  /** The peer's underlay IPv4 address (NDA_DST). */
+  dst: string;
+  /**
+   * Add a destination beside those the MAC has (`bridge fdb append`, for
+   * flooding to several) instead of replacing them (`bridge fdb replace`,
+   * flannel's). Default false.
+   */
+  append?: boolean;
+}
+
+/**
+ * Requests a permanent FDB entry on a VXLAN device, in the device's own
+ * table (NTF_SELF): `bridge fdb replace MAC dev DEV dst IP self permanent`
+ * (or `append`).
+ */
+export function encodeNewFdb(req: FdbRequest): Buffer {
+  const ifindex = checkedIfindex(req.ifindex, 'the FDB ifindex');
+  return new MessageWriter()
+    .raw(ndmsg(AF_BRIDGE, ifindex, NUD_PERMANENT, NTF_SELF))
+    .attr(NDA_LLADDR, checkedMac(req.mac, 'the FDB MAC'))
+    .attr(NDA_DST, checkedIpv4(req.dst, 'the FDB destination'))
+    .finish(
+      RTM_NEWNEIGH,
+      NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (req.append ? NLM_F_APPEND : NLM_F_REPLACE),
+    );
 }
