@@ -26,6 +26,8 @@ export const channelNames = [
   'podnet:network:gc:check',
   // After each step of the native driver's attach (phase: leased, bridge, veth, container, firewall, cached).
   'podnet:bridge:attach',
+  // A test cluster's build (phase: switch, node:N, wired) and pods (pod:NAME).
+  'podnet:testing:cluster',
   'podnet:slirp:start',
   'podnet:slirp:exit',
   'podnet:slirp:api',

@@ -29,6 +29,16 @@ import { defaultRecordDir } from './reaper.js';
 import { Registration } from './registration.js';
 
 export {
+  type Cluster,
+  type ClusterBackend,
+  ClusterNode,
+  type ClusterOptions,
+  type ClusterPlugin,
+  ClusterPod,
+  createCluster,
+  type PodOptions,
+} from './cluster.js';
+export {
   type ExecResult,
   type HostInterface,
   type Impairment,

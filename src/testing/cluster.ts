@@ -1,0 +1,557 @@
+// A cluster on one machine: node namespaces on an underlay bridge, each a
+// kubelet's node in miniature, with its own CNI config, cache and lease
+// directories, and pods set up by the unchanged CNI plugins run inside the
+// node's namespace (CniRuntime's `netns`), as a node's container runtime
+// runs them. Between nodes: host-gw routes or flannel's VXLAN shape; faults
+// at the switch (partitions) and on any link (impairment). Everything is in
+// the cluster's namespaces and its files directory, both registered for the
+// reaper before they are made.
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CniNetworkList } from '../cni/config.js';
+import { parseNetworkList } from '../cni/config.js';
+import { findPlugin } from '../cni/invoke/find.js';
+import { normalizeResult } from '../cni/result.js';
+import { CniRuntime } from '../cni/runtime.js';
+import { publish } from '../diagnostics.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { NetworkNamespace } from '../netns/index.js';
+import { parseCidr } from '../netns/rtnl-write.js';
+import {
+  CLUSTER_NETWORK,
+  type ClusterPlugin,
+  nodeConflist,
+  nodeDirs,
+  sliceGateway,
+  subnetEnv,
+} from './cluster-cni.js';
+import {
+  type ClusterBackend,
+  checkBackend,
+  cutPairs,
+  nftIn,
+  PARTITION_TABLE_SCRIPT,
+  partitionScript,
+  wireBackend,
+} from './cluster-net.js';
+import {
+  type HostInterface,
+  linksReady,
+  subnetPrefix,
+  TopologyHost,
+  TopologyLink,
+} from './host.js';
+import { type ClusterRecord, defaultRecordDir } from './reaper.js';
+import { Registration } from './registration.js';
+
+export type { ClusterPlugin } from './cluster-cni.js';
+export type { ClusterBackend } from './cluster-net.js';
+
+/** Options of {@link createCluster}. */
+export interface ClusterOptions {
+  /** Number of nodes, 1 to 32 (default 3). */
+  nodes?: number;
+  /**
+   * The pod CIDR, an IPv4 network of prefix 8 to 22 (default a random
+   * 10.X.0.0/16). Node N (from 1) gets its Nth /24 as its slice.
+   */
+  podCidr?: string;
+  /** How pod traffic crosses nodes (default 'host-gw'). */
+  backend?: ClusterBackend;
+  /** The nodes' underlay IPv4 /24 (default a random 10.231.X.0/24); node N is .N. */
+  underlay?: string;
+  /** The VXLAN network identifier (vxlan only; default 1, flannel's). */
+  vni?: number;
+  /** The pod network's CNI plugin (default 'bridge'; 'flannel' where flannel's plugin is installed). */
+  plugin?: ClusterPlugin;
+  /** Where plugin binaries are looked up (default CniRuntime's). */
+  pluginDirs?: readonly string[];
+  /** Namespace directory (default as NetworkNamespace.create). */
+  dir?: string;
+  /** Where the cluster is registered for its reaper (default {@link defaultRecordDir}). */
+  recordDir?: string;
+  /** The name `podnet cluster ls` shows (default `cluster-<hex>` of its record). */
+  name?: string;
+  /** Kept when this process ends, until removed by name (`podnet cluster up`). */
+  persistent?: boolean;
+  /** Aborting stops the build, removes what was made, and rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link ClusterNode.addPod}. */
+export interface PodOptions {
+  /** The pod's name: a lowercase letter, then up to 30 of a-z, 0-9, '-'; unique in the cluster. */
+  name: string;
+  /** Aborting stops the pod's setup (CNI ADD is rolled back). */
+  signal?: AbortSignal;
+}
+
+/** A pod: a namespace attached to the pod network by its node's plugins. */
+export class ClusterPod {
+  /** Its name. */
+  readonly name: string;
+  /** The node it runs on. */
+  readonly node: ClusterNode;
+  /** Its network namespace. */
+  readonly netns: NetworkNamespace;
+  /** Its pod IP (eth0). */
+  readonly ip: string;
+  /** The CNI container ID its attachment has. */
+  readonly containerId: string;
+  /** The veth between the pod's eth0 and its node's bridge (impair it to slow this pod only). */
+  readonly link: TopologyLink;
+  /** @internal The host of its namespace. */
+  readonly host: TopologyHost;
+
+  /** @internal Made by ClusterNode.addPod. */
+  constructor(
+    node: ClusterNode,
+    name: string,
+    host: TopologyHost,
+    ip: string,
+    containerId: string,
+    link: TopologyLink,
+  ) {
+    this.node = node;
+    this.name = name;
+    this.host = host;
+    this.netns = host.ns;
+    this.ip = ip;
+    this.containerId = containerId;
+    this.link = link;
+  }
+
+  /** Runs a command in the pod to completion (see {@link TopologyHost.exec}). */
+  exec(...args: Parameters<TopologyHost['exec']>): ReturnType<TopologyHost['exec']> {
+    return this.host.exec(...args);
+  }
+
+  /** CNI DEL on its node (its lease is freed), then its namespace is removed. */
+  async remove(): Promise<void> {
+    await this.node.removePod(this);
+  }
+}
+
+/** A node: a namespace on the underlay, with its own CNI runtime, directories and pods. */
+export class ClusterNode {
+  /** `node1`, `node2`, ... */
+  readonly name: string;
+  /** Its namespace. */
+  readonly ns: NetworkNamespace;
+  /** Its underlay address (eth0). */
+  readonly address: string;
+  /** Its slice of the pod CIDR. */
+  readonly podSubnet: string;
+  /** Its link to the underlay switch (impair it to slow the node's traffic both ways). */
+  readonly link: TopologyLink;
+  /** Its CNI runtime: plugins run in the node's namespace, with its own config and cache directories. */
+  readonly runtime: CniRuntime;
+  /** Its pod network config list (loaded from its config directory). */
+  readonly network: CniNetworkList;
+  /** Its directories: CNI config, result cache, host-local leases. */
+  readonly dirs: { confDir: string; cacheDir: string; dataDir: string };
+  /** Its pods, in the order they were added. */
+  readonly pods: ClusterPod[] = [];
+  /** @internal */
+  readonly host: TopologyHost;
+  readonly #cluster: ClusterInternals;
+
+  /** @internal Made by createCluster. */
+  constructor(
+    cluster: ClusterInternals,
+    host: TopologyHost,
+    parts: {
+      address: string;
+      podSubnet: string;
+      link: TopologyLink;
+      runtime: CniRuntime;
+      network: CniNetworkList;
+      dirs: ClusterNode['dirs'];
+    },
+  ) {
+    this.#cluster = cluster;
+    this.host = host;
+    this.name = host.name;
+    this.ns = host.ns;
+    this.address = parts.address;
+    this.podSubnet = parts.podSubnet;
+    this.link = parts.link;
+    this.runtime = parts.runtime;
+    this.network = parts.network;
+    this.dirs = parts.dirs;
+  }
+
+  /**
+   * A new pod on this node: a namespace (registered first), then CNI ADD
+   * through the node's runtime. A failure removes the namespace again.
+   */
+  async addPod(opts: PodOptions): Promise<ClusterPod> {
+    const name = podName(opts?.name);
+    if (this.#cluster.pods().some((p) => p.name === name))
+      throw new InvalidArgumentError(`the cluster already has a pod '${name}'`);
+    opts.signal?.throwIfAborted();
+    const reg = this.#cluster.registration;
+    await reg.grow(1);
+    const ns = await reg.namespace();
+    const host = new TopologyHost(name, ns);
+    const containerId = `${this.#cluster.id}-${name}`;
+    try {
+      const result = normalizeResult(
+        await this.runtime.add(
+          this.network,
+          { containerId, netns: ns.path, ifName: 'eth0' },
+          opts.signal === undefined ? {} : { signal: opts.signal },
+        ),
+      );
+      const ip = result.ips[0]?.address.split('/')[0];
+      // The bridge plugin lists the bridge, the host end and the pod end, in that order.
+      const hostEnd = result.interfaces.find((i) => i.sandbox === undefined && i.name !== 'cni0');
+      if (ip === undefined || hostEnd === undefined)
+        throw new InvalidArgumentError(
+          `the plugin's result for pod '${name}' has no address or no host-side interface`,
+        );
+      const podIface: HostInterface = { ifname: 'eth0', address: ip };
+      const nodeIface: HostInterface = {
+        ifname: hostEnd.name,
+        address: sliceGateway(this.podSubnet),
+      };
+      host.interfaces.push(podIface);
+      const link = new TopologyLink(
+        [
+          { host, iface: podIface },
+          { host: this.host, iface: nodeIface },
+        ],
+        this.podSubnet,
+        undefined,
+      );
+      podIface.link = link;
+      const pod = new ClusterPod(this, name, host, ip, containerId, link);
+      this.pods.push(pod);
+      await this.#cluster.recordState();
+      publish('podnet:testing:cluster', { record: reg.record, phase: `pod:${name}` });
+      return pod;
+    } catch (err) {
+      await reg.drop(ns).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** @internal CNI DEL for a pod of this node, then its namespace goes. */
+  async removePod(pod: ClusterPod): Promise<void> {
+    const i = this.pods.indexOf(pod);
+    if (i < 0) return;
+    await this.runtime.del(this.network, {
+      containerId: pod.containerId,
+      netns: pod.netns.path,
+      ifName: 'eth0',
+    });
+    this.pods.splice(i, 1);
+    await this.#cluster.registration.drop(pod.netns, this.#cluster.describe());
+  }
+
+  /**
+   * CNI GC on this node: every cached attachment not among `valid` pods is
+   * DELeted (its lease freed), as libcni's GC does; the pods stay, without
+   * a network. Default: none valid.
+   */
+  async gc(valid: readonly ClusterPod[] = []): Promise<void> {
+    await this.runtime.gc(this.network, {
+      validAttachments: valid.map((p) => ({ containerId: p.containerId, ifName: 'eth0' })),
+    });
+  }
+
+  /** The addresses host-local has leased on this node (its data directory), sorted. */
+  async leases(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.dirs.dataDir, CLUSTER_NETWORK));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return names.filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n)).sort();
+  }
+}
+
+// What nodes reach of their cluster.
+interface ClusterInternals {
+  id: string;
+  registration: Registration;
+  pods(): ClusterPod[];
+  describe(): ClusterRecord;
+  recordState(): Promise<void>;
+}
+
+/** A cluster: its nodes, its switch, its faults. Remove it (or `await using`) to delete everything. */
+export interface Cluster extends AsyncDisposable {
+  /** Its name. */
+  readonly name: string;
+  /** How pod traffic crosses nodes. */
+  readonly backend: ClusterBackend;
+  /** The pod CIDR. */
+  readonly podCidr: string;
+  /** The nodes, node1 first. */
+  readonly nodes: ClusterNode[];
+  /** The switch namespace holding the underlay bridge and the partition table. */
+  readonly switch: NetworkNamespace;
+  /** The record its reaper reads. */
+  readonly record: string;
+  /** The node of that name or number (from 1). */
+  node(which: string | number): ClusterNode;
+  /** Every pod, node by node. */
+  pods(): ClusterPod[];
+  /**
+   * Cuts groups of nodes from each other: nodes of one group stay
+   * connected, nodes of different groups reach each other not at all
+   * (underlay and pod traffic, both ways). Nodes named in no group form
+   * one more group. Replaces any partition before it, in one transaction.
+   */
+  partition(...groups: (ClusterNode | string | number)[][]): Promise<void>;
+  /** Ends any partition (one transaction). */
+  heal(): Promise<void>;
+  /** The current partition's groups by node name ([] when whole), and the frames it has dropped. */
+  partitionState(): Promise<{ groups: string[][]; droppedFrames: number }>;
+  /** Removes every namespace, file and record of the cluster. */
+  close(): Promise<void>;
+}
+
+function podName(v: unknown): string {
+  if (typeof v !== 'string' || !/^[a-z][a-z0-9-]{0,30}$/.test(v))
+    throw new InvalidArgumentError(
+      `a pod name is a lowercase letter, then up to 30 of a-z, 0-9, '-', not '${String(v)}'`,
+    );
+  return v;
+}
+
+// The pod CIDR as an integer network and prefix, checked.
+function checkPodCidr(v: unknown, nodes: number): { base: number; prefix: number; text: string } {
+  const text = v === undefined ? `10.${200 + Math.floor(Math.random() * 50)}.0.0/16` : v;
+  let parsed: ReturnType<typeof parseCidr> | undefined;
+  try {
+    parsed = typeof text === 'string' ? parseCidr(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || parsed.family !== 4 || parsed.prefix < 8 || parsed.prefix > 22)
+    throw new InvalidArgumentError(
+      `podCidr must be an IPv4 network of prefix 8 to 22 such as 10.244.0.0/16, not '${String(text)}'`,
+    );
+  const base = parsed.bytes.readUInt32BE(0);
+  const mask = parsed.prefix === 0 ? 0 : (0xffffffff << (32 - parsed.prefix)) >>> 0;
+  if ((base & mask) >>> 0 !== base)
+    throw new InvalidArgumentError(`podCidr '${String(text)}' has host bits set`);
+  if (nodes + 1 > 2 ** (24 - parsed.prefix))
+    throw new InvalidArgumentError(
+      `podCidr '${String(text)}' has too few /24 slices for ${nodes} nodes`,
+    );
+  return { base, prefix: parsed.prefix, text: text as string };
+}
+
+const ipOf = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+
+function checkCount(v: unknown): number {
+  const n = v ?? 3;
+  if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 32)
+    throw new InvalidArgumentError(`nodes must be an integer from 1 to 32, not ${String(n)}`);
+  return n as number;
+}
+
+function checkVni(v: unknown): number {
+  const n = v ?? 1;
+  if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 0xffffff)
+    throw new InvalidArgumentError(`vni must be an integer from 1 to 16777215, not ${String(v)}`);
+  return n as number;
+}
+
+/**
+ * Builds a cluster: a switch namespace with the underlay bridge, `nodes`
+ * node namespaces on it (node N at .N of the underlay, its slice the Nth
+ * /24 of the pod CIDR), each with its CNI files and runtime, and the
+ * backend's routes. Pods are added with `cluster.nodes[i].addPod()`. The
+ * cluster is registered for the reaper before anything is made; a failure
+ * or an abort half way removes whatever was made.
+ */
+export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const count = checkCount(opts.nodes);
+  const backend = checkBackend(opts.backend);
+  const vni = checkVni(opts.vni);
+  const cidr = checkPodCidr(opts.podCidr, count);
+  const underlay = subnetPrefix(opts.underlay);
+  const underlayBase = parseCidr(`${underlay}.0/24`).bytes.readUInt32BE(0);
+  const cidrSize = 2 ** (32 - cidr.prefix);
+  if (underlayBase >= cidr.base && underlayBase < cidr.base + cidrSize)
+    throw new InvalidArgumentError(`the underlay ${underlay}.0/24 is inside podCidr ${cidr.text}`);
+  const plugin = opts.plugin ?? 'bridge';
+  if (plugin !== 'bridge' && plugin !== 'flannel')
+    throw new InvalidArgumentError(`plugin must be 'bridge' or 'flannel', not '${String(plugin)}'`);
+  if (opts.name !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(opts.name))
+    throw new InvalidArgumentError(
+      `a cluster name is a lowercase letter, then up to 30 of a-z, 0-9, '-', not '${opts.name}'`,
+    );
+  const signal = opts.signal;
+  signal?.throwIfAborted();
+  // Every plugin binary is found before anything is made (a missing one is a CniConfigError).
+  const pluginDirs = new CniRuntime(
+    opts.pluginDirs === undefined ? {} : { pluginDirs: opts.pluginDirs },
+  ).pluginDirs;
+  for (const type of plugin === 'flannel'
+    ? ['flannel', 'bridge', 'host-local']
+    : ['bridge', 'host-local'])
+    findPlugin(pluginDirs, type, `the cluster's ${plugin} network`, 'plugin');
+
+  const reg = new Registration(1 + count, opts.dir === undefined ? {} : { dir: opts.dir });
+  const nodes: ClusterNode[] = [];
+  const slices = Array.from({ length: count }, (_, i) => `${ipOf(cidr.base + (i + 1) * 256)}/24`);
+  let name = opts.name ?? '';
+  const describe = (): ClusterRecord => ({
+    name,
+    backend,
+    podCidr: cidr.text,
+    nodes: nodes.map((n) => ({
+      name: n.name,
+      namespace: n.ns.path,
+      address: n.address,
+      podSubnet: n.podSubnet,
+    })),
+    pods: nodes.flatMap((n) =>
+      n.pods.map((p) => ({ name: p.name, node: n.name, namespace: p.netns.path, ip: p.ip })),
+    ),
+  });
+  const internals: ClusterInternals = {
+    id: '',
+    registration: reg,
+    pods: () => nodes.flatMap((n) => n.pods),
+    describe,
+    recordState: () => reg.grow(0, describe()),
+  };
+  await reg.start(opts.recordDir ?? defaultRecordDir(), {
+    ...(opts.persistent ? { persistent: true } : {}),
+  });
+  try {
+    internals.id = reg.record.replace(/^.*\/([0-9a-f]{16})\.json$/, '$1').slice(0, 12);
+    if (name === '') name = `cluster-${internals.id}`;
+    await mkdir(reg.filesDir, { mode: 0o700 });
+    await reg.grow(0, describe());
+
+    const sw = new TopologyHost('switch', await reg.namespace());
+    await sw.ns.addLink('br0', 'bridge');
+    await sw.ns.setLinkUp('br0');
+    await nftIn(sw, PARTITION_TABLE_SCRIPT, 'making the partition table');
+    publish('podnet:testing:cluster', { record: reg.record, phase: 'switch' });
+    const wiring = [];
+    for (let i = 1; i <= count; i++) {
+      signal?.throwIfAborted();
+      const host = new TopologyHost(`node${i}`, await reg.namespace());
+      const address = `${underlay}.${i}`;
+      const iface: HostInterface = { ifname: 'eth0', address };
+      const port: HostInterface = { ifname: host.name, address: '' };
+      await host.ns.addVeth('eth0', { name: host.name, netns: sw.ns });
+      await sw.ns.setMaster(host.name, 'br0');
+      await sw.ns.setLinkUp(host.name);
+      await host.ns.addAddress('eth0', `${address}/24`);
+      await host.ns.setLinkUp('eth0');
+      await host.sysctl('net.ipv4.ip_forward', 1);
+      host.interfaces.push(iface);
+      sw.interfaces.push(port);
+      const link = new TopologyLink(
+        [
+          { host, iface },
+          { host: sw, iface: port },
+        ],
+        `${underlay}.0/24`,
+        undefined,
+      );
+      iface.link = link;
+      port.link = link;
+
+      const podSubnet = slices[i - 1]!;
+      const dir = join(reg.filesDir, host.name);
+      const dirs = nodeDirs(dir);
+      for (const d of [dir, dirs.confDir, dirs.cacheDir, dirs.dataDir])
+        await mkdir(d, { mode: 0o700 });
+      const mtu = backend === 'vxlan' ? 1450 : 1500;
+      const plan = { dir, podCidr: cidr.text, podSubnet, mtu, plugin };
+      const conflist = join(dirs.confDir, `10-${CLUSTER_NETWORK}.conflist`);
+      await writeFile(conflist, `${JSON.stringify(nodeConflist(plan), null, 2)}\n`, {
+        mode: 0o600,
+      });
+      if (plugin === 'flannel') await writeFile(join(dir, 'subnet.env'), subnetEnv(plan));
+      const runtime = new CniRuntime({
+        confDir: dirs.confDir,
+        cacheDir: dirs.cacheDir,
+        netns: host.ns.path,
+        defaultNetwork: null,
+        pluginDirs,
+      });
+      const network = parseNetworkList(nodeConflist(plan), conflist);
+      nodes.push(
+        new ClusterNode(internals, host, { address, podSubnet, link, runtime, network, dirs }),
+      );
+      wiring.push({ host, address, podSubnet });
+      await reg.grow(0, describe());
+      publish('podnet:testing:cluster', { record: reg.record, phase: `node:${i}` });
+    }
+    await linksReady([sw, ...nodes.map((n) => n.host)]);
+    signal?.throwIfAborted();
+    await wireBackend(backend, wiring, vni);
+    publish('podnet:testing:cluster', { record: reg.record, phase: 'wired' });
+
+    const byName = (which: ClusterNode | string | number): ClusterNode => {
+      const node =
+        which instanceof ClusterNode
+          ? nodes.find((n) => n === which)
+          : typeof which === 'number'
+            ? nodes[which - 1]
+            : nodes.find((n) => n.name === which);
+      if (!node) throw new InvalidArgumentError(`no node ${String(which)} in the cluster`);
+      return node;
+    };
+    let groups: string[][] = [];
+    const remove = reg.remove;
+    return {
+      get name() {
+        return name;
+      },
+      backend,
+      podCidr: cidr.text,
+      nodes,
+      switch: sw.ns,
+      record: reg.record,
+      node: byName,
+      pods: internals.pods,
+      async partition(...given) {
+        const picked = given.map((g) => {
+          if (!Array.isArray(g) || g.length === 0)
+            throw new InvalidArgumentError('a partition group is a non-empty array of nodes');
+          return g.map(byName);
+        });
+        const flat = picked.flat();
+        if (new Set(flat).size !== flat.length)
+          throw new InvalidArgumentError('a node is in at most one partition group');
+        const rest = nodes.filter((n) => !flat.includes(n));
+        const all = rest.length > 0 ? [...picked, rest] : picked;
+        const names = all.map((g) => g.map((n) => n.name));
+        await nftIn(sw, partitionScript(cutPairs(names)), 'partitioning the cluster');
+        groups = names.length > 1 ? names : [];
+      },
+      async heal() {
+        await nftIn(sw, partitionScript([]), 'healing the cluster');
+        groups = [];
+      },
+      async partitionState() {
+        const out = await nftIn(
+          sw,
+          'list chain bridge podnet_cluster forward\n',
+          'reading the partition table',
+        );
+        const m = /counter packets (\d+)/.exec(out);
+        return { groups: groups.map((g) => [...g]), droppedFrames: m ? Number(m[1]) : 0 };
+      },
+      close: remove,
+      [Symbol.asyncDispose]: remove,
+    };
+  } catch (err) {
+    await reg.remove().catch(() => undefined);
+    throw err;
+  }
+}

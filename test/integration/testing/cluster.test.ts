@@ -1,0 +1,349 @@
+// podnet/testing's clusters against the kernel and the Debian CNI plugins:
+// pods on three nodes reach each other by pod IP for both backends, with
+// their source addresses unchanged; partitions cut and heal; a delay on a
+// node's link shows in a cross-node round trip; DEL and GC free exactly a
+// node's leases; and a runner SIGKILLed while building leaves nothing
+// within 2 s. Traffic goes only between the cluster's own namespaces.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type Cluster,
+  type ClusterPod,
+  createCluster,
+  sweepTopologies,
+} from '../../../src/testing/index.js';
+import { fixture } from '../../helpers/fixtures.js';
+import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+
+// A server in POD that answers each connection with the address it came from.
+async function whoami(pod: ClusterPod): Promise<{ port: number; close(): Promise<void> }> {
+  const srv = net.createServer((s) => s.end(`${s.remoteAddress}\n`));
+  const { port } = await pod.netns.listen(srv, { host: pod.ip });
+  return { port, close: () => new Promise<void>((r) => srv.close(() => r())) };
+}
+
+/** What FROM is seen as by TO's server (TCP), or the error's message. */
+async function seenAs(
+  from: ClusterPod,
+  to: ClusterPod,
+  port: number,
+  timeoutMs = 2000,
+): Promise<string> {
+  const connecting = from.netns.connect({ host: to.ip, port });
+  // A connect that loses the race may still succeed later (after a heal): closed then.
+  const late = (): void => void connecting.then((s) => s.destroy()).catch(() => undefined);
+  try {
+    const sock = await Promise.race([
+      connecting,
+      new Promise<never>((_, rej) =>
+        setTimeout(() => rej(new Error('connect timed out')), timeoutMs),
+      ),
+    ]);
+    return await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error('no answer'));
+      }, timeoutMs);
+      sock.setEncoding('utf8').on('data', (d: string) => {
+        got += d;
+      });
+      sock.once('error', reject);
+      sock.once('close', () => {
+        clearTimeout(timer);
+        resolve(got.trim());
+      });
+    });
+  } catch (err) {
+    late();
+    return (err as Error).message;
+  }
+}
+
+/** One byte there and back over TCP, timed in ms. */
+async function roundTrip(from: ClusterPod, to: ClusterPod): Promise<number> {
+  const srv = net.createServer((s) => s.pipe(s));
+  const { port } = await to.netns.listen(srv, { host: to.ip });
+  const sock = await from.netns.connect({ host: to.ip, port });
+  try {
+    // The connection is up (its handshake paid the delay once): time a byte.
+    const t0 = process.hrtime.bigint();
+    const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
+    sock.write('x');
+    await got;
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  } finally {
+    sock.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
+}
+
+// Every ordered pair of pods: what the server of the second saw the first as.
+async function matrix(pods: ClusterPod[]): Promise<Map<string, string>> {
+  const servers = await Promise.all(pods.map(whoami));
+  try {
+    const out = new Map<string, string>();
+    for (const [i, a] of pods.entries())
+      for (const [j, b] of pods.entries())
+        if (i !== j) out.set(`${a.name}>${b.name}`, await seenAs(a, b, servers[j]!.port));
+    return out;
+  } finally {
+    await Promise.all(servers.map((s) => s.close()));
+  }
+}
+
+async function ipJson(pod: { exec: ClusterPod['exec'] }, args: string[]): Promise<unknown> {
+  const r = await pod.exec(args[0]!, args.slice(1));
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+describe.skipIf(!isRoot)('podnet/testing clusters', () => {
+  let netns: NetnsDir;
+  let records: string;
+  beforeEach(() => {
+    netns = tempNetnsDir();
+    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
+  });
+  afterEach(async () => {
+    await sweepTopologies({ dir: records });
+    await netns.cleanup();
+    rmSync(records, { recursive: true, force: true });
+  });
+
+  const build = (backend: 'host-gw' | 'vxlan', podCidr: string): Promise<Cluster> =>
+    createCluster({ nodes: 3, backend, podCidr, dir: netns.dir, recordDir: records });
+
+  async function withPods(c: Cluster): Promise<ClusterPod[]> {
+    const pods: ClusterPod[] = [];
+    for (const node of c.nodes)
+      for (const k of [1, 2]) pods.push(await node.addPod({ name: `${node.name}-p${k}` }));
+    return pods;
+  }
+
+  describe.each([
+    ['host-gw', '10.241.0.0/16'],
+    ['vxlan', '10.242.0.0/16'],
+  ] as const)('backend %s', (backend, podCidr) => {
+    it('3 nodes, 2 pods each: every pod reaches every other by pod IP, its address unchanged', async () => {
+      await using c = await build(backend, podCidr);
+      const pods = await withPods(c);
+      expect(c.nodes.map((n) => n.podSubnet)).toEqual(
+        [1, 2, 3].map((i) => `${podCidr.split('.').slice(0, 2).join('.')}.${i}.0/24`),
+      );
+      for (const p of pods) expect(p.ip.startsWith(p.node.podSubnet.slice(0, -4))).toBe(true);
+      const seen = await matrix(pods);
+      expect(seen.size).toBe(30);
+      for (const a of pods)
+        for (const b of pods) if (a !== b) expect(seen.get(`${a.name}>${b.name}`)).toBe(a.ip);
+
+      // The shape each backend is meant to have, on node 1.
+      const n1 = c.nodes[0]!;
+      const routes = (await ipJson(n1.host, ['ip', '-j', '-4', 'route'])) as {
+        dst: string;
+        gateway?: string;
+        dev: string;
+        flags: string[];
+      }[];
+      for (const peer of c.nodes.slice(1)) {
+        const r = routes.find((x) => x.dst === peer.podSubnet);
+        if (backend === 'host-gw') expect(r).toMatchObject({ gateway: peer.address, dev: 'eth0' });
+        else {
+          expect(r).toMatchObject({ gateway: peer.podSubnet.split('/')[0], dev: 'flannel.1' });
+          expect(r!.flags).toContain('onlink');
+        }
+      }
+      if (backend === 'vxlan') {
+        const [link] = (await ipJson(n1.host, ['ip', '-d', '-j', 'link', 'show', 'flannel.1'])) as {
+          mtu: number;
+          linkinfo: { info_kind: string; info_data: Record<string, unknown> };
+        }[];
+        expect(link!.linkinfo.info_kind).toBe('vxlan');
+        expect(link!.linkinfo.info_data).toMatchObject({
+          id: 1,
+          local: n1.address,
+          port: 8472,
+          learning: false,
+        });
+        expect(link!.mtu).toBe(1450);
+        const neigh = (await ipJson(n1.host, [
+          'ip',
+          '-j',
+          'neigh',
+          'show',
+          'dev',
+          'flannel.1',
+        ])) as {
+          dst: string;
+          state: string[];
+        }[];
+        expect(neigh.map((x) => x.dst).sort()).toEqual(
+          c.nodes
+            .slice(1)
+            .map((p) => p.podSubnet.split('/')[0])
+            .sort(),
+        );
+        expect(neigh.every((x) => x.state.includes('PERMANENT'))).toBe(true);
+        const fdb = (await ipJson(n1.host, [
+          'bridge',
+          '-j',
+          'fdb',
+          'show',
+          'dev',
+          'flannel.1',
+        ])) as {
+          dst?: string;
+        }[];
+        expect(
+          fdb
+            .map((x) => x.dst)
+            .filter(Boolean)
+            .sort(),
+        ).toEqual(
+          c.nodes
+            .slice(1)
+            .map((p) => p.address)
+            .sort(),
+        );
+      }
+    });
+
+    it('partition({1},{2,3}) cuts node 1 from the others, who still reach each other; heal restores it', async () => {
+      await using c = await build(backend, podCidr);
+      const [a, b, d] = [
+        await c.nodes[0]!.addPod({ name: 'a' }),
+        await c.nodes[1]!.addPod({ name: 'b' }),
+        await c.nodes[2]!.addPod({ name: 'd' }),
+      ];
+      const servers = await Promise.all([a, b, d].map(whoami));
+      try {
+        const [pa, pb, pd] = servers.map((s) => s.port) as [number, number, number];
+        await c.partition([c.nodes[0]!], [c.nodes[1]!, c.nodes[2]!]);
+        expect((await c.partitionState()).groups).toEqual([['node1'], ['node2', 'node3']]);
+        expect(await seenAs(a, b, pb, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(d, a, pa, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(b, d, pd)).toBe(b.ip);
+        expect(await seenAs(d, b, pb)).toBe(d.ip);
+        expect((await c.partitionState()).droppedFrames).toBeGreaterThan(0);
+        await c.heal();
+        expect((await c.partitionState()).groups).toEqual([]);
+        expect(await seenAs(a, b, pb)).toBe(a.ip);
+        expect(await seenAs(d, a, pa)).toBe(d.ip);
+      } finally {
+        await Promise.all(servers.map((s) => s.close()));
+      }
+    });
+  });
+
+  it('a 50 ms delay on a node link gives a cross-node round trip of at least 100 ms', async () => {
+    await using c = await build('host-gw', '10.243.0.0/16');
+    const a = await c.nodes[0]!.addPod({ name: 'a' });
+    const b = await c.nodes[1]!.addPod({ name: 'b' });
+    const before = await roundTrip(a, b);
+    await c.nodes[0]!.link.impair({ delay: 50 });
+    const slow = await roundTrip(a, b);
+    expect(slow).toBeGreaterThanOrEqual(100);
+    await c.nodes[0]!.link.clear();
+    const after = await roundTrip(a, b);
+    expect(after).toBeLessThan(50);
+    console.log(
+      `cluster: cross-node round trip ${before.toFixed(2)} ms, with 50 ms on node1's link ${slow.toFixed(1)} ms, after ${after.toFixed(2)} ms`,
+    );
+  });
+
+  it("DEL of a pod on node 2 frees exactly its lease; GC on node 3 with no valid pod frees node 3's only", async () => {
+    await using c = await build('host-gw', '10.244.0.0/16');
+    const pods = await withPods(c);
+    const leases = async (): Promise<string[][]> => Promise.all(c.nodes.map((n) => n.leases()));
+    const before = await leases();
+    expect(before.map((l) => l.length)).toEqual([2, 2, 2]);
+    expect(before[1]).toEqual(
+      pods
+        .filter((p) => p.node.name === 'node2')
+        .map((p) => p.ip)
+        .sort(),
+    );
+    const gone = pods.find((p) => p.name === 'node2-p1')!;
+    await gone.remove();
+    expect(existsSync(gone.netns.path)).toBe(false);
+    const afterDel = await leases();
+    expect(afterDel).toEqual([before[0], before[1]!.filter((ip) => ip !== gone.ip), before[2]]);
+
+    await c.nodes[2]!.gc([]);
+    expect(await leases()).toEqual([afterDel[0], afterDel[1], []]);
+    expect(await c.nodes[2]!.runtime.cachedAttachments()).toEqual([]);
+    expect((await c.nodes[0]!.runtime.cachedAttachments()).length).toBe(2);
+    // GC keeps what it is told is valid.
+    await c.nodes[0]!.gc(c.nodes[0]!.pods);
+    expect(await c.nodes[0]!.leases()).toEqual(before[0]);
+  });
+
+  it('bad options are refused in one typed line before anything is made', async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ nodes: 0 }, /nodes must be an integer from 1 to 32/],
+      [{ podCidr: '10.244.0.0/24' }, /podCidr must be an IPv4 network of prefix 8 to 22/],
+      [{ podCidr: '10.244.1.0/16' }, /host bits/],
+      [{ backend: 'udp' }, /backend must be 'host-gw' or 'vxlan'/],
+      [{ underlay: '10.245.3.0/24', podCidr: '10.245.0.0/16' }, /is inside podCidr/],
+      [{ vni: 0 }, /vni must be an integer/],
+    ];
+    for (const [opts, message] of cases) {
+      const err = await createCluster({ ...opts, dir: netns.dir, recordDir: records }).catch(
+        (e: unknown) => e as { code?: string; message: string },
+      );
+      expect((err as { code?: string }).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
+      expect((err as Error).message).toMatch(message);
+      expect((err as Error).message.split('\n')).toHaveLength(1);
+    }
+    // flannel's plugin is not among Debian's: refused before anything is made, naming it.
+    const flannel = await createCluster({
+      plugin: 'flannel',
+      dir: netns.dir,
+      recordDir: records,
+    }).then(
+      async (c) => {
+        await c.close();
+        return Object.assign(new Error('built a flannel cluster where Debian has no flannel'), {
+          code: 'none',
+        });
+      },
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(flannel.code).toBe('ERR_PODNET_CNI_CONFIG');
+    expect(flannel.message).toMatch(/plugin binary 'flannel' not found in \/usr\/lib\/cni/);
+    expect(readdirSync(netns.dir)).toEqual([]);
+    expect(readdirSync(records)).toEqual([]);
+    await using c = await build('host-gw', '10.246.0.0/16');
+    await c.nodes[0]!.addPod({ name: 'a' });
+    await expect(c.nodes[1]!.addPod({ name: 'a' })).rejects.toThrow(/already has a pod 'a'/);
+    await expect(c.nodes[1]!.addPod({ name: 'A b' })).rejects.toThrow(/a pod name is/);
+    expect(c.pods().map((p) => p.name)).toEqual(['a']);
+  });
+
+  describe('after the runner is SIGKILLed mid-build, the reaper leaves nothing within 2 s', () => {
+    it.each(['switch', 'node:2', 'wired', 'plugin', 'pod:b'])('killed at %s', async (at) => {
+      const child: ChildProcess = spawn(
+        process.execPath,
+        [fixture('testing/cluster-die-at.mjs'), at, netns.dir, records],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let err = '';
+      child.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const status = await new Promise<NodeJS.Signals | number | null>((resolve) =>
+        child.once('close', (code, signal) => resolve(signal ?? code)),
+      );
+      expect(status, err).toBe('SIGKILL');
+      const t0 = Date.now();
+      const left = (): string[] => [...readdirSync(netns.dir), ...readdirSync(records)];
+      while (left().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
+      expect(left()).toEqual([]);
+      console.log(`cluster reaper (${at}): gone ${Date.now() - t0} ms after the kill`);
+    });
+  });
+});
