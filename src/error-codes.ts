@@ -15,6 +15,8 @@ export const PODNET_ERROR_CODES = {
   ERR_PODNET_CANNOT_CONNECT:
     "the container's networks cannot change (its mode has none, or its setup did not complete)",
   ERR_PODNET_CLOSED: 'the handle was already closed',
+  ERR_PODNET_CLUSTER_EXISTS: 'a cluster of that name is already registered',
+  ERR_PODNET_CLUSTER_NOT_FOUND: 'no registered cluster of that name',
   ERR_PODNET_CNI_ATTACHMENT: 'a CNI attachment (container ID, ifName, netns, args) is invalid',
   ERR_PODNET_CNI_CACHE: 'a CNI result cache file is unusable',
   ERR_PODNET_CNI_CONFIG: 'a CNI network configuration is invalid, or names a plugin not found',

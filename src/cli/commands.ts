@@ -5,6 +5,7 @@
 // only by its action, so `podnet --help` loads cac and this file, not the
 // network stack or the native addon.
 import {
+  CLUSTER_FLAGS,
   type CommandSpec,
   NETNS_FLAGS,
   NETWORK_FLAGS,
@@ -143,6 +144,22 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     run: async (args, flags) => (await import('./netns.js')).netns(args, flags),
     failureStatus: (args) => (args[0] === 'exec' ? 125 : undefined),
+  },
+  {
+    name: 'cluster',
+    args: '[action] [...names]',
+    summary: 'A cluster on this machine: up [NAME] | down NAME...|--all | ls (default)',
+    description:
+      "Nodes as network namespaces on an underlay bridge, each with its own CNI configuration, cache and lease directories, and pods set up on them by the unchanged CNI plugins (Debian's bridge + host-local, or flannel's plugin where installed) running inside the node's namespace. Pods on different nodes reach each other by pod IP, through routes (--backend host-gw) or flannel's VXLAN shape (--backend vxlan). up builds one and prints its nodes and pods (namespaces to run commands in with `podnet netns exec`); it stays until down. ls lists the clusters, including those a test suite's createCluster made. Needs root and the CNI plugins.",
+    flags: CLUSTER_FLAGS,
+    actions: ['up', 'down', 'ls'],
+    examples: [
+      '  $ podnet cluster up lab --nodes 3 --pods 2 --backend vxlan',
+      '  $ podnet cluster ls --json',
+      '  $ podnet netns exec podnet-test-0123456789ab -- ip -brief addr   # a pod of the table',
+      '  $ podnet cluster down lab',
+    ],
+    run: async (args, flags) => (await import('./cluster.js')).cluster(args, flags),
   },
   {
     name: 'demo',

@@ -187,6 +187,21 @@ export const NETNS_FLAGS: readonly FlagSpec[] = [
   { ...NETNS_DIR, help: 'The same as --dir, as the network commands spell it' },
 ];
 
+/** Flags of `podnet cluster`. */
+export const CLUSTER_FLAGS: readonly FlagSpec[] = [
+  { name: 'nodes', arg: 'n', help: 'up: number of nodes, 1 to 32 (default 3)' },
+  { name: 'pods', arg: 'n', help: 'up: pods per node, 0 to 64 (default 1)' },
+  { name: 'backend', arg: 'name', help: 'up: host-gw (default) or vxlan' },
+  { name: 'pod-cidr', arg: 'cidr', help: 'up: the pod CIDR (default a random 10.X.0.0/16)' },
+  {
+    name: 'plugin',
+    arg: 'name',
+    help: "up: bridge (default) or flannel (flannel's CNI plugin, where installed)",
+  },
+  { name: 'all', help: 'down: every cluster' },
+  NETNS_DIR,
+];
+
 /** `--json`, declared globally on the cac instance and read back like the others. */
 export const JSON_FLAG: FlagSpec = { name: 'json', help: 'Print machine-readable JSON' };
 
