@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import type { PodnetErrorCode, SystemErrorCode } from '../error-codes.js';
 import { PodnetError, type PodnetErrorOptions } from '../errors.js';
 
 /** The rootless engines podnet runs. */
@@ -211,5 +212,21 @@ export class Slirp4netnsApiIoError extends PodnetError {
     this.execute = execute;
     this.socketPath = socketPath;
     this.timedOut = timedOut;
+  }
+}
+
+/**
+ * A detached forwarder failed to start. `code` is the forwarder's own
+ * error code (ERR_PODNET_PORT_IN_USE, ERR_PODNET_INVALID_ARGUMENT, an errno
+ * name, ...), or ERR_PODNET_FORWARDER / ERR_PODNET_FORWARDER_TIMEOUT when
+ * the process gave no usable report.
+ */
+export class ForwarderProcessError extends PodnetError {
+  constructor(
+    code: PodnetErrorCode | SystemErrorCode,
+    message: string,
+    options: PodnetErrorOptions = {},
+  ) {
+    super(code, `forwarder process: ${message}`, options);
   }
 }

@@ -22,6 +22,7 @@ export {
   type EngineStartFailure,
   type EngineStartInfo,
   engineFailureHint,
+  ForwarderProcessError,
   PastaAddressError,
   Slirp4netnsApiError,
   Slirp4netnsApiIoError,
@@ -30,22 +31,18 @@ export {
 export { findExecutable } from './executable.js';
 export {
   expandMappings,
-  type ForwardedPortStats,
-  type ForwarderStats,
   PortForwarder,
   type PortForwarderOptions,
   PortInUseError,
 } from './forwarder/forwarder.js';
 export {
   type ForwardedPort,
+  type ForwardedPortStats,
   type ForwarderJob,
+  type ForwarderStats,
   parseForwarderJob,
 } from './forwarder/job.js';
-export {
-  type DetachedForwarderOptions,
-  DetachedPortForwarder,
-  ForwarderProcessError,
-} from './forwarder/process.js';
+export { type DetachedForwarderOptions, DetachedPortForwarder } from './forwarder/process.js';
 export { KeeperError, type KeeperInfo, type KeeperOptions, startKeeper } from './keeper/keeper.js';
 export {
   buildPastaArgs,

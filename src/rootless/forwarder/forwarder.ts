@@ -17,7 +17,7 @@ import {
   type PortMapping,
 } from '../../ports.js';
 import { checkContainerAddress } from '../container-address.js';
-import type { ForwardedPort } from './job.js';
+import type { ForwardedPort, ForwarderStats } from './job.js';
 import {
   type DetachedForwarderOptions,
   type DetachedPortForwarder,
@@ -66,37 +66,6 @@ export interface PortForwarderOptions {
    */
   udpIdleTimeoutMs?: number;
 }
-
-/** Counters of one forwarder. */
-export interface ForwarderStats {
-  /** TCP connections being relayed now. */
-  active: number;
-  /** TCP connections handed to the relay since start. */
-  connections: number;
-  /** TCP connections that ended with an error (the container refused or reset, or close() cut them). */
-  failed: number;
-  /** TCP connections accepted but refused before relaying (no pipe could be made: out of fds or memory). */
-  dropped: number;
-  /** Bytes relayed, both directions and both protocols together (UDP: payload bytes). */
-  bytes: number;
-  /** UDP flows (client address:port) made since start. */
-  flows: number;
-  /** UDP flows open now (not yet expired). */
-  activeFlows: number;
-  /** UDP datagrams relayed, both directions together. */
-  datagrams: number;
-  /** UDP datagrams dropped: no socket for a new flow, a full send buffer, or larger than 64 KiB. */
-  datagramsDropped: number;
-  /** The same, per forwarded port, in the order of {@link PortForwarder.ports}. */
-  ports: ForwardedPortStats[];
-}
-
-/**
- * Counters of one forwarded port, in the container's view (as its
- * interfaces' are): rx is what clients sent to the container, tx what went
- * back to them.
- */
-export interface ForwardedPortStats extends ForwardedPort, RelayPortStats {}
 
 const NO_PORT_TRAFFIC: RelayPortStats = {
   connections: 0,

@@ -1,10 +1,12 @@
 // The detached forwarder's protocol, declared once: the job the parent
-// writes on its stdin and the report it writes back on fd 3. The parent
+// writes on its stdin, the report it writes back on fd 3, and the
+// counters its stats endpoint answers with. The parent
 // (process.ts) and the forwarder process (forwarder-main.ts) both import
 // it; each side checks what it reads against these schemas, casting
 // nothing.
 import * as v from 'valibot';
 import { InvalidArgumentError } from '../../errors.js';
+import type { RelayPortStats } from '../../native.js';
 import { isPortNumber, type PortMapping, PortMappingSchema } from '../../ports.js';
 import { containerAddressProblem } from '../container-address.js';
 
@@ -19,6 +21,37 @@ export interface ForwardedPort {
   /** The protocol forwarded. */
   protocol: 'tcp' | 'udp';
 }
+
+/** Counters of one forwarder. */
+export interface ForwarderStats {
+  /** TCP connections being relayed now. */
+  active: number;
+  /** TCP connections handed to the relay since start. */
+  connections: number;
+  /** TCP connections that ended with an error (the container refused or reset, or close() cut them). */
+  failed: number;
+  /** TCP connections accepted but refused before relaying (no pipe could be made: out of fds or memory). */
+  dropped: number;
+  /** Bytes relayed, both directions and both protocols together (UDP: payload bytes). */
+  bytes: number;
+  /** UDP flows (client address:port) made since start. */
+  flows: number;
+  /** UDP flows open now (not yet expired). */
+  activeFlows: number;
+  /** UDP datagrams relayed, both directions together. */
+  datagrams: number;
+  /** UDP datagrams dropped: no socket for a new flow, a full send buffer, or larger than 64 KiB. */
+  datagramsDropped: number;
+  /** The same, per forwarded port, in the order of PortForwarder.ports. */
+  ports: ForwardedPortStats[];
+}
+
+/**
+ * Counters of one forwarded port, in the container's view (as its
+ * interfaces' are): rx is what clients sent to the container, tx what went
+ * back to them.
+ */
+export interface ForwardedPortStats extends ForwardedPort, RelayPortStats {}
 
 /** The job sent to forwarder-main.ts on stdin. */
 export interface ForwarderJob {

@@ -3,8 +3,7 @@
 // sends and the report it reads back are declared in job.ts.
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { PodnetErrorCode, SystemErrorCode } from '../../error-codes.js';
-import { InvalidArgumentError, PodnetError, type PodnetErrorOptions } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import type { PortMapping } from '../../ports.js';
 import {
   type ProcessIdentity,
@@ -14,25 +13,14 @@ import {
 } from '../../process.js';
 import { checkContainerAddress } from '../container-address.js';
 import { spawnDetached } from '../detached.js';
-import type { ForwarderStats } from './forwarder.js';
-import { type ForwardedPort, type ForwarderJob, parseForwarderReport } from './job.js';
+import { ForwarderProcessError } from '../errors.js';
+import {
+  type ForwardedPort,
+  type ForwarderJob,
+  type ForwarderStats,
+  parseForwarderReport,
+} from './job.js';
 import { queryForwarderStats } from './stats-endpoint.js';
-
-/**
- * A detached forwarder failed to start. `code` is the forwarder's own
- * error code (ERR_PODNET_PORT_IN_USE, ERR_PODNET_INVALID_ARGUMENT, an errno
- * name, ...), or ERR_PODNET_FORWARDER / ERR_PODNET_FORWARDER_TIMEOUT when
- * the process gave no usable report.
- */
-export class ForwarderProcessError extends PodnetError {
-  constructor(
-    code: PodnetErrorCode | SystemErrorCode,
-    message: string,
-    options: PodnetErrorOptions = {},
-  ) {
-    super(code, `forwarder process: ${message}`, options);
-  }
-}
 
 /** Options of {@link PortForwarder.spawnDetached}. */
 export interface DetachedForwarderOptions {

@@ -10,8 +10,8 @@
 import net from 'node:net';
 import * as v from 'valibot';
 import { type ProcessIdentity, processIdentity } from '../../process.js';
-import type { ForwarderStats } from './forwarder.js';
-import { ForwarderProcessError } from './process.js';
+import { ForwarderProcessError } from '../errors.js';
+import type { ForwarderStats } from './job.js';
 
 /** The abstract socket name of the process `id` (a NUL first: Linux's abstract namespace). */
 export function statsEndpointName(id: ProcessIdentity): string {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnDetached } from '../../../src/rootless/detached.js';
-import { ForwarderProcessError } from '../../../src/rootless/forwarder/process.js';
+import { ForwarderProcessError } from '../../../src/rootless/errors.js';
 import { tempDirs } from '../../helpers/temp.js';
 
 const temp = tempDirs();
