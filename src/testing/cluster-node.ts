@@ -8,7 +8,7 @@ import type { CniNetworkList } from '../cni/config.js';
 import { normalizeResult } from '../cni/result.js';
 import type { CniRuntime } from '../cni/runtime.js';
 import { publish } from '../diagnostics.js';
-import { InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
 import { CLUSTER_NETWORK, sliceGateway } from './cluster-cni.js';
 import { type HostInterface, TopologyHost, TopologyLink } from './host.js';
@@ -126,7 +126,8 @@ export class ClusterNode {
     const name = podName(opts?.name);
     if (this.#cluster.pods().some((p) => p.name === name))
       throw new InvalidArgumentError(`the cluster already has a pod '${name}'`);
-    opts.signal?.throwIfAborted();
+    if (opts.signal?.aborted)
+      throw new AbortError(`adding pod '${name}'`, { cause: opts.signal.reason });
     const reg = this.#cluster.registration;
     await reg.grow(1);
     const ns = await reg.namespace();

@@ -12,7 +12,7 @@ import { parseNetworkList } from '../cni/config.js';
 import { findPlugin } from '../cni/invoke/find.js';
 import { CniRuntime } from '../cni/runtime.js';
 import { publish } from '../diagnostics.js';
-import { InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
 import { parseCidr } from '../netns/rtnl-write.js';
 import {
@@ -73,7 +73,7 @@ export interface ClusterOptions {
   name?: string;
   /** Kept when this process ends, until removed by name (`podnet cluster up`). */
   persistent?: boolean;
-  /** Aborting stops the build, removes what was made, and rejects with the signal's reason. */
+  /** Aborting stops the build, removes what was made, and rejects with AbortError (ERR_PODNET_ABORTED). */
   signal?: AbortSignal;
 }
 
@@ -176,7 +176,10 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       `a cluster name is a lowercase letter, then up to 30 of a-z, 0-9, '-', not '${opts.name}'`,
     );
   const signal = opts.signal;
-  signal?.throwIfAborted();
+  const checkSignal = (): void => {
+    if (signal?.aborted) throw new AbortError('building a cluster', { cause: signal.reason });
+  };
+  checkSignal();
   // Every plugin binary is found before anything is made (a missing one is a CniConfigError).
   const pluginDirs = new CniRuntime(
     opts.pluginDirs === undefined ? {} : { pluginDirs: opts.pluginDirs },
@@ -227,7 +230,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
     publish('podnet:testing:cluster', { record: reg.record, phase: 'switch' });
     const wiring = [];
     for (let i = 1; i <= count; i++) {
-      signal?.throwIfAborted();
+      checkSignal();
       const host = new TopologyHost(`node${i}`, await reg.namespace());
       const address = `${underlay}.${i}`;
       const iface: HostInterface = { ifname: 'eth0', address };
@@ -279,7 +282,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       publish('podnet:testing:cluster', { record: reg.record, phase: `node:${i}` });
     }
     await linksReady([sw, ...nodes.map((n) => n.host)]);
-    signal?.throwIfAborted();
+    checkSignal();
     await wireBackend(backend, wiring, vni);
     publish('podnet:testing:cluster', { record: reg.record, phase: 'wired' });
 

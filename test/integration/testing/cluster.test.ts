@@ -5,6 +5,7 @@
 // node's leases; and a runner SIGKILLed while building leaves nothing
 // within 2 s. Traffic goes only between the cluster's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
+import dc from 'node:diagnostics_channel';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -322,6 +323,33 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     await expect(c.nodes[1]!.addPod({ name: 'a' })).rejects.toThrow(/already has a pod 'a'/);
     await expect(c.nodes[1]!.addPod({ name: 'A b' })).rejects.toThrow(/a pod name is/);
     expect(c.pods().map((p) => p.name)).toEqual(['a']);
+  });
+
+  it('an abort during the build removes what was made and rejects with ERR_PODNET_ABORTED', async () => {
+    const ac = new AbortController();
+    const onPhase = (m: unknown): void => {
+      if ((m as { phase?: string }).phase === 'node:2') ac.abort(new Error('enough'));
+    };
+    dc.subscribe('podnet:testing:cluster', onPhase);
+    let err: { code?: string; cause?: unknown };
+    try {
+      err = await createCluster({ nodes: 3, dir: netns.dir, recordDir: records, signal: ac.signal })
+        .then(async (c) => {
+          await c.close();
+          return new Error('built in spite of the abort');
+        })
+        .catch((e: unknown) => e as Error);
+    } finally {
+      dc.unsubscribe('podnet:testing:cluster', onPhase);
+    }
+    expect(err.code).toBe('ERR_PODNET_ABORTED');
+    expect((err.cause as Error).message).toBe('enough');
+    expect(readdirSync(netns.dir)).toEqual([]);
+    expect(readdirSync(records)).toEqual([]);
+    await expect(
+      createCluster({ dir: netns.dir, recordDir: records, signal: AbortSignal.abort() }),
+    ).rejects.toMatchObject({ code: 'ERR_PODNET_ABORTED' });
+    expect(readdirSync(records)).toEqual([]);
   });
 
   describe('after the runner is SIGKILLed mid-build, the reaper leaves nothing within 2 s', () => {
