@@ -11,7 +11,7 @@ import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
 import { CLUSTER_NETWORK, sliceGateway } from './cluster-cni.js';
-import { type HostInterface, TopologyHost, TopologyLink } from './host.js';
+import { type HostInterface, interfacesReady, TopologyHost, TopologyLink } from './host.js';
 import type { ClusterRecord } from './reaper.js';
 import type { Registration } from './registration.js';
 
@@ -124,23 +124,27 @@ export class ClusterNode {
    */
   async addPod(opts: PodOptions): Promise<ClusterPod> {
     const name = podName(opts?.name);
-    if (this.#cluster.pods().some((p) => p.name === name))
-      throw new InvalidArgumentError(`the cluster already has a pod '${name}'`);
     if (opts.signal?.aborted)
       throw new AbortError(`adding pod '${name}'`, { cause: opts.signal.reason });
+    // Taken at once, so two adds of one name at the same time cannot both go on.
+    if (this.#cluster.podNames.has(name))
+      throw new InvalidArgumentError(`the cluster already has a pod '${name}'`);
+    this.#cluster.podNames.add(name);
     const reg = this.#cluster.registration;
-    await reg.grow(1);
-    const ns = await reg.namespace();
-    const host = new TopologyHost(name, ns);
+    let ns: NetworkNamespace | undefined;
+    let added = false;
     const containerId = `${this.#cluster.id}-${name}`;
     try {
-      const result = normalizeResult(
-        await this.runtime.add(
-          this.network,
-          { containerId, netns: ns.path, ifName: 'eth0' },
-          opts.signal === undefined ? {} : { signal: opts.signal },
-        ),
+      await reg.grow(1);
+      ns = await reg.namespace();
+      const host = new TopologyHost(name, ns);
+      const raw = await this.runtime.add(
+        this.network,
+        { containerId, netns: ns.path, ifName: 'eth0' },
+        opts.signal === undefined ? {} : { signal: opts.signal },
       );
+      added = true;
+      const result = normalizeResult(raw);
       const ip = result.ips[0]?.address.split('/')[0];
       // The bridge plugin lists the bridge, the host end and the pod end, in that order.
       const hostEnd = result.interfaces.find((i) => i.sandbox === undefined && i.name !== 'cni0');
@@ -163,13 +167,24 @@ export class ClusterNode {
         undefined,
       );
       podIface.link = link;
+      // Handed over once traffic can flow, as a topology is (see linksReady).
+      await interfacesReady([
+        { host, ifname: 'eth0' },
+        { host: this.host, ifname: hostEnd.name },
+      ]);
       const pod = new ClusterPod(this, name, host, ip, containerId, link);
       this.pods.push(pod);
       await this.#cluster.recordState();
       publish('podnet:testing:cluster', { record: reg.record, phase: `pod:${name}` });
       return pod;
     } catch (err) {
-      await reg.drop(ns).catch(() => undefined);
+      // What the ADD did is undone by a DEL (CniRuntime.add rolls back its own failures).
+      if (added && ns)
+        await this.runtime
+          .del(this.network, { containerId, netns: ns.path, ifName: 'eth0' })
+          .catch(() => undefined);
+      if (ns) await reg.drop(ns).catch(() => undefined);
+      this.#cluster.podNames.delete(name);
       throw err;
     }
   }
@@ -184,6 +199,7 @@ export class ClusterNode {
       ifName: 'eth0',
     });
     this.pods.splice(i, 1);
+    this.#cluster.podNames.delete(pod.name);
     await this.#cluster.registration.drop(pod.netns, this.#cluster.describe());
   }
 
@@ -214,6 +230,8 @@ export class ClusterNode {
 /** @internal What a node reaches of its cluster. */
 export interface ClusterInternals {
   id: string;
+  /** Names of the pods added or being added. */
+  podNames: Set<string>;
   registration: Registration;
   pods(): ClusterPod[];
   describe(): ClusterRecord;

@@ -209,6 +209,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
   });
   const internals: ClusterInternals = {
     id: '',
+    podNames: new Set(),
     registration: reg,
     pods: () => nodes.flatMap((n) => n.pods),
     describe,

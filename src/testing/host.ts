@@ -288,17 +288,24 @@ export const LINK_READY_MS = 10_000;
  * handed over only once traffic can flow.
  */
 export async function linksReady(hosts: TopologyHost[]): Promise<void> {
+  await interfacesReady(
+    hosts.flatMap((h) => h.interfaces.map((i) => ({ host: h, ifname: i.ifname }))),
+  );
+}
+
+/** The same for single interfaces of hosts (a pod's veth, whose host end is not its node's own). */
+export async function interfacesReady(
+  ends: readonly { host: TopologyHost; ifname: string }[],
+): Promise<void> {
   const deadline = Date.now() + LINK_READY_MS;
-  for (const h of hosts) {
-    for (const i of h.interfaces) {
-      while ((await h.ns.link(i.ifname)).operstate !== 'up') {
-        if (Date.now() > deadline)
-          throw new PodnetSystemError(
-            `waiting ${LINK_READY_MS} ms for ${i.ifname} of '${h.name}' to come up`,
-            { errno: 110, syscall: 'RTM_GETLINK' },
-          );
-        await new Promise((r) => setTimeout(r, 10));
-      }
+  for (const { host, ifname } of ends) {
+    while ((await host.ns.link(ifname)).operstate !== 'up') {
+      if (Date.now() > deadline)
+        throw new PodnetSystemError(
+          `waiting ${LINK_READY_MS} ms for ${ifname} of '${host.name}' to come up`,
+          { errno: 110, syscall: 'RTM_GETLINK' },
+        );
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 }
