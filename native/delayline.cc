@@ -47,8 +47,10 @@ constexpr int kReadBudget = 64;
 // A tap delivers one frame a read: the largest a veth sends (a GSO packet
 // is segmented before it reaches the tap, which has no TSO), with room.
 constexpr size_t kMaxFrame = 65536;
-// The epoll data of the timerfd; lines are numbered from 1.
+// The epoll data of the timerfd; lines are numbered from 1, their input is
+// registered by id and their output (while it is full) by id | kOutputKey.
 constexpr uint64_t kTimerKey = 0;
+constexpr uint64_t kOutputKey = 1ULL << 32;
 
 int64_t NowNs() {
   timespec ts;
@@ -90,6 +92,7 @@ struct Line {
   uint64_t rng = 0;
   Counters counters;
   int err = 0;  // a read error that stopped the line (the tap went away)
+  bool blocked = false;  // waiting for the output to be writable (EPOLLOUT)
 
   ~Line() {
     if (in >= 0) close(in);
@@ -131,13 +134,17 @@ struct Line {
     queue.push_back(Frame{release, std::vector<char>(data, data + len)});
   }
 
-  void Release(int64_t now) {
+  // Sends what is due. False when the output's buffer is full (EAGAIN):
+  // the frame stays at the head until the output is writable again. Any
+  // other refusal (ENOBUFS: the device dropped it) is a failed frame.
+  bool Release(int64_t now) {
     while (!queue.empty() && queue.front().release <= now) {
       const Frame& f = queue.front();
       ssize_t n;
       do {
         n = send(out, f.data.data(), f.data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       } while (n < 0 && errno == EINTR);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
       if (n == static_cast<ssize_t>(f.data.size())) {
         counters.delivered++;
       } else {
@@ -145,6 +152,7 @@ struct Line {
       }
       queue.pop_front();
     }
+    return true;
   }
 };
 
@@ -226,6 +234,7 @@ class DelayLines {
       line = std::move(it->second);
       lines_.erase(it);
       if (line->err == 0) epoll_ctl(ep_, EPOLL_CTL_DEL, line->in, nullptr);
+      if (line->blocked) epoll_ctl(ep_, EPOLL_CTL_DEL, line->out, nullptr);
     }
     *c = line->counters;
     *queued = line->queue.size();
@@ -258,13 +267,28 @@ class DelayLines {
           }
           continue;
         }
-        auto it = lines_.find(static_cast<uint32_t>(events[i].data.u64));
-        if (it != lines_.end()) Drain(*it->second, buf);
+        uint64_t key = events[i].data.u64;
+        auto it = lines_.find(static_cast<uint32_t>(key));
+        if (it == lines_.end()) continue;
+        Line& line = *it->second;
+        if (key & kOutputKey) {
+          line.blocked = false;
+          epoll_ctl(ep_, EPOLL_CTL_DEL, line.out, nullptr);
+        } else {
+          Drain(line, buf);
+        }
       }
       int64_t now = NowNs();
       int64_t next = INT64_MAX;
       for (auto& [id, line] : lines_) {
-        line->Release(now);
+        if (line->blocked) continue;
+        if (!line->Release(now)) {
+          epoll_event ev{};
+          ev.events = EPOLLOUT;
+          ev.data.u64 = id | kOutputKey;
+          line->blocked = epoll_ctl(ep_, EPOLL_CTL_ADD, line->out, &ev) == 0;
+          if (line->blocked) continue;
+        }
         if (!line->queue.empty() && line->queue.front().release < next) next = line->queue.front().release;
       }
       Arm(next);

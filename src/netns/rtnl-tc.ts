@@ -143,9 +143,15 @@ function placeInfo(p: FilterPlace): number {
   return ((p.prio << 16) | ETH_P_ALL_BE) >>> 0;
 }
 
-/** Requests every qdisc of the namespace, with statistics (the kernel dumps all devices). */
-export function encodeGetQdiscs(): Buffer {
-  return new MessageWriter().raw(tcmsg(0, 0, 0)).finish(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP);
+/**
+ * Requests every qdisc of the namespace, with statistics. tc names the
+ * device it shows (`ifindex`), but the kernel dumps every device's: the
+ * caller picks its own from the reply.
+ */
+export function encodeGetQdiscs(ifindex = 0): Buffer {
+  return new MessageWriter()
+    .raw(tcmsg(ifindex, 0, 0))
+    .finish(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP);
 }
 
 /** One qdisc of a dump and its counters (TCA_STATS2's basic and queue statistics). */
