@@ -104,7 +104,7 @@ function pschedTicks(): number {
 }
 
 /** Checks an impairment (one typed line for anything wrong) and turns it into a netem request. */
-export function checkImpairment(imp: Impairment): NetemRequest {
+function checkImpairment(imp: Impairment): NetemRequest {
   if (typeof imp !== 'object' || imp === null)
     throw new InvalidArgumentError(`an impairment is an object, not ${String(imp)}`);
   const num = (v: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined => {

@@ -20,7 +20,12 @@ import {
 import type { NamespaceProcess, NamespaceSpawnOptions } from '../netns/spawn.js';
 import { processIdentity } from '../process.js';
 import { UserNamespace } from '../rootless/userns/userns.js';
-import { type Impairment, type ImpairmentState, LinkImpairment } from './impair.js';
+import {
+  type ImpairedEnd,
+  type Impairment,
+  type ImpairmentState,
+  LinkImpairment,
+} from './impair.js';
 import {
   defaultRecordDir,
   deleteRecord,
@@ -230,13 +235,12 @@ export class TopologyLink {
     this.name = `${ends[0].host.name}-${ends[1].host.name}`;
     this.subnet = subnet;
     this.subnet6 = subnet6;
-    this.#impairment = new LinkImpairment(
-      this.name,
-      ends.map((e) => ({ host: e.host.name, ns: e.host.ns, ifname: e.iface.ifname })) as [
-        { host: string; ns: NetworkNamespace; ifname: string },
-        { host: string; ns: NetworkNamespace; ifname: string },
-      ],
-    );
+    const end = (e: TopologyLink['ends'][number]): ImpairedEnd => ({
+      host: e.host.name,
+      ns: e.host.ns,
+      ifname: e.iface.ifname,
+    });
+    this.#impairment = new LinkImpairment(this.name, [end(ends[0]), end(ends[1])]);
   }
 
   /**

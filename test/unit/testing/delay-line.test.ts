@@ -1,6 +1,6 @@
 // The delay line's classifier, instruction by instruction: the program the
-// kernel's verifier accepted (the integration tests load it and run
-// traffic through it; `tc filter show` lists it by the tag of these bytes).
+// kernel's verifier accepts (test/integration/testing/impair.test.ts loads
+// it and runs traffic through it).
 import { describe, expect, it } from 'vitest';
 import { DELAY_LINE_MARK, redirectProgram } from '../../../src/testing/delay-line.js';
 
