@@ -409,7 +409,10 @@ bool ReadParams(const Napi::Value& v, Params* p) {
     f[i] = e.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(f[i]) || f[i] < 0) return false;
   }
-  if (f[2] > 1 || f[4] < 1 || f[0] > 9e18 || f[1] > 9e18) return false;
+  // Bounds that keep every sum and cast below in range: delays up to 10^15
+  // ns (11 days), a rate of at least a byte a second, up to 10^9 frames.
+  if (f[0] > 1e15 || f[1] > 1e15 || f[2] > 1 || (f[3] != 0 && f[3] < 1) || f[4] < 1 || f[4] > 1e9)
+    return false;
   p->delayNs = static_cast<int64_t>(f[0]);
   p->jitterNs = static_cast<int64_t>(f[1]);
   p->loss = f[2];

@@ -29,7 +29,7 @@ import { DelayLine, type LineParams } from './delay-line.js';
 
 /**
  * Delay, jitter, loss and rate a link imposes on its packets, in each
- * direction; see {@link TopologyLink.impair}. A field left out is none.
+ * direction; see `TopologyLink.impair`. A field left out is none.
  */
 export interface Impairment {
   /** Added delay in each direction, in milliseconds. */
@@ -64,7 +64,7 @@ export interface ImpairmentDirection {
   queued: number;
 }
 
-/** What {@link TopologyLink.impairment} reports: what is applied, by what, and its counters. */
+/** What `TopologyLink.impairment()` reports: what is applied, by what, and its counters. */
 export interface ImpairmentState {
   /** The impairment as last applied. */
   impairment: Impairment;

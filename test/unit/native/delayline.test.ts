@@ -185,6 +185,9 @@ describe('the delay line', () => {
       [-1, 0, 0, 0, 1000],
       [0, 0, 0, 0, 0],
       [Number.NaN, 0, 0, 0, 1000],
+      [1e300, 0, 0, 0, 1000],
+      [0, 0, 0, 1e-300, 1000],
+      [0, 0, 0, 0, 1e300],
     ]) {
       const [a, b] = native.seqpacketPair();
       const [c, d] = native.seqpacketPair();
