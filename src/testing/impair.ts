@@ -163,6 +163,7 @@ export class LinkImpairment {
   readonly #ends: [ImpairedEnd, ImpairedEnd];
   #applied: Applied | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #released = false;
 
   /** `name` names the link in messages (`a-b`). */
   constructor(name: string, ends: [ImpairedEnd, ImpairedEnd]) {
@@ -198,6 +199,8 @@ export class LinkImpairment {
       } else {
         const lines = await this.#buildLines(lineParams(req));
         this.#applied = { mechanism: 'delay-line', impairment, lines };
+        // The topology was removed while the lines were being built.
+        if (this.#released) this.release();
       }
     });
   }
@@ -318,23 +321,40 @@ export class LinkImpairment {
 
   // Filter off first (traffic flows unimpaired from that request on), then
   // the clsact made for it, then the line and its tap. Carries on past a
-  // failure; an end already gone (its namespace removed) is no failure.
+  // failure; an end already gone (its namespace removed) is no failure. A
+  // filter that could not be removed keeps its line (closing it would
+  // black-hole the end), so a later clear() can finish.
   async #undoLines(lines: LineEnd[]): Promise<void> {
     const errors: unknown[] = [];
     const gone = (err: unknown): boolean =>
       ['ENOENT', 'ENODEV', 'EINVAL', 'ERR_PODNET_CLOSED'].includes(errCode(err) ?? '');
+    const attempt = (what: string, req: () => Buffer, ns: NetworkNamespace): boolean => {
+      try {
+        ns.rtnlAckSync(what, req());
+        return true;
+      } catch (err) {
+        if (gone(err)) return true;
+        errors.push(err);
+        return false;
+      }
+    };
     for (const l of [...lines].reverse()) {
       const what = `clearing link ${this.#name} at ${l.end.ifname} of '${l.end.host}'`;
-      try {
-        if (l.attached)
-          l.end.ns.rtnlAckSync(`${what}: removing the filter`, encodeDelBpfFilter(this.#place(l)));
-        l.attached = false;
-        if (l.ownClsact)
-          l.end.ns.rtnlAckSync(`${what}: removing clsact`, encodeDelClsactQdisc(l.ifindex));
-        l.ownClsact = false;
-      } catch (err) {
-        if (!gone(err)) errors.push(err);
+      const ns = l.end.ns;
+      if (l.attached) {
+        l.attached = !attempt(
+          `${what}: removing the filter`,
+          () => encodeDelBpfFilter(this.#place(l)),
+          ns,
+        );
+        if (l.attached) continue;
       }
+      if (l.ownClsact)
+        l.ownClsact = !attempt(
+          `${what}: removing clsact`,
+          () => encodeDelClsactQdisc(l.ifindex),
+          ns,
+        );
       l.line.close();
     }
     if (errors.length)
@@ -414,6 +434,7 @@ export class LinkImpairment {
    * holds its namespace alive, so the lines must close first.
    */
   release(): void {
+    this.#released = true;
     if (this.#applied?.mechanism === 'delay-line')
       for (const l of this.#applied.lines) l.line.close();
     this.#applied = undefined;
