@@ -156,7 +156,9 @@ type Applied =
 
 /**
  * The impairment of one link, between two ends. Operations on it run one
- * at a time, in call order.
+ * at a time, in call order. TopologyLink holds one; any two ends of a
+ * veth will do (a node's interface and its port on a switch's bridge:
+ * the port's egress is the direction toward the node).
  */
 export class LinkImpairment {
   readonly #name: string;
@@ -185,7 +187,10 @@ export class LinkImpairment {
     } catch (err) {
       return Promise.reject(err);
     }
-    const impairment = { ...imp };
+    // What was asked, without anything else the object carried.
+    const impairment: Impairment = {};
+    for (const k of ['delay', 'jitter', 'loss', 'rate'] as const)
+      if (imp[k] !== undefined) impairment[k] = imp[k];
     return this.#serial(async () => {
       const applied = this.#applied;
       if (applied?.mechanism === 'delay-line') {
