@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "podnet",
-      "sources": ["native/addon.cc", "native/netns.cc", "native/netlink.cc", "native/nfnetlink.cc", "native/errors.cc", "native/relay.cc", "native/fd.cc", "native/rtnl-stats.cc", "native/rtnl-channel.cc"],
+      "sources": ["native/addon.cc", "native/netns.cc", "native/netlink.cc", "native/nfnetlink.cc", "native/errors.cc", "native/relay.cc", "native/fd.cc", "native/rtnl-stats.cc", "native/rtnl-channel.cc", "native/delayline.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags!": ["-fno-exceptions"],

@@ -7,6 +7,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   podnet::InitRelay(env, exports);
   podnet::InitFd(env, exports);
   podnet::InitRtnlChannel(env, exports);
+  podnet::InitDelayLine(env, exports);
   return exports;
 }
 

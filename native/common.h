@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,11 +66,36 @@ Napi::Value OnFreshThread(Napi::Env env, std::function<Outcome()> fn);
 // so neither the JS thread nor a libuv pool thread ever changes namespace.
 Outcome RunOnFreshThread(std::function<Outcome()> fn);
 
+// A namespace fd of one native thread's own. The fd JavaScript passes may be
+// closed by it while the thread is starting, and its number reused by
+// another namespace (another container's): setns would then join that one.
+// So it is dup'ed on the calling thread before the thread starts, and the
+// dup is closed with the job (on the thread: OnFreshThread destroys the job
+// there), or if the thread never starts. (native/netns.cc)
+class ThreadNsFd {
+ public:
+  explicit ThreadNsFd(int fd) : fd_(fd) {}
+  ~ThreadNsFd();
+  ThreadNsFd(const ThreadNsFd&) = delete;
+  ThreadNsFd& operator=(const ThreadNsFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Shared, because a job is a std::function and so must be copyable.
+using NsFd = std::shared_ptr<const ThreadNsFd>;
+
+// F_DUPFD_CLOEXEC of FD, taken on the calling (JS) thread.
+Outcome DupNsFdOnCallingThread(int fd, NsFd* out);
+
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitNetlink(Napi::Env env, Napi::Object exports);
 void InitNfnetlink(Napi::Env env, Napi::Object exports);
 void InitRelay(Napi::Env env, Napi::Object exports);
 void InitFd(Napi::Env env, Napi::Object exports);
 void InitRtnlChannel(Napi::Env env, Napi::Object exports);
+void InitDelayLine(Napi::Env env, Napi::Object exports);
 
 }  // namespace podnet

@@ -155,35 +155,6 @@ Outcome RemoveNetns(const std::string& path) {
   return Outcome::Ok();
 }
 
-// A namespace fd of one native thread's own. The fd JavaScript passes may be
-// closed by it while the thread is starting, and its number reused by
-// another namespace (another container's): setns would then join that one.
-// So it is dup'ed on the calling thread before the thread starts, and the
-// dup is closed with the job (on the thread: OnFreshThread destroys the job
-// there), or if the thread never starts.
-class ThreadNsFd {
- public:
-  explicit ThreadNsFd(int fd) : fd_(fd) {}
-  ~ThreadNsFd() { close(fd_); }
-  ThreadNsFd(const ThreadNsFd&) = delete;
-  ThreadNsFd& operator=(const ThreadNsFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// Shared, because a job is a std::function and so must be copyable.
-using NsFd = std::shared_ptr<const ThreadNsFd>;
-
-// F_DUPFD_CLOEXEC of FD, taken on the calling (JS) thread.
-Outcome DupNsFdOnCallingThread(int fd, NsFd* out) {
-  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (d < 0) return Outcome::Fail(errno, "fcntl");
-  *out = std::make_shared<const ThreadNsFd>(d);
-  return Outcome::Ok();
-}
-
 struct SocketSpec {
   NsFd ns;
   int domain;
@@ -298,6 +269,15 @@ Napi::Value JsSocketSync(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+ThreadNsFd::~ThreadNsFd() { close(fd_); }
+
+Outcome DupNsFdOnCallingThread(int fd, NsFd* out) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return Outcome::Fail(errno, "fcntl");
+  *out = std::make_shared<const ThreadNsFd>(d);
+  return Outcome::Ok();
+}
 
 void InitNetns(Napi::Env env, Napi::Object exports) {
   exports.Set("createNetns", Napi::Function::New(env, JsCreate, "createNetns"));

@@ -229,6 +229,32 @@ export interface NativeBinding {
    * for checking fds another process sent; throws (ENOTSOCK) for a non-socket.
    */
   socketInfo(fd: number): [number, number, number];
+  /**
+   * The tap and the packet socket of a delay line (native/delayline.cc),
+   * made inside the namespace on a thread of their own: [tapFd, packetFd].
+   * The tap (IFF_TAP | IFF_NO_PI, not persistent: it goes with its fd) is
+   * up, without IPv6 or ARP; the packet socket is bound to `ifindex`,
+   * receives nothing and marks what it sends with `mark` (SO_MARK).
+   */
+  delayLineSockets(nsfd: number, tapName: string, ifindex: number, mark: number): Promise<number[]>;
+  /**
+   * Starts a delay line that reads datagrams (frames) from `inFd` and sends
+   * each to `outFd` once its time comes; owns both fds from the call on.
+   * `params`: [delayNs, jitterNs, loss (0 to 1), rate (bytes/s, 0: none),
+   * limit (frames queued at most)]. Returns its id.
+   */
+  delayLineStart(inFd: number, outFd: number, params: number[]): number;
+  /** New parameters for the frames that come from now on; false for an unknown line. */
+  delayLineSet(id: number, params: number[]): boolean;
+  /**
+   * [frames, delivered, lost, overflowed, failed, queued, errno] of a line
+   * (errno: why its input stopped, 0 while it reads), or undefined.
+   */
+  delayLineStats(id: number): number[] | undefined;
+  /** Stops a line, closes its fds, drops what it holds; its final stats, or undefined. */
+  delayLineClose(id: number): number[] | undefined;
+  /** bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_SCHED_CLS program (struct bpf_insn[]): its fd. */
+  loadSchedCls(insns: Buffer, license: string): number;
   /** The pool of TCP sockets (relayPoolAdd's kind). */
   POOL_TCP: number;
   /** The pool of UDP sockets (relayPoolAdd's kind). */

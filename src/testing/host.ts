@@ -1,18 +1,17 @@
 // The parts of every topology: hosts (a namespace and its interfaces),
-// the veths between them and their impairment, the numbering of their
+// the veths between them and their impairment (impair.ts does it), the numbering of their
 // subnets, and the wait for their links to come up. createTopology and
 // createCluster both build from these.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, PodnetSystemError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
-import {
-  encodeDelRootQdisc,
-  encodeNetemQdisc,
-  type NetemRequest,
-  pschedTicksPerUs,
-} from '../netns/rtnl-write.js';
 import type { NamespaceProcess, NamespaceSpawnOptions } from '../netns/spawn.js';
+import {
+  type ImpairedEnd,
+  type Impairment,
+  type ImpairmentState,
+  LinkImpairment,
+} from './impair.js';
 
 /** How a process run with {@link TopologyHost.exec} ended, and what it wrote. */
 export interface ExecResult {
@@ -44,18 +43,6 @@ export interface HostInterface {
   address6?: string;
   /** The link it belongs to (named topologies only). */
   link?: TopologyLink;
-}
-
-/** Delay, jitter, loss and rate a link imposes on its packets (netem); see {@link TopologyLink.impair}. */
-export interface Impairment {
-  /** Added delay in each direction, in milliseconds. */
-  delay?: number;
-  /** Random variation of that delay (+/-), in milliseconds. */
-  jitter?: number;
-  /** Share of packets dropped in each direction, in percent (0 to 100). */
-  loss?: number;
-  /** Rate limit in each direction, in bits per second. */
-  rate?: number;
 }
 
 /**
@@ -148,35 +135,6 @@ export class TopologyHost implements TestHost {
   }
 }
 
-let ticksPerUs: number | undefined;
-function pschedTicks(): number {
-  ticksPerUs ??= pschedTicksPerUs(readFileSync('/proc/net/psched', 'utf8'));
-  if (ticksPerUs === undefined)
-    throw new InvalidArgumentError('/proc/net/psched is not what the kernel writes there');
-  return ticksPerUs;
-}
-
-function checkImpairment(imp: Impairment): NetemRequest {
-  const num = (v: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined => {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > max)
-      throw new InvalidArgumentError(
-        `impairment ${name} must be a number from 0 to ${max}, not ${String(v)}`,
-      );
-    return v;
-  };
-  const delay = num(imp.delay, 'delay (ms)', 3_600_000);
-  const jitter = num(imp.jitter, 'jitter (ms)', 3_600_000);
-  const loss = num(imp.loss, 'loss (%)', 100);
-  const rate = num(imp.rate, 'rate (bit/s)', 8 * 2 ** 40);
-  return {
-    ...(delay === undefined ? {} : { delayUs: delay * 1000 }),
-    ...(jitter === undefined ? {} : { jitterUs: jitter * 1000 }),
-    ...(loss === undefined ? {} : { lossPercent: loss }),
-    ...(rate === undefined ? {} : { rateBytes: Math.max(1, Math.round(rate / 8)) }),
-  };
-}
-
 /** A veth between two hosts of a named topology. */
 export class TopologyLink {
   /** `A-B`, the names of the hosts it joins. */
@@ -191,63 +149,65 @@ export class TopologyLink {
   /** Its IPv6 /64, when dual stack. */
   readonly subnet6: string | undefined;
 
+  readonly #impairment: LinkImpairment;
+
   /** @internal Made by createTopology. */
   constructor(ends: TopologyLink['ends'], subnet: string, subnet6: string | undefined) {
     this.ends = ends;
     this.name = `${ends[0].host.name}-${ends[1].host.name}`;
     this.subnet = subnet;
     this.subnet6 = subnet6;
+    const end = (e: TopologyLink['ends'][number]): ImpairedEnd => ({
+      host: e.host.name,
+      ns: e.host.ns,
+      ifname: e.iface.ifname,
+    });
+    this.#impairment = new LinkImpairment(this.name, [end(ends[0]), end(ends[1])]);
   }
 
   /**
-   * Impairs the link in both directions with a netem qdisc at the root of
-   * each end (so a 50 ms delay adds 100 ms to a round trip). Each end's
-   * qdisc is replaced in one request: calling it again changes the
-   * impairment without a moment of none. A kernel without netem
-   * (CONFIG_NET_SCH_NETEM) fails with ENOENT, and the link is unchanged.
+   * Impairs the link in both directions: each end delays, varies, drops
+   * and rate-limits the packets it sends (so a 50 ms delay adds 100 ms to
+   * a round trip). Each call sets the whole impairment (a field left out
+   * is none); calling it again on an impaired link changes it in place,
+   * with no moment of none. Bad input is an InvalidArgumentError, and a
+   * failure half way leaves the link as it was.
+   *
+   * tc over netlink: a netem qdisc at the root of each end, replaced in
+   * one request, where the kernel has netem. Where it has not
+   * (CONFIG_NET_SCH_NETEM unset), a delay line per end: a clsact qdisc
+   * whose egress filter (cls_bpf, one request to attach or remove) sends
+   * the end's frames through a tap to a native thread of this process,
+   * which holds, drops and paces them as netem would (FIFO: jitter never
+   * reorders) and sends them on to the peer. That line lives in the
+   * process that applied it: when the process exits, its taps go, and the
+   * link carries nothing until the topology is removed (its reaper
+   * removes the namespaces). The first request to an end with an
+   * `ingress` qdisc is refused (it holds clsact's place).
    */
-  async impair(imp: Impairment): Promise<void> {
-    const req = checkImpairment(imp);
-    const ticks = pschedTicks();
-    const done: (typeof this.ends)[number][] = [];
-    try {
-      for (const end of this.ends) {
-        const { index } = await end.host.ns.link(end.iface.ifname);
-        end.host.ns.rtnlAckSync(
-          `impairing ${end.iface.ifname} of '${end.host.name}'`,
-          encodeNetemQdisc(index, req, ticks),
-        );
-        done.push(end);
-      }
-    } catch (err) {
-      for (const end of done) await this.#clearEnd(end).catch(() => undefined);
-      if ((err as { code?: string }).code === 'ENOENT')
-        throw new PodnetSystemError(
-          `impairing link ${this.name}: the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)`,
-          { errno: 2, syscall: 'RTM_NEWQDISC' },
-          { cause: err },
-        );
-      throw err;
-    }
+  impair(imp: Impairment): Promise<void> {
+    return this.#impairment.apply(imp);
   }
 
-  /** Removes the impairment (the default qdisc comes back); a link without one is left as it is. */
-  async clear(): Promise<void> {
-    for (const end of this.ends) await this.#clearEnd(end);
+  /**
+   * Removes the impairment (the default qdisc, or no filter, again); a
+   * link never impaired through this object is left as it is.
+   */
+  clear(): Promise<void> {
+    return this.#impairment.clear();
   }
 
-  async #clearEnd(end: (typeof this.ends)[number]): Promise<void> {
-    const { index } = await end.host.ns.link(end.iface.ifname);
-    try {
-      end.host.ns.rtnlAckSync(
-        `clearing ${end.iface.ifname} of '${end.host.name}'`,
-        encodeDelRootQdisc(index),
-      );
-    } catch (err) {
-      // The default root qdisc cannot be deleted: EINVAL (or ENOENT) means none of ours is there.
-      const code = (err as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOENT') throw err;
-    }
+  /**
+   * What is applied, by which mechanism, and the counters of each
+   * direction since it was (undefined when the link is unimpaired).
+   */
+  impairment(): Promise<ImpairmentState | undefined> {
+    return this.#impairment.state();
+  }
+
+  /** @internal Stops this process's delay lines before the topology's namespaces go. */
+  release(): void {
+    this.#impairment.release();
   }
 }
 

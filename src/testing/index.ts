@@ -41,11 +41,11 @@ export {
 export {
   type ExecResult,
   type HostInterface,
-  type Impairment,
   type TestHost,
   TopologyHost,
   TopologyLink,
 } from './host.js';
+export type { Impairment, ImpairmentDirection, ImpairmentState } from './impair.js';
 export {
   defaultRecordDir,
   sweepTopologies,
@@ -363,6 +363,11 @@ async function createNamed(opts: NamedTopologyOptions): Promise<NamedTopology> {
         );
       }
     }
+    // A delay line's tap holds its namespace: the lines stop before the namespaces go.
+    const remove = async (): Promise<void> => {
+      for (const l of links) l.release();
+      await reg.remove();
+    };
     const host = (name: string): TopologyHost => {
       const h = hosts[names.indexOf(name)];
       if (!h) throw new InvalidArgumentError(`no host '${name}' in the topology`);
@@ -382,8 +387,8 @@ async function createNamed(opts: NamedTopologyOptions): Promise<NamedTopology> {
         if (!l) throw new InvalidArgumentError(`no link between '${a}' and '${b}'`);
         return l;
       },
-      remove: reg.remove,
-      [Symbol.asyncDispose]: reg.remove,
+      remove,
+      [Symbol.asyncDispose]: remove,
     };
   } catch (err) {
     await reg.remove().catch(() => undefined);

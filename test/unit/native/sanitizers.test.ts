@@ -27,6 +27,7 @@ const NATIVE_TESTS = [
   'test/unit/native/relay.test.ts',
   'test/unit/native/relay-stress.test.ts',
   'test/unit/native/rtnl-channel.test.ts',
+  'test/unit/native/delayline.test.ts',
 ];
 
 interface Build {
