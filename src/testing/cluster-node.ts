@@ -200,6 +200,7 @@ export class ClusterNode {
     });
     this.pods.splice(i, 1);
     this.#cluster.podNames.delete(pod.name);
+    pod.link.release();
     await this.#cluster.registration.drop(pod.netns, this.#cluster.describe());
   }
 

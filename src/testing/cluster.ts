@@ -298,7 +298,14 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       return node;
     };
     let groups: string[][] = [];
-    const remove = reg.remove;
+    // A delay line's tap holds its namespace: the lines stop before the namespaces go.
+    const remove = async (): Promise<void> => {
+      for (const n of nodes) {
+        n.link.release();
+        for (const p of n.pods) p.link.release();
+      }
+      await reg.remove();
+    };
     return {
       get name() {
         return name;
