@@ -240,20 +240,57 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     });
   });
 
-  it('a 50 ms delay on a node link gives a cross-node round trip of at least 100 ms', async () => {
+  it('a 50 ms delay on a node link gives a cross-node round trip of at least 100 ms, counted', async () => {
     await using c = await build('host-gw', '10.243.0.0/16');
     const a = await c.nodes[0]!.addPod({ name: 'a' });
     const b = await c.nodes[1]!.addPod({ name: 'b' });
+    const d = await c.nodes[2]!.addPod({ name: 'd' });
     const before = await roundTrip(a, b);
-    await c.nodes[0]!.link.impair({ delay: 50 });
+    const link = c.nodes[0]!.link;
+    await link.impair({ delay: 50 });
     const slow = await roundTrip(a, b);
     expect(slow).toBeGreaterThanOrEqual(100);
-    await c.nodes[0]!.link.clear();
+    // Only node1's link is slow: node2 and node3 still talk at full speed.
+    expect(await roundTrip(b, d)).toBeLessThan(50);
+    const state = await link.impairment();
+    expect(state?.impairment).toEqual({ delay: 50 });
+    const [out, back] = state!.directions;
+    expect(out).toMatchObject({ from: 'node1', to: 'switch' });
+    expect(back).toMatchObject({ from: 'switch', to: 'node1' });
+    expect(out.delivered).toBeGreaterThan(0);
+    expect(back.delivered).toBeGreaterThan(0);
+    await link.clear();
+    expect(await link.impairment()).toBeUndefined();
     const after = await roundTrip(a, b);
     expect(after).toBeLessThan(50);
     console.log(
       `cluster: cross-node round trip ${before.toFixed(2)} ms, with 50 ms on node1's link ${slow.toFixed(1)} ms, after ${after.toFixed(2)} ms`,
     );
+  });
+
+  it("a fault on a pod's link slows that pod only; loss 100 on it cuts it off", async () => {
+    await using c = await build('vxlan', '10.249.0.0/16');
+    const a = await c.nodes[0]!.addPod({ name: 'a' });
+    const a2 = await c.nodes[0]!.addPod({ name: 'a2' });
+    const b = await c.nodes[1]!.addPod({ name: 'b' });
+    expect(a.link.ends.map((e) => e.host.name)).toEqual(['a', 'node1']);
+    await a.link.impair({ delay: 20 });
+    expect(await roundTrip(a, b)).toBeGreaterThanOrEqual(40);
+    expect(await roundTrip(a2, b)).toBeLessThan(20);
+    await a.link.impair({ loss: 100 });
+    const server = await whoami(b);
+    try {
+      expect(await seenAs(a, b, server.port, 700)).toMatch(/timed out|no answer/);
+      expect(await seenAs(a2, b, server.port)).toBe(a2.ip);
+      await a.link.clear();
+      expect(await seenAs(a, b, server.port)).toBe(a.ip);
+    } finally {
+      await server.close();
+    }
+    // A pod removed while impaired takes its delay line with it.
+    await a.link.impair({ delay: 5 });
+    await a.remove();
+    expect(existsSync(a.netns.path)).toBe(false);
   });
 
   it("DEL of a pod on node 2 frees exactly its lease; GC on node 3 with no valid pod frees node 3's only", async () => {
