@@ -52,7 +52,8 @@ export interface ClusterOptions {
   nodes?: number;
   /**
    * The pod CIDR, an IPv4 network of prefix 8 to 22 (default a random
-   * 10.X.0.0/16). Node N (from 1) gets its Nth /24 as its slice.
+   * 10.X.0.0/16, X from 232 to 253). Node N (from 1) gets its Nth /24 as
+   * its slice.
    */
   podCidr?: string;
   /** How pod traffic crosses nodes (default 'host-gw'). */
@@ -112,7 +113,8 @@ export interface Cluster extends AsyncDisposable {
 
 // The pod CIDR as an integer network and prefix, checked.
 function checkPodCidr(v: unknown, nodes: number): { base: number; prefix: number; text: string } {
-  const text = v === undefined ? `10.${200 + Math.floor(Math.random() * 50)}.0.0/16` : v;
+  // Random default: 10.232-253.0.0/16, clear of the topologies' underlays (10.231.X.0/24).
+  const text = v === undefined ? `10.${232 + Math.floor(Math.random() * 22)}.0.0/16` : v;
   let parsed: ReturnType<typeof parseCidr> | undefined;
   try {
     parsed = typeof text === 'string' ? parseCidr(text) : undefined;
