@@ -1,8 +1,11 @@
 // `podnet cluster`: a cluster on this machine for a shell user (up, down,
-// ls). `up` builds it as podnet/testing's createCluster does, persistent:
-// it outlives the command and is found again by name in the records.
+// ls, partition, heal). `up` builds it as podnet/testing's createCluster
+// does, persistent: it outlives the command and is found again by name in
+// the records. A partition lives in the switch's nftables table, so it
+// outlives the command too and is read back from there.
 import { AggregatePodnetError, PodnetError } from '../errors.js';
 import { processStatus } from '../process.js';
+import { recordedPartitionTable } from '../testing/cluster-partition.js';
 import { type ClusterBackend, type ClusterPlugin, createCluster } from '../testing/index.js';
 import {
   type ClusterRecord,
@@ -36,7 +39,7 @@ function formatCluster(c: ClusterRecord): string {
   return `cluster ${c.name} (${c.backend}, pods in ${c.podCidr})\n\n${nodes}\n\n${pods}`;
 }
 
-/** `podnet cluster up [NAME] | down NAME... | --all | ls`. */
+/** `podnet cluster up [NAME] | down NAME...|--all | ls | partition NAME GROUP... | heal NAME`. */
 export async function cluster(
   [action = 'ls', ...names]: string[],
   flags: FlagValues,
@@ -127,7 +130,32 @@ export async function cluster(
       );
       return;
     }
+    case 'partition':
+    case 'heal': {
+      const [name, ...groups] = names;
+      if (name === undefined) throw new UsageError(`cluster ${action} needs a NAME`);
+      if (action === 'partition' && groups.length === 0)
+        throw new UsageError('cluster partition needs groups of nodes: NAME node1 node2,node3');
+      if (action === 'heal' && groups.length > 0)
+        throw new UsageError('cluster heal takes NAME only');
+      const rec = clusters.find((r) => r.record.cluster!.name === name);
+      if (!rec) throw new PodnetError('ERR_PODNET_CLUSTER_NOT_FOUND', `no cluster named '${name}'`);
+      const { table: t, close } = await recordedPartitionTable(rec.record.cluster!);
+      try {
+        if (action === 'heal') await t.heal();
+        else await t.partition(groups.map((g) => g.split(',')));
+        const state = await t.state();
+        print(json, state, () =>
+          state.groups.length === 0
+            ? `${name}: whole`
+            : `${name}: ${state.groups.map((g) => g.join(',')).join(' | ')}`,
+        );
+      } finally {
+        close();
+      }
+      return;
+    }
     default:
-      throw new UsageError(`unknown cluster action '${action}': up, down or ls`);
+      throw new UsageError(`unknown cluster action '${action}': up, down, ls, partition or heal`);
   }
 }

@@ -148,15 +148,18 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'cluster',
     args: '[action] [...names]',
-    summary: 'A cluster on this machine: up [NAME] | down NAME...|--all | ls (default)',
+    summary:
+      'A cluster on this machine: up [NAME] | down NAME...|--all | ls (default) | partition NAME GROUP... | heal NAME',
     description:
-      "Nodes as network namespaces on an underlay bridge, each with its own CNI configuration, cache and lease directories, and pods set up on them by the unchanged CNI plugins (Debian's bridge + host-local, or flannel's plugin where installed) running inside the node's namespace. Pods on different nodes reach each other by pod IP, through routes (--backend host-gw) or flannel's VXLAN shape (--backend vxlan). up builds one and prints its nodes and pods (namespaces to run commands in with `podnet netns exec`); it stays until down. ls lists the clusters, including those a test suite's createCluster made. Needs root and the CNI plugins.",
+      "Nodes as network namespaces on an underlay bridge, each with its own CNI configuration, cache and lease directories, and pods set up on them by the unchanged CNI plugins (Debian's bridge + host-local, or flannel's plugin where installed) running inside the node's namespace. Pods on different nodes reach each other by pod IP, through routes (--backend host-gw) or flannel's VXLAN shape (--backend vxlan). up builds one and prints its nodes and pods (namespaces to run commands in with `podnet netns exec`); it stays until down. ls lists the clusters, including those a test suite's createCluster made. partition NAME node1 node2,node3 cuts the groups of nodes (comma-separated, the rest one more group) from each other in one transaction at the switch, and prints the groups the kernel now has; heal NAME ends it. Needs root and the CNI plugins.",
     flags: CLUSTER_FLAGS,
-    actions: ['up', 'down', 'ls'],
+    actions: ['up', 'down', 'ls', 'partition', 'heal'],
     examples: [
       '  $ podnet cluster up lab --nodes 3 --pods 2 --backend vxlan',
       '  $ podnet cluster ls --json',
       '  $ podnet netns exec podnet-test-0123456789ab -- ip -brief addr   # a pod of the table',
+      '  $ podnet cluster partition lab node1 node2,node3    # node1 cut from the others',
+      '  $ podnet cluster heal lab',
       '  $ podnet cluster down lab',
     ],
     run: async (args, flags) => (await import('./cluster.js')).cluster(args, flags),

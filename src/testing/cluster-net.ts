@@ -1,10 +1,7 @@
-// The kernel side of a cluster that is not the pods': the underlay (every
-// node's eth0 on one bridge in a switch namespace), the routes between the
-// nodes' pod slices (host-gw), flannel's VXLAN shape (vxlan), and the
-// partition table in the switch. Everything is made inside the cluster's
-// own namespaces over netlink, except the partition table, which is one
-// `nft -f` transaction in the switch (so a partition or a heal is atomic).
-import { InvalidArgumentError, PodnetSystemError } from '../errors.js';
+// How pod traffic crosses a cluster's nodes: the routes between the nodes'
+// pod slices (host-gw) or flannel's VXLAN shape (vxlan), made inside the
+// nodes' namespaces over netlink.
+import { InvalidArgumentError } from '../errors.js';
 import {
   encodeNewAddr,
   encodeNewFdb,
@@ -105,56 +102,6 @@ export async function wireBackend(
       );
     }
   }
-}
-
-/** The partition table's name in the switch namespace. */
-export const PARTITION_TABLE = 'podnet_cluster';
-
-/**
- * The partition table: a bridge-family forward chain that drops frames
- * between two switch ports listed as a pair in its set (counted). Made
- * empty with the cluster; a partition fills the set, a heal empties it.
- */
-export const PARTITION_TABLE_SCRIPT = `table bridge ${PARTITION_TABLE} {
-  set cut {
-    type ifname . ifname
-  }
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    iifname . oifname @cut counter drop
-  }
-}
-`;
-
-/**
- * The pairs of ports to cut for groups of nodes (by their switch port
- * names): every port with every port of every other group, both ways.
- */
-export function cutPairs(groups: readonly (readonly string[])[]): [string, string][] {
-  const pairs: [string, string][] = [];
-  for (const [i, g] of groups.entries())
-    for (const [j, h] of groups.entries())
-      if (i !== j) for (const a of g) for (const b of h) pairs.push([a, b]);
-  return pairs;
-}
-
-/** One transaction that replaces the set's pairs (none: a heal). */
-export function partitionScript(pairs: readonly [string, string][]): string {
-  const flush = `flush set bridge ${PARTITION_TABLE} cut\n`;
-  if (pairs.length === 0) return flush;
-  const elements = pairs.map(([a, b]) => `"${a}" . "${b}"`).join(', ');
-  return `${flush}add element bridge ${PARTITION_TABLE} cut { ${elements} }\n`;
-}
-
-/** Runs an nft script in the switch, as one transaction; a refusal is thrown with nft's words. */
-export async function nftIn(sw: TopologyHost, script: string, what: string): Promise<string> {
-  const r = await sw.exec('nft', ['-f', '-'], { input: script });
-  if (r.code !== 0)
-    throw new PodnetSystemError(
-      `${what}: nft said: ${r.stderr.trim().split('\n')[0] ?? `exit ${String(r.code)}`}`,
-      { errno: 22, syscall: 'nft' },
-    );
-  return r.stdout;
 }
 
 /** Checks a backend name. */

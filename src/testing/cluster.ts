@@ -22,16 +22,9 @@ import {
   nodeDirs,
   subnetEnv,
 } from './cluster-cni.js';
-import {
-  type ClusterBackend,
-  checkBackend,
-  cutPairs,
-  nftIn,
-  PARTITION_TABLE_SCRIPT,
-  partitionScript,
-  wireBackend,
-} from './cluster-net.js';
+import { type ClusterBackend, checkBackend, wireBackend } from './cluster-net.js';
 import { type ClusterInternals, ClusterNode, type ClusterPod } from './cluster-node.js';
+import { type PartitionState, PartitionTable } from './cluster-partition.js';
 import {
   type HostInterface,
   linksReady,
@@ -106,7 +99,7 @@ export interface Cluster extends AsyncDisposable {
   /** Ends any partition (one transaction). */
   heal(): Promise<void>;
   /** The current partition's groups by node name ([] when whole), and the frames it has dropped. */
-  partitionState(): Promise<{ groups: string[][]; droppedFrames: number }>;
+  partitionState(): Promise<PartitionState>;
   /** Removes every namespace, file and record of the cluster. */
   close(): Promise<void>;
 }
@@ -192,11 +185,14 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
     findPlugin(pluginDirs, type, `the cluster's ${plugin} network`, 'plugin');
 
   const reg = new Registration(1 + count, opts.dir === undefined ? {} : { dir: opts.dir });
+  // The switch is the first namespace registered.
+  const switchPath = reg.nextPath();
   const nodes: ClusterNode[] = [];
   const slices = Array.from({ length: count }, (_, i) => `${ipOf(cidr.base + (i + 1) * 256)}/24`);
   let name = opts.name ?? '';
   const describe = (): ClusterRecord => ({
     name,
+    switch: switchPath,
     backend,
     podCidr: cidr.text,
     nodes: nodes.map((n) => ({
@@ -229,7 +225,11 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
     const sw = new TopologyHost('switch', await reg.namespace());
     await sw.ns.addLink('br0', 'bridge');
     await sw.ns.setLinkUp('br0');
-    await nftIn(sw, PARTITION_TABLE_SCRIPT, 'making the partition table');
+    const table = new PartitionTable(
+      sw,
+      Array.from({ length: count }, (_, i) => `node${i + 1}`),
+    );
+    await table.create();
     publish('podnet:testing:cluster', { record: reg.record, phase: 'switch' });
     const wiring = [];
     for (let i = 1; i <= count; i++) {
@@ -299,7 +299,6 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       if (!node) throw new InvalidArgumentError(`no node ${String(which)} in the cluster`);
       return node;
     };
-    let groups: string[][] = [];
     // A delay line's tap holds its namespace: the lines stop before the namespaces go.
     const remove = async (): Promise<void> => {
       for (const n of nodes) {
@@ -319,34 +318,9 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       record: reg.record,
       node: byName,
       pods: internals.pods,
-      async partition(...given) {
-        const picked = given.map((g) => {
-          if (!Array.isArray(g) || g.length === 0)
-            throw new InvalidArgumentError('a partition group is a non-empty array of nodes');
-          return g.map(byName);
-        });
-        const flat = picked.flat();
-        if (new Set(flat).size !== flat.length)
-          throw new InvalidArgumentError('a node is in at most one partition group');
-        const rest = nodes.filter((n) => !flat.includes(n));
-        const all = rest.length > 0 ? [...picked, rest] : picked;
-        const names = all.map((g) => g.map((n) => n.name));
-        await nftIn(sw, partitionScript(cutPairs(names)), 'partitioning the cluster');
-        groups = names.length > 1 ? names : [];
-      },
-      async heal() {
-        await nftIn(sw, partitionScript([]), 'healing the cluster');
-        groups = [];
-      },
-      async partitionState() {
-        const out = await nftIn(
-          sw,
-          'list chain bridge podnet_cluster forward\n',
-          'reading the partition table',
-        );
-        const m = /counter packets (\d+)/.exec(out);
-        return { groups: groups.map((g) => [...g]), droppedFrames: m ? Number(m[1]) : 0 };
-      },
+      partition: (...given) => table.partition(given.map((g) => g.map((n) => byName(n).name))),
+      heal: () => table.heal(),
+      partitionState: () => table.state(),
       close: remove,
       [Symbol.asyncDispose]: remove,
     };

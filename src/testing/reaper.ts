@@ -32,6 +32,8 @@ export const REAPER_GOODBYE = 'q';
 export interface ClusterRecord {
   /** The cluster's name. */
   name: string;
+  /** Its switch's namespace path (the partition table is there). */
+  switch: string;
   /** 'host-gw' or 'vxlan'. */
   backend: string;
   /** The pod CIDR the nodes' slices are cut from. */
@@ -122,7 +124,7 @@ export function parseRecord(text: string): TopologyRecord | undefined {
   const c = r?.cluster as Partial<ClusterRecord> | undefined;
   const clusterOk =
     c === undefined ||
-    (strings(c, ['name', 'backend', 'podCidr']) &&
+    (strings(c, ['name', 'switch', 'backend', 'podCidr']) &&
       Array.isArray(c.nodes) &&
       c.nodes.every((n) => strings(n, ['name', 'namespace', 'address', 'podSubnet'])) &&
       Array.isArray(c.pods) &&

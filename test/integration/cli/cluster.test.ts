@@ -58,16 +58,30 @@ describe.skipIf(!isRoot)('podnet cluster', () => {
     const srv = spawn('nsenter', [`--net=${p2!.namespace}`, process.execPath, '-e', serve], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    try {
-      await new Promise<void>((resolve) => srv.stdout!.once('data', () => resolve()));
-      const got = await runResult([
+    const ask = () =>
+      runResult([
+        'timeout',
+        '2',
         'nsenter',
         `--net=${p1!.namespace}`,
         process.execPath,
         '-e',
         `require('net').connect(7070, '${p2!.ip}').on('data', (d) => process.stdout.write(d))`,
       ]);
-      expect(got.stdout).toBe(p1!.ip);
+    try {
+      await new Promise<void>((resolve) => srv.stdout!.once('data', () => resolve()));
+      expect((await ask()).stdout).toBe(p1!.ip);
+      // A partition from the shell: kept in the switch, read back from there.
+      const cut = await cli(['cluster', 'partition', 'lab', 'node1', '--json']);
+      expect(cut.code, cut.stderr).toBe(0);
+      expect(JSON.parse(cut.stdout)).toMatchObject({ groups: [['node1'], ['node2']] });
+      expect((await ask()).stdout).toBe('');
+      const healed = await cli(['cluster', 'heal', 'lab']);
+      expect(healed.stdout.trim()).toBe('lab: whole');
+      expect((await ask()).stdout).toBe(p1!.ip);
+      expect((await cli(['cluster', 'partition', 'lab', 'node7'])).stderr).toMatch(
+        /no node node7 in the cluster/,
+      );
     } finally {
       srv.kill('SIGKILL');
     }

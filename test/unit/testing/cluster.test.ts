@@ -4,7 +4,14 @@
 import { describe, expect, it } from 'vitest';
 import { parseNetworkList } from '../../../src/cni/config.js';
 import { nodeConflist, sliceGateway, subnetEnv } from '../../../src/testing/cluster-cni.js';
-import { cutPairs, partitionScript, vtepMac } from '../../../src/testing/cluster-net.js';
+import { vtepMac } from '../../../src/testing/cluster-net.js';
+import {
+  cutPairs,
+  groupsOf,
+  parsePartitionTable,
+  partitionGroups,
+  partitionScript,
+} from '../../../src/testing/cluster-partition.js';
 
 const plan = {
   dir: '/run/podnet/testing/0123456789abcdef.d/node2',
@@ -70,5 +77,64 @@ describe('a partition', () => {
       'flush set bridge podnet_cluster cut\nadd element bridge podnet_cluster cut { "node1" . "node2" }\n',
     );
     expect(partitionScript([])).toBe('flush set bridge podnet_cluster cut\n');
+  });
+
+  it('puts the nodes named in no group into one more; refuses unknown, repeated and empty', () => {
+    const nodes = ['node1', 'node2', 'node3', 'node4'];
+    expect(partitionGroups(nodes, [['node1']])).toEqual([['node1'], ['node2', 'node3', 'node4']]);
+    expect(
+      partitionGroups(nodes, [
+        ['node3', 'node1'],
+        ['node2', 'node4'],
+      ]),
+    ).toEqual([
+      ['node3', 'node1'],
+      ['node2', 'node4'],
+    ]);
+    expect(() => partitionGroups(nodes, [['node9']])).toThrow(/no node node9/);
+    expect(() => partitionGroups(nodes, [['node1'], ['node1']])).toThrow(/at most one/);
+    expect(() => partitionGroups(nodes, [[]])).toThrow(/non-empty/);
+  });
+
+  it("reads the groups back from the kernel's set, and refuses what nft would not print", () => {
+    const nodes = ['node1', 'node2', 'node3'];
+    const groups = [['node1'], ['node2', 'node3']];
+    // nft -j list table, as nft 1.0.6 prints it (elements in the kernel's order).
+    const json = JSON.stringify({
+      nftables: [
+        { metainfo: { version: '1.0.6', json_schema_version: 1 } },
+        { table: { family: 'bridge', name: 'podnet_cluster', handle: 1 } },
+        {
+          set: {
+            family: 'bridge',
+            name: 'cut',
+            table: 'podnet_cluster',
+            type: ['ifname', 'ifname'],
+            elem: cutPairs(groups)
+              .reverse()
+              .map((p) => ({ concat: p })),
+          },
+        },
+        { chain: { family: 'bridge', table: 'podnet_cluster', name: 'forward' } },
+        {
+          rule: {
+            chain: 'forward',
+            expr: [{ match: {} }, { counter: { packets: 17, bytes: 1000 } }, { drop: null }],
+          },
+        },
+      ],
+    });
+    const read = parsePartitionTable(json);
+    expect(read.droppedFrames).toBe(17);
+    expect(groupsOf(nodes, read.pairs)).toEqual(groups);
+    expect(groupsOf(nodes, [])).toEqual([]);
+    for (const bad of [
+      'nope',
+      '{}',
+      JSON.stringify({ nftables: [] }),
+      json.replace('"packets":17', '"packets":-1'),
+      json.replace('{"concat":["node3","node1"]}', '{"concat":["node3"]}'),
+    ])
+      expect(() => parsePartitionTable(bad), bad).toThrow(/reading the partition table/);
   });
 });

@@ -95,6 +95,7 @@ describe('topology records', () => {
   it('parses a persistent cluster record, and refuses a cluster of the wrong shape', () => {
     const cluster = {
       name: 'lab',
+      switch: '/run/netns/s',
       backend: 'vxlan',
       podCidr: '10.244.0.0/16',
       nodes: [
