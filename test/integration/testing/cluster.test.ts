@@ -6,7 +6,7 @@
 // within 2 s. Traffic goes only between the cluster's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import {
 } from '../../../src/testing/index.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { podnetBin, runResult } from '../../helpers/process.js';
 
 // A server in POD that answers each connection with the address it came from.
 async function whoami(pod: ClusterPod): Promise<{ port: number; close(): Promise<void> }> {
@@ -388,6 +389,66 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     ).rejects.toMatchObject({ code: 'ERR_PODNET_ABORTED' });
     expect(readdirSync(records)).toEqual([]);
   });
+
+  it.each(['podnet gc', 'the next createCluster'])(
+    'a cluster whose runner and watcher were both SIGKILLed is removed by %s',
+    async (by) => {
+      const child = spawn(
+        process.execPath,
+        [fixture('testing/cluster-die-at.mjs'), 'hold', netns.dir, records],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on('data', (d: Buffer) => {
+          if (d.toString().includes('ready')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`runner exited ${code}`)));
+      });
+      const watcher = readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .find((p) => {
+          try {
+            const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+            return argv.includes('reaper-main') && argv.includes(records);
+          } catch {
+            return false;
+          }
+        });
+      expect(watcher).toBeDefined();
+      process.kill(Number(watcher), 'SIGKILL');
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('close', r));
+      // Nobody swept: the namespaces (switch, 3 nodes, 2 pods), record and files are all there.
+      expect(readdirSync(netns.dir)).toHaveLength(6);
+      expect(readdirSync(records).sort()).toEqual([
+        expect.stringMatching(/^[0-9a-f]{16}\.d$/),
+        expect.stringMatching(/^[0-9a-f]{16}\.json$/),
+      ]);
+      if (by === 'podnet gc') {
+        const gc = await runResult(
+          [
+            process.execPath,
+            podnetBin,
+            'gc',
+            '--json',
+            '--state-dir',
+            records,
+            '--netns-dir',
+            netns.dir,
+          ],
+          { env: { PODNET_TESTING_DIR: records } },
+        );
+        expect(gc.code, gc.stderr).toBe(0);
+        expect(JSON.parse(gc.stdout).testTopologies.removedNamespaces).toHaveLength(6);
+      } else {
+        const next = await build('host-gw', '10.250.0.0/16');
+        expect(readdirSync(netns.dir)).toHaveLength(4);
+        await next.close();
+      }
+      expect(readdirSync(netns.dir)).toEqual([]);
+      expect(readdirSync(records)).toEqual([]);
+    },
+  );
 
   describe('after the runner is SIGKILLed mid-build, the reaper leaves nothing within 2 s', () => {
     it.each(['switch', 'node:2', 'wired', 'plugin', 'pod:b'])('killed at %s', async (at) => {
