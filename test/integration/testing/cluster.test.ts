@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -19,78 +18,16 @@ import {
 } from '../../../src/testing/index.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
-
-// A server in POD that answers each connection with the address it came from.
-async function whoami(pod: ClusterPod): Promise<{ port: number; close(): Promise<void> }> {
-  const srv = net.createServer((s) => s.end(`${s.remoteAddress}\n`));
-  const { port } = await pod.netns.listen(srv, { host: pod.ip });
-  return { port, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
-
-/** What FROM is seen as by TO's server (TCP), or the error's message. */
-async function seenAs(
-  from: ClusterPod,
-  to: ClusterPod,
-  port: number,
-  timeoutMs = 2000,
-): Promise<string> {
-  const connecting = from.netns.connect({ host: to.ip, port });
-  // A connect that loses the race may still succeed later (after a heal): closed then.
-  const late = (): void => void connecting.then((s) => s.destroy()).catch(() => undefined);
-  try {
-    const sock = await Promise.race([
-      connecting,
-      new Promise<never>((_, rej) =>
-        setTimeout(() => rej(new Error('connect timed out')), timeoutMs),
-      ),
-    ]);
-    return await new Promise<string>((resolve, reject) => {
-      let got = '';
-      const timer = setTimeout(() => {
-        sock.destroy();
-        reject(new Error('no answer'));
-      }, timeoutMs);
-      sock.setEncoding('utf8').on('data', (d: string) => {
-        got += d;
-      });
-      sock.once('error', reject);
-      sock.once('close', () => {
-        clearTimeout(timer);
-        resolve(got.trim());
-      });
-    });
-  } catch (err) {
-    late();
-    return (err as Error).message;
-  }
-}
-
-/** One byte there and back over TCP, timed in ms. */
-async function roundTrip(from: ClusterPod, to: ClusterPod): Promise<number> {
-  const srv = net.createServer((s) => s.pipe(s));
-  const { port } = await to.netns.listen(srv, { host: to.ip });
-  const sock = await from.netns.connect({ host: to.ip, port });
-  try {
-    // The connection is up (its handshake paid the delay once): time a byte.
-    const t0 = process.hrtime.bigint();
-    const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-    sock.write('x');
-    await got;
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  } finally {
-    sock.destroy();
-    await new Promise<void>((r) => srv.close(() => r()));
-  }
-}
+import { roundTrip, seenAs, whoamiServer } from '../../helpers/tcp.js';
 
 // Every ordered pair of pods: what the server of the second saw the first as.
 async function matrix(pods: ClusterPod[]): Promise<Map<string, string>> {
-  const servers = await Promise.all(pods.map(whoami));
+  const servers = await Promise.all(pods.map((p) => whoamiServer(p.netns, p.ip)));
   try {
     const out = new Map<string, string>();
     for (const [i, a] of pods.entries())
       for (const [j, b] of pods.entries())
-        if (i !== j) out.set(`${a.name}>${b.name}`, await seenAs(a, b, servers[j]!.port));
+        if (i !== j) out.set(`${a.name}>${b.name}`, await seenAs(a.netns, b.ip, servers[j]!.port));
     return out;
   } finally {
     await Promise.all(servers.map((s) => s.close()));
@@ -220,20 +157,20 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         await c.nodes[1]!.addPod({ name: 'b' }),
         await c.nodes[2]!.addPod({ name: 'd' }),
       ];
-      const servers = await Promise.all([a, b, d].map(whoami));
+      const servers = await Promise.all([a, b, d].map((p) => whoamiServer(p.netns, p.ip)));
       try {
         const [pa, pb, pd] = servers.map((s) => s.port) as [number, number, number];
         await c.partition([c.nodes[0]!], [c.nodes[1]!, c.nodes[2]!]);
         expect((await c.partitionState()).groups).toEqual([['node1'], ['node2', 'node3']]);
-        expect(await seenAs(a, b, pb, 700)).toMatch(/timed out|no answer/);
-        expect(await seenAs(d, a, pa, 700)).toMatch(/timed out|no answer/);
-        expect(await seenAs(b, d, pd)).toBe(b.ip);
-        expect(await seenAs(d, b, pb)).toBe(d.ip);
+        expect(await seenAs(a.netns, b.ip, pb, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(d.netns, a.ip, pa, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(b.netns, d.ip, pd)).toBe(b.ip);
+        expect(await seenAs(d.netns, b.ip, pb)).toBe(d.ip);
         expect((await c.partitionState()).droppedFrames).toBeGreaterThan(0);
         await c.heal();
         expect((await c.partitionState()).groups).toEqual([]);
-        expect(await seenAs(a, b, pb)).toBe(a.ip);
-        expect(await seenAs(d, a, pa)).toBe(d.ip);
+        expect(await seenAs(a.netns, b.ip, pb)).toBe(a.ip);
+        expect(await seenAs(d.netns, a.ip, pa)).toBe(d.ip);
       } finally {
         await Promise.all(servers.map((s) => s.close()));
       }
@@ -245,13 +182,13 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     const a = await c.nodes[0]!.addPod({ name: 'a' });
     const b = await c.nodes[1]!.addPod({ name: 'b' });
     const d = await c.nodes[2]!.addPod({ name: 'd' });
-    const before = await roundTrip(a, b);
+    const before = await roundTrip(a.netns, b.netns, b.ip);
     const link = c.nodes[0]!.link;
     await link.impair({ delay: 50 });
-    const slow = await roundTrip(a, b);
+    const slow = await roundTrip(a.netns, b.netns, b.ip);
     expect(slow).toBeGreaterThanOrEqual(100);
     // Only node1's link is slow: node2 and node3 still talk at full speed.
-    expect(await roundTrip(b, d)).toBeLessThan(50);
+    expect(await roundTrip(b.netns, d.netns, d.ip)).toBeLessThan(50);
     const state = await link.impairment();
     expect(state?.impairment).toEqual({ delay: 50 });
     const [out, back] = state!.directions;
@@ -261,7 +198,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     expect(back.delivered).toBeGreaterThan(0);
     await link.clear();
     expect(await link.impairment()).toBeUndefined();
-    const after = await roundTrip(a, b);
+    const after = await roundTrip(a.netns, b.netns, b.ip);
     expect(after).toBeLessThan(50);
     console.log(
       `cluster: cross-node round trip ${before.toFixed(2)} ms, with 50 ms on node1's link ${slow.toFixed(1)} ms, after ${after.toFixed(2)} ms`,
@@ -275,15 +212,15 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     const b = await c.nodes[1]!.addPod({ name: 'b' });
     expect(a.link.ends.map((e) => e.host.name)).toEqual(['a', 'node1']);
     await a.link.impair({ delay: 20 });
-    expect(await roundTrip(a, b)).toBeGreaterThanOrEqual(40);
-    expect(await roundTrip(a2, b)).toBeLessThan(20);
+    expect(await roundTrip(a.netns, b.netns, b.ip)).toBeGreaterThanOrEqual(40);
+    expect(await roundTrip(a2.netns, b.netns, b.ip)).toBeLessThan(20);
     await a.link.impair({ loss: 100 });
-    const server = await whoami(b);
+    const server = await whoamiServer(b.netns, b.ip);
     try {
-      expect(await seenAs(a, b, server.port, 700)).toMatch(/timed out|no answer/);
-      expect(await seenAs(a2, b, server.port)).toBe(a2.ip);
+      expect(await seenAs(a.netns, b.ip, server.port, 700)).toMatch(/timed out|no answer/);
+      expect(await seenAs(a2.netns, b.ip, server.port)).toBe(a2.ip);
       await a.link.clear();
-      expect(await seenAs(a, b, server.port)).toBe(a.ip);
+      expect(await seenAs(a.netns, b.ip, server.port)).toBe(a.ip);
     } finally {
       await server.close();
     }

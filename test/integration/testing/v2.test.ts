@@ -6,69 +6,17 @@
 // Traffic goes only between the topology's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NetworkNamespace } from '../../../src/index.js';
 import { processIdentity } from '../../../src/process.js';
-import {
-  createTopology,
-  sweepTopologies,
-  type TopologyHost,
-  tempNamespace,
-} from '../../../src/testing/index.js';
+import { createTopology, sweepTopologies, tempNamespace } from '../../../src/testing/index.js';
 import { writeRecord } from '../../../src/testing/reaper.js';
 import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
 import { reportSkip } from '../../helpers/skip.js';
+import { reaches } from '../../helpers/tcp.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
-
-// An echo server in `server`; resolves to the port.
-async function echo(
-  server: NetworkNamespace,
-  host: string,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const srv = net.createServer((s) => s.pipe(s));
-  const { port } = await server.listen(srv, { host });
-  return { port, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
-
-/** One byte there and back over TCP from `client` to host:port, timed (ms), or the error. */
-async function roundTrip(
-  client: TopologyHost,
-  host: string,
-  port: number,
-  timeoutMs = 2000,
-): Promise<number> {
-  const sock = await Promise.race([
-    client.ns.connect({ host, port }),
-    new Promise<never>((_, rej) =>
-      setTimeout(() => rej(new Error('connect timed out')), timeoutMs),
-    ),
-  ]);
-  try {
-    const t0 = process.hrtime.bigint();
-    const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-    sock.write('x');
-    await got;
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  } finally {
-    sock.destroy();
-  }
-}
-
-async function reaches(client: TopologyHost, server: TopologyHost, host: string): Promise<boolean> {
-  const e = await echo(server.ns, host);
-  try {
-    await roundTrip(client, host, e.port, 1500);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await e.close();
-  }
-}
 
 describe.skipIf(!isRoot)('podnet/testing v2', () => {
   let netns: NetnsDir;
@@ -101,14 +49,14 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     expect(b.address).toBe('10.231.61.2');
     const routes = await a.exec('ip', ['-4', 'route', 'show', '10.231.61.0/24']);
     expect(routes.stdout).toContain('via 10.231.60.2 dev eth0');
-    expect(await reaches(a, b, b.address)).toBe(true);
-    expect(await reaches(b, a, a.address)).toBe(true);
+    expect(await reaches(a.ns, b.ns, b.address)).toBe(true);
+    expect(await reaches(b.ns, a.ns, a.address)).toBe(true);
     // Turning forwarding off (a sysctl through the host) stops it.
     await r.sysctl('net.ipv4.conf.all.forwarding', 0);
     expect((await r.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.forwarding'])).stdout.trim()).toBe(
       '0',
     );
-    expect(await reaches(a, b, b.address)).toBe(false);
+    expect(await reaches(a.ns, b.ns, b.address)).toBe(false);
   });
 
   it('dual stack hosts reach each other over IPv6 at once (no DAD), also through a router', async () => {
@@ -128,8 +76,8 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     );
     const global = addrs[0].addr_info.find((x: { local: string }) => x.local === a.address6);
     expect(global.tentative).toBeUndefined();
-    expect(await reaches(a, b, b.address6!)).toBe(true);
-    expect(await reaches(a, topo.host('r'), 'fd00:231:60:1::2')).toBe(true);
+    expect(await reaches(a.ns, b.ns, b.address6!)).toBe(true);
+    expect(await reaches(a.ns, topo.host('r').ns, 'fd00:231:60:1::2')).toBe(true);
     expect((await b.exec('sysctl', ['-n', 'net.ipv4.tcp_ecn'])).stdout.trim()).toBe('1');
   });
 
