@@ -1,6 +1,7 @@
 // TCP between namespaces a test made (ns.listen, ns.connect): an echo
 // server, a server that answers with the address it saw, a connect with a
-// deadline, a timed one-byte round trip, and "does A reach B". Traffic goes only to the address the caller names, which
+// deadline, a timed one-byte round trip, "does A reach B", and a line
+// echoed across. Traffic goes only to the address the caller names, which
 // must be inside its own namespaces. For integration tests (it needs the
 // namespaces, not root itself).
 import type net from 'node:net';
@@ -147,5 +148,46 @@ export async function seenAs(
     });
   } catch (err) {
     return (err as Error).message;
+  }
+}
+
+/**
+ * LINE (ending in a newline) sent from FROM to an echo server in TO at
+ * HOST: what came back, and the source address the server saw.
+ */
+export async function echoLine(
+  from: NetworkNamespace,
+  to: NetworkNamespace,
+  host: string,
+  line: string,
+  timeoutMs = 5000,
+): Promise<{ echo: string; seen: string }> {
+  let seen = '';
+  const server = await serve(to, host, (s) => {
+    seen = s.remoteAddress ?? '';
+    s.pipe(s);
+  });
+  try {
+    const sock = await connectWithin(from, host, server.port, timeoutMs);
+    try {
+      const echo = await new Promise<string>((resolve, reject) => {
+        let got = '';
+        sock.setEncoding('utf8');
+        sock.on('data', (d: string) => {
+          got += d;
+          if (got.endsWith('\n')) resolve(got);
+        });
+        sock.on('error', reject);
+        sock.setTimeout(timeoutMs, () =>
+          sock.destroy(new Error(`no echo from ${host}:${server.port}`)),
+        );
+        sock.write(line);
+      });
+      return { echo, seen };
+    } finally {
+      sock.destroy();
+    }
+  } finally {
+    await server.close();
   }
 }
