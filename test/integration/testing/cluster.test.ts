@@ -6,19 +6,13 @@
 // within 2 s. Traffic goes only between the cluster's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type Cluster,
-  type ClusterPod,
-  createCluster,
-  sweepTopologies,
-} from '../../../src/testing/index.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { type Cluster, type ClusterPod, createCluster } from '../../../src/testing/index.js';
 import { fixture } from '../../helpers/fixtures.js';
-import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot } from '../../helpers/host.js';
 import { roundTrip, seenAs, whoamiServer } from '../../helpers/tcp.js';
+import { topologyDirsPerTest } from '../../helpers/topology-env.js';
 
 // Every ordered pair of pods: what the server of the second saw the first as.
 async function matrix(pods: ClusterPod[]): Promise<Map<string, string>> {
@@ -41,20 +35,10 @@ async function ipJson(pod: { exec: ClusterPod['exec'] }, args: string[]): Promis
 }
 
 describe.skipIf(!isRoot)('podnet/testing clusters', () => {
-  let netns: NetnsDir;
-  let records: string;
-  beforeEach(() => {
-    netns = tempNetnsDir();
-    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
-  });
-  afterEach(async () => {
-    await sweepTopologies({ dir: records });
-    await netns.cleanup();
-    rmSync(records, { recursive: true, force: true });
-  });
+  const dirs = topologyDirsPerTest();
 
   const build = (backend: 'host-gw' | 'vxlan', podCidr: string): Promise<Cluster> =>
-    createCluster({ nodes: 3, backend, podCidr, dir: netns.dir, recordDir: records });
+    createCluster({ nodes: 3, backend, podCidr, dir: dirs.dir, recordDir: dirs.recordDir });
 
   async function withPods(c: Cluster): Promise<ClusterPod[]> {
     const pods: ClusterPod[] = [];
@@ -267,7 +251,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
       [{ vni: 0 }, /vni must be an integer/],
     ];
     for (const [opts, message] of cases) {
-      const err = await createCluster({ ...opts, dir: netns.dir, recordDir: records }).catch(
+      const err = await createCluster({ ...opts, dir: dirs.dir, recordDir: dirs.recordDir }).catch(
         (e: unknown) => e as { code?: string; message: string },
       );
       expect((err as { code?: string }).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
@@ -277,8 +261,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     // flannel's plugin is not among Debian's: refused before anything is made, naming it.
     const flannel = await createCluster({
       plugin: 'flannel',
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     }).then(
       async (c) => {
         await c.close();
@@ -290,8 +274,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     );
     expect(flannel.code).toBe('ERR_PODNET_CNI_CONFIG');
     expect(flannel.message).toMatch(/plugin binary 'flannel' not found in \/usr\/lib\/cni/);
-    expect(readdirSync(netns.dir)).toEqual([]);
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.dir)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
     await using c = await build('host-gw', '10.246.0.0/16');
     await c.nodes[0]!.addPod({ name: 'a' });
     await expect(c.nodes[1]!.addPod({ name: 'a' })).rejects.toThrow(/already has a pod 'a'/);
@@ -307,7 +291,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     dc.subscribe('podnet:testing:cluster', onPhase);
     let err: { code?: string; cause?: unknown };
     try {
-      err = await createCluster({ nodes: 3, dir: netns.dir, recordDir: records, signal: ac.signal })
+      err = await createCluster({
+        nodes: 3,
+        dir: dirs.dir,
+        recordDir: dirs.recordDir,
+        signal: ac.signal,
+      })
         .then(async (c) => {
           await c.close();
           return new Error('built in spite of the abort');
@@ -318,19 +307,19 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     }
     expect(err.code).toBe('ERR_PODNET_ABORTED');
     expect((err.cause as Error).message).toBe('enough');
-    expect(readdirSync(netns.dir)).toEqual([]);
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.dir)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
     await expect(
-      createCluster({ dir: netns.dir, recordDir: records, signal: AbortSignal.abort() }),
+      createCluster({ dir: dirs.dir, recordDir: dirs.recordDir, signal: AbortSignal.abort() }),
     ).rejects.toMatchObject({ code: 'ERR_PODNET_ABORTED' });
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
   });
 
   describe('after the runner is SIGKILLed mid-build, the reaper leaves nothing within 2 s', () => {
     it.each(['switch', 'node:2', 'wired', 'plugin', 'pod:b'])('killed at %s', async (at) => {
       const child: ChildProcess = spawn(
         process.execPath,
-        [fixture('testing/cluster-die-at.mjs'), at, netns.dir, records],
+        [fixture('testing/cluster-die-at.mjs'), at, dirs.dir, dirs.recordDir],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let err = '';
@@ -342,7 +331,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
       );
       expect(status, err).toBe('SIGKILL');
       const t0 = Date.now();
-      const left = (): string[] => [...readdirSync(netns.dir), ...readdirSync(records)];
+      const left = (): string[] => [...readdirSync(dirs.dir), ...readdirSync(dirs.recordDir)];
       while (left().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
       expect(left()).toEqual([]);
       console.log(`cluster reaper (${at}): gone ${Date.now() - t0} ms after the kill`);

@@ -4,18 +4,17 @@
 // loss, rate, a change in place under traffic, the counters, and what bad
 // input and a failure half way leave (nothing: tc's and ip's view of both
 // ends compared). Traffic goes only between the topology's own namespaces.
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createTopology,
   type NamedTopology,
   type TopologyHost,
 } from '../../../src/testing/index.js';
-import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot } from '../../helpers/host.js';
 import { connectWithin, echoServer, rtt } from '../../helpers/tcp.js';
+import { topologyDirsPerTest } from '../../helpers/topology-env.js';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -100,26 +99,21 @@ async function view(h: TopologyHost): Promise<string> {
 }
 
 describe.skipIf(!isRoot)('TopologyLink.impair', () => {
-  let netns: NetnsDir;
-  let records: string;
+  const dirs = topologyDirsPerTest();
   let topo: NamedTopology;
   let a: TopologyHost;
   let b: TopologyHost;
   beforeEach(async () => {
-    netns = tempNetnsDir();
-    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
     topo = await createTopology({
       hosts: ['a', 'b'],
       links: [{ between: ['a', 'b'] }],
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     });
     [a, b] = [topo.host('a'), topo.host('b')];
   });
   afterEach(async () => {
     await topo.remove();
-    await netns.cleanup();
-    rmSync(records, { recursive: true, force: true });
   });
 
   it('a 50 ms delay gives a round trip of at least 100 ms; clear() takes it away', async () => {
