@@ -5,17 +5,17 @@
 import { afterEach } from 'vitest';
 import { native } from '../../src/native.js';
 
-/** socket(2)'s domains and types (linux/socket.h, linux/net.h). */
+/** socket(2)'s IPv4 domain (linux/socket.h). */
 export const AF_INET = 2;
-/** See {@link AF_INET}. */
+/** socket(2)'s IPv6 domain. */
 export const AF_INET6 = 10;
-/** See {@link AF_INET}. */
+/** socket(2)'s netlink domain. */
 export const AF_NETLINK = 16;
-/** See {@link AF_INET}. */
+/** socket(2)'s stream type (linux/net.h): TCP in the inet domains. */
 export const SOCK_STREAM = 1;
-/** See {@link AF_INET}. */
+/** socket(2)'s datagram type: UDP in the inet domains. */
 export const SOCK_DGRAM = 2;
-/** See {@link AF_INET}. */
+/** socket(2)'s raw type: netlink's. */
 export const SOCK_RAW = 3;
 
 /**
