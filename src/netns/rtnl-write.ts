@@ -18,6 +18,7 @@ const RTM_NEWADDR = 20;
 const RTM_NEWROUTE = 24;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
+const NLM_F_REPLACE = 0x100;
 const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
 const IFLA_ADDRESS = 1;
@@ -277,133 +278,6 @@ export function encodeNewRoute(req: RouteRequest): Buffer {
   if (gw) w.attr(RTA_GATEWAY, gw.bytes);
   w.u32(RTA_OIF, req.ifindex);
   return w.finish(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
-}
-
-const RTM_NEWQDISC = 36;
-const RTM_DELQDISC = 37;
-const NLM_F_REPLACE = 0x100;
-const TC_H_ROOT = 0xffffffff;
-const TCA_KIND = 1;
-const TCA_OPTIONS = 2;
-const TCA_NETEM_RATE = 6;
-const TCA_NETEM_RATE64 = 8;
-const TCA_NETEM_LATENCY64 = 10;
-const TCA_NETEM_JITTER64 = 11;
-const U32_MAX = 0xffffffff;
-/** tc's default queue limit of netem, in packets. */
-const NETEM_DEFAULT_LIMIT = 1000;
-
-/** What a netem qdisc does to the packets leaving a link. */
-export interface NetemRequest {
-  /** Added delay, in microseconds. */
-  delayUs?: number;
-  /** Random variation of the delay (+/-), in microseconds. */
-  jitterUs?: number;
-  /** Probability of dropping a packet, in percent (0-100). */
-  lossPercent?: number;
-  /** Rate limit, in bytes per second. */
-  rateBytes?: number;
-  /** Queue limit, in packets (default tc's 1000). */
-  limit?: number;
-}
-
-// struct tcmsg (linux/rtnetlink.h): the qdisc at the root of a device.
-function tcmsgRoot(ifindex: number): Buffer {
-  const b = Buffer.alloc(20);
-  b.writeInt32LE(ifindex, 4);
-  b.writeUInt32LE(TC_H_ROOT, 12);
-  return b;
-}
-
-// One attribute as bytes, padded: netem's TCA_OPTIONS is a struct followed
-// by attributes, not a nest, so they are built outside the MessageWriter.
-function nla(type: number, payload: Buffer): Buffer {
-  const b = Buffer.alloc((4 + payload.length + 3) & ~3);
-  b.writeUInt16LE(4 + payload.length, 0);
-  b.writeUInt16LE(type, 2);
-  payload.copy(b, 4);
-  return b;
-}
-
-function s64(v: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigInt64LE(v);
-  return b;
-}
-
-/**
- * Requests a netem qdisc at the root of the link with index `ifindex`,
- * replacing whatever root qdisc it has (one request: the old discipline
- * gives way to the new at once, never a moment without either). Times go
- * into struct tc_netem_qopt in psched ticks, `ticksPerUs` of them a
- * microsecond (see {@link pschedTicksPerUs}), as tc does; a time too long
- * for 32 bits of ticks goes in TCA_NETEM_LATENCY64 / JITTER64 in
- * nanoseconds instead, a rate of 2^32 bytes/s or more in TCA_NETEM_RATE64.
- * `exclusive` makes it fail with EEXIST over an existing qdisc, as
- * `tc qdisc add` does.
- */
-export function encodeNetemQdisc(
-  ifindex: number,
-  req: NetemRequest,
-  ticksPerUs: number,
-  opts: { exclusive?: boolean } = {},
-): Buffer {
-  const ticks = (us: number): number => Math.round(us * ticksPerUs);
-  const latency = ticks(req.delayUs ?? 0);
-  const jitter = ticks(req.jitterUs ?? 0);
-  const qopt = Buffer.alloc(24);
-  qopt.writeUInt32LE(Math.min(latency, U32_MAX), 0);
-  qopt.writeUInt32LE(req.limit ?? NETEM_DEFAULT_LIMIT, 4);
-  qopt.writeUInt32LE(Math.round(((req.lossPercent ?? 0) / 100) * U32_MAX), 8);
-  qopt.writeUInt32LE(Math.min(jitter, U32_MAX), 20);
-  const parts: Buffer[] = [qopt];
-  if (latency > U32_MAX)
-    parts.push(nla(TCA_NETEM_LATENCY64, s64(BigInt(Math.round((req.delayUs ?? 0) * 1000)))));
-  if (jitter > U32_MAX)
-    parts.push(nla(TCA_NETEM_JITTER64, s64(BigInt(Math.round((req.jitterUs ?? 0) * 1000)))));
-  if (req.rateBytes !== undefined) {
-    const rate = Buffer.alloc(16); // struct tc_netem_rate: rate, overheads 0
-    rate.writeUInt32LE(Math.min(req.rateBytes, U32_MAX), 0);
-    parts.push(nla(TCA_NETEM_RATE, rate));
-    if (req.rateBytes >= U32_MAX) {
-      const r64 = Buffer.alloc(8);
-      r64.writeBigUInt64LE(BigInt(req.rateBytes));
-      parts.push(nla(TCA_NETEM_RATE64, r64));
-    }
-  }
-  const flags = opts.exclusive ? NLM_F_EXCL : NLM_F_REPLACE;
-  return new MessageWriter()
-    .raw(tcmsgRoot(ifindex))
-    .str(TCA_KIND, 'netem')
-    .attr(TCA_OPTIONS, Buffer.concat(parts))
-    .finish(RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | flags);
-}
-
-/** Requests the root qdisc of a link be deleted (the kernel's default comes back). */
-export function encodeDelRootQdisc(ifindex: number): Buffer {
-  return new MessageWriter()
-    .raw(tcmsgRoot(ifindex))
-    .finish(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK);
-}
-
-/**
- * psched ticks per microsecond from /proc/net/psched's four hex words
- * (tick-to-us, us-to-tick, clock resolution, HZ), as iproute2's tc_core
- * computes it; undefined when the text is not that.
- */
-export function pschedTicksPerUs(text: string): number | undefined {
-  const words = text.trim().split(/\s+/);
-  if (words.length < 3 || !words.every((w) => /^[0-9a-f]{1,8}$/i.test(w))) return undefined;
-  const [t2us, us2t, res] = words.slice(0, 3).map((w) => Number.parseInt(w, 16)) as [
-    number,
-    number,
-    number,
-  ];
-  if (t2us === 0 || us2t === 0 || res === 0) return undefined;
-  // A kernel with a nanosecond clock resolution advertises a tick-to-us
-  // multiplier of 1000 that means 1 (tc_core.c's "compatibility hack").
-  const tickToUs = res === 1_000_000_000 ? us2t : t2us;
-  return (tickToUs / us2t) * (res / 1_000_000);
 }
 
 // A flannel-style VXLAN backend, as flannel's vxlan backend builds it

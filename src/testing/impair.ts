@@ -15,16 +15,14 @@ import {
   encodeClsactQdisc,
   encodeDelBpfFilter,
   encodeDelClsactQdisc,
-  encodeGetQdiscs,
-  type FilterPlace,
-  type Qdisc,
-} from '../netns/rtnl-tc.js';
-import {
   encodeDelRootQdisc,
+  encodeGetQdiscs,
   encodeNetemQdisc,
+  type FilterPlace,
   type NetemRequest,
   pschedTicksPerUs,
-} from '../netns/rtnl-write.js';
+  type Qdisc,
+} from '../netns/rtnl-tc.js';
 import { DelayLine, type LineParams } from './delay-line.js';
 
 /**

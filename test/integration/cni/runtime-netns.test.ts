@@ -4,7 +4,6 @@
 // host side of the veth are the node's, never the host's; the lease is in
 // the test's dataDir; DEL and GC undo it from inside the node too.
 import { mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -25,39 +24,11 @@ import {
   skipReason,
 } from '../../helpers/cni-env.js';
 import { deleteLink, hostLinks, ipAddrs, PLUGIN_DIR, uniq } from '../../helpers/host.js';
+import { echoLine } from '../../helpers/tcp.js';
 
 /** The names of the links in NS. */
 async function linkNames(ns: NetworkNamespace): Promise<string[]> {
   return (await ns.links()).map((l) => l.name);
-}
-
-/** One line sent from inside FROM to HOST:PORT, echoed by a server inside TO. */
-async function echoAcross(
-  from: NetworkNamespace,
-  to: NetworkNamespace,
-  host: string,
-): Promise<string> {
-  const server = net.createServer((s) => s.pipe(s));
-  try {
-    const { port } = await to.listen(server, { host, port: 0 });
-    const socket = await from.connect({ host, port });
-    return await new Promise<string>((resolve, reject) => {
-      let got = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (d: string) => {
-        got += d;
-        if (got.endsWith('\n')) {
-          socket.end();
-          resolve(got);
-        }
-      });
-      socket.on('error', reject);
-      socket.setTimeout(5000, () => socket.destroy(new Error(`no echo from ${host}:${port}`)));
-      socket.write('across the bridge\n');
-    });
-  } finally {
-    server.close();
-  }
 }
 
 describe.skipIf(skipReason !== undefined)('CniRuntime with netns: plugins inside a node', () => {
@@ -116,7 +87,9 @@ describe.skipIf(skipReason !== undefined)('CniRuntime with netns: plugins inside
 
     const eth0 = (await ipAddrs(pod.path, 'eth0'))[0]!;
     expect(eth0.addr_info.map((x) => `${x.local}/${x.prefixlen}`)).toContain(ip.address);
-    expect(await echoAcross(pod, node, gateway)).toBe('across the bridge\n');
+    expect((await echoLine(pod, node, gateway, 'across the bridge\n')).echo).toBe(
+      'across the bridge\n',
+    );
 
     const leased = ip.address.split('/')[0]!;
     expect(leftFiles(env.dataDir)).toEqual([join(env.network, leased)]);

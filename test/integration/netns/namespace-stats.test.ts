@@ -8,50 +8,18 @@ import {
   ClosedError,
   LinkNotFoundError,
   type LinkStats,
-  type LinkStatsField,
   NetworkNamespace,
 } from '../../../src/index.js';
 import { linkStatsFields } from '../../../src/netns/rtnl.js';
 import { createTopology, type Topology } from '../../../src/testing/index.js';
 import { inNetns, isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
-
-// iproute2's stats64 name of each counter (`ip -s -s -j link`); ip leaves
-// the last four out when they are 0.
-const ipName: Record<LinkStatsField, [dir: 'rx' | 'tx', name: string]> = {
-  rxPackets: ['rx', 'packets'],
-  txPackets: ['tx', 'packets'],
-  rxBytes: ['rx', 'bytes'],
-  txBytes: ['tx', 'bytes'],
-  rxErrors: ['rx', 'errors'],
-  txErrors: ['tx', 'errors'],
-  rxDropped: ['rx', 'dropped'],
-  txDropped: ['tx', 'dropped'],
-  multicast: ['rx', 'multicast'],
-  collisions: ['tx', 'collisions'],
-  rxLengthErrors: ['rx', 'length_errors'],
-  rxOverErrors: ['rx', 'over_errors'],
-  rxCrcErrors: ['rx', 'crc_errors'],
-  rxFrameErrors: ['rx', 'frame_errors'],
-  rxFifoErrors: ['rx', 'fifo_errors'],
-  rxMissedErrors: ['rx', 'missed_errors'],
-  txAbortedErrors: ['tx', 'aborted_errors'],
-  txCarrierErrors: ['tx', 'carrier_errors'],
-  txFifoErrors: ['tx', 'fifo_errors'],
-  txHeartbeatErrors: ['tx', 'heartbeat_errors'],
-  txWindowErrors: ['tx', 'window_errors'],
-  rxCompressed: ['rx', 'compressed'],
-  txCompressed: ['tx', 'compressed'],
-  rxNohandler: ['rx', 'nohandler'],
-  rxOtherhostDropped: ['rx', 'otherhost'],
-};
+import { type IpStats64, linkStatsFromIp } from '../../helpers/ip-stats.js';
 
 async function ipStats(ns: NetworkNamespace, dev: string): Promise<LinkStats> {
   const s = JSON.parse(
     await inNetns(ns.path, ['ip', '-s', '-s', '-j', 'link', 'show', 'dev', dev]),
-  )[0].stats64 as Record<'rx' | 'tx', Record<string, number>>;
-  const out = {} as LinkStats;
-  for (const f of linkStatsFields) out[f] = s[ipName[f][0]][ipName[f][1]] ?? 0;
-  return out;
+  )[0].stats64 as IpStats64;
+  return linkStatsFromIp(s);
 }
 
 /** Sends BYTES over TCP from B to A (A at HOST) and waits for the close. */

@@ -19,6 +19,7 @@ import {
 import { tempNamespace } from '../../../src/testing/index.js';
 import { inNetns, isRoot } from '../../helpers/host.js';
 import { reportSkip } from '../../helpers/skip.js';
+import { echoLine } from '../../helpers/tcp.js';
 
 const skip = reportSkip('VXLAN integration tests', isRoot ? undefined : 'not root');
 
@@ -72,34 +73,8 @@ async function ipJson<T>(n: Node, argv: string[]): Promise<T> {
 }
 
 /** A line sent from FROM to TO's /32 and echoed back, with the source address TO saw. */
-async function echoThroughTunnel(from: Node, to: Node): Promise<{ echo: string; seen: string }> {
-  let seen = '';
-  const server = net.createServer((s) => {
-    seen = s.remoteAddress ?? '';
-    s.pipe(s);
-  });
-  try {
-    const { port } = await to.ns.listen(server, { host: vtepAddress(to), port: 0 });
-    const socket = await from.ns.connect({ host: vtepAddress(to), port });
-    const echo = await new Promise<string>((resolve, reject) => {
-      let got = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (d: string) => {
-        got += d;
-        if (got.endsWith('\n')) {
-          socket.end();
-          resolve(got);
-        }
-      });
-      socket.on('error', reject);
-      socket.setTimeout(5000, () => socket.destroy(new Error('no echo through the tunnel')));
-      socket.write('over vxlan\n');
-    });
-    return { echo, seen };
-  } finally {
-    server.close();
-  }
-}
+const echoThroughTunnel = (from: Node, to: Node) =>
+  echoLine(from.ns, to.ns, vtepAddress(to), 'over vxlan\n');
 
 describe.skipIf(skip !== undefined)("flannel's VXLAN shape between two namespaces", () => {
   let a: Node;

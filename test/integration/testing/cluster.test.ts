@@ -7,91 +7,24 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type Cluster,
-  type ClusterPod,
-  createCluster,
-  sweepTopologies,
-} from '../../../src/testing/index.js';
+import { describe, expect, it } from 'vitest';
+import { type Cluster, type ClusterPod, createCluster } from '../../../src/testing/index.js';
 import { fixture } from '../../helpers/fixtures.js';
-import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot, TEST_PREFIX } from '../../helpers/host.js';
 import { podnetBin, runResult } from '../../helpers/process.js';
-
-// A server in POD that answers each connection with the address it came from.
-async function whoami(pod: ClusterPod): Promise<{ port: number; close(): Promise<void> }> {
-  const srv = net.createServer((s) => s.end(`${s.remoteAddress}\n`));
-  const { port } = await pod.netns.listen(srv, { host: pod.ip });
-  return { port, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
-
-/** What FROM is seen as by TO's server (TCP), or the error's message. */
-async function seenAs(
-  from: ClusterPod,
-  to: ClusterPod,
-  port: number,
-  timeoutMs = 2000,
-): Promise<string> {
-  const connecting = from.netns.connect({ host: to.ip, port });
-  // A connect that loses the race may still succeed later (after a heal): closed then.
-  const late = (): void => void connecting.then((s) => s.destroy()).catch(() => undefined);
-  try {
-    const sock = await Promise.race([
-      connecting,
-      new Promise<never>((_, rej) =>
-        setTimeout(() => rej(new Error('connect timed out')), timeoutMs),
-      ),
-    ]);
-    return await new Promise<string>((resolve, reject) => {
-      let got = '';
-      const timer = setTimeout(() => {
-        sock.destroy();
-        reject(new Error('no answer'));
-      }, timeoutMs);
-      sock.setEncoding('utf8').on('data', (d: string) => {
-        got += d;
-      });
-      sock.once('error', reject);
-      sock.once('close', () => {
-        clearTimeout(timer);
-        resolve(got.trim());
-      });
-    });
-  } catch (err) {
-    late();
-    return (err as Error).message;
-  }
-}
-
-/** One byte there and back over TCP, timed in ms. */
-async function roundTrip(from: ClusterPod, to: ClusterPod): Promise<number> {
-  const srv = net.createServer((s) => s.pipe(s));
-  const { port } = await to.netns.listen(srv, { host: to.ip });
-  const sock = await from.netns.connect({ host: to.ip, port });
-  try {
-    // The connection is up (its handshake paid the delay once): time a byte.
-    const t0 = process.hrtime.bigint();
-    const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-    sock.write('x');
-    await got;
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  } finally {
-    sock.destroy();
-    await new Promise<void>((r) => srv.close(() => r()));
-  }
-}
+import { roundTrip, seenAs, whoamiServer } from '../../helpers/tcp.js';
+import { topologyDirsPerTest } from '../../helpers/topology-env.js';
 
 // Every ordered pair of pods: what the server of the second saw the first as.
 async function matrix(pods: ClusterPod[]): Promise<Map<string, string>> {
-  const servers = await Promise.all(pods.map(whoami));
+  const servers = await Promise.all(pods.map((p) => whoamiServer(p.netns, p.ip)));
   try {
     const out = new Map<string, string>();
     for (const [i, a] of pods.entries())
       for (const [j, b] of pods.entries())
-        if (i !== j) out.set(`${a.name}>${b.name}`, await seenAs(a, b, servers[j]!.port));
+        if (i !== j) out.set(`${a.name}>${b.name}`, await seenAs(a.netns, b.ip, servers[j]!.port));
     return out;
   } finally {
     await Promise.all(servers.map((s) => s.close()));
@@ -105,20 +38,10 @@ async function ipJson(pod: { exec: ClusterPod['exec'] }, args: string[]): Promis
 }
 
 describe.skipIf(!isRoot)('podnet/testing clusters', () => {
-  let netns: NetnsDir;
-  let records: string;
-  beforeEach(() => {
-    netns = tempNetnsDir();
-    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
-  });
-  afterEach(async () => {
-    await sweepTopologies({ dir: records });
-    await netns.cleanup();
-    rmSync(records, { recursive: true, force: true });
-  });
+  const dirs = topologyDirsPerTest();
 
   const build = (backend: 'host-gw' | 'vxlan', podCidr: string): Promise<Cluster> =>
-    createCluster({ nodes: 3, backend, podCidr, dir: netns.dir, recordDir: records });
+    createCluster({ nodes: 3, backend, podCidr, dir: dirs.dir, recordDir: dirs.recordDir });
 
   async function withPods(c: Cluster): Promise<ClusterPod[]> {
     const pods: ClusterPod[] = [];
@@ -221,20 +144,20 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         await c.nodes[1]!.addPod({ name: 'b' }),
         await c.nodes[2]!.addPod({ name: 'd' }),
       ];
-      const servers = await Promise.all([a, b, d].map(whoami));
+      const servers = await Promise.all([a, b, d].map((p) => whoamiServer(p.netns, p.ip)));
       try {
         const [pa, pb, pd] = servers.map((s) => s.port) as [number, number, number];
         await c.partition([c.nodes[0]!], [c.nodes[1]!, c.nodes[2]!]);
         expect((await c.partitionState()).groups).toEqual([['node1'], ['node2', 'node3']]);
-        expect(await seenAs(a, b, pb, 700)).toMatch(/timed out|no answer/);
-        expect(await seenAs(d, a, pa, 700)).toMatch(/timed out|no answer/);
-        expect(await seenAs(b, d, pd)).toBe(b.ip);
-        expect(await seenAs(d, b, pb)).toBe(d.ip);
+        expect(await seenAs(a.netns, b.ip, pb, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(d.netns, a.ip, pa, 700)).toMatch(/timed out|no answer/);
+        expect(await seenAs(b.netns, d.ip, pd)).toBe(b.ip);
+        expect(await seenAs(d.netns, b.ip, pb)).toBe(d.ip);
         expect((await c.partitionState()).droppedFrames).toBeGreaterThan(0);
         await c.heal();
         expect((await c.partitionState()).groups).toEqual([]);
-        expect(await seenAs(a, b, pb)).toBe(a.ip);
-        expect(await seenAs(d, a, pa)).toBe(d.ip);
+        expect(await seenAs(a.netns, b.ip, pb)).toBe(a.ip);
+        expect(await seenAs(d.netns, a.ip, pa)).toBe(d.ip);
       } finally {
         await Promise.all(servers.map((s) => s.close()));
       }
@@ -246,13 +169,13 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     const a = await c.nodes[0]!.addPod({ name: 'a' });
     const b = await c.nodes[1]!.addPod({ name: 'b' });
     const d = await c.nodes[2]!.addPod({ name: 'd' });
-    const before = await roundTrip(a, b);
+    const before = await roundTrip(a.netns, b.netns, b.ip);
     const link = c.nodes[0]!.link;
     await link.impair({ delay: 50 });
-    const slow = await roundTrip(a, b);
+    const slow = await roundTrip(a.netns, b.netns, b.ip);
     expect(slow).toBeGreaterThanOrEqual(100);
     // Only node1's link is slow: node2 and node3 still talk at full speed.
-    expect(await roundTrip(b, d)).toBeLessThan(50);
+    expect(await roundTrip(b.netns, d.netns, d.ip)).toBeLessThan(50);
     const state = await link.impairment();
     expect(state?.impairment).toEqual({ delay: 50 });
     const [out, back] = state!.directions;
@@ -262,7 +185,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     expect(back.delivered).toBeGreaterThan(0);
     await link.clear();
     expect(await link.impairment()).toBeUndefined();
-    const after = await roundTrip(a, b);
+    const after = await roundTrip(a.netns, b.netns, b.ip);
     expect(after).toBeLessThan(50);
     console.log(
       `cluster: cross-node round trip ${before.toFixed(2)} ms, with 50 ms on node1's link ${slow.toFixed(1)} ms, after ${after.toFixed(2)} ms`,
@@ -276,15 +199,15 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     const b = await c.nodes[1]!.addPod({ name: 'b' });
     expect(a.link.ends.map((e) => e.host.name)).toEqual(['a', 'node1']);
     await a.link.impair({ delay: 20 });
-    expect(await roundTrip(a, b)).toBeGreaterThanOrEqual(40);
-    expect(await roundTrip(a2, b)).toBeLessThan(20);
+    expect(await roundTrip(a.netns, b.netns, b.ip)).toBeGreaterThanOrEqual(40);
+    expect(await roundTrip(a2.netns, b.netns, b.ip)).toBeLessThan(20);
     await a.link.impair({ loss: 100 });
-    const server = await whoami(b);
+    const server = await whoamiServer(b.netns, b.ip);
     try {
-      expect(await seenAs(a, b, server.port, 700)).toMatch(/timed out|no answer/);
-      expect(await seenAs(a2, b, server.port)).toBe(a2.ip);
+      expect(await seenAs(a.netns, b.ip, server.port, 700)).toMatch(/timed out|no answer/);
+      expect(await seenAs(a2.netns, b.ip, server.port)).toBe(a2.ip);
       await a.link.clear();
-      expect(await seenAs(a, b, server.port)).toBe(a.ip);
+      expect(await seenAs(a.netns, b.ip, server.port)).toBe(a.ip);
     } finally {
       await server.close();
     }
@@ -331,7 +254,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
       [{ vni: 0 }, /vni must be an integer/],
     ];
     for (const [opts, message] of cases) {
-      const err = await createCluster({ ...opts, dir: netns.dir, recordDir: records }).catch(
+      const err = await createCluster({ ...opts, dir: dirs.dir, recordDir: dirs.recordDir }).catch(
         (e: unknown) => e as { code?: string; message: string },
       );
       expect((err as { code?: string }).code).toBe('ERR_PODNET_INVALID_ARGUMENT');
@@ -341,8 +264,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     // flannel's plugin is not among Debian's: refused before anything is made, naming it.
     const flannel = await createCluster({
       plugin: 'flannel',
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     }).then(
       async (c) => {
         await c.close();
@@ -354,8 +277,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     );
     expect(flannel.code).toBe('ERR_PODNET_CNI_CONFIG');
     expect(flannel.message).toMatch(/plugin binary 'flannel' not found in \/usr\/lib\/cni/);
-    expect(readdirSync(netns.dir)).toEqual([]);
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.dir)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
     await using c = await build('host-gw', '10.246.0.0/16');
     await c.nodes[0]!.addPod({ name: 'a' });
     await expect(c.nodes[1]!.addPod({ name: 'a' })).rejects.toThrow(/already has a pod 'a'/);
@@ -371,7 +294,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     dc.subscribe('podnet:testing:cluster', onPhase);
     let err: { code?: string; cause?: unknown };
     try {
-      err = await createCluster({ nodes: 3, dir: netns.dir, recordDir: records, signal: ac.signal })
+      err = await createCluster({
+        nodes: 3,
+        dir: dirs.dir,
+        recordDir: dirs.recordDir,
+        signal: ac.signal,
+      })
         .then(async (c) => {
           await c.close();
           return new Error('built in spite of the abort');
@@ -382,12 +310,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     }
     expect(err.code).toBe('ERR_PODNET_ABORTED');
     expect((err.cause as Error).message).toBe('enough');
-    expect(readdirSync(netns.dir)).toEqual([]);
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.dir)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
     await expect(
-      createCluster({ dir: netns.dir, recordDir: records, signal: AbortSignal.abort() }),
+      createCluster({ dir: dirs.dir, recordDir: dirs.recordDir, signal: AbortSignal.abort() }),
     ).rejects.toMatchObject({ code: 'ERR_PODNET_ABORTED' });
-    expect(readdirSync(records)).toEqual([]);
+    expect(readdirSync(dirs.recordDir)).toEqual([]);
   });
 
   it.each(['podnet gc', 'the next createCluster'])(
@@ -395,7 +323,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     async (by) => {
       const child = spawn(
         process.execPath,
-        [fixture('testing/cluster-die-at.mjs'), 'hold', netns.dir, records],
+        [fixture('testing/cluster-die-at.mjs'), 'hold', dirs.dir, dirs.recordDir],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       await new Promise<void>((resolve, reject) => {
@@ -409,7 +337,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         .find((p) => {
           try {
             const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-            return argv.includes('reaper-main') && argv.includes(records);
+            return argv.includes('reaper-main') && argv.includes(dirs.recordDir);
           } catch {
             return false;
           }
@@ -419,8 +347,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
       child.kill('SIGKILL');
       await new Promise((r) => child.once('close', r));
       // Nobody swept: the namespaces (switch, 3 nodes, 2 pods), record and files are all there.
-      expect(readdirSync(netns.dir)).toHaveLength(6);
-      expect(readdirSync(records).sort()).toEqual([
+      expect(readdirSync(dirs.dir)).toHaveLength(6);
+      expect(readdirSync(dirs.recordDir).sort()).toEqual([
         expect.stringMatching(/^[0-9a-f]{16}\.d$/),
         expect.stringMatching(/^[0-9a-f]{16}\.json$/),
       ]);
@@ -432,21 +360,21 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
             'gc',
             '--json',
             '--state-dir',
-            records,
+            dirs.recordDir,
             '--netns-dir',
-            netns.dir,
+            dirs.dir,
           ],
-          { env: { PODNET_TESTING_DIR: records } },
+          { env: { PODNET_TESTING_DIR: dirs.recordDir } },
         );
         expect(gc.code, gc.stderr).toBe(0);
         expect(JSON.parse(gc.stdout).testTopologies.removedNamespaces).toHaveLength(6);
       } else {
         const next = await build('host-gw', '10.250.0.0/16');
-        expect(readdirSync(netns.dir)).toHaveLength(4);
+        expect(readdirSync(dirs.dir)).toHaveLength(4);
         await next.close();
       }
-      expect(readdirSync(netns.dir)).toEqual([]);
-      expect(readdirSync(records)).toEqual([]);
+      expect(readdirSync(dirs.dir)).toEqual([]);
+      expect(readdirSync(dirs.recordDir)).toEqual([]);
     },
   );
 
@@ -454,7 +382,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     it.each(['switch', 'node:2', 'wired', 'plugin', 'pod:b'])('killed at %s', async (at) => {
       const child: ChildProcess = spawn(
         process.execPath,
-        [fixture('testing/cluster-die-at.mjs'), at, netns.dir, records],
+        [fixture('testing/cluster-die-at.mjs'), at, dirs.dir, dirs.recordDir],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let err = '';
@@ -466,7 +394,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
       );
       expect(status, err).toBe('SIGKILL');
       const t0 = Date.now();
-      const left = (): string[] => [...readdirSync(netns.dir), ...readdirSync(records)];
+      const left = (): string[] => [...readdirSync(dirs.dir), ...readdirSync(dirs.recordDir)];
       while (left().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
       expect(left()).toEqual([]);
       console.log(`cluster reaper (${at}): gone ${Date.now() - t0} ms after the kill`);

@@ -4,69 +4,17 @@
 // loss, rate, a change in place under traffic, the counters, and what bad
 // input and a failure half way leave (nothing: tc's and ip's view of both
 // ends compared). Traffic goes only between the topology's own namespaces.
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createTopology,
   type NamedTopology,
   type TopologyHost,
 } from '../../../src/testing/index.js';
-import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
-
-// A TCP echo server in `host`; its port. close() ends its connections too.
-async function echo(host: TopologyHost): Promise<{ port: number; close(): Promise<void> }> {
-  const conns = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    conns.add(s);
-    s.on('error', () => undefined).on('close', () => conns.delete(s));
-    s.pipe(s);
-  });
-  const { port } = await host.ns.listen(srv, { host: host.address });
-  return {
-    port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of conns) s.destroy();
-        srv.close(() => r());
-      }),
-  };
-}
-
-async function connect(
-  client: TopologyHost,
-  host: string,
-  port: number,
-  timeoutMs = 3000,
-): Promise<net.Socket> {
-  let timer: NodeJS.Timeout | undefined;
-  const attempt = client.ns.connect({ host, port });
-  try {
-    return await Promise.race([
-      attempt,
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error('connect timed out')), timeoutMs);
-      }),
-    ]);
-  } catch (err) {
-    // The SYN may still get through later (a retransmission): drop that socket then.
-    attempt.then((s) => s.destroy()).catch(() => undefined);
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** One byte there and back on an open connection, timed (ms). */
-async function rtt(sock: net.Socket): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-  sock.write('x');
-  await got;
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
+import { isRoot } from '../../helpers/host.js';
+import { connectWithin, echoServer, rtt } from '../../helpers/tcp.js';
+import { topologyDirsPerTest } from '../../helpers/topology-env.js';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -151,32 +99,27 @@ async function view(h: TopologyHost): Promise<string> {
 }
 
 describe.skipIf(!isRoot)('TopologyLink.impair', () => {
-  let netns: NetnsDir;
-  let records: string;
+  const dirs = topologyDirsPerTest();
   let topo: NamedTopology;
   let a: TopologyHost;
   let b: TopologyHost;
   beforeEach(async () => {
-    netns = tempNetnsDir();
-    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
     topo = await createTopology({
       hosts: ['a', 'b'],
       links: [{ between: ['a', 'b'] }],
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     });
     [a, b] = [topo.host('a'), topo.host('b')];
   });
   afterEach(async () => {
     await topo.remove();
-    await netns.cleanup();
-    rmSync(records, { recursive: true, force: true });
   });
 
   it('a 50 ms delay gives a round trip of at least 100 ms; clear() takes it away', async () => {
     const link = topo.link('a', 'b');
-    const server = await echo(b);
-    const sock = await connect(a, b.address, server.port);
+    const server = await echoServer(b.ns, b.address);
+    const sock = await connectWithin(a.ns, b.address, server.port);
     try {
       const before = await rtt(sock);
       await link.impair({ delay: 50 });
@@ -207,8 +150,8 @@ describe.skipIf(!isRoot)('TopologyLink.impair', () => {
   });
 
   it('jitter varies the round trip within delay +/- jitter at both ends', async () => {
-    const server = await echo(b);
-    const sock = await connect(a, b.address, server.port);
+    const server = await echoServer(b.ns, b.address);
+    const sock = await connectWithin(a.ns, b.address, server.port);
     try {
       await topo.link('a', 'b').impair({ delay: 30, jitter: 10 });
       const samples: number[] = [];
@@ -225,12 +168,12 @@ describe.skipIf(!isRoot)('TopologyLink.impair', () => {
 
   it('loss 100 passes nothing, loss 0 passes again; loss 30 drops about 30% one way', async () => {
     const link = topo.link('a', 'b');
-    const server = await echo(b);
+    const server = await echoServer(b.ns, b.address);
     try {
       await link.impair({ loss: 100 });
-      await expect(connect(a, b.address, server.port, 1500)).rejects.toThrow(/timed out/);
+      await expect(connectWithin(a.ns, b.address, server.port, 1500)).rejects.toThrow(/timed out/);
       await link.impair({ loss: 0 });
-      (await connect(a, b.address, server.port)).destroy();
+      (await connectWithin(a.ns, b.address, server.port)).destroy();
       await link.impair({ loss: 30 });
       const before = (await link.impairment())!.directions[0];
       const got = await udp(a, b, 400, 2);
@@ -259,7 +202,7 @@ describe.skipIf(!isRoot)('TopologyLink.impair', () => {
       ),
     );
     const { port } = await b.ns.listen(srv, { host: b.address });
-    const sock = await connect(a, b.address, port);
+    const sock = await connectWithin(a.ns, b.address, port);
     try {
       const t0 = Date.now();
       sock.write(Buffer.alloc(2_000_000));
@@ -290,8 +233,8 @@ describe.skipIf(!isRoot)('TopologyLink.impair', () => {
   it('counts the packets of each direction', async () => {
     const link = topo.link('a', 'b');
     await link.impair({ delay: 1 });
-    const server = await echo(b);
-    const sock = await connect(a, b.address, server.port);
+    const server = await echoServer(b.ns, b.address);
+    const sock = await connectWithin(a.ns, b.address, server.port);
     try {
       for (let i = 0; i < 10; i++) await rtt(sock);
     } finally {

@@ -6,81 +6,21 @@
 // Traffic goes only between the topology's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NetworkNamespace } from '../../../src/index.js';
+import { describe, expect, it } from 'vitest';
 import { processIdentity } from '../../../src/process.js';
-import {
-  createTopology,
-  sweepTopologies,
-  type TopologyHost,
-  tempNamespace,
-} from '../../../src/testing/index.js';
+import { createTopology, sweepTopologies, tempNamespace } from '../../../src/testing/index.js';
 import { writeRecord } from '../../../src/testing/reaper.js';
-import { isRoot, type NetnsDir, TEST_PREFIX, tempNetnsDir } from '../../helpers/host.js';
+import { isRoot, TEST_PREFIX } from '../../helpers/host.js';
 import { reportSkip } from '../../helpers/skip.js';
+import { reaches } from '../../helpers/tcp.js';
+import { topologyDirsPerTest } from '../../helpers/topology-env.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 
-// An echo server in `server`; resolves to the port.
-async function echo(
-  server: NetworkNamespace,
-  host: string,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const srv = net.createServer((s) => s.pipe(s));
-  const { port } = await server.listen(srv, { host });
-  return { port, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
-
-/** One byte there and back over TCP from `client` to host:port, timed (ms), or the error. */
-async function roundTrip(
-  client: TopologyHost,
-  host: string,
-  port: number,
-  timeoutMs = 2000,
-): Promise<number> {
-  const sock = await Promise.race([
-    client.ns.connect({ host, port }),
-    new Promise<never>((_, rej) =>
-      setTimeout(() => rej(new Error('connect timed out')), timeoutMs),
-    ),
-  ]);
-  try {
-    const t0 = process.hrtime.bigint();
-    const got = new Promise<void>((resolve) => sock.once('data', () => resolve()));
-    sock.write('x');
-    await got;
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  } finally {
-    sock.destroy();
-  }
-}
-
-async function reaches(client: TopologyHost, server: TopologyHost, host: string): Promise<boolean> {
-  const e = await echo(server.ns, host);
-  try {
-    await roundTrip(client, host, e.port, 1500);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await e.close();
-  }
-}
-
 describe.skipIf(!isRoot)('podnet/testing v2', () => {
-  let netns: NetnsDir;
-  let records: string;
-  beforeEach(() => {
-    netns = tempNetnsDir();
-    records = mkdtempSync(join(tmpdir(), TEST_PREFIX));
-  });
-  afterEach(async () => {
-    await netns.cleanup();
-    rmSync(records, { recursive: true, force: true });
-  });
+  const dirs = topologyDirsPerTest();
 
   it('a router passes traffic between two subnets, and not without its forwarding', async () => {
     await using topo = await createTopology({
@@ -90,8 +30,8 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
         { between: ['r', 'b'], subnet: '10.231.61.0/24' },
       ],
       routers: ['r'],
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     });
     const [a, r, b] = [topo.host('a'), topo.host('r'), topo.host('b')];
     expect(r.interfaces.map((i) => [i.ifname, i.address])).toEqual([
@@ -101,14 +41,14 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     expect(b.address).toBe('10.231.61.2');
     const routes = await a.exec('ip', ['-4', 'route', 'show', '10.231.61.0/24']);
     expect(routes.stdout).toContain('via 10.231.60.2 dev eth0');
-    expect(await reaches(a, b, b.address)).toBe(true);
-    expect(await reaches(b, a, a.address)).toBe(true);
+    expect(await reaches(a.ns, b.ns, b.address)).toBe(true);
+    expect(await reaches(b.ns, a.ns, a.address)).toBe(true);
     // Turning forwarding off (a sysctl through the host) stops it.
     await r.sysctl('net.ipv4.conf.all.forwarding', 0);
     expect((await r.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.forwarding'])).stdout.trim()).toBe(
       '0',
     );
-    expect(await reaches(a, b, b.address)).toBe(false);
+    expect(await reaches(a.ns, b.ns, b.address)).toBe(false);
   });
 
   it('dual stack hosts reach each other over IPv6 at once (no DAD), also through a router', async () => {
@@ -118,8 +58,8 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       routers: ['r'],
       dualStack: true,
       sysctls: { b: { 'net.ipv4.tcp_ecn': 1 } },
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     });
     const [a, b] = [topo.host('a'), topo.host('b')];
     expect(a.address6).toBe('fd00:231:60:1::1');
@@ -128,8 +68,8 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     );
     const global = addrs[0].addr_info.find((x: { local: string }) => x.local === a.address6);
     expect(global.tentative).toBeUndefined();
-    expect(await reaches(a, b, b.address6!)).toBe(true);
-    expect(await reaches(a, topo.host('r'), 'fd00:231:60:1::2')).toBe(true);
+    expect(await reaches(a.ns, b.ns, b.address6!)).toBe(true);
+    expect(await reaches(a.ns, topo.host('r').ns, 'fd00:231:60:1::2')).toBe(true);
     expect((await b.exec('sysctl', ['-n', 'net.ipv4.tcp_ecn'])).stdout.trim()).toBe('1');
   });
 
@@ -137,8 +77,8 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     await using topo = await createTopology({
       hosts: ['a', 'b'],
       links: [{ between: ['a', 'b'] }],
-      dir: netns.dir,
-      recordDir: records,
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
     });
     const r = await topo.host('a').exec('sh', ['-c', 'echo out; echo err >&2; exit 3']);
     expect(r).toEqual({ code: 3, signal: null, stdout: 'out\n', stderr: 'err\n' });
@@ -157,41 +97,41 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       { hosts: ['a', 'b'], links: [{ between: ['a', 'b'] }], routers: ['x'] },
     ] as const)
       await expect(
-        createTopology({ ...(bad as object), dir: netns.dir, recordDir: records } as never),
+        createTopology({ ...(bad as object), dir: dirs.dir, recordDir: dirs.recordDir } as never),
       ).rejects.toMatchObject({ code: 'ERR_PODNET_INVALID_ARGUMENT' });
-    expect(readdirSync(netns.dir).length).toBe(2);
+    expect(readdirSync(dirs.dir).length).toBe(2);
     await expect(topo.links[0]!.impair({ loss: 101 })).rejects.toMatchObject({
       code: 'ERR_PODNET_INVALID_ARGUMENT',
     });
   });
 
   it('the next createTopology sweeps a topology whose runner is dead', async () => {
-    const orphan = await tempNamespace({ dir: netns.dir });
+    const orphan = await tempNamespace({ dir: dirs.dir });
     orphan.close();
     // A runner that has exited: its pid is gone (or another process's, with another start time).
     const dead = spawn('true');
     const pid = dead.pid!;
     const startTime = processIdentity(pid).startTime;
     await new Promise((r) => dead.once('exit', r));
-    await writeRecord(records, '0123456789abcdef', {
+    await writeRecord(dirs.recordDir, '0123456789abcdef', {
       version: 1,
       owner: { pid, startTime: startTime || '1' },
       namespaces: [orphan.path],
     });
-    await using topo = await createTopology({ hosts: 1, dir: netns.dir, recordDir: records });
+    await using topo = await createTopology({ hosts: 1, dir: dirs.dir, recordDir: dirs.recordDir });
     expect(existsSync(orphan.path)).toBe(false);
-    expect(readdirSync(records)).toEqual([topo.record.split('/').pop()]);
+    expect(readdirSync(dirs.recordDir)).toEqual([topo.record.split('/').pop()]);
     // Nothing of a live runner is swept.
-    expect((await sweepTopologies({ dir: records })).removedTopologies).toEqual([]);
+    expect((await sweepTopologies({ dir: dirs.recordDir })).removedTopologies).toEqual([]);
   });
 
   it('podnet gc removes the topology of a dead runner, and says so', async () => {
-    const orphan = await tempNamespace({ dir: netns.dir });
+    const orphan = await tempNamespace({ dir: dirs.dir });
     orphan.close();
     const dead = spawn('true');
     const pid = dead.pid!;
     await new Promise((r) => dead.once('exit', r));
-    await writeRecord(records, 'fedcba9876543210', {
+    await writeRecord(dirs.recordDir, 'fedcba9876543210', {
       version: 1,
       owner: { pid, startTime: '1' },
       namespaces: [orphan.path],
@@ -201,9 +141,9 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       const out = await new Promise<string>((resolve, reject) => {
         const c = spawn(
           process.execPath,
-          [`${root}bin/podnet.js`, 'gc', '--json', '--state-dir', state, '--netns-dir', netns.dir],
+          [`${root}bin/podnet.js`, 'gc', '--json', '--state-dir', state, '--netns-dir', dirs.dir],
           {
-            env: { ...process.env, PODNET_TESTING_DIR: records },
+            env: { ...process.env, PODNET_TESTING_DIR: dirs.recordDir },
             stdio: ['ignore', 'pipe', 'inherit'],
           },
         );
@@ -216,7 +156,7 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
         );
       });
       expect(JSON.parse(out).testTopologies).toEqual({
-        removedTopologies: [join(records, 'fedcba9876543210.json')],
+        removedTopologies: [join(dirs.recordDir, 'fedcba9876543210.json')],
         removedNamespaces: [orphan.path],
         errors: [],
       });
@@ -235,7 +175,7 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       setInterval(() => {}, 1000);`;
     const child: ChildProcess = spawn(
       process.execPath,
-      ['--input-type=module', '-e', script, netns.dir, records],
+      ['--input-type=module', '-e', script, dirs.dir, dirs.recordDir],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
@@ -249,12 +189,12 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
       child.once('exit', (code) => reject(new Error(`runner exited ${code}`)));
     });
     expect(paths.every((p) => existsSync(p))).toBe(true);
-    expect(readdirSync(records)).toHaveLength(1);
+    expect(readdirSync(dirs.recordDir)).toHaveLength(1);
     const reaper = readdirSync('/proc')
       .filter((p) => /^\d+$/.test(p))
       .find((p) => {
         try {
-          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(records);
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dirs.recordDir);
         } catch {
           return false;
         }
@@ -264,7 +204,7 @@ describe.skipIf(!isRoot)('podnet/testing v2', () => {
     child.kill('SIGKILL');
     const left = (): string[] => [
       ...paths.filter((p) => existsSync(p)),
-      ...readdirSync(records),
+      ...readdirSync(dirs.recordDir),
       ...(existsSync(`/proc/${reaper}`) ? [`reaper ${reaper}`] : []),
     ];
     while (left().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));

@@ -5,20 +5,12 @@
 import { execFileSync } from 'node:child_process';
 import { fstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { native } from '../../../src/native.js';
+import { AF_INET, closedAfterEach, SOCK_STREAM } from '../../helpers/sockets.js';
 import { tempDirs } from '../../helpers/temp.js';
 
-const AF_INET = 2;
-const SOCK_STREAM = 1;
-const open: number[] = [];
-afterEach(() => {
-  for (const fd of open.splice(0)) native.closeFd(fd);
-});
-function track<T extends number[]>(fds: T): T {
-  open.push(...fds);
-  return fds;
-}
+const track = closedAfterEach();
 
 describe('fd passing', () => {
   it('sends a message with fds; the receiver gets new fds for the same files', async () => {

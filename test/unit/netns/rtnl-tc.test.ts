@@ -74,20 +74,13 @@ describe('clsact and cls_bpf requests', () => {
 });
 
 describe('decodeQdiscs', () => {
+  // The counters of `tc -s -j qdisc show`, by tc's names (which the decoder's fields share).
+  const COUNTERS = ['bytes', 'packets', 'drops', 'qlen', 'overlimits', 'requeues'] as const;
+  type Counter = (typeof COUNTERS)[number];
   const captured = JSON.parse(readFileSync(fixture('netlink/qdiscs.json'), 'utf8')) as {
     eth0: number;
     dump: string;
-    tc: {
-      kind: string;
-      handle: string;
-      dev: string;
-      bytes: number;
-      packets: number;
-      drops: number;
-      qlen: number;
-      overlimits: number;
-      requeues: number;
-    }[];
+    tc: ({ kind: string; handle: string; dev: string } & Record<Counter, number>)[];
   };
   const dump = Buffer.from(captured.dump, 'hex');
 
@@ -98,21 +91,7 @@ describe('decodeQdiscs', () => {
       const t = captured.tc[i]!;
       const [major = '0'] = t.handle.split(':');
       expect(q.handle).toBe(Number.parseInt(major, 16) * 65536);
-      expect({
-        bytes: q.bytes,
-        packets: q.packets,
-        drops: q.drops,
-        qlen: q.qlen,
-        overlimits: q.overlimits,
-        requeues: q.requeues,
-      }).toEqual({
-        bytes: t.bytes,
-        packets: t.packets,
-        drops: t.drops,
-        qlen: t.qlen,
-        overlimits: t.overlimits,
-        requeues: t.requeues,
-      });
+      for (const c of COUNTERS) expect([q.kind, c, q[c]]).toEqual([t.kind, c, t[c]]);
     }
     const tbf = got.find((q) => q.kind === 'tbf')!;
     expect(tbf.ifindex).toBe(captured.eth0);

@@ -22,13 +22,16 @@ import {
 } from '../../../../src/rootless/userns/userns.js';
 import { running, until } from '../../../helpers/process.js';
 import { reportSkip } from '../../../helpers/skip.js';
+import {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  closedAfterEach,
+  SOCK_DGRAM,
+  SOCK_RAW,
+  SOCK_STREAM,
+} from '../../../helpers/sockets.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const AF_NETLINK = 16;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_RAW = 3;
 const EINVAL = 22;
 const EAFNOSUPPORT = 97;
 const EADDRINUSE = 98;
@@ -52,9 +55,8 @@ interface Helper {
 }
 
 const started: Helper[] = [];
-const fds: number[] = [];
+const track = closedAfterEach();
 afterEach(async () => {
-  for (const fd of fds.splice(0)) native.closeFd(fd);
   for (const h of started.splice(0)) {
     if (h.channel >= 0) native.closeFd(h.channel);
     h.child.kill('SIGKILL');
@@ -87,7 +89,7 @@ function start(args: string[], fd3?: number, extra: number[] = []): Helper {
 async function receive(h: Helper): Promise<{ data: Buffer; fds: number[] }> {
   const msg = await native.recvFds(h.channel, 5000);
   if (msg === null) throw new Error('the helper closed its channel');
-  fds.push(...msg.fds);
+  track(msg.fds);
   return msg;
 }
 
@@ -134,7 +136,7 @@ describe.skipIf(why !== undefined)('the native user namespace helper', () => {
     // An fd an ancestor leaked to it (here on purpose) is closed, not held
     // for the namespaces' lifetime.
     const leaked = openSync('/dev/null', 'r');
-    fds.push(leaked);
+    track([leaked]);
     const h = await ready(['create'], [leaked]);
     const pid = h.child.pid!;
     expect(readdirSync(`/proc/${pid}/fd`).sort()).toEqual(['0', '1', '2', '3']);
@@ -201,7 +203,7 @@ describe.skipIf(why !== undefined)('the native user namespace helper', () => {
     ]);
     // fds attached to a request are closed unread, and it is still refused.
     const file = openSync('/dev/null', 'r');
-    fds.push(file);
+    track([file]);
     native.sendFds(h.channel, Buffer.alloc(0), [file]);
     expect(parseHelperReply((await receive(h)).data)).toMatchObject({ ok: false, errno: EINVAL });
     const [reply, got] = await ask(h, tcp4);
@@ -255,7 +257,7 @@ describe.skipIf(why !== undefined)('the native user namespace helper', () => {
       stderr: "podnet-userns: join: '12x' is not a process id\n",
     });
     const file = openSync('/dev/null', 'r');
-    fds.push(file);
+    track([file]);
     const noChannel = start(['create'], file);
     expect(await noChannel.exited).toEqual({
       code: 2,

@@ -14,24 +14,22 @@ import {
 } from '../../../../src/rootless/userns/userns.js';
 import { fixture } from '../../../helpers/fixtures.js';
 import { openFds } from '../../../helpers/process.js';
+import {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  closedAfterEach,
+  SOCK_DGRAM,
+  SOCK_RAW,
+  SOCK_STREAM,
+} from '../../../helpers/sockets.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const AF_NETLINK = 16;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_RAW = 3;
 const liar = fixture('rootless/userns-liar.mjs');
 
-const open: number[] = [];
+const track = closedAfterEach();
 afterEach(() => {
-  for (const fd of open.splice(0)) native.closeFd(fd);
   delete process.env['PODNET_TEST_LIAR_MODE'];
 });
-const track = (fds: number[]): number[] => {
-  open.push(...fds);
-  return fds;
-};
 describe('socketInfo', () => {
   it('reports domain, type and protocol, and ENOTSOCK for a file', () => {
     const [tcp] = track(native.socketsHere(AF_INET, SOCK_STREAM, 0, 1));

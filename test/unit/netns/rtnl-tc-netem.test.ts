@@ -7,7 +7,7 @@ import {
   encodeDelRootQdisc,
   encodeNetemQdisc,
   pschedTicksPerUs,
-} from '../../../src/netns/rtnl-write.js';
+} from '../../../src/netns/rtnl-tc.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const PSCHED = '000003e8 00000040 000f4240 3b9aca00\n';
