@@ -353,6 +353,8 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         expect.stringMatching(/^[0-9a-f]{16}\.json$/),
       ]);
       if (by === 'podnet gc') {
+        // gc's own state (containers) in a directory of its own, off the host's.
+        const state = mkdtempSync(join(tmpdir(), TEST_PREFIX));
         const gc = await runResult(
           [
             process.execPath,
@@ -360,12 +362,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
             'gc',
             '--json',
             '--state-dir',
-            dirs.recordDir,
+            state,
             '--netns-dir',
             dirs.dir,
           ],
           { env: { PODNET_TESTING_DIR: dirs.recordDir } },
-        );
+        ).finally(() => rmSync(state, { recursive: true, force: true }));
         expect(gc.code, gc.stderr).toBe(0);
         expect(JSON.parse(gc.stdout).testTopologies.removedNamespaces).toHaveLength(6);
       } else {
