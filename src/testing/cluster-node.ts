@@ -63,6 +63,11 @@ export class ClusterPod {
     return this.host.exec(...args);
   }
 
+  /** Starts a command in the pod (see {@link TopologyHost.spawn}); killed when the pod goes. */
+  spawn(...args: Parameters<TopologyHost['spawn']>): ReturnType<TopologyHost['spawn']> {
+    return this.host.spawn(...args);
+  }
+
   /** CNI DEL on its node (its lease is freed), then its namespace is removed. */
   async remove(): Promise<void> {
     await this.node.removePod(this);
@@ -213,6 +218,16 @@ export class ClusterNode {
     await this.runtime.gc(this.network, {
       validAttachments: valid.map((p) => ({ containerId: p.containerId, ifName: 'eth0' })),
     });
+  }
+
+  /** Runs a command in the node's namespace to completion (see {@link TopologyHost.exec}). */
+  exec(...args: Parameters<TopologyHost['exec']>): ReturnType<TopologyHost['exec']> {
+    return this.host.exec(...args);
+  }
+
+  /** Starts a command in the node's namespace (see {@link TopologyHost.spawn}). */
+  spawn(...args: Parameters<TopologyHost['spawn']>): ReturnType<TopologyHost['spawn']> {
+    return this.host.spawn(...args);
   }
 
   /** The addresses host-local has leased on this node (its data directory), sorted. */

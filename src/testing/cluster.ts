@@ -38,6 +38,7 @@ import { Registration } from './registration.js';
 export type { ClusterPlugin } from './cluster-cni.js';
 export type { ClusterBackend } from './cluster-net.js';
 export { ClusterNode, ClusterPod, type PodOptions } from './cluster-node.js';
+export type { PartitionState } from './cluster-partition.js';
 
 /** Options of {@link createCluster}. */
 export interface ClusterOptions {

@@ -53,6 +53,12 @@ export class Registration {
   #recordDir = '';
   #id = '';
   #extra: RegistrationExtra = {};
+  // names[0, #claimed) are taken by a namespace made or being made; taken
+  // synchronously, so namespaces made at the same time get different names.
+  #claimed = 0;
+  // Record writes, one after another, each of the state at its turn: the
+  // last to land is always the newest (two pods added at once both stay listed).
+  #writing: Promise<void> = Promise.resolve();
   record = '';
 
   constructor(count: number, where: { dir?: string }) {
@@ -84,22 +90,29 @@ export class Registration {
     await this.#write();
   }
 
-  async #write(): Promise<void> {
-    this.record = await writeRecord(this.#recordDir, this.#id, {
-      version: 1,
-      owner: processIdentity(process.pid),
-      namespaces: this.names.map((name) => namespacePath(name, this.#where.dir)),
-      ...this.#extra,
+  #write(): Promise<void> {
+    const next = this.#writing.then(async () => {
+      this.record = await writeRecord(this.#recordDir, this.#id, {
+        version: 1,
+        owner: processIdentity(process.pid),
+        namespaces: this.names.map((name) => namespacePath(name, this.#where.dir)),
+        ...this.#extra,
+      });
     });
+    // A failed write fails its caller; the next one still runs.
+    this.#writing = next.catch(() => undefined);
+    return next;
   }
 
   /** The path the next namespace will have. */
   nextPath(): string {
-    return namespacePath(this.names[this.made.length]!, this.#where.dir);
+    return namespacePath(this.names[this.#claimed]!, this.#where.dir);
   }
 
+  /** Makes the next registered namespace (`grow` first when none is left). */
   async namespace(): Promise<NetworkNamespace> {
-    const ns = await tempNamespace({ ...this.#where, name: this.names[this.made.length]! });
+    const name = this.names[this.#claimed++]!;
+    const ns = await tempNamespace({ ...this.#where, name });
     this.made.push(ns);
     return ns;
   }
@@ -108,9 +121,11 @@ export class Registration {
   async drop(ns: NetworkNamespace, cluster?: ClusterRecord): Promise<void> {
     await ns.remove();
     const i = this.made.indexOf(ns);
-    if (i >= 0) {
-      this.made.splice(i, 1);
-      this.names.splice(i, 1);
+    if (i >= 0) this.made.splice(i, 1);
+    const n = this.names.indexOf(ns.name);
+    if (n >= 0 && n < this.#claimed) {
+      this.names.splice(n, 1);
+      this.#claimed--;
     }
     if (cluster) this.#extra = { ...this.#extra, cluster };
     await this.#write();
@@ -123,6 +138,7 @@ export class Registration {
     if (errors.length)
       throw new AggregatePodnetError('ERR_PODNET_TEARDOWN', 'removing a test topology', errors);
     if (this.record) {
+      await this.#writing;
       await rm(this.filesDir, { recursive: true, force: true });
       await deleteRecord(this.record);
     }

@@ -43,11 +43,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
   const build = (backend: 'host-gw' | 'vxlan', podCidr: string): Promise<Cluster> =>
     createCluster({ nodes: 3, backend, podCidr, dir: dirs.dir, recordDir: dirs.recordDir });
 
-  async function withPods(c: Cluster): Promise<ClusterPod[]> {
-    const pods: ClusterPod[] = [];
-    for (const node of c.nodes)
-      for (const k of [1, 2]) pods.push(await node.addPod({ name: `${node.name}-p${k}` }));
-    return pods;
+  // All six at once: the nodes' runtimes, the plugins (two racing to make a
+  // node's cni0) and the record's rewrites all run side by side.
+  function withPods(c: Cluster): Promise<ClusterPod[]> {
+    return Promise.all(
+      c.nodes.flatMap((node) => [1, 2].map((k) => node.addPod({ name: `${node.name}-p${k}` }))),
+    );
   }
 
   describe.each([
@@ -61,6 +62,10 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         [1, 2, 3].map((i) => `${podCidr.split('.').slice(0, 2).join('.')}.${i}.0/24`),
       );
       for (const p of pods) expect(p.ip.startsWith(p.node.podSubnet.slice(0, -4))).toBe(true);
+      // The record lists every pod's namespace, though all were added at once.
+      const record = JSON.parse(readFileSync(c.record, 'utf8'));
+      for (const p of pods) expect(record.namespaces).toContain(p.netns.path);
+      expect(record.cluster.pods).toHaveLength(6);
       const seen = await matrix(pods);
       expect(seen.size).toBe(30);
       for (const a of pods)
@@ -68,7 +73,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
 
       // The shape each backend is meant to have, on node 1.
       const n1 = c.nodes[0]!;
-      const routes = (await ipJson(n1.host, ['ip', '-j', '-4', 'route'])) as {
+      const routes = (await ipJson(n1, ['ip', '-j', '-4', 'route'])) as {
         dst: string;
         gateway?: string;
         dev: string;
@@ -83,7 +88,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         }
       }
       if (backend === 'vxlan') {
-        const [link] = (await ipJson(n1.host, ['ip', '-d', '-j', 'link', 'show', 'flannel.1'])) as {
+        const [link] = (await ipJson(n1, ['ip', '-d', '-j', 'link', 'show', 'flannel.1'])) as {
           mtu: number;
           linkinfo: { info_kind: string; info_data: Record<string, unknown> };
         }[];
@@ -95,14 +100,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
           learning: false,
         });
         expect(link!.mtu).toBe(1450);
-        const neigh = (await ipJson(n1.host, [
-          'ip',
-          '-j',
-          'neigh',
-          'show',
-          'dev',
-          'flannel.1',
-        ])) as {
+        const neigh = (await ipJson(n1, ['ip', '-j', 'neigh', 'show', 'dev', 'flannel.1'])) as {
           dst: string;
           state: string[];
         }[];
@@ -113,14 +111,7 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
             .sort(),
         );
         expect(neigh.every((x) => x.state.includes('PERMANENT'))).toBe(true);
-        const fdb = (await ipJson(n1.host, [
-          'bridge',
-          '-j',
-          'fdb',
-          'show',
-          'dev',
-          'flannel.1',
-        ])) as {
+        const fdb = (await ipJson(n1, ['bridge', '-j', 'fdb', 'show', 'dev', 'flannel.1'])) as {
           dst?: string;
         }[];
         expect(
@@ -230,8 +221,12 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         .sort(),
     );
     const gone = pods.find((p) => p.name === 'node2-p1')!;
+    const sleeper = gone.spawn('sleep', ['60'], { stdio: 'ignore' });
+    const ended = new Promise((r) => sleeper.once('exit', r));
     await gone.remove();
     expect(existsSync(gone.netns.path)).toBe(false);
+    // What ran in the pod went with it.
+    await ended;
     const afterDel = await leases();
     expect(afterDel).toEqual([before[0], before[1]!.filter((ip) => ip !== gone.ip), before[2]]);
 
