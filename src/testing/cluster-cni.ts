@@ -14,15 +14,25 @@ export type ClusterPlugin = 'bridge' | 'flannel';
 
 /** What one node's configuration is made from. */
 export interface NodeCniPlan {
+  /** The node's name (node1, ...). */
+  name: string;
   /** The node's directory: net.d, cache and ipam are under it. */
   dir: string;
+  /** Its CNI config directory (dir/net.d). */
+  confDir: string;
+  /** Its libcni result cache (dir/cache). */
+  cacheDir: string;
+  /** Its host-local data directory (dir/ipam): where its leases live. */
+  dataDir: string;
   /** The whole pod CIDR, e.g. 10.244.0.0/16. */
   podCidr: string;
-  /** The node's slice, e.g. 10.244.1.0/24 (gateway .1). */
+  /** The node's slice, e.g. 10.244.1.0/24. */
   podSubnet: string;
+  /** The slice's gateway, its first address (10.244.1.1): the node's own on the pods' side. */
+  gateway: string;
   /** The pods' MTU (1450 under VXLAN's 50 bytes, else 1500). */
   mtu: number;
-  /** Which plugin. */
+  /** Which plugin (of the built-in lists). */
   plugin: ClusterPlugin;
 }
 
@@ -55,7 +65,7 @@ export function sliceGateway(subnet: string): string {
  * that masquerades everything leaving the node's slice.
  */
 export function nodeConflist(plan: NodeCniPlan): Record<string, unknown> {
-  const { dataDir } = nodeDirs(plan.dir);
+  const { dataDir } = plan;
   if (plan.plugin === 'flannel') {
     return {
       cniVersion: '1.0.0',
@@ -84,7 +94,7 @@ export function nodeConflist(plan: NodeCniPlan): Record<string, unknown> {
         mtu: plan.mtu,
         ipam: {
           type: 'host-local',
-          ranges: [[{ subnet: plan.podSubnet, gateway: sliceGateway(plan.podSubnet) }]],
+          ranges: [[{ subnet: plan.podSubnet, gateway: plan.gateway }]],
           routes: [{ dst: '0.0.0.0/0' }],
           dataDir,
         },
@@ -102,7 +112,7 @@ export function subnetEnv(plan: NodeCniPlan): string {
   const prefix = plan.podSubnet.split('/')[1];
   return [
     `FLANNEL_NETWORK=${plan.podCidr}`,
-    `FLANNEL_SUBNET=${sliceGateway(plan.podSubnet)}/${prefix}`,
+    `FLANNEL_SUBNET=${plan.gateway}/${prefix}`,
     `FLANNEL_MTU=${plan.mtu}`,
     'FLANNEL_IPMASQ=false',
     '',

@@ -10,7 +10,7 @@ import type { CniRuntime } from '../cni/runtime.js';
 import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
-import { CLUSTER_NETWORK, sliceGateway } from './cluster-cni.js';
+import { sliceGateway } from './cluster-cni.js';
 import { type HostInterface, interfacesReady, TopologyHost, TopologyLink } from './host.js';
 import type { ClusterRecord } from './reaper.js';
 import type { Registration } from './registration.js';
@@ -234,7 +234,7 @@ export class ClusterNode {
   async leases(): Promise<string[]> {
     let names: string[];
     try {
-      names = await readdir(join(this.dirs.dataDir, CLUSTER_NETWORK));
+      names = await readdir(join(this.dirs.dataDir, this.network.name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;

@@ -9,17 +9,18 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseNetworkList } from '../cni/config.js';
-import { findPlugin } from '../cni/invoke/find.js';
+import { findPlugins } from '../cni/invoke/find.js';
 import { CniRuntime } from '../cni/runtime.js';
 import { publish } from '../diagnostics.js';
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { NetworkNamespace } from '../netns/index.js';
 import { parseCidr } from '../netns/rtnl-write.js';
 import {
-  CLUSTER_NETWORK,
   type ClusterPlugin,
+  type NodeCniPlan,
   nodeConflist,
   nodeDirs,
+  sliceGateway,
   subnetEnv,
 } from './cluster-cni.js';
 import { type ClusterBackend, checkBackend, wireBackend } from './cluster-net.js';
@@ -35,7 +36,7 @@ import {
 import { type ClusterRecord, defaultRecordDir } from './reaper.js';
 import { Registration } from './registration.js';
 
-export type { ClusterPlugin } from './cluster-cni.js';
+export type { ClusterPlugin, NodeCniPlan } from './cluster-cni.js';
 export type { ClusterBackend } from './cluster-net.js';
 export { ClusterNode, ClusterPod, type PodOptions } from './cluster-node.js';
 export type { PartitionState } from './cluster-partition.js';
@@ -58,6 +59,13 @@ export interface ClusterOptions {
   vni?: number;
   /** The pod network's CNI plugin (default 'bridge'; 'flannel' where flannel's plugin is installed). */
   plugin?: ClusterPlugin;
+  /**
+   * Another pod network: each node's config list, made from what the node
+   * is (its slice, gateway, MTU, directories; use `dataDir` as host-local's
+   * dataDir to keep the node's leases its own). Its plugins run unchanged
+   * inside the node, as `plugin`'s do; `plugin` is then not read.
+   */
+  conflist?: (node: NodeCniPlan) => Record<string, unknown>;
   /** Where plugin binaries are looked up (default CniRuntime's). */
   pluginDirs?: readonly string[];
   /** Namespace directory (default as NetworkNamespace.create). */
@@ -176,14 +184,11 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
     if (signal?.aborted) throw new AbortError('building a cluster', { cause: signal.reason });
   };
   checkSignal();
-  // Every plugin binary is found before anything is made (a missing one is a CniConfigError).
   const pluginDirs = new CniRuntime(
     opts.pluginDirs === undefined ? {} : { pluginDirs: opts.pluginDirs },
   ).pluginDirs;
-  for (const type of plugin === 'flannel'
-    ? ['flannel', 'bridge', 'host-local']
-    : ['bridge', 'host-local'])
-    findPlugin(pluginDirs, type, `the cluster's ${plugin} network`, 'plugin');
+  if (opts.conflist !== undefined && typeof opts.conflist !== 'function')
+    throw new InvalidArgumentError('conflist is a function of a node, returning its config list');
 
   const reg = new Registration(1 + count, opts.dir === undefined ? {} : { dir: opts.dir });
   // The switch is the first namespace registered.
@@ -222,6 +227,29 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
     if (name === '') name = `cluster-${internals.id}`;
     await mkdir(reg.filesDir, { mode: 0o700 });
     await reg.grow(0, describe());
+    // Every node's list, and every plugin binary of it, before any namespace
+    // is made (a bad list or a missing plugin is a CniConfigError).
+    const mtu = backend === 'vxlan' ? 1450 : 1500;
+    const plans = slices.map((podSubnet, i): NodeCniPlan => {
+      const dir = join(reg.filesDir, `node${i + 1}`);
+      const gateway = sliceGateway(podSubnet);
+      return {
+        name: `node${i + 1}`,
+        dir,
+        ...nodeDirs(dir),
+        podCidr: cidr.text,
+        podSubnet,
+        gateway,
+        mtu,
+        plugin,
+      };
+    });
+    const lists = plans.map((plan) => {
+      const raw = opts.conflist ? opts.conflist({ ...plan }) : nodeConflist(plan);
+      const list = parseNetworkList(raw, join(plan.confDir, 'the cluster network'));
+      findPlugins(list, pluginDirs);
+      return { raw, list };
+    });
 
     const sw = new TopologyHost('switch', await reg.namespace());
     await sw.ns.addLink('br0', 'bridge');
@@ -258,18 +286,18 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
       iface.link = link;
       port.link = link;
 
-      const podSubnet = slices[i - 1]!;
-      const dir = join(reg.filesDir, host.name);
-      const dirs = nodeDirs(dir);
-      for (const d of [dir, dirs.confDir, dirs.cacheDir, dirs.dataDir])
+      const plan = plans[i - 1]!;
+      const { raw, list: network } = lists[i - 1]!;
+      const dirs = { confDir: plan.confDir, cacheDir: plan.cacheDir, dataDir: plan.dataDir };
+      for (const d of [plan.dir, dirs.confDir, dirs.cacheDir, dirs.dataDir])
         await mkdir(d, { mode: 0o700 });
-      const mtu = backend === 'vxlan' ? 1450 : 1500;
-      const plan = { dir, podCidr: cidr.text, podSubnet, mtu, plugin };
-      const conflist = join(dirs.confDir, `10-${CLUSTER_NETWORK}.conflist`);
-      await writeFile(conflist, `${JSON.stringify(nodeConflist(plan), null, 2)}\n`, {
-        mode: 0o600,
-      });
-      if (plugin === 'flannel') await writeFile(join(dir, 'subnet.env'), subnetEnv(plan));
+      await writeFile(
+        join(dirs.confDir, `10-${network.name}.conflist`),
+        `${JSON.stringify(raw, null, 2)}\n`,
+        { mode: 0o600 },
+      );
+      if (!opts.conflist && plugin === 'flannel')
+        await writeFile(join(plan.dir, 'subnet.env'), subnetEnv(plan));
       const runtime = new CniRuntime({
         confDir: dirs.confDir,
         cacheDir: dirs.cacheDir,
@@ -277,7 +305,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
         defaultNetwork: null,
         pluginDirs,
       });
-      const network = parseNetworkList(nodeConflist(plan), conflist);
+      const podSubnet = plan.podSubnet;
       nodes.push(
         new ClusterNode(internals, host, { address, podSubnet, link, runtime, network, dirs }),
       );

@@ -36,6 +36,7 @@ export {
   type ClusterPlugin,
   ClusterPod,
   createCluster,
+  type NodeCniPlan,
   type PartitionState,
   type PodOptions,
 } from './cluster.js';

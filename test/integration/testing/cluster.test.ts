@@ -208,6 +208,57 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
     expect(existsSync(a.netns.path)).toBe(false);
   });
 
+  it("another plugin runs unchanged: Debian's ptp from a node's own config list, across nodes", async () => {
+    await using c = await createCluster({
+      nodes: 2,
+      podCidr: '10.251.0.0/16',
+      dir: dirs.dir,
+      recordDir: dirs.recordDir,
+      conflist: (node) => ({
+        cniVersion: '1.0.0',
+        name: 'ptp-net',
+        plugins: [
+          {
+            type: 'ptp',
+            mtu: node.mtu,
+            ipam: {
+              type: 'host-local',
+              ranges: [[{ subnet: node.podSubnet, gateway: node.gateway }]],
+              routes: [{ dst: '0.0.0.0/0' }],
+              dataDir: node.dataDir,
+            },
+          },
+        ],
+      }),
+    });
+    const [a, b] = [
+      await c.nodes[0]!.addPod({ name: 'a' }),
+      await c.nodes[1]!.addPod({ name: 'b' }),
+    ];
+    // ptp: no bridge, a veth with the pod's /32 routed to it.
+    expect((await c.nodes[0]!.exec('ip', ['link', 'show', 'cni0'])).code).not.toBe(0);
+    expect(a.link.ends[1].host.name).toBe('node1');
+    const server = await whoamiServer(b.netns, b.ip);
+    try {
+      expect(await seenAs(a.netns, b.ip, server.port)).toBe(a.ip);
+    } finally {
+      await server.close();
+    }
+    expect(await c.nodes[1]!.leases()).toEqual([b.ip]);
+    await b.remove();
+    expect(await c.nodes[1]!.leases()).toEqual([]);
+    // A list whose plugin is not installed is refused before anything is made.
+    const before = readdirSync(dirs.dir).length;
+    await expect(
+      createCluster({
+        dir: dirs.dir,
+        recordDir: dirs.recordDir,
+        conflist: () => ({ cniVersion: '1.0.0', name: 'x', plugins: [{ type: 'no-such-plugin' }] }),
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_PODNET_CNI_CONFIG' });
+    expect(readdirSync(dirs.dir)).toHaveLength(before);
+  });
+
   it("DEL of a pod on node 2 frees exactly its lease; GC on node 3 with no valid pod frees node 3's only", async () => {
     await using c = await build('host-gw', '10.244.0.0/16');
     const pods = await withPods(c);

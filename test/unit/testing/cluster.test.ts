@@ -13,10 +13,16 @@ import {
   partitionScript,
 } from '../../../src/testing/cluster-partition.js';
 
+const dir = '/run/podnet/testing/0123456789abcdef.d/node2';
 const plan = {
-  dir: '/run/podnet/testing/0123456789abcdef.d/node2',
+  name: 'node2',
+  dir,
+  confDir: `${dir}/net.d`,
+  cacheDir: `${dir}/cache`,
+  dataDir: `${dir}/ipam`,
   podCidr: '10.244.0.0/16',
   podSubnet: '10.244.2.0/24',
+  gateway: '10.244.2.1',
   mtu: 1450,
   plugin: 'bridge' as const,
 };
