@@ -6,7 +6,7 @@
 // within 2 s. Traffic goes only between the cluster's own namespaces.
 import { type ChildProcess, spawn } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -35,6 +35,33 @@ async function ipJson(pod: { exec: ClusterPod['exec'] }, args: string[]): Promis
   const r = await pod.exec(args[0]!, args.slice(1));
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
+}
+
+/** Which of these network namespace inodes a process is in or holds an fd of (`pid: net:[N]`). */
+function heldNamespaces(inodes: number[]): string[] {
+  const wanted = new Set(inodes.map((i) => `net:[${i}]`));
+  const held: string[] = [];
+  const link = (path: string): string => {
+    try {
+      return readlinkSync(path);
+    } catch {
+      return '';
+    }
+  };
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      // Gone meanwhile.
+    }
+    for (const target of [
+      link(`/proc/${pid}/ns/net`),
+      ...fds.map((fd) => link(`/proc/${pid}/fd/${fd}`)),
+    ])
+      if (wanted.has(target)) held.push(`${pid}: ${target}`);
+  }
+  return held;
 }
 
 describe.skipIf(!isRoot)('podnet/testing clusters', () => {
@@ -433,7 +460,11 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         [fixture('testing/cluster-die-at.mjs'), at, dirs.dir, dirs.recordDir],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
+      let out = '';
       let err = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
       child.stderr!.on('data', (d) => {
         err += d;
       });
@@ -441,8 +472,17 @@ describe.skipIf(!isRoot)('podnet/testing clusters', () => {
         child.once('close', (code, signal) => resolve(signal ?? code)),
       );
       expect(status, err).toBe('SIGKILL');
+      const { inodes } = JSON.parse(out) as { inodes: number[] };
+      expect(inodes.length).toBeGreaterThan(0);
       const t0 = Date.now();
-      const left = (): string[] => [...readdirSync(dirs.dir), ...readdirSync(dirs.recordDir)];
+      // Unmounted, and held by no process (an orphaned plugin, the reaper):
+      // then the kernel has freed them, with every link, route, neighbour
+      // and FDB entry in them; leases and caches were in the record's files.
+      const left = (): string[] => [
+        ...readdirSync(dirs.dir),
+        ...readdirSync(dirs.recordDir),
+        ...heldNamespaces(inodes),
+      ];
       while (left().length && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
       expect(left()).toEqual([]);
       console.log(`cluster reaper (${at}): gone ${Date.now() - t0} ms after the kill`);
