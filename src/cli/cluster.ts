@@ -39,6 +39,23 @@ function formatCluster(c: ClusterRecord): string {
   return `cluster ${c.name} (${c.backend}, pods in ${c.podCidr})\n\n${nodes}\n\n${pods}`;
 }
 
+// A partition's groups as the table and the partition command print them.
+const groupsText = (groups: string[][]): string =>
+  groups.length === 0 ? 'whole' : groups.map((g) => g.join(',')).join(' | ');
+
+async function partitionOf(c: ClusterRecord): Promise<string[][] | null> {
+  try {
+    const { table: t, close } = await recordedPartitionTable(c);
+    try {
+      return (await t.state()).groups;
+    } finally {
+      close();
+    }
+  } catch {
+    return null;
+  }
+}
+
 /** `podnet cluster up [NAME] | down NAME...|--all | ls | partition NAME GROUP... | heal NAME`. */
 export async function cluster(
   [action = 'ls', ...names]: string[],
@@ -118,14 +135,26 @@ export async function cluster(
     }
     case 'ls': {
       if (names.length > 0) throw new UsageError('cluster ls takes no NAME');
-      const list = clusters.map(({ record }) => ({
-        ...record.cluster!,
-        owner: record.persistent ? 'persistent' : `pid ${record.owner.pid}`,
-      }));
+      const list: (ClusterRecord & { owner: string; partition: string[][] | null })[] = [];
+      for (const { record } of clusters)
+        list.push({
+          ...record.cluster!,
+          owner: record.persistent ? 'persistent' : `pid ${record.owner.pid}`,
+          // As the switch's table has it; null when it cannot be read (a switch gone).
+          partition: await partitionOf(record.cluster!),
+        });
       print(json, list, () =>
         table(
-          ['NAME', 'BACKEND', 'NODES', 'PODS', 'POD CIDR', 'OWNER'],
-          list.map((c) => [c.name, c.backend, c.nodes.length, c.pods.length, c.podCidr, c.owner]),
+          ['NAME', 'BACKEND', 'NODES', 'PODS', 'POD CIDR', 'PARTITION', 'OWNER'],
+          list.map((c) => [
+            c.name,
+            c.backend,
+            c.nodes.length,
+            c.pods.length,
+            c.podCidr,
+            c.partition === null ? '?' : groupsText(c.partition),
+            c.owner,
+          ]),
         ),
       );
       return;
@@ -145,11 +174,7 @@ export async function cluster(
         if (action === 'heal') await t.heal();
         else await t.partition(groups.map((g) => g.split(',')));
         const state = await t.state();
-        print(json, state, () =>
-          state.groups.length === 0
-            ? `${name}: whole`
-            : `${name}: ${state.groups.map((g) => g.join(',')).join(' | ')}`,
-        );
+        print(json, state, () => `${name}: ${groupsText(state.groups)}`);
       } finally {
         close();
       }

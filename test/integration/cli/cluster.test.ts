@@ -75,6 +75,7 @@ describe.skipIf(!isRoot)('podnet cluster', () => {
       const cut = await cli(['cluster', 'partition', 'lab', 'node1', '--json']);
       expect(cut.code, cut.stderr).toBe(0);
       expect(JSON.parse(cut.stdout)).toMatchObject({ groups: [['node1'], ['node2']] });
+      expect((await cli(['cluster', 'ls'])).stdout).toMatch(/\snode1 \| node2\s+persistent$/m);
       expect((await ask()).stdout).toBe('');
       const healed = await cli(['cluster', 'heal', 'lab']);
       expect(healed.stdout.trim()).toBe('lab: whole');
@@ -89,7 +90,7 @@ describe.skipIf(!isRoot)('podnet cluster', () => {
     const ls = await cli(['cluster', 'ls', '--json']);
     expect(JSON.parse(ls.stdout)).toMatchObject([{ name: 'lab', owner: 'persistent' }]);
     expect((await cli(['cluster', 'ls'])).stdout).toMatch(
-      /^lab\s+vxlan\s+2\s+2\s+10\.248\.0\.0\/16\s+persistent$/m,
+      /^lab\s+vxlan\s+2\s+2\s+10\.248\.0\.0\/16\s+whole\s+persistent$/m,
     );
     expect((await cli(['cluster', 'up', 'lab', '--netns-dir', netns.dir])).stderr).toMatch(
       /a cluster named 'lab' exists/,
