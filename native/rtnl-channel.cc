@@ -110,10 +110,10 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
   // The same into another buffer (a sweep reads every reply into one).
   ssize_t RecvInto(char* into, size_t len, uint32_t want) {
     for (;;) {
-      ssize_t n = recv(fd_, into, len, MSG_DONTWAIT | MSG_TRUNC);
+      ssize_t n = NetlinkRecv(fd_, into, len, MSG_DONTWAIT | MSG_TRUNC);
       if (n < 0) {
-        if (errno == EINTR) continue;
-        return -errno;
+        if (n == -EINTR) continue;
+        return n;
       }
       if (static_cast<size_t>(n) > len) return -EMSGSIZE;  // dropped by the kernel already
       if (want != 0 && ReplySeq(into, static_cast<size_t>(n)) != want) continue;  // a stale reply
@@ -124,13 +124,11 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
   int SendRaw(const char* req, size_t len) {
     if (fd_ < 0) return -EBADF;
     if (len < sizeof(nlmsghdr)) return -EINVAL;
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
     ssize_t n;
     do {
-      n = sendto(fd_, req, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+      n = NetlinkSend(fd_, req, len);
+    } while (n == -EINTR);
+    return n < 0 ? static_cast<int>(n) : 0;
   }
 
  private:
