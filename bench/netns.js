@@ -158,11 +158,14 @@ async function statsBench(statsBin) {
     const nsfd = openSync(ns.path, 'r');
     const fd = internals.native.socketInSync(nsfd, 16, 3, 0);
     closeSync(nsfd);
-    const sock = new internals.native.RtnlSocket(fd);
+    const counters = new Float64Array(internals.linkStatsFields?.length ?? 25);
+    const sock = new internals.native.RtnlSocket(fd, counters);
     const req = internals.encodeGetLink(IFNAME);
     const resp = Buffer.allocUnsafe(16 * 1024);
     const len = sock.request(req, resp);
-    raw = { sock, req, resp, len };
+    // lo is ifindex 1 in every namespace (LOOPBACK_IFINDEX).
+    const statsOf = sock.statsReader?.();
+    raw = { sock, req, resp, len, statsOf, counters };
   }
 
   for (let round = 0; round < ROUNDS; round++) {
@@ -182,6 +185,16 @@ async function statsBench(statsBin) {
         'rawRequest',
         timeSync(() => raw.sock.request(raw.req, raw.resp)),
       );
+      if (raw.statsOf) {
+        r.add(
+          'rawStatsOf',
+          timeSync(() => raw.statsOf(1)),
+        );
+        r.add(
+          'buildOnly',
+          timeSync(() => internals.statsFromCounters(raw.counters)),
+        );
+      }
       r.add(
         'decodeOnly',
         timeSync(() => internals.decodeLinkStats(raw.resp, raw.len, 'bench')),
@@ -367,6 +380,22 @@ try {
     ],
   ];
   if (internals) {
+    if (Number.isFinite(s.get('rawStatsOf'))) {
+      statsRows.push(
+        [
+          '  native RTM_GETSTATS read alone (statsReader)',
+          fmtUs(s.get('rawStatsOf')),
+          ratio(s.get('rawStatsOf'), statsFloor),
+          '',
+        ],
+        [
+          '  the LinkStats object alone (statsFromCounters)',
+          fmtUs(s.get('buildOnly')),
+          ratio(s.get('buildOnly'), statsFloor),
+          '',
+        ],
+      );
+    }
     statsRows.push(
       [
         '  native request() alone (RTM_GETLINK)',
@@ -495,6 +524,8 @@ try {
       c_getstats_floor: round2(statsFloor),
       podnet_sync: round2(js),
       podnet_async: round2(jsAsync),
+      native_stats_read_only: round2(s.get('rawStatsOf')),
+      build_object_only: round2(s.get('buildOnly')),
       native_request_only: round1(s.get('rawRequest')),
       decode_only: round1(s.get('decodeOnly')),
       c_getlink: round2(floor),

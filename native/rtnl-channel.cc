@@ -96,6 +96,10 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
     sockaddr_nl any{};
     any.nl_family = AF_NETLINK;
     bind(fd_, reinterpret_cast<sockaddr*>(&any), sizeof any);
+    // Connected to the kernel (which joining groups does not change), a send
+    // names no address for the kernel to copy and check: a sweep sends one
+    // per namespace.
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&any), sizeof any) == 0;
   }
 
   ~RtnlChannel() override { Shut(); }
@@ -126,7 +130,7 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
     if (len < sizeof(nlmsghdr)) return -EINVAL;
     ssize_t n;
     do {
-      n = NetlinkSend(fd_, req, len);
+      n = NetlinkSend(fd_, req, len, connected_);
     } while (n == -EINTR);
     return n < 0 ? static_cast<int>(n) : 0;
   }
@@ -303,6 +307,7 @@ class RtnlChannel : public Napi::ObjectWrap<RtnlChannel> {
   Napi::AsyncContext context_;
   uv_poll_t* poll_ = nullptr;
   bool polling_ = false;
+  bool connected_ = false;
 };
 
 // A statistics read of one link in each of N namespaces, made once and
