@@ -781,8 +781,8 @@ export class NetworkNamespace implements AsyncDisposable {
 
   /**
    * A sweep: the counters of IFNAME in each of NAMESPACES, read in one
-   * native call per {@link LinkStatsSweep.readSync} (every request sent
-   * first, then every reply collected): the way to sample many containers.
+   * native call per {@link LinkStatsSweep.readSync} (each request sent and
+   * its reply read in turn): the way to sample many containers.
    * Made once, read as often as wanted; the namespaces stay the caller's.
    */
   static statsSweep(namespaces: readonly NetworkNamespace[], ifname = 'eth0'): LinkStatsSweep {
