@@ -171,6 +171,25 @@ describe.skipIf(!isRoot)('link statistics', () => {
     bare.close();
   });
 
+  it('reads while requests on the same socket wait on the libuv pool, each getting its own reply', async () => {
+    const ns = await NetworkNamespace.create({ dir: tmp.dir, name: 'mixed' });
+    made.push(ns);
+    await ns.setLinkUp('lo');
+    ns.linkStatsSync('lo'); // the kept socket, and lo's index cached
+    for (let i = 0; i < 50; i++) {
+      // Queued on the pool, on the socket the synchronous read uses too:
+      // microtask turns let them reach the addon, and their completions
+      // cannot run before the loop turns.
+      const links = ns.links();
+      const addresses = ns.addresses();
+      for (let t = 0; t < 10; t++) await Promise.resolve();
+      const s = ns.linkStatsSync('lo');
+      expect(Object.keys(s)).toEqual([...linkStatsFields]);
+      expect((await links).map((l) => l.name)).toEqual(['lo']);
+      expect((await addresses).map((a) => a.address).sort()).toEqual(['127.0.0.1', '::1']);
+    }
+  });
+
   it('a sweep reads every namespace in one call, as each reads on its own', async () => {
     const nss = await hosts('10.231.10.0/24', 5);
     // Different traffic into each, from the last.
