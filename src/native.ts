@@ -14,6 +14,12 @@ export interface NativeRtnlSocket {
    * STATS_MISSING.
    */
   stats(req: Buffer, out: Float64Array): number;
+  /**
+   * A function that does the same for an RTM_GETSTATS of link INDEX built
+   * natively, into the Float64Array given to the constructor (a negative
+   * errno, EINVAL, if none was). It keeps the socket alive.
+   */
+  statsReader(): (index: number) => number;
   /** Same as request, on the libuv pool (the socket already lives in its namespace: no setns). */
   requestAsync(req: Buffer): Promise<Buffer>;
   close(): void;
@@ -110,7 +116,11 @@ export interface NativeBinding {
    * when the directory cannot be opened or listed.
    */
   readDirFiles(dir: string, maxBytes: number): string[];
-  RtnlSocket: new (fd: number) => NativeRtnlSocket;
+  /** COUNTERS: where statsReader()'s function writes (a Float64Array of 25 or more), kept by the socket. */
+  RtnlSocket: new (
+    fd: number,
+    counters?: Float64Array,
+  ) => NativeRtnlSocket;
   /** Owns FD (a NETLINK_NETFILTER socket opened elsewhere), or opens one in the calling thread's namespace. */
   NfnlSocket: new (
     fd?: number,

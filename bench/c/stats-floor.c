@@ -15,7 +15,10 @@
 //   stats-floor sweepstats IFNAME BATCHES NSPATH...
 //       the same sockets; a sweep sends an RTM_GETSTATS (by the index found
 //       in each namespace up front) on every socket, then reads every reply
-//       (what podnet's StatsSweep does).
+//       (what podnet's StatsSweep did before it read each reply at once).
+//   stats-floor sweepstats1 IFNAME BATCHES NSPATH...
+//       the same, but each socket's reply read right after its request
+//       (rtnetlink answers inside sendmsg): what podnet's StatsSweep does.
 //
 // Prints one JSON line: median and min per read (per sweep for `sweep`) in
 // microseconds, over the batch medians.
@@ -187,7 +190,7 @@ int main(int argc, char **argv) {
   const char *mode = argv[1];
   int home = open_ns("/proc/self/ns/net");
 
-  if (strcmp(mode, "sweep") == 0 || strcmp(mode, "sweepstats") == 0) {
+  if (strcmp(mode, "sweep") == 0 || strcmp(mode, "sweepstats") == 0 || strcmp(mode, "sweepstats1") == 0) {
     const char *ifname = argv[2];
     int batches = atoi(argv[3]);
     int nns = argc - 4;
@@ -219,6 +222,23 @@ int main(int argc, char **argv) {
         if (b >= 0) t[b] = now_us() - t0;
       }
       print("sweepstats", t, batches, 1, 0);
+      return 0;
+    }
+    if (strcmp(mode, "sweepstats1") == 0) {
+      double *t = malloc(sizeof(double) * batches);
+      struct sockaddr_nl k = {.nl_family = AF_NETLINK};
+      for (int b = -1; b < batches; b++) {  // sweep -1 is the warm-up
+        double t0 = now_us();
+        uint32_t s = ++seq;
+        for (int i = 0; i < nns; i++) {
+          struct nlmsghdr *h = (struct nlmsghdr *)reqs[i];
+          h->nlmsg_seq = s;
+          if (sendto(fds[i], h, h->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) die("sendto");
+          collect_stats(fds[i], s);
+        }
+        if (b >= 0) t[b] = now_us() - t0;
+      }
+      print("sweepstats1", t, batches, 1, 0);
       return 0;
     }
     build_getlink(ifname);

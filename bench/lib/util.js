@@ -52,7 +52,9 @@ export function runJson(file, args) {
 export function fmtUs(us) {
   if (!Number.isFinite(us)) return '-';
   if (us >= 1000) return `${(us / 1000).toFixed(us >= 100_000 ? 0 : 2)} ms`;
-  return `${us.toFixed(us >= 100 ? 0 : 1)} us`;
+  // Two decimals below 10 us: a statistics read is about one microsecond,
+  // and one decimal hides the differences the goals are about.
+  return `${us.toFixed(us >= 100 ? 0 : us >= 10 ? 1 : 2)} us`;
 }
 
 /** Prints a Markdown table: header is an array of column names, rows arrays of cells. */

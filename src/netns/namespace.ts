@@ -197,6 +197,12 @@ function checkName(name: unknown): string {
   return name;
 }
 
+/** A cached RTM_GETSTATS request: the link's index and the request's bytes. */
+interface StatsRequest {
+  readonly index: number;
+  readonly bytes: Buffer;
+}
+
 /** The counters of a reply, or its failure as a number (a negative errno), as the addon's stats() gives it. */
 function decodeOrErrno(
   buf: Buffer,
@@ -266,6 +272,8 @@ export class NetworkNamespace implements AsyncDisposable {
   readonly owned: boolean;
   #fd: number | undefined;
   #rtnl: NativeRtnlSocket | undefined;
+  // #rtnl's RTM_GETSTATS by index, into #counters: linkStatsSync's hot path.
+  #statsOf: ((index: number) => number) | undefined;
   // The event-loop socket of asynchronous statistics reads and sweeps.
   #chan: StatsChannel | undefined;
   #removed = false;
@@ -276,7 +284,7 @@ export class NetworkNamespace implements AsyncDisposable {
   // RTM_GETSTATS names a link by index: the request of each name read,
   // made for the index it had. ENODEV drops a name's entry (a link made
   // again under the same name has a new index).
-  readonly #statsReqs = new Map<string, Buffer>();
+  readonly #statsReqs = new Map<string, StatsRequest>();
   readonly #watches = new Set<NetlinkWatch>();
   // Set when sockets come from a helper inside instead of setns.
   readonly #source: SocketSource | undefined;
@@ -418,8 +426,14 @@ export class NetworkNamespace implements AsyncDisposable {
   }
 
   #rtnlSync(): NativeRtnlSocket {
-    this.#rtnl ??= new native.RtnlSocket(this.#netlinkFdSync());
-    return this.#rtnl;
+    return this.#rtnl ?? this.#keepRtnl(this.#netlinkFdSync());
+  }
+
+  #keepRtnl(fd: number): NativeRtnlSocket {
+    const rtnl = new native.RtnlSocket(fd, this.#counters);
+    this.#rtnl = rtnl;
+    this.#statsOf = rtnl.statsReader();
+    return rtnl;
   }
 
   async #rtnlAsync(): Promise<NativeRtnlSocket> {
@@ -429,8 +443,7 @@ export class NetworkNamespace implements AsyncDisposable {
       native.closeFd(fd); // lost a race with another caller, or closed meanwhile
       return this.#rtnlSync();
     }
-    this.#rtnl = new native.RtnlSocket(fd);
-    return this.#rtnl;
+    return this.#keepRtnl(fd);
   }
 
   #chanSync(): StatsChannel {
@@ -612,16 +625,16 @@ export class NetworkNamespace implements AsyncDisposable {
     return err;
   }
 
-  #remember(ifname: string, index: number): Buffer {
+  #remember(ifname: string, index: number): StatsRequest {
     if (this.#statsReqs.size >= 64) this.#statsReqs.clear();
-    const req = encodeGetStats(index);
+    const req = { index, bytes: encodeGetStats(index) };
     this.#statsReqs.set(ifname, req);
     return req;
   }
 
   // The RTM_GETSTATS request of IFNAME: cached, or for the index an
   // RTM_GETLINK by name finds.
-  #statsReqSync(rtnl: NativeRtnlSocket, ifname: string, what: string): Buffer {
+  #statsReqSync(rtnl: NativeRtnlSocket, ifname: string, what: string): StatsRequest {
     const cached = this.#statsReqs.get(ifname);
     if (cached !== undefined) return cached;
     this.#resp ??= Buffer.allocUnsafe(16 * 1024);
@@ -633,7 +646,7 @@ export class NetworkNamespace implements AsyncDisposable {
     return this.#remember(ifname, index);
   }
 
-  async #statsReqAsync(ch: StatsChannel, ifname: string, what: string): Promise<Buffer> {
+  async #statsReqAsync(ch: StatsChannel, ifname: string, what: string): Promise<StatsRequest> {
     const cached = this.#statsReqs.get(ifname);
     if (cached !== undefined) return cached;
     const reply = await ch.request(this.#request(ifname));
@@ -652,8 +665,10 @@ export class NetworkNamespace implements AsyncDisposable {
   linkStatsSync(ifname = 'eth0', opts?: LinkStatsOptions): LinkStats<number | bigint> {
     // The hot path: a name read before, numbers, RTM_GETSTATS known to work.
     const req = this.#statsReqs.get(ifname);
-    if (req !== undefined && this.#rtnl !== undefined && opts?.bigint !== true && getStatsKnown()) {
-      const n = this.#rtnl.stats(req, this.#counters);
+    const statsOf = this.#statsOf;
+    if (req !== undefined && statsOf !== undefined && opts?.bigint !== true && getStatsKnown()) {
+      // The counters land in this.#counters, given to the socket at creation.
+      const n = statsOf(req.index);
       if (n >= 0) return statsFromCounters(this.#counters);
     }
     return this.#linkStatsSync(ifname, opts?.bigint === true);
@@ -666,7 +681,7 @@ export class NetworkNamespace implements AsyncDisposable {
       if (useGetStats()) {
         for (let attempt = 0; ; attempt++) {
           const req = this.#statsReqSync(rtnl, ifname, what);
-          const n = this.#readSync(rtnl, req, what, bigint);
+          const n = this.#readSync(rtnl, req.bytes, what, bigint);
           if (typeof n !== 'number') return n;
           if (noteGetStats(n)) break; // no RTM_GETSTATS: RTM_GETLINK from now on
           if (n === ENODEV && attempt === 0) {
@@ -720,7 +735,7 @@ export class NetworkNamespace implements AsyncDisposable {
     const req = this.#statsReqs.get(ifname);
     // The hot path: no async function, no await, one native call.
     if (ch?.idle && req !== undefined && opts?.bigint !== true && getStatsKnown()) {
-      const n = ch.statsNow(req, this.#counters);
+      const n = ch.statsNow(req.bytes, this.#counters);
       if (n >= 0) return Promise.resolve(statsFromCounters(this.#counters));
       if (n === native.STATS_PENDING) return this.#linkStatsAsync(ifname, false, ch.lastSeq);
       if (n === ENODEV) this.#statsReqs.delete(ifname);
@@ -742,7 +757,7 @@ export class NetworkNamespace implements AsyncDisposable {
           let reply: Buffer;
           if (pending !== undefined && attempt === 0) reply = await ch.reply(pending);
           else {
-            reply = await ch.request(await this.#statsReqAsync(ch, ifname, what));
+            reply = await ch.request((await this.#statsReqAsync(ch, ifname, what)).bytes);
           }
           const n = decodeOrErrno(reply, reply.length, what, bigint);
           if (typeof n !== 'number') {
@@ -766,8 +781,8 @@ export class NetworkNamespace implements AsyncDisposable {
 
   /**
    * A sweep: the counters of IFNAME in each of NAMESPACES, read in one
-   * native call per {@link LinkStatsSweep.readSync} (every request sent
-   * first, then every reply collected): the way to sample many containers.
+   * native call per {@link LinkStatsSweep.readSync} (each request sent and
+   * its reply read in turn): the way to sample many containers.
    * Made once, read as often as wanted; the namespaces stay the caller's.
    */
   static statsSweep(namespaces: readonly NetworkNamespace[], ifname = 'eth0'): LinkStatsSweep {
@@ -787,7 +802,7 @@ export class NetworkNamespace implements AsyncDisposable {
         const what = `reading statistics of '${ifname}' in '${ns.path}'`;
         const req = ns.#statsReqSync(ns.#rtnlSync(), ifname, what);
         chans.push(ns.#chanSync());
-        reqs.push(req);
+        reqs.push(req.bytes);
         where.push(i);
       } catch {
         // read on its own
@@ -832,7 +847,7 @@ export class NetworkNamespace implements AsyncDisposable {
           // the member's request from then on.
           out[i] = alone(i);
           const req = all[i]!.#statsReqs.get(ifname);
-          if (r === ENODEV && req !== undefined) sweep.setRequest(j, req);
+          if (r === ENODEV && req !== undefined) sweep.setRequest(j, req.bytes);
         }
         for (let i = 0; i < n; i++) if (!batched[i]) out[i] = alone(i);
         return out;
@@ -1048,6 +1063,7 @@ export class NetworkNamespace implements AsyncDisposable {
     this.#children.clear();
     this.#rtnl?.close();
     this.#rtnl = undefined;
+    this.#statsOf = undefined;
     this.#chan?.close();
     this.#chan = undefined;
     for (const w of [...this.#watches]) w.close();

@@ -2,6 +2,7 @@
 // linkStats) and RTM_GETLINK (links()) agree with iproute2 on every
 // counter; the name -> index cache follows a link made again under the same
 // name; the sweep agrees with reading each namespace on its own.
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -10,10 +11,18 @@ import {
   type LinkStats,
   NetworkNamespace,
 } from '../../../src/index.js';
-import { linkStatsFields } from '../../../src/netns/rtnl.js';
+import { native } from '../../../src/native.js';
+import { linkStatsFields, statsFromCounters } from '../../../src/netns/rtnl.js';
 import { createTopology, type Topology } from '../../../src/testing/index.js';
 import { inNetns, isRoot, type NetnsDir, tempNetnsDir } from '../../helpers/host.js';
 import { type IpStats64, linkStatsFromIp } from '../../helpers/ip-stats.js';
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const NETLINK_ROUTE = 0;
+const EBADF = 9;
+const ENODEV = 19;
+const EINVAL = 22;
 
 async function ipStats(ns: NetworkNamespace, dev: string): Promise<LinkStats> {
   const s = JSON.parse(
@@ -47,6 +56,18 @@ async function settle(nss: NetworkNamespace[]): Promise<void> {
   for (let i = 0; i < 50; i++) {
     await new Promise((r) => setTimeout(r, 300));
     const now = read();
+    if (now === last) return;
+    last = now;
+  }
+  throw new Error('the counters did not settle within 15 s');
+}
+
+/** Waits until lo's counters in NS stay the same for 300 ms (the connection's last segments). */
+async function settleLo(ns: NetworkNamespace): Promise<void> {
+  let last = JSON.stringify(ns.linkStatsSync('lo'));
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = JSON.stringify(ns.linkStatsSync('lo'));
     if (now === last) return;
     last = now;
   }
@@ -117,6 +138,56 @@ describe.skipIf(!isRoot)('link statistics', () => {
     await ns.deleteLink('x0');
     await ns.addVeth('x0', { name: 'x1' });
     expect(await ns.linkStats('x0')).toEqual(await ipStats(ns, 'x0'));
+  });
+
+  it("the addon's read by index: the counters ip shows, ENODEV, and EINVAL / EBADF as numbers", async () => {
+    const ns = await NetworkNamespace.create({ dir: tmp.dir, name: 'reader' });
+    made.push(ns);
+    await ns.setLinkUp('lo');
+    await traffic(ns, ns, '127.0.0.1', 20_000);
+    await settleLo(ns);
+    const open = () => {
+      const nsfd = openSync(ns.path, 'r');
+      try {
+        return native.socketInSync(nsfd, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+      } finally {
+        closeSync(nsfd);
+      }
+    };
+    const counters = new Float64Array(linkStatsFields.length);
+    const sock = new native.RtnlSocket(open(), counters);
+    const read = sock.statsReader();
+    // lo is ifindex 1 in every namespace.
+    expect(read(1)).toBeGreaterThanOrEqual(23);
+    const ip = await ipStats(ns, 'lo');
+    expect(ip.rxBytes).toBeGreaterThan(20_000);
+    expect(statsFromCounters(counters)).toEqual(ip);
+    expect(read(0x7fff_fff0)).toBe(-ENODEV);
+    expect(read('1' as unknown as number)).toBe(-EINVAL);
+    sock.close();
+    expect(read(1)).toBe(-EBADF);
+    const bare = new native.RtnlSocket(open());
+    expect(bare.statsReader()(1)).toBe(-EINVAL); // no counters to write to
+    bare.close();
+  });
+
+  it('reads while requests on the same socket wait on the libuv pool, each getting its own reply', async () => {
+    const ns = await NetworkNamespace.create({ dir: tmp.dir, name: 'mixed' });
+    made.push(ns);
+    await ns.setLinkUp('lo');
+    ns.linkStatsSync('lo'); // the kept socket, and lo's index cached
+    for (let i = 0; i < 50; i++) {
+      // Queued on the pool, on the socket the synchronous read uses too:
+      // microtask turns let them reach the addon, and their completions
+      // cannot run before the loop turns.
+      const links = ns.links();
+      const addresses = ns.addresses();
+      for (let t = 0; t < 10; t++) await Promise.resolve();
+      const s = ns.linkStatsSync('lo');
+      expect(Object.keys(s)).toEqual([...linkStatsFields]);
+      expect((await links).map((l) => l.name)).toEqual(['lo']);
+      expect((await addresses).map((a) => a.address).sort()).toEqual(['127.0.0.1', '::1']);
+    }
   });
 
   it('a sweep reads every namespace in one call, as each reads on its own', async () => {
