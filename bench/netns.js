@@ -383,36 +383,18 @@ try {
       `<= 3x: ${goal(jsAsync <= 3 * statsFloor)}`,
     ],
   ];
+  // A row of one measured part of the read: its time and its ratio to the floor.
+  const part = (label, key) => [label, fmtUs(s.get(key)), ratio(s.get(key), statsFloor), ''];
   if (internals) {
     if (Number.isFinite(s.get('rawStatsOf'))) {
       statsRows.push(
-        [
-          '  native RTM_GETSTATS read alone (statsReader)',
-          fmtUs(s.get('rawStatsOf')),
-          ratio(s.get('rawStatsOf'), statsFloor),
-          '',
-        ],
-        [
-          '  the LinkStats object alone (statsFromCounters)',
-          fmtUs(s.get('buildOnly')),
-          ratio(s.get('buildOnly'), statsFloor),
-          '',
-        ],
+        part('  native RTM_GETSTATS read alone (statsReader)', 'rawStatsOf'),
+        part('  the LinkStats object alone (statsFromCounters)', 'buildOnly'),
       );
     }
     statsRows.push(
-      [
-        '  native request() alone (RTM_GETLINK)',
-        fmtUs(s.get('rawRequest')),
-        ratio(s.get('rawRequest'), statsFloor),
-        '',
-      ],
-      [
-        '  decodeLinkStats alone (RTM_GETLINK reply)',
-        fmtUs(s.get('decodeOnly')),
-        ratio(s.get('decodeOnly'), statsFloor),
-        '',
-      ],
+      part('  native request() alone (RTM_GETLINK)', 'rawRequest'),
+      part('  decodeLinkStats alone (RTM_GETLINK reply)', 'decodeOnly'),
     );
   }
   statsRows.push(

@@ -207,7 +207,10 @@ int main(int argc, char **argv) {
       close(nsfd);
     }
     if (setns(home, CLONE_NEWNET) != 0) die("setns home");
-    if (strcmp(mode, "sweepstats") == 0) {
+    // sweepstats sends every request, then reads every reply; sweepstats1
+    // reads each reply right after its request (what podnet's sweep does).
+    int interleaved = strcmp(mode, "sweepstats1") == 0;
+    if (interleaved || strcmp(mode, "sweepstats") == 0) {
       double *t = malloc(sizeof(double) * batches);
       struct sockaddr_nl k = {.nl_family = AF_NETLINK};
       for (int b = -1; b < batches; b++) {  // sweep -1 is the warm-up
@@ -217,28 +220,13 @@ int main(int argc, char **argv) {
           struct nlmsghdr *h = (struct nlmsghdr *)reqs[i];
           h->nlmsg_seq = s;
           if (sendto(fds[i], h, h->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) die("sendto");
+          if (interleaved) collect_stats(fds[i], s);
         }
-        for (int i = 0; i < nns; i++) collect_stats(fds[i], s);
+        if (!interleaved)
+          for (int i = 0; i < nns; i++) collect_stats(fds[i], s);
         if (b >= 0) t[b] = now_us() - t0;
       }
-      print("sweepstats", t, batches, 1, 0);
-      return 0;
-    }
-    if (strcmp(mode, "sweepstats1") == 0) {
-      double *t = malloc(sizeof(double) * batches);
-      struct sockaddr_nl k = {.nl_family = AF_NETLINK};
-      for (int b = -1; b < batches; b++) {  // sweep -1 is the warm-up
-        double t0 = now_us();
-        uint32_t s = ++seq;
-        for (int i = 0; i < nns; i++) {
-          struct nlmsghdr *h = (struct nlmsghdr *)reqs[i];
-          h->nlmsg_seq = s;
-          if (sendto(fds[i], h, h->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) die("sendto");
-          collect_stats(fds[i], s);
-        }
-        if (b >= 0) t[b] = now_us() - t0;
-      }
-      print("sweepstats1", t, batches, 1, 0);
+      print(mode, t, batches, 1, 0);
       return 0;
     }
     build_getlink(ifname);
