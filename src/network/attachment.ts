@@ -155,20 +155,8 @@ export class Attachment implements AsyncDisposable {
   async stats(options: StatsOptions = {}): Promise<ContainerStats> {
     const links = await (await this.openNetns()).links();
     const fwd = await this.#forwarderStats();
-    const ports = fwd?.ports.map(
-      (p): PublishedPortStats => ({
-        hostIP: p.hostIP,
-        hostPort: p.hostPort,
-        containerPort: p.containerPort,
-        protocol: p.protocol,
-        connections: p.connections,
-        active: p.active,
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        rxDatagrams: p.rxDatagrams,
-        txDatagrams: p.txDatagrams,
-      }),
-    );
+    // Copies: the caller's to keep, whatever the forwarder does next.
+    const ports = fwd?.ports.map((p): PublishedPortStats => ({ ...p }));
     const via = publishedVia(this.#state, fwd !== undefined);
     return summarizeStats(links, options, {
       ...(via === undefined ? {} : { publishedVia: via }),

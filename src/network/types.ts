@@ -5,6 +5,7 @@ import type { CniResult } from '../cni/index.js';
 import type { TraceContext } from '../diagnostics.js';
 import type { LinkStats } from '../netns/index.js';
 import type { PortMapping } from '../ports.js';
+import type { ForwardedPortStats } from '../rootless/forwarder/job.js';
 
 export type { PortMapping } from '../ports.js';
 
@@ -315,26 +316,10 @@ export type PublishedVia = string;
 
 /**
  * Counters of one port published by podnet's forwarder, in the container's
- * view: rx is what clients sent to the container, tx what went back.
+ * view: rx is what clients sent to the container, tx what went back (the
+ * forwarder's own per-port counters, as ContainerStats carries them).
  */
-export interface PublishedPortStats {
-  hostIP: string;
-  hostPort: number;
-  containerPort: number;
-  protocol: 'tcp' | 'udp';
-  /** TCP connections relayed since the forwarder started. */
-  connections: number;
-  /** Of which are open now. */
-  active: number;
-  /** Bytes towards the container (UDP: payloads). */
-  rxBytes: number;
-  /** Bytes back to the clients. */
-  txBytes: number;
-  /** UDP datagrams towards the container. */
-  rxDatagrams: number;
-  /** UDP datagrams back to the clients. */
-  txDatagrams: number;
-}
+export interface PublishedPortStats extends ForwardedPortStats {}
 
 /**
  * Statistics of a container: every non-loopback interface (and lo, flagged,
