@@ -30,6 +30,28 @@ function cppDecode(buf: Buffer): number[] | 'error' {
   return n >= 0 ? Object.values(statsFromCounters(out)) : 'error';
 }
 
+// The C++ and TypeScript decoders agree on every truncation of BASE and on
+// random byte edits of it.
+function agreesOnDamage(base: Buffer): void {
+  for (let n = 0; n < base.length; n++) {
+    const b = base.subarray(0, n);
+    expect(cppDecode(b)).toEqual(tsDecode(b));
+  }
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
+        maxLength: 12,
+      }),
+      (edits) => {
+        const b = Buffer.from(base);
+        for (const [at, v] of edits) b[at] = v;
+        expect(cppDecode(b)).toEqual(tsDecode(b));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+}
+
 describe('the C++ statistics decoder', () => {
   it('reads the captured reply as the TypeScript decoder does', () => {
     const buf = Buffer.from(captured.v0, 'hex');
@@ -44,24 +66,7 @@ describe('the C++ statistics decoder', () => {
   });
 
   it('agrees with the TypeScript decoder on every truncation and on random corruption', () => {
-    const base = Buffer.from(captured.v0, 'hex');
-    for (let n = 0; n < base.length; n++) {
-      const b = base.subarray(0, n);
-      expect(cppDecode(b)).toEqual(tsDecode(b));
-    }
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
-          maxLength: 12,
-        }),
-        (edits) => {
-          const b = Buffer.from(base);
-          for (const [at, v] of edits) b[at] = v;
-          expect(cppDecode(b)).toEqual(tsDecode(b));
-        },
-      ),
-      { numRuns: 3000 },
-    );
+    agreesOnDamage(Buffer.from(captured.v0, 'hex'));
   });
 
   it('checks its arguments', () => {
@@ -88,23 +93,6 @@ describe('the C++ statistics decoder on RTM_GETSTATS replies', () => {
   });
 
   it('agrees with the TypeScript decoder on every truncation and on random corruption', () => {
-    const base = Buffer.from(events.getstatsLo, 'hex');
-    for (let n = 0; n < base.length; n++) {
-      const b = base.subarray(0, n);
-      expect(cppDecode(b)).toEqual(tsDecode(b));
-    }
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
-          maxLength: 12,
-        }),
-        (edits) => {
-          const b = Buffer.from(base);
-          for (const [at, v] of edits) b[at] = v;
-          expect(cppDecode(b)).toEqual(tsDecode(b));
-        },
-      ),
-      { numRuns: 3000 },
-    );
+    agreesOnDamage(Buffer.from(events.getstatsLo, 'hex'));
   });
 });
