@@ -6,27 +6,9 @@ import { readdirSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type NetlinkEvent, type NetlinkWatch, NetworkNamespace } from '../../../src/index.js';
 import { inNetns, isRoot, type NetnsDir, tempNetnsDir, uniq } from '../../helpers/host.js';
+import { eventLabel } from '../../helpers/netlink-events.js';
 
-/** A short label of an event, for comparing sequences. */
-function label(ev: NetlinkEvent): string {
-  switch (ev.type) {
-    case 'link-added':
-    case 'link-changed':
-    case 'link-removed':
-      return `${ev.type} ${ev.link.name}${ev.link.up ? ' up' : ''}`;
-    case 'address-added':
-    case 'address-removed':
-      return `${ev.type} ${ev.address.address}/${ev.address.prefixLength}`;
-    case 'route-added':
-    case 'route-removed':
-      return `${ev.type} ${ev.route.destination}/${ev.route.prefixLength}`;
-    case 'neighbor-added':
-    case 'neighbor-removed':
-      return `${ev.type} ${ev.neighbor.address}`;
-    default:
-      return ev.type;
-  }
-}
+const label = (ev: NetlinkEvent): string => eventLabel(ev);
 
 /** Events of W up to and including the first for which `last` is true. */
 async function until(

@@ -16,6 +16,7 @@ import {
 } from '../../../src/netns/rtnl-events.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { linkStatsFromIp } from '../../helpers/ip-stats.js';
+import { eventLabel } from '../../helpers/netlink-events.js';
 
 // Datagrams captured from a real kernel by fixtures/netlink/capture-events.mjs.
 const captured = JSON.parse(readFileSync(fixture('netlink/events.json'), 'utf8')) as {
@@ -41,26 +42,7 @@ function eventsOf(datagrams: string[], listed = false): NetlinkEvent[] {
   return out;
 }
 
-/** A short label of an event, for comparing sequences. */
-function label(ev: NetlinkEvent): string {
-  switch (ev.type) {
-    case 'link-added':
-    case 'link-changed':
-    case 'link-removed':
-      return `${ev.type} ${ev.link.name}${ev.link.up ? ' up' : ''}`;
-    case 'address-added':
-    case 'address-removed':
-      return `${ev.type} ${ev.address.address}/${ev.address.prefixLength}`;
-    case 'route-added':
-    case 'route-removed':
-      return `${ev.type} ${ev.route.destination}/${ev.route.prefixLength} table ${ev.route.table}`;
-    case 'neighbor-added':
-    case 'neighbor-removed':
-      return `${ev.type} ${ev.neighbor.address}`;
-    default:
-      return ev.type;
-  }
-}
+const label = (ev: NetlinkEvent): string => eventLabel(ev, { table: true });
 
 const stepEvents = (step: string): NetlinkEvent[] =>
   eventsOf(captured.events.find((e) => e.step.startsWith(step))!.datagrams);
