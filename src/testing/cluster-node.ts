@@ -151,8 +151,12 @@ export class ClusterNode {
       added = true;
       const result = normalizeResult(raw);
       const ip = result.ips[0]?.address.split('/')[0];
-      // The bridge plugin lists the bridge, the host end and the pod end, in that order.
-      const hostEnd = result.interfaces.find((i) => i.sandbox === undefined && i.name !== 'cni0');
+      // The pod's veth's host end: of the interfaces the result puts on the
+      // node (a bridge plugin's bridge too, whatever its name), the veth.
+      const veths = new Set(
+        (await this.ns.links()).filter((l) => l.kind === 'veth').map((l) => l.name),
+      );
+      const hostEnd = result.interfaces.find((i) => i.sandbox === undefined && veths.has(i.name));
       if (ip === undefined || hostEnd === undefined)
         throw new InvalidArgumentError(
           `the plugin's result for pod '${name}' has no address or no host-side interface`,
